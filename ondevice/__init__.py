@@ -1,0 +1,35 @@
+"""ondevice: run small language models on the device in your hands, offline.
+
+    import ondevice
+    with ondevice.load("smollm2-135m") as m:
+        print(m.chat([{"role": "user", "content": "What is the capital of France?"}]).text)
+
+Heavy runtimes are imported only when a model of their format is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Nothing in ondevice may download weights at run time; transformers and the HF hub must stay offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from ondevice.backends import Generation, SamplingParams, StreamEvent, Timings, register_backend  # noqa: E402
+from ondevice.errors import (  # noqa: E402
+    BackendUnavailable, ContextOverflow, InvalidInput, InvalidModelFile, ModelNotFound, OnDeviceError,
+    UnsupportedOperation,
+)
+from ondevice.model import Model, TextStream, load  # noqa: E402
+from ondevice.model_info import ModelInfo  # noqa: E402
+from ondevice.options import RuntimeOptions  # noqa: E402
+from ondevice.store import ALIASES, DEFAULT_EMBED_MODEL, DEFAULT_MODEL, resolve  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "load", "Model", "TextStream", "Generation", "SamplingParams", "StreamEvent", "Timings", "ModelInfo",
+    "RuntimeOptions", "register_backend", "resolve", "ALIASES", "DEFAULT_MODEL", "DEFAULT_EMBED_MODEL",
+    "OnDeviceError", "ModelNotFound", "InvalidModelFile", "ContextOverflow", "UnsupportedOperation",
+    "BackendUnavailable", "InvalidInput", "__version__",
+]

@@ -1,0 +1,3 @@
+from ondevice.cli.main import main
+
+main()

@@ -1,0 +1,88 @@
+"""Choose runtime settings for this machine: threads, context length and device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ondevice.cpu import detect_cpu
+from ondevice.model_info import ModelInfo
+
+# Room left for the OS, the Python process and llama.cpp's compute buffers when sizing the context.
+RAM_HEADROOM_BYTES = 1 << 30
+MIN_CTX = 256
+
+
+@dataclass
+class Memory:
+    total_bytes: int
+    available_bytes: int
+
+
+def memory() -> Memory:
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return Memory(total_bytes=int(vm.total), available_bytes=int(vm.available))
+
+
+def default_threads() -> int:
+    """Physical cores: hyper-threads share the same vector units and memory bus, and add little to decode."""
+    return max(1, detect_cpu().physical_cores)
+
+
+def choose_context(info: ModelInfo, requested: int | None, available_bytes: int | None = None) -> int:
+    """The requested context, or the trained length capped so weights + f16 KV cache fit in available RAM."""
+    trained = info.context_length or 2048
+    if requested is not None:
+        return int(requested)
+    available = memory().available_bytes if available_bytes is None else available_bytes
+    budget = available - info.size_bytes - RAM_HEADROOM_BYTES
+    per_token = info.kv_bytes_per_token() or 1
+    fits = int(budget // per_token) if budget > 0 else MIN_CTX
+    ctx = max(MIN_CTX, min(trained, fits))
+    return ctx - ctx % 256 if ctx > 256 else ctx
+
+
+# ONNX Runtime execution providers that put work on an NPU or GPU, in order of preference.
+ACCELERATOR_PROVIDERS = ("QNNExecutionProvider", "OpenVINOExecutionProvider", "CoreMLExecutionProvider",
+                         "DmlExecutionProvider", "CUDAExecutionProvider")
+PROVIDER_ALIASES = {
+    "qnn": "QNNExecutionProvider", "npu": "QNNExecutionProvider", "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider", "dml": "DmlExecutionProvider", "directml": "DmlExecutionProvider",
+    "cuda": "CUDAExecutionProvider", "gpu": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider",
+}
+
+
+def onnx_providers() -> list[str]:
+    try:
+        import onnxruntime
+
+        return list(onnxruntime.get_available_providers())
+    except Exception:
+        return []
+
+
+def choose_onnx_provider(device: str, available: list[str] | None = None) -> str:
+    """Map a device request onto an available ONNX Runtime provider; "auto" prefers an accelerator."""
+    from ondevice.errors import BackendUnavailable
+
+    available = onnx_providers() if available is None else available
+    if device == "auto":
+        for provider in ACCELERATOR_PROVIDERS:
+            if provider in available:
+                return provider
+        return "CPUExecutionProvider"
+    wanted = PROVIDER_ALIASES.get(device.lower(), device)
+    if wanted not in available:
+        raise BackendUnavailable(f"device {device!r} ({wanted}) is not offered by this onnxruntime; "
+                                 f"available: {', '.join(available) or 'none'}")
+    return wanted
+
+
+def llama_gpu_offload_supported() -> bool:
+    try:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception:
+        return False

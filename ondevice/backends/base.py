@@ -1,0 +1,125 @@
+"""The one interface every runtime implements, and the plain data it returns."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator, Sequence
+
+import numpy as np
+
+from ondevice.errors import UnsupportedOperation
+from ondevice.model_info import ModelInfo
+from ondevice.options import RuntimeOptions
+from ondevice.store import ModelRef
+
+
+@dataclass
+class SamplingParams:
+    """How to pick tokens. temperature 0 means greedy (deterministic)."""
+
+    max_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Timings:
+    """Wall-clock timings of one generation, in milliseconds."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float = 0.0       # request start -> first generated token available
+    prompt_ms: float = 0.0     # prompt evaluation
+    decode_ms: float = 0.0     # first token -> last token
+    total_ms: float = 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        steps = self.completion_tokens - 1
+        return steps * 1000.0 / self.decode_ms if steps > 0 and self.decode_ms > 0 else 0.0
+
+    @property
+    def prompt_tokens_per_s(self) -> float:
+        return self.prompt_tokens * 1000.0 / self.prompt_ms if self.prompt_ms > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "ttft_ms": round(self.ttft_ms, 2), "prompt_ms": round(self.prompt_ms, 2),
+            "decode_ms": round(self.decode_ms, 2), "total_ms": round(self.total_ms, 2),
+            "prompt_tokens_per_s": round(self.prompt_tokens_per_s, 2),
+            "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
+        }
+
+
+@dataclass
+class StreamEvent:
+    """One step of a streamed generation: new text (possibly empty while a UTF-8 sequence is incomplete)."""
+
+    text: str
+    token: int | None = None
+    finish_reason: str | None = None  # set on the last event: "stop" or "length"
+    timings: Timings | None = None    # set on the last event
+
+
+@dataclass
+class Generation:
+    """A finished generation."""
+
+    text: str
+    finish_reason: str
+    tokens: list[int]
+    timings: Timings
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "finish_reason": self.finish_reason, "tokens": len(self.tokens),
+                "timings": self.timings.to_dict()}
+
+
+class Backend(ABC):
+    """A loaded model in one runtime. Subclasses register by name in `ondevice.backends`.
+
+    Text generation backends implement `stream`, `tokenize`, `detokenize`, `render_chat`; encoders implement
+    `embed`. The rest raise UnsupportedOperation with a clear message.
+    """
+
+    name: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]
+
+    def __init__(self, ref: ModelRef, info: ModelInfo, options: RuntimeOptions):
+        self.ref = ref
+        self.info = info
+        self.options = options
+        self.device = "cpu"
+        self.n_ctx = 0
+
+    # --- text generation -------------------------------------------------------------------------------------
+    def stream(self, prompt: str | Sequence[int], params: SamplingParams) -> Iterator[StreamEvent]:
+        raise UnsupportedOperation(f"{self.ref.name}: the {self.name} backend does not generate text")
+
+    def render_chat(self, messages: list[dict]) -> str:
+        """Format chat messages into a prompt with the model's own chat template."""
+        raise UnsupportedOperation(f"{self.ref.name}: the {self.name} backend has no chat template")
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        raise UnsupportedOperation(f"{self.ref.name}: the {self.name} backend has no tokenizer")
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        raise UnsupportedOperation(f"{self.ref.name}: the {self.name} backend has no tokenizer")
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Logits for every position of `tokens` (shape [len(tokens), vocab]), from an empty context."""
+        raise UnsupportedOperation(f"{self.ref.name}: the {self.name} backend does not expose logits")
+
+    # --- embeddings -------------------------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        raise UnsupportedOperation(f"{self.ref.name} does not produce embeddings (use an embedding model such as "
+                                   f"minilm-l6)")
+
+    @abstractmethod
+    def close(self) -> None:
+        """Free the runtime's memory. Safe to call twice."""

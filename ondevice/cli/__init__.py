@@ -1,0 +1,1 @@
+"""The `ondevice` command line: one thin client of the library."""

@@ -1,0 +1,36 @@
+"""`ondevice doctor`."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from ondevice.cli.common import console, print_json
+from ondevice.doctor import diagnose
+
+
+@click.command("doctor")
+@click.option("--json", "as_json", is_flag=True)
+def doctor_command(as_json):
+    """This machine: CPU, ISA, RAM, memory bandwidth, runtimes, devices, and hazards."""
+    report = diagnose()
+    if as_json:
+        print_json(report)
+        return
+    table = Table("check", "result", show_header=False)
+    table.add_row("OS / Python", f"{report.os} / {report.python}")
+    table.add_row("CPU", f"{report.cpu} ({report.arch}), {report.cores['physical']} physical / "
+                         f"{report.cores['logical']} logical cores")
+    table.add_row("ISA", " ".join(report.isa) or "-")
+    table.add_row("RAM", f"{report.ram_available_gb:.1f} GB available of {report.ram_total_gb:.1f} GB")
+    table.add_row("Memory bandwidth", f"{report.bandwidth_gbps:.1f} GB/s")
+    llama = report.llama_cpp
+    table.add_row("llama.cpp", f"llama-cpp-python {llama.version}, GPU offload: {'yes' if llama.gpu_offload else 'no'}"
+                  if llama.installed else "not installed")
+    if llama.installed:
+        on = [k for k, v in llama.features.items() if v and k.isupper()]
+        table.add_row("libllama features", " ".join(on))
+    table.add_row("onnxruntime", f"{report.onnxruntime_version} (genai {report.onnxruntime_genai_version}); "
+                                 f"providers: {', '.join(report.onnxruntime_providers)}")
+    table.add_row("Hazards", "\n".join(report.hazards) or "none found")
+    console.print(table)

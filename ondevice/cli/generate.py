@@ -1,0 +1,79 @@
+"""`ondevice run` and `ondevice chat`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+import ondevice
+from ondevice.cli.common import err_console, print_json, runtime_options
+
+
+@click.command("run")
+@click.argument("model")
+@click.argument("prompt")
+@click.option("--max-tokens", "-n", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=None)
+@click.option("--stop", multiple=True, help="Stop string (repeatable).")
+@click.option("--raw", is_flag=True, help="Send PROMPT as-is instead of through the chat template.")
+@click.option("--json", "as_json", is_flag=True, help="Print text, tokens and timings as JSON.")
+@runtime_options
+def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, raw, as_json, n_ctx, threads, device):
+    """Answer PROMPT with MODEL, streaming to stdout.
+
+    Chat models get PROMPT as a user message through their chat template; base models (no template) or --raw
+    complete the text directly.
+    """
+    with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device) as m:
+        kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=list(stop))
+        use_chat = m.info.has_chat_template and not raw
+        call = (lambda **kw: m.chat([{"role": "user", "content": prompt}], **kw)) if use_chat else \
+            (lambda **kw: m.generate(prompt, **kw))
+        if as_json:
+            result = call(**kwargs)
+            print_json({"model": m.name, "backend": m.backend_name, "device": m.device, **result.to_dict()})
+            return
+        stream = call(stream=True, **kwargs)
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        t = stream.result.timings
+        err_console.print(f"[dim]{t.completion_tokens} tokens, {t.decode_tokens_per_s:.1f} tok/s, "
+                          f"TTFT {t.ttft_ms:.0f} ms ({m.backend_name} on {m.device})[/dim]")
+
+
+@click.command("chat")
+@click.argument("model", default=ondevice.DEFAULT_MODEL)
+@click.option("--system", default=None, help="System prompt.")
+@click.option("--max-tokens", "-n", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@runtime_options
+def chat_command(model, system, max_tokens, temperature, n_ctx, threads, device):
+    """Interactive chat with history. Empty line or Ctrl-D ends; Ctrl-C stops the current answer."""
+    history = [{"role": "system", "content": system}] if system else []
+    with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device) as m:
+        err_console.print(f"[dim]{m.name} ({m.backend_name} on {m.device}, ctx {m.n_ctx}). Empty line to quit.[/dim]")
+        while True:
+            try:
+                line = input("> ")
+            except EOFError:
+                break
+            if not line.strip():
+                break
+            history.append({"role": "user", "content": line})
+            stream = m.chat(history, max_tokens=max_tokens, temperature=temperature, stream=True)
+            answer = []
+            try:
+                for piece in stream:
+                    answer.append(piece)
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+            except KeyboardInterrupt:
+                stream.close()
+                sys.stdout.write(" [stopped]")
+            sys.stdout.write("\n")
+            history.append({"role": "assistant", "content": "".join(answer)})

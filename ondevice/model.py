@@ -1,0 +1,222 @@
+"""The public model object: load once, generate many, close."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ondevice.backends import Backend, Generation, SamplingParams, StreamEvent, backend_class, backend_for_format
+from ondevice.errors import BackendUnavailable, InvalidInput
+from ondevice.model_info import ModelInfo, read_info
+from ondevice.options import RuntimeOptions
+from ondevice.store import ModelRef, resolve
+
+# Formats that are not run directly but converted once into one that is ("module:function" -> path of the
+# runnable model). HF folders become GGUF (LLMs) or ONNX (encoders) through the quantize package.
+MATERIALIZERS: dict[str, str] = {"hf": "quantize.materialize:to_runnable"}
+
+
+class TextStream:
+    """Iterates over text pieces as they decode; after the loop, `.result` holds the whole Generation."""
+
+    def __init__(self, events: Iterator[StreamEvent]):
+        self._events = events
+        self.result: Generation | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        pieces: list[str] = []
+        tokens: list[int] = []
+        for event in self._events:
+            if event.token is not None:
+                tokens.append(event.token)
+            if event.text:
+                pieces.append(event.text)
+                yield event.text
+            if event.finish_reason is not None:
+                self.result = Generation("".join(pieces), event.finish_reason, tokens, event.timings)
+
+    def close(self) -> None:
+        """Stop the generation early (the backend frees its state at the next step)."""
+        close = getattr(self._events, "close", None)
+        if close:
+            close()
+
+
+def _check_messages(messages: Sequence[dict]) -> list[dict]:
+    if not messages:
+        raise InvalidInput("messages is empty: give at least one {'role': ..., 'content': ...}")
+    checked = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) \
+                or not isinstance(message.get("content"), str):
+            raise InvalidInput(f"message {i} must be a dict with string 'role' and 'content'")
+        if message["role"] not in ("system", "user", "assistant", "tool"):
+            raise InvalidInput(f"message {i}: unknown role {message['role']!r}")
+        checked.append({"role": message["role"], "content": message["content"]})
+    return checked
+
+
+class Model:
+    """A loaded model. Use as a context manager, or call close() when done."""
+
+    def __init__(self, backend: Backend):
+        self._backend = backend
+        self._closed = False
+
+    # --- facts ------------------------------------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        return self._backend.info
+
+    @property
+    def name(self) -> str:
+        return self._backend.ref.alias or self._backend.ref.name
+
+    @property
+    def ref(self) -> ModelRef:
+        return self._backend.ref
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend.name
+
+    @property
+    def device(self) -> str:
+        """Where the model runs, e.g. "cpu" or "QNNExecutionProvider"."""
+        return self._backend.device
+
+    @property
+    def n_ctx(self) -> int:
+        return self._backend.n_ctx
+
+    @property
+    def threads(self) -> int | None:
+        return self._backend.options.threads
+
+    @property
+    def backend(self) -> Backend:
+        """The runtime object (for tools such as bench that need low-level access)."""
+        return self._backend
+
+    # --- generation -------------------------------------------------------------------------------------------
+    def generate(self, prompt: str, max_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int | None = None, stop: str | Sequence[str] | None = None, stream: bool = False,
+                 top_k: int = 0) -> Generation | TextStream:
+        """Complete `prompt`. With stream=True returns a TextStream that yields text pieces as they decode."""
+        params = self._params(max_tokens, temperature, top_p, seed, stop, top_k)
+        if not isinstance(prompt, str):
+            raise InvalidInput("prompt must be a string")
+        return self._run(prompt, params, stream)
+
+    def chat(self, messages: Sequence[dict], max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
+             seed: int | None = None, stop: str | Sequence[str] | None = None, stream: bool = False,
+             top_k: int = 0) -> Generation | TextStream:
+        """Answer a conversation, formatted with the model's own chat template."""
+        prompt = self._backend.render_chat(_check_messages(messages))
+        params = self._params(max_tokens, temperature, top_p, seed, stop, top_k)
+        return self._run(prompt, params, stream)
+
+    def stream_events(self, prompt: str, params: SamplingParams) -> Iterator[StreamEvent]:
+        """Low-level streaming with token ids and timings (used by the server and bench)."""
+        self._check_open()
+        return self._backend.stream(prompt, params)
+
+    def render_chat(self, messages: Sequence[dict]) -> str:
+        return self._backend.render_chat(_check_messages(messages))
+
+    def _params(self, max_tokens, temperature, top_p, seed, stop, top_k) -> SamplingParams:
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise InvalidInput(f"max_tokens must be a positive integer, got {max_tokens!r}")
+        if temperature < 0:
+            raise InvalidInput(f"temperature must be >= 0, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise InvalidInput(f"top_p must be in (0, 1], got {top_p}")
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        return SamplingParams(max_tokens, float(temperature), float(top_p), int(top_k), seed, stops)
+
+    def _run(self, prompt: str, params: SamplingParams, stream: bool) -> Generation | TextStream:
+        self._check_open()
+        text_stream = TextStream(self._backend.stream(prompt, params))
+        if stream:
+            return text_stream
+        for _ in text_stream:
+            pass
+        return text_stream.result
+
+    # --- other capabilities -----------------------------------------------------------------------------------
+    def embed(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Embeddings, one row per text (L2-normalised for sentence-embedding models)."""
+        self._check_open()
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise InvalidInput("embed() needs at least one text")
+        return self._backend.embed(texts)
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        self._check_open()
+        return self._backend.tokenize(text, add_special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        self._check_open()
+        return self._backend.detokenize(tokens)
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Logits at every position of `tokens`, shape [len(tokens), vocab]."""
+        self._check_open()
+        return self._backend.logits(tokens)
+
+    # --- lifetime ---------------------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidInput("this model is closed")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ondevice.Model {self.name} backend={self.backend_name} device={self.device} n_ctx={self.n_ctx}>"
+
+
+def _materialize(ref: ModelRef) -> ModelRef:
+    target = MATERIALIZERS.get(ref.format)
+    if target is None:
+        return ref
+    module_name, _, func_name = target.partition(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except ImportError:
+        raise BackendUnavailable(f"{ref.name}: running a {ref.format!r} model needs the quantize extra "
+                                 f"(pip install 'ondevice-toolkit[quantize]')") from None
+    path = func(ref.path)
+    return ModelRef(ref.name, path, resolve(path).format, ref.alias)
+
+
+def load(model: str | os.PathLike = "smollm2-135m", n_ctx: int | None = None, threads: int | None = None,
+         device: str = "auto", backend: str | None = None, **options) -> Model:
+    """Load a model by alias or path and return a ready Model.
+
+    threads defaults to the physical core count; n_ctx to the trained context capped to fit in available RAM;
+    device="auto" uses an NPU/GPU when the runtime offers one, else the CPU (see `Model.device`).
+    Extra keyword options are fields of RuntimeOptions (logits_all, embedding, use_mmap).
+    """
+    from ondevice.autoconfig import default_threads
+
+    ref = _materialize(resolve(model))
+    info = read_info(ref)
+    opts = RuntimeOptions(n_ctx=n_ctx, threads=threads or default_threads(), device=device, backend=backend,
+                          **options)
+    if opts.n_ctx is not None and opts.n_ctx < 16:
+        raise InvalidInput(f"n_ctx must be at least 16, got {opts.n_ctx}")
+    name = backend or backend_for_format(ref.format)
+    return Model(backend_class(name)(ref, info, opts))

@@ -1,0 +1,1 @@
+"""quantize: make models small (convert, quantise, distil) and measure what each step costs in quality."""

@@ -1,0 +1,103 @@
+"""The CLI: real commands, one clear line and exit code 2 on bad input, never a traceback or a crash."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from ondevice.cli.main import cli
+
+
+def run_cli(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_run_streams_the_answer():
+    result = run_cli("run", "smollm2-135m", "What is the capital of France?", "--max-tokens", "24", "--ctx", "512")
+    assert result.exit_code == 0, result.output
+    assert "Paris" in result.stdout
+
+
+def test_run_json_has_text_tokens_and_timings():
+    result = run_cli("run", "smollm2-135m", "What is the capital of France?", "-n", "16", "--ctx", "512", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert "Paris" in data["text"]
+    assert data["tokens"] > 0
+    assert data["timings"]["decode_tokens_per_s"] > 0
+    assert data["backend"] == "gguf"
+
+
+def test_models_list_shows_the_embedded_models():
+    result = run_cli("models", "list", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["smollm2-135m"]["format"] == "gguf"
+    assert rows["smollm2-135m"]["quant"] == "Q4_1"
+    assert rows["minilm-l6"]["format"] == "hf"
+    assert rows["gemma3-270m"]["quant"] == "Q4_K_M"
+
+
+def test_models_info_reads_gguf_metadata():
+    result = run_cli("models", "info", "smollm2-135m", "--json")
+    info = json.loads(result.stdout)
+    assert (info["architecture"], info["n_layers"], info["n_heads"], info["n_kv_heads"]) == ("llama", 30, 9, 3)
+    assert info["context_length"] == 8192
+    assert info["vocab_size"] == 49152
+    assert 130e6 < info["n_params"] < 140e6
+    assert 4.5 < info["bits_per_weight"] < 6.5
+
+
+def test_doctor_json_has_the_documented_keys():
+    result = run_cli("doctor", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in ("cpu", "cores", "ram_total_gb", "ram_available_gb", "bandwidth_gbps", "llama_cpp",
+                "onnxruntime_providers", "hazards"):
+        assert key in report
+    assert report["bandwidth_gbps"] > 0
+    assert "CPUExecutionProvider" in report["onnxruntime_providers"]
+    assert report["llama_cpp"]["installed"] is True
+    assert not any("AMX" in h for h in report["hazards"])  # our build turns AMX off
+
+
+@pytest.fixture()
+def bad_files(tmp_path):
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("this is a text file, not a model\n" * 10)
+    return {"not_gguf": not_gguf}
+
+
+@pytest.fixture()
+def truncated_gguf(tmp_path, smollm2_path):
+    path = tmp_path / "truncated.gguf"
+    with open(smollm2_path, "rb") as src:
+        path.write_bytes(src.read(20_000_000))
+    return path
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "no model named"),
+    ("unknown_alias", "no model named 'llama-99b'"),
+    ("not_gguf", "not a GGUF file"),
+    ("truncated", "truncated GGUF"),
+])
+def test_bad_model_input_is_one_line_and_exit_code_2(case, expected, tmp_path, bad_files, truncated_gguf):
+    model = {"missing": str(tmp_path / "nope.gguf"), "unknown_alias": "llama-99b",
+             "not_gguf": str(bad_files["not_gguf"]), "truncated": str(truncated_gguf)}[case]
+    # A real process: a bad file must never abort or segfault it.
+    proc = subprocess.run([sys.executable, "-m", "ondevice", "run", model, "hi"], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_prompt_longer_than_context_is_exit_code_2():
+    result = run_cli("run", "smollm2-135m", "word " * 600, "--ctx", "256")
+    assert result.exit_code == 2
+    assert "context holds 256" in result.output

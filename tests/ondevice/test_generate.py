@@ -1,0 +1,93 @@
+"""Generation with the embedded SmolLM2 through the public API: real llama.cpp, temperature 0."""
+
+from __future__ import annotations
+
+import pytest
+
+import ondevice
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_chat_answers_paris_at_temperature_zero(smollm2):
+    result = smollm2.chat(QUESTION, max_tokens=32)
+    assert "Paris" in result.text
+    assert result.finish_reason in ("stop", "length")
+    assert result.timings.completion_tokens == len(result.tokens) > 0
+
+
+def test_streaming_yields_the_same_text_as_non_streaming(smollm2):
+    whole = smollm2.chat(QUESTION, max_tokens=40)
+    stream = smollm2.chat(QUESTION, max_tokens=40, stream=True)
+    pieces = list(stream)
+    assert len(pieces) > 1
+    assert "".join(pieces) == whole.text
+    assert stream.result.text == whole.text
+    assert stream.result.tokens == whole.tokens
+
+
+def test_max_tokens_bounds_the_answer_and_reports_length(smollm2):
+    result = smollm2.generate("Once upon a time", max_tokens=5)
+    assert len(result.tokens) == 5
+    assert result.finish_reason == "length"
+
+
+def test_stop_string_ends_the_answer_before_it(smollm2):
+    full = smollm2.generate("List the numbers: 1, 2, 3, 4,", max_tokens=20)
+    assert "6" in full.text
+    stopped = smollm2.generate("List the numbers: 1, 2, 3, 4,", max_tokens=20, stop=["6"])
+    assert stopped.finish_reason == "stop"
+    assert "6" not in stopped.text
+    assert full.text.startswith(stopped.text)
+
+
+def test_same_seed_same_sample_different_seed_differs(smollm2):
+    a = smollm2.generate("My favourite animal is", max_tokens=24, temperature=1.0, seed=7)
+    b = smollm2.generate("My favourite animal is", max_tokens=24, temperature=1.0, seed=7)
+    c = smollm2.generate("My favourite animal is", max_tokens=24, temperature=1.0, seed=8)
+    assert a.text == b.text
+    assert a.text != c.text
+
+
+def test_tokenize_detokenize_round_trip(smollm2):
+    text = "Hello, world! Ünïcödé and numbers 12345."
+    tokens = smollm2.tokenize(text, add_special=False)
+    assert smollm2.detokenize(tokens) == text
+
+
+def test_logits_match_the_greedy_choice(smollm2):
+    tokens = smollm2.tokenize("The capital of France is", add_special=False)
+    logits = smollm2.logits(tokens)
+    assert logits.shape == (len(tokens), smollm2.info.vocab_size)
+    greedy = smollm2.generate("The capital of France is", max_tokens=1)
+    assert int(logits[-1].argmax()) == greedy.tokens[0]
+
+
+def test_prompt_longer_than_context_is_a_clear_error(smollm2):
+    with pytest.raises(ondevice.ContextOverflow, match="context holds 1024"):
+        smollm2.generate("word " * 3000)
+
+
+def test_empty_messages_are_rejected(smollm2):
+    with pytest.raises(ondevice.InvalidInput, match="messages is empty"):
+        smollm2.chat([])
+
+
+def test_context_manager_closes_and_closed_model_refuses_work():
+    with ondevice.load("smollm2-135m", n_ctx=256) as m:
+        assert m.device == "cpu"
+        assert m.threads >= 1
+    with pytest.raises(ondevice.InvalidInput, match="closed"):
+        m.generate("hi")
+
+
+def test_auto_context_is_trained_length_when_ram_allows():
+    with ondevice.load("smollm2-135m") as m:
+        assert m.n_ctx == 8192  # 135M model, KV for 8k tokens is ~90 MB: fits any machine that runs the suite
+
+
+def test_embedding_mode_gguf_gives_normalised_vectors():
+    with ondevice.load("smollm2-135m", n_ctx=256, embedding=True) as m:
+        vectors = m.embed(["a cat", "a dog"])
+    assert vectors.shape == (2, m.info.n_embd)
+    assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-3
