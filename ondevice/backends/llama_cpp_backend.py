@@ -71,12 +71,15 @@ class LlamaCppBackend(Backend):
         super().__init__(ref, info, options)
         self.n_ctx = choose_context(info, options.n_ctx)
         n_gpu_layers = self._gpu_layers(options.device)
+        extra = dict(options.extra)
+        if options.embedding:  # causal LMs default to per-token outputs; one vector per text is what embed() means
+            extra.setdefault("pooling_type", lc.LLAMA_POOLING_TYPE_MEAN)
         try:
             self._llm = lc.Llama(
                 model_path=str(ref.path), n_ctx=self.n_ctx, n_batch=min(512, self.n_ctx),
                 n_ubatch=min(512, self.n_ctx), n_threads=options.threads, n_threads_batch=options.threads,
                 n_gpu_layers=n_gpu_layers, use_mmap=options.use_mmap, embedding=options.embedding,
-                verbose=False, **options.extra,
+                verbose=False, **extra,
             )
         except ValueError as exc:
             raise InvalidModelFile(f"{ref.path}: libllama could not load this GGUF ({exc})") from None

@@ -18,10 +18,12 @@ from ondevice.cli.common import err_console, print_json, runtime_options
 @click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=None)
 @click.option("--stop", multiple=True, help="Stop string (repeatable).")
+@click.option("--system", default=None, help="System prompt (chat models).")
 @click.option("--raw", is_flag=True, help="Send PROMPT as-is instead of through the chat template.")
 @click.option("--json", "as_json", is_flag=True, help="Print text, tokens and timings as JSON.")
 @runtime_options
-def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, raw, as_json, n_ctx, threads, device):
+def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, system, raw, as_json, n_ctx, threads,
+                device):
     """Answer PROMPT with MODEL, streaming to stdout.
 
     Chat models get PROMPT as a user message through their chat template; base models (no template) or --raw
@@ -30,8 +32,9 @@ def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, raw, 
     with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device) as m:
         kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=list(stop))
         use_chat = m.info.has_chat_template and not raw
-        call = (lambda **kw: m.chat([{"role": "user", "content": prompt}], **kw)) if use_chat else \
-            (lambda **kw: m.generate(prompt, **kw))
+        messages = ([{"role": "system", "content": system}] if system else []) + \
+            [{"role": "user", "content": prompt}]
+        call = (lambda **kw: m.chat(messages, **kw)) if use_chat else (lambda **kw: m.generate(prompt, **kw))
         if as_json:
             result = call(**kwargs)
             print_json({"model": m.name, "backend": m.backend_name, "device": m.device, **result.to_dict()})

@@ -105,6 +105,8 @@ def _decodes(model: str | None) -> bool:
     proc = subprocess.run([sys.executable, "-c", SMOKE, model], capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"llama-cpp-python: decode check failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
+    else:
+        print("llama-cpp-python: decode check passed")
     return proc.returncode == 0
 
 

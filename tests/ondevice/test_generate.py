@@ -6,7 +6,10 @@ import pytest
 
 import ondevice
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+# With the template's default system prompt, the first token is a near-tie between "L" and "The" (0.1 logit apart
+# on this CPU), so kernel rounding decides it. A short system prompt gives a clear margin (1.4 logits).
+QUESTION = [{"role": "system", "content": "Answer in one short sentence."},
+            {"role": "user", "content": "What is the capital of France?"}]
 
 
 def test_chat_answers_paris_at_temperature_zero(smollm2):
