@@ -112,7 +112,7 @@ def _from_config(ref: ModelRef, config: dict, fmt: str, quant: str, folder: Path
 
 def _from_hf(ref: ModelRef) -> ModelInfo:
     config = _read_json(ref.path / "config.json")
-    dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32").replace("float", "f").replace("bf16", "bf16")
+    dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32").replace("bfloat", "bf").replace("float", "f")
     return _from_config(ref, config, "hf", dtype, ref.path)
 
 

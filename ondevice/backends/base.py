@@ -24,6 +24,7 @@ class SamplingParams:
     top_k: int = 0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    ignore_eos: bool = False  # keep generating past end-of-generation tokens (benchmarks need exactly max_tokens)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import onnxruntime_genai as og
 from ondevice import chat_template
 from ondevice.autoconfig import choose_onnx_provider
 from ondevice.backends.base import Backend, SamplingParams, StreamEvent, Timings
-from ondevice.backends.llama_cpp_backend import StopMatcher
+from ondevice.backends.stops import StopMatcher
 from ondevice.errors import ContextOverflow, InvalidInput, InvalidModelFile
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
@@ -66,6 +66,8 @@ class OnnxGenaiBackend(Backend):
     def _generator(self, tokens: list[int], params: SamplingParams, max_length: int) -> og.Generator:
         gp = og.GeneratorParams(self._model)
         options = {"max_length": max_length, "do_sample": params.temperature > 0}
+        if params.ignore_eos:  # onnxruntime-genai suppresses EOS until min_length
+            options["min_length"] = max_length
         if params.temperature > 0:
             options.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0)
             if params.seed is not None:
