@@ -1,0 +1,37 @@
+"""`ondevice serve MODEL`: the OpenAI-compatible local server."""
+
+from __future__ import annotations
+
+import click
+
+from ondevice.cli.common import err_console, runtime_options
+from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
+
+
+@click.command("serve")
+@click.argument("model", default=DEFAULT_MODEL)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback exposes the model to your network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--api-key", envvar="ONDEVICE_API_KEY", default=None,
+              help="Require `Authorization: Bearer KEY` on /v1 requests (env ONDEVICE_API_KEY).")
+@click.option("--embed-model", default=DEFAULT_EMBED_MODEL, show_default=True,
+              help="Model for /v1/embeddings (loaded on first use).")
+@click.option("--rag-index", default=None, help="A `ondevice rag` index: enables /v1/rag/query and grounded chat.")
+@click.option("--max-queue", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Requests that may wait for the model; beyond that the server answers 429.")
+@click.option("--max-body", "max_body_bytes", type=click.IntRange(min=1024), default=1 << 20, show_default=True,
+              help="Largest request body in bytes (413 beyond).")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this browser origin (repeatable). Off "
+              "by default.")
+@runtime_options
+def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue, max_body_bytes, cors_origins,
+                  n_ctx, threads, device):
+    """Serve MODEL with the OpenAI API (chat, completions, embeddings, models) on HOST:PORT."""
+    from ondevice.server import ServerSettings, serve
+
+    settings = ServerSettings(model=model, host=host, port=port, api_key=api_key, embed_model=embed_model,
+                              rag_index=rag_index, max_queue=max_queue, max_body_bytes=max_body_bytes,
+                              cors_origins=list(cors_origins), n_ctx=n_ctx, threads=threads, device=device)
+    err_console.print(f"[dim]serving {model} on http://{host}:{port}/v1 (Ctrl-C stops)[/dim]")
+    serve(settings)

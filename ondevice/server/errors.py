@@ -1,0 +1,90 @@
+"""Every failure leaves the server in OpenAI's error shape: {"error": {"message", "type", "param", "code"}}.
+
+`OnDeviceError` subclasses carry their own `http_status` and `code`; request validation follows OpenAI (400 with the
+offending field in `param`); anything unexpected is a 500 with a logged traceback and the process keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ondevice.errors import OnDeviceError
+
+log = logging.getLogger("ondevice.server")
+
+
+class APIError(Exception):
+    """An error the server itself raises (auth, queue full, unknown model, unsupported parameter)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param, self.headers = status, message, code, param, headers
+
+
+def error_type(status: int) -> str:
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+
+
+def error_response(status: int, message: str, code: str | None = None, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, code, param), status_code=status, headers=headers)
+
+
+def from_ondevice(exc: OnDeviceError, param: str | None = None) -> JSONResponse:
+    return error_response(exc.http_status, str(exc), exc.code, param)
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {"msg": "invalid request", "loc": (), "type": "invalid"}
+    if first.get("type") == "json_invalid":
+        return error_response(400, f"We could not parse the JSON body of your request: {first.get('msg')}",
+                              "invalid_json")
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    kind = first.get("type", "")
+    code = "missing_required_parameter" if kind == "missing" else \
+        "invalid_type" if kind.endswith("_type") or kind.endswith("_parsing") else "invalid_value"
+    message = f"Invalid value for {param!r}: {first.get('msg')}" if param else str(first.get("msg"))
+    if kind == "missing":
+        message = f"Missing required parameter: {param!r}"
+    return error_response(400, message, code, param)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception type to the OpenAI error shape."""
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.code, exc.param, exc.headers)
+
+    @app.exception_handler(OnDeviceError)
+    async def _ondevice_error(_: Request, exc: OnDeviceError) -> JSONResponse:
+        return from_ondevice(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), None, None, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error serving %s %s", request.method, request.url.path)
+        return error_response(500, f"internal error: {type(exc).__name__}", "internal_error")

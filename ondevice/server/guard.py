@@ -1,0 +1,74 @@
+"""ASGI middleware that runs before any routing or body parsing: the API key check and the body size limit.
+
+It is plain ASGI (not Starlette's BaseHTTPMiddleware) so streaming responses and client disconnects pass through
+untouched. The body is read here, at most `max_body_bytes` of it, and replayed to the app; a larger body (by its
+Content-Length, or by counting a chunked one) gets 413 without being read further.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from ondevice.server.errors import error_body
+
+PUBLIC_PATHS = ("/health",)
+
+
+async def _send_error(send, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps(error_body(status, message, code)).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """Rejects unauthenticated requests (401) and oversized bodies (413) with the OpenAI error shape."""
+
+    def __init__(self, app, api_key: str | None, max_body_bytes: int):
+        self.app = app
+        self.api_key = api_key
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.api_key and scope["method"] != "OPTIONS" and scope["path"] not in PUBLIC_PATHS \
+                and not self._authorised(headers.get("authorization", "")):
+            await _send_error(send, 401, "Incorrect or missing API key: send `Authorization: Bearer <key>`.",
+                              "invalid_api_key", {"WWW-Authenticate": "Bearer"})
+            return
+        too_big = f"Request body exceeds the limit of {self.max_body_bytes} bytes."
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            await _send_error(send, 413, too_big, "request_too_large")
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away before sending the whole body
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_body_bytes:
+                await _send_error(send, 413, too_big, "request_too_large")
+                return
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # afterwards: the real channel, so disconnects still arrive
+
+        await self.app(scope, replay, send)
+
+    def _authorised(self, authorization: str) -> bool:
+        scheme, _, token = authorization.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())

@@ -1,0 +1,188 @@
+"""POST /v1/chat/completions and POST /v1/completions, plain and streamed (SSE ending with `data: [DONE]`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import AsyncIterator, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from ondevice.backends import SamplingParams
+from ondevice.server import generation, schemas
+from ondevice.server.errors import APIError, error_body
+from ondevice.server.state import ServerState
+
+log = logging.getLogger("ondevice.server")
+router = APIRouter()
+MAX_STOPS = 4                # as OpenAI
+DISCONNECT_CHECK_EVERY = 8   # tokens between disconnect checks of a non-streamed request
+
+
+def sampling(req: schemas.SamplingFields, state: ServerState) -> SamplingParams:
+    """OpenAI sampling fields -> the core's SamplingParams; refuse what we cannot honour."""
+    if req.n != 1:
+        raise APIError(400, "n > 1 is not supported: this server generates one choice per request.",
+                       "unsupported_parameter", "n")
+    if req.logprobs:
+        raise APIError(400, "logprobs are not supported by this server.", "unsupported_parameter", "logprobs")
+    stops = req.stops()
+    if len(stops) > MAX_STOPS:
+        raise APIError(400, f"At most {MAX_STOPS} stop sequences are allowed.", "invalid_value", "stop")
+    temperature, top_p = req.temperature, req.top_p
+    if top_p == 0:  # OpenAI allows top_p=0: only the most likely token, i.e. greedy
+        temperature, top_p = 0.0, 1.0
+    max_tokens = req.max_completion_tokens or req.max_tokens or state.settings.default_max_tokens
+    return SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=req.seed, stop=stops)
+
+
+def usage(run: generation.Run) -> schemas.Usage:
+    t = run.timings
+    prompt, completion = (t.prompt_tokens, t.completion_tokens) if t else (0, run.tokens)
+    return schemas.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def sse(payload: BaseModel | dict) -> str:
+    data = payload.model_dump_json(exclude_none=False) if isinstance(payload, BaseModel) else json.dumps(payload)
+    return f"data: {data}\n\n"
+
+
+class LeasedStream(StreamingResponse):
+    """An SSE response that gives the model back however it ends, even if its body never started (a client that
+    disconnects before the first byte cancels Starlette's streaming task before our generator runs)."""
+
+    def __init__(self, content: AsyncIterator[str], run: generation.Run):
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.run = run
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.run.close()
+
+
+async def stream_body(run: generation.Run, chunk: Callable[[str | None, str | None], BaseModel],
+                      final_usage: Callable[[schemas.Usage], BaseModel] | None) -> AsyncIterator[str]:
+    """SSE lines for one run: a chunk per text piece, the finish chunk, optionally usage, then [DONE].
+
+    A disconnect cancels this generator at its `await`; `run.close()` then stops decoding within one token.
+    """
+    try:
+        async for event in run.events():
+            if event.text:
+                yield sse(chunk(event.text, None))
+            if event.finish_reason is not None:
+                yield sse(chunk(None, event.finish_reason))
+        if final_usage is not None:
+            yield sse(final_usage(usage(run)))
+        yield "data: [DONE]\n\n"
+    except Exception as exc:  # the headers are sent: report in-band, as OpenAI does, and end the stream
+        log.exception("generation failed mid-stream")
+        status, code = (getattr(exc, "http_status", 500), getattr(exc, "code", "internal_error"))
+        yield sse(error_body(status, str(exc) or type(exc).__name__, code))
+    finally:
+        run.close()
+
+
+async def collect(run: generation.Run, request: Request) -> str | None:
+    """The whole text of a non-streamed run; None if the client went away (checked every few tokens)."""
+    pieces = []
+    try:
+        async for event in run.events():
+            pieces.append(event.text)
+            if run.tokens % DISCONNECT_CHECK_EVERY == 0 and await request.is_disconnected():
+                return None
+        return "".join(pieces)
+    finally:
+        run.close()
+
+
+def state_of(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: schemas.ChatCompletionRequest, request: Request):
+    state = state_of(request)
+    state.check_model(body.model)
+    if body.tools:
+        raise APIError(400, "tools / function calling are not supported by this server.", "unsupported_parameter",
+                       "tools")
+    params = sampling(body, state)
+    messages = [m.to_core() for m in body.messages]
+    citations = None
+    if body.rag:
+        from ondevice.server.routes_rag import ground  # only with --rag-index
+
+        messages, citations = await ground(state, messages, body.rag)
+    run = await generation.start(state.llm, state.model, lambda: state.model.render_chat(messages), params)
+    rid, created, model_id = schemas.new_id("chatcmpl"), schemas.now(), state.model_id
+
+    if body.stream:
+        def chunk(text: str | None, finish: str | None) -> schemas.ChatCompletionChunk:
+            delta = schemas.Delta(content=text) if text is not None else schemas.Delta()
+            return schemas.ChatCompletionChunk(id=rid, created=created, model=model_id,
+                                               choices=[schemas.ChunkChoice(delta=delta, finish_reason=finish)])
+
+        def final(u: schemas.Usage) -> schemas.ChatCompletionChunk:
+            return schemas.ChatCompletionChunk(id=rid, created=created, model=model_id, choices=[], usage=u)
+
+        async def body_with_role() -> AsyncIterator[str]:
+            first = schemas.ChatCompletionChunk(id=rid, created=created, model=model_id, choices=[
+                schemas.ChunkChoice(delta=schemas.Delta(role="assistant", content=""))])
+            yield sse(first)
+            async for line in stream_body(run, chunk, final if body.include_usage() else None):
+                yield line
+
+        return LeasedStream(body_with_role(), run)
+
+    text = await collect(run, request)
+    if text is None:
+        return None  # nobody is listening
+    return schemas.ChatCompletion(
+        id=rid, created=created, model=model_id, usage=usage(run), citations=citations,
+        choices=[schemas.ChatChoice(message=schemas.AssistantMessage(content=text),
+                                    finish_reason=run.finish_reason)]).model_dump(exclude_none=True)
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(body: schemas.CompletionRequest, request: Request):
+    state = state_of(request)
+    state.check_model(body.model)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise APIError(400, "Exactly one prompt per request is supported.", "unsupported_parameter", "prompt")
+    if body.suffix:
+        raise APIError(400, "suffix (fill-in-the-middle) is not supported.", "unsupported_parameter", "suffix")
+    prompt = prompts[0]
+    params = sampling(body, state)
+    run = await generation.start(state.llm, state.model, lambda: prompt, params)
+    rid, created, model_id = schemas.new_id("cmpl"), schemas.now(), state.model_id
+    prefix = prompt if body.echo else ""
+
+    if body.stream:
+        def chunk(text: str | None, finish: str | None) -> schemas.Completion:
+            return schemas.Completion(id=rid, created=created, model=model_id,
+                                      choices=[schemas.TextChoice(text=text or "", finish_reason=finish)])
+
+        def final(u: schemas.Usage) -> schemas.Completion:
+            return schemas.Completion(id=rid, created=created, model=model_id, choices=[], usage=u)
+
+        async def body_with_echo() -> AsyncIterator[str]:
+            if prefix:
+                yield sse(chunk(prefix, None))
+            async for line in stream_body(run, chunk, final if body.include_usage() else None):
+                yield line
+
+        return LeasedStream(body_with_echo(), run)
+
+    text = await collect(run, request)
+    if text is None:
+        return None
+    return schemas.Completion(
+        id=rid, created=created, model=model_id, usage=usage(run),
+        choices=[schemas.TextChoice(text=prefix + text, finish_reason=run.finish_reason)]).model_dump()

@@ -1,0 +1,28 @@
+"""One settings object for the server: the CLI builds it from flags, tests and embedders build it directly."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
+
+
+class ServerSettings(BaseModel):
+    """What to serve and how. Defaults are the safe ones: loopback only, no CORS, a bounded queue."""
+
+    model: str = Field(DEFAULT_MODEL, description="Alias or path of the chat/completion model.")
+    embed_model: str | None = Field(DEFAULT_EMBED_MODEL,
+                                    description="Alias or path of the embedding model (loaded on first use).")
+    rag_index: str | None = Field(None, description="Path of an `ondevice rag` index; enables /v1/rag/query.")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    api_key: str | None = Field(None, description="When set, every /v1 request needs `Authorization: Bearer KEY`.")
+    max_queue: int = Field(16, ge=0, description="Requests allowed to wait for the model; more get 429.")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty = CORS off.")
+    n_ctx: int | None = Field(None, ge=16)
+    threads: int | None = Field(None, ge=1)
+    device: str = "auto"
+    default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request gives none.")
+
+    model_config = {"extra": "forbid"}

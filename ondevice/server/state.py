@@ -1,0 +1,88 @@
+"""What one server instance holds: its settings, its models and their workers. Lives on `app.state.server`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+import ondevice
+from ondevice.model import Model
+from ondevice.server.errors import APIError
+from ondevice.server.scheduler import ModelWorker
+from ondevice.server.settings import ServerSettings
+
+
+def _names(given: str, model: Model | None) -> set[str]:
+    """Every name a client may use for a served model: as configured, its alias, its file name with and without
+    extension."""
+    names = {given, Path(given).name, Path(given).stem}
+    if model is not None:
+        names |= {model.name, model.ref.name, model.ref.path.name, model.ref.path.stem}
+    return {n for n in names if n}
+
+
+class ServerState:
+    """The served models and their one-request-at-a-time workers (one thread each)."""
+
+    def __init__(self, settings: ServerSettings):
+        self.settings = settings
+        self.model: Model | None = None
+        self.embedder: Model | None = None
+        self.rag = None  # an ondevice.rag.Index when --rag-index is given
+        self.llm = ModelWorker("llm", settings.max_queue)
+        self.embed_worker = ModelWorker("embed", settings.max_queue)
+        self.created = int(time.time())
+
+    # --- lifetime (called on the workers' threads) -----------------------------------------------------------
+    def load(self) -> None:
+        s = self.settings
+        self.model = ondevice.load(s.model, n_ctx=s.n_ctx, threads=s.threads, device=s.device)
+        if s.rag_index:
+            from ondevice.rag import Index  # optional extra: only needed with --rag-index
+
+            self.rag = Index(s.rag_index)
+
+    def close(self) -> None:
+        if self.model is not None:
+            self.model.close()
+        close_rag = getattr(self.rag, "close", None)
+        if close_rag:
+            close_rag()
+
+    def close_embedder(self) -> None:
+        if self.embedder is not None:
+            self.embedder.close()
+
+    # --- names ------------------------------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return self.model.name if self.model is not None else self.settings.model
+
+    @property
+    def embed_model_id(self) -> str | None:
+        return self.settings.embed_model
+
+    def check_model(self, requested: str) -> None:
+        if requested not in _names(self.settings.model, self.model):
+            raise APIError(404, f"The model {requested!r} does not exist on this server; it serves "
+                                f"{self.model_id!r}.", "model_not_found", "model")
+
+    def check_embed_model(self, requested: str) -> None:
+        if not self.settings.embed_model:
+            raise APIError(404, "This server has no embedding model (start it with --embed-model).",
+                           "model_not_found", "model")
+        if requested not in _names(self.settings.embed_model, self.embedder):
+            raise APIError(404, f"The embedding model {requested!r} does not exist on this server; it serves "
+                                f"{self.embed_model_id!r}.", "model_not_found", "model")
+
+    # --- embeddings (on the embed worker's thread) ------------------------------------------------------------
+    def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """Vectors and the number of input tokens. Loads the embedding model on first use (a MiniLM is converted
+        to ONNX once, which takes a while; later starts reuse the converted copy)."""
+        if self.embedder is None:
+            self.embedder = ondevice.load(self.settings.embed_model, threads=self.settings.threads,
+                                          device=self.settings.device, embedding=True)
+        n_tokens = sum(len(self.embedder.tokenize(t)) for t in texts)
+        return self.embedder.embed(texts), n_tokens
