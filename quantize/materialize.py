@@ -1,0 +1,62 @@
+"""Make a Hugging Face folder runnable: `ondevice.load` calls `to_runnable` for models in the "hf" format.
+
+Decoder LLMs become an f16 GGUF (our converter) and encoders (BERT-like) an int8 ONNX folder (the ONNX exporter);
+both are cached in the store under the folder's content key, so the conversion happens once per model version.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from ondevice.errors import InvalidInput, OnDeviceError
+from ondevice.store import content_key, store_dir
+from quantize.gguf_arch import ARCHITECTURES
+from quantize.hf_to_gguf import convert_hf_to_gguf
+
+# Encoder model types the ONNX encoder backend runs (sentence embeddings, classifiers).
+ENCODER_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "deberta-v2",
+                           "camembert", "albert", "modernbert", "nomic_bert"})
+
+
+def to_runnable(path: Path) -> Path:
+    """A runnable model for the HF folder `path`: a cached GGUF (LLMs) or ONNX encoder folder (encoders)."""
+    path = Path(path)
+    try:
+        model_type = str(json.loads((path / "config.json").read_text()).get("model_type", "unknown"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"{path}: unreadable config.json ({exc})") from None
+    key = content_key(path)
+    if model_type in ARCHITECTURES:
+        return _to_gguf(path, store_dir() / "converted" / f"{path.name}-{key}-f16.gguf")
+    if model_type in ENCODER_TYPES:
+        return _to_onnx_encoder(path, store_dir() / "converted" / f"{path.name}-{key}-onnx-int8")
+    raise InvalidInput(f"{path}: model type {model_type!r} cannot be run; LLMs: {', '.join(sorted(ARCHITECTURES))}; "
+                       f"encoders: {', '.join(sorted(ENCODER_TYPES))}")
+
+
+def _to_gguf(hf_dir: Path, target: Path) -> Path:
+    if not target.exists():
+        convert_hf_to_gguf(hf_dir, target, "f16")  # writes <target>.partial, renames when complete
+    return target
+
+
+def _to_onnx_encoder(hf_dir: Path, target: Path) -> Path:
+    if target.exists():
+        return target
+    try:
+        from quantize.onnx_export import export_encoder
+    except ImportError as exc:
+        raise OnDeviceError(f"{hf_dir}: running an encoder from an HF folder needs quantize.onnx_export, which "
+                            f"is not available ({exc})") from None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".partial", dir=target.parent))
+    try:
+        produced = export_encoder(hf_dir, tmp, quant="int8")
+        folder = Path(produced) if isinstance(produced, (str, Path)) else tmp
+        folder.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
