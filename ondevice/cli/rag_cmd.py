@@ -1,0 +1,185 @@
+"""`ondevice rag`: index local files, search them, ask questions with citations, evaluate retrieval."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ondevice.cli.common import OnDeviceGroup, console, err_console, print_json
+from ondevice.store import DEFAULT_MODEL
+
+index_option = click.option("--index", "index_name", default=None, metavar="NAME|FILE",
+                            help="Index name (under the model store's rag/ folder) or .sqlite file; default 'default'.")
+embed_option = click.option("--embed-model", default=None, metavar="MODEL",
+                            help="Embedding model (alias, ONNX folder or GGUF); default: the index's own, "
+                                 "or minilm-l6 for a new index.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group("rag", cls=OnDeviceGroup)
+def rag_group():
+    """Ask questions of your own files: hybrid search and cited answers, fully offline."""
+
+
+def _open(index_name, embed_model=None, create=False):
+    from ondevice.rag import Index
+
+    return Index(index_name, embed_model=embed_model, create=create)
+
+
+@rag_group.command("index")
+@click.argument("paths", nargs=-1, required=True)
+@index_option
+@embed_option
+@click.option("--exclude", multiple=True, metavar="GLOB", help=".gitignore-style pattern to skip (repeatable).")
+@click.option("--watch", is_flag=True, help="Keep running and re-index when files change.")
+@json_option
+def index_command(paths, index_name, embed_model, exclude, watch, as_json):
+    """Index files and folders (incremental: only changed files are re-read)."""
+    with _open(index_name, embed_model, create=True) as index:
+        summary = _index_with_progress(index, paths, exclude, quiet=as_json)
+        _print_summary(summary, as_json)
+        if watch:
+            from ondevice.rag.watch import watch as watch_paths
+
+            err_console.print(f"watching {', '.join(paths)} (Ctrl-C to stop)")
+            watch_paths(index, paths, exclude, on_update=lambda s: _print_summary(s, as_json))
+
+
+def _index_with_progress(index, paths, exclude, quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return index.add(paths, exclude=exclude)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+               TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.0f} embeddings/s"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("index", total=None, chunks=0, rate=0.0)
+
+        def update(event):
+            progress.update(task, completed=event.files_done, total=event.files_total, chunks=event.chunks,
+                            rate=event.embeddings_per_s)
+
+        return index.add(paths, exclude=exclude, on_progress=update)
+
+
+def _print_summary(summary, as_json: bool) -> None:
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"[bold]{summary.index}[/]: {summary.files_seen} files seen — {summary.added} added, "
+                  f"{summary.updated} updated, {summary.renamed} renamed, {summary.deleted} deleted, "
+                  f"{summary.unchanged} unchanged; {summary.chunks_written} chunks written, {summary.embedded} "
+                  f"embedded ({summary.embeddings_per_s:.0f}/s), {summary.reused_vectors} vectors reused; "
+                  f"{summary.total_files} files / {summary.total_chunks} chunks in the index "
+                  f"({summary.seconds:.1f} s)")
+    for failed in summary.failed:
+        console.print(f"[yellow]skipped (could not parse)[/] {failed.path}: {failed.reason}")
+    for skipped in summary.skipped:
+        console.print(f"[dim]skipped[/] {skipped.path}: {skipped.reason}")
+
+
+@rag_group.command("search")
+@click.argument("query")
+@index_option
+@embed_option
+@click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Results to return.")
+@click.option("--mode", type=click.Choice(["hybrid", "bm25", "vector"]), default="hybrid", show_default=True)
+@click.option("--rerank", is_flag=True, help="Re-rank candidates by the local LLM's relevance judgement.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="LLM for --rerank.")
+@json_option
+def search_command(query, index_name, embed_model, k, mode, rerank, model, as_json):
+    """Hybrid (BM25 + vector) search of an index."""
+    from ondevice.rag.retrieve import check_query
+
+    check_query(query)
+    with _open(index_name, embed_model) as index:
+        results = index.search(query, k, mode, rerank_model=model if rerank else None)
+    if as_json:
+        print_json({"query": query, "results": [_result_json(r) for r in results]})
+        return
+    from rich.table import Table
+
+    table = Table("#", "score", "source", "text", show_lines=True)
+    for n, r in enumerate(results, start=1):
+        table.add_row(str(n), f"{r.score:.4f}", f"{r.path}:{r.span}", r.text[:300])
+    console.print(table)
+
+
+def _result_json(r) -> dict:
+    item = {"path": r.path, "score": r.score, "text": r.text}
+    if r.page is not None:
+        item["page"] = r.page
+    else:
+        item.update(start_line=r.start_line, end_line=r.end_line)
+    if r.relevance is not None:
+        item["relevance"] = r.relevance
+    return item
+
+
+@rag_group.command("ask")
+@click.argument("question")
+@index_option
+@embed_option
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="LLM that writes the answer.")
+@click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to consider.")
+@click.option("--rerank", is_flag=True, help="Re-rank candidates by the LLM before answering.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=200, show_default=True)
+@json_option
+def ask_command(question, index_name, embed_model, model, k, rerank, max_tokens, as_json):
+    """Answer a question from the index with the local model, with numbered citations."""
+    from ondevice.rag.retrieve import check_query
+
+    check_query(question)
+    on_text = None if as_json else (lambda piece: click.echo(piece, nl=False))
+    with _open(index_name, embed_model) as index:
+        answer = index.ask(question, model=model, k=k, on_text=on_text, rerank=rerank, max_tokens=max_tokens)
+    if as_json:
+        print_json({"question": question, "answer": answer.answer, "found": answer.found,
+                    "citations": [{"number": c.number, "path": c.path, "span": c.span} for c in answer.citations]})
+        return
+    click.echo()
+    for citation in answer.citations:
+        click.echo(str(citation))
+
+
+@rag_group.command("eval")
+@click.argument("qa_file")
+@index_option
+@embed_option
+@click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--mode", type=click.Choice(["hybrid", "bm25", "vector"]), default="hybrid", show_default=True)
+@click.option("--model", default=None, help="Also answer each question with this LLM (answer-contains share).")
+@json_option
+def eval_command(qa_file, index_name, embed_model, k, mode, model, as_json):
+    """Recall@1/@5, MRR (and with --model, answer-contains share) on a QA.jsonl file."""
+    from ondevice.rag.evaluate import read_qa
+
+    read_qa(qa_file)  # malformed input fails before the index and models load
+    with _open(index_name, embed_model) as index:
+        report = index.evaluate(qa_file, k=k, mode=mode, model=model)
+    if as_json:
+        print_json(report)
+        return
+    contains = "-" if report.answer_contains is None else f"{report.answer_contains:.2f}"
+    console.print(f"{report.n} questions, {mode}: recall@1 {report.recall_at_1:.2f}, recall@5 "
+                  f"{report.recall_at_5:.2f}, MRR {report.mrr:.3f}, answer contains {contains}")
+
+
+@rag_group.command("bench")
+@click.option("--chunks", type=click.IntRange(min=100), default=10_000, show_default=True)
+@click.option("--files", type=click.IntRange(min=10), default=500, show_default=True)
+@click.option("--queries", type=click.IntRange(min=5), default=100, show_default=True)
+@embed_option
+@json_option
+def bench_command(chunks, files, queries, embed_model, as_json):
+    """Indexing files/s (without embedding), embeddings/s, retrieval p95 at N chunks, query-process memory."""
+    from ondevice.rag.benchmark import run_benchmark
+
+    report = run_benchmark(n_chunks=chunks, n_files=files, n_queries=queries, embed_model=embed_model)
+    if as_json:
+        print_json(report)
+        return
+    for key, value in report.__dict__.items():
+        console.print(f"{key:32} {value}")

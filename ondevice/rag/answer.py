@@ -1,0 +1,89 @@
+"""Answer a question from retrieved chunks with the local model, citing them as [1] path:lines.
+
+Only chunks that pass `is_relevant` go into the prompt; when none does, the answer says that nothing relevant was
+found and the model is not asked at all, so it cannot invent one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from ondevice.rag.retrieve import SearchResult
+
+NOTHING_FOUND = "I could not find anything relevant to this question in the indexed files."
+SYSTEM_PROMPT = ("You answer questions using only the numbered sources from the user's own files. "
+                 "Quote the exact names, numbers and dates from the sources. Cite sources like [1]. "
+                 "If the sources do not contain the answer, say you do not know.")
+MAX_SOURCE_CHARS = 1200
+
+
+@dataclass
+class Citation:
+    number: int
+    path: str
+    span: str
+
+    def __str__(self) -> str:
+        return f"[{self.number}] {self.path}{':' + self.span if self.span else ''}"
+
+
+@dataclass
+class Answer:
+    """A grounded answer. `found` is False when retrieval had nothing relevant (and no model was run)."""
+
+    question: str
+    answer: str
+    citations: list[Citation] = field(default_factory=list)
+    found: bool = True
+    sources: list[SearchResult] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [self.answer.strip()]
+        if self.citations:
+            lines.append("")
+            lines.extend(str(c) for c in self.citations)
+        return "\n".join(lines)
+
+
+def display_path(path: str) -> str:
+    """Relative to the working folder when the file is under it, else as stored."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def build_messages(question: str, sources: Sequence[SearchResult]) -> list[dict]:
+    parts = []
+    for number, source in enumerate(sources, start=1):
+        where = f"{display_path(source.path)}{':' + source.span if source.span else ''}"
+        parts.append(f"[{number}] ({where})\n{source.text[:MAX_SOURCE_CHARS].strip()}")
+    user = "Sources:\n\n" + "\n\n".join(parts) + f"\n\nQuestion: {question}\nAnswer from the sources:"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def answer_question(question: str, sources: Sequence[SearchResult], model, max_tokens: int = 160,
+                    on_text: Callable[[str], None] | None = None) -> Answer:
+    """Stream an answer grounded in `sources` (already filtered to relevant ones) from `model` at temperature 0."""
+    if not sources:
+        if on_text:
+            on_text(NOTHING_FOUND)
+        return Answer(question, NOTHING_FOUND, [], found=False)
+    messages = build_messages(question, sources)
+    # Keep the prompt inside the context: drop the weakest sources until it fits.
+    sources = list(sources)
+    while len(sources) > 1 and len(model.tokenize(model.render_chat(messages), add_special=False)) \
+            + max_tokens > model.n_ctx:
+        sources.pop()
+        messages = build_messages(question, sources)
+    pieces = []
+    stream = model.chat(messages, max_tokens=max_tokens, temperature=0.0, stream=True)
+    for piece in stream:
+        pieces.append(piece)
+        if on_text:
+            on_text(piece)
+    citations = [Citation(i, display_path(s.path), s.span) for i, s in enumerate(sources, start=1)]
+    return Answer(question, "".join(pieces).strip(), citations, True, list(sources))

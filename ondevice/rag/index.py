@@ -1,0 +1,134 @@
+"""The public RAG object: `Index(path).add(paths)`, `.search(query, k)`, `.ask(question, model=...)`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from ondevice.errors import InvalidInput
+from ondevice.rag.answer import Answer, answer_question
+from ondevice.rag.embedder import Embedder, TextEmbedder, as_embedder, load_embedder
+from ondevice.rag.indexer import IndexProgress, IndexSummary, index_paths
+from ondevice.rag.readers import DEFAULT_MAX_BYTES
+from ondevice.rag.retrieve import SearchResult, check_query, is_relevant, rerank, search
+from ondevice.rag.store import IndexError_, IndexStore
+from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL, store_dir
+
+DEFAULT_INDEX = "default"
+ANSWER_CTX = 2048
+
+
+def index_path(name: str | os.PathLike | None = None) -> Path:
+    """Where an index lives: a path (contains a separator or ends in .sqlite/.db) or a name under the store."""
+    text = str(name or DEFAULT_INDEX)
+    if os.sep in text or "/" in text or text.endswith((".sqlite", ".db")):
+        return Path(text).expanduser().resolve()
+    return store_dir() / "rag" / f"{text}.sqlite"
+
+
+class Index:
+    """A searchable index of local files in one SQLite file.
+
+    `embed_model` defaults to the one the index was built with (or `minilm-l6` for a new index); naming a
+    different one for an existing index raises EmbeddingModelMismatch. `embedder` passes an already loaded model
+    (anything with `name` and `embed(texts)`). `create=False` makes a missing index an error (for queries).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, embed_model: str | None = None,
+                 embedder: TextEmbedder | None = None, create: bool = True, threads: int | None = None):
+        self.path = index_path(path)
+        if not create and not self.path.exists():
+            raise IndexError_(f"no index named {str(path or DEFAULT_INDEX)!r} (looked for {self.path}); "
+                              f"build one with `ondevice rag index PATH`")
+        self.store = IndexStore(self.path)
+        self._embedder = as_embedder(embedder) if embedder is not None else None
+        self._embed_model = str(embed_model) if embed_model else None
+        self._threads = threads
+        recorded = self.store.embed_model
+        if recorded and self._embed_model and self._embed_model != recorded:
+            self.store.check_model(self._embed_model)  # raises, before loading anything
+        if recorded and self._embedder is not None:
+            self.store.check_model(self._embedder.name)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = load_embedder(self._embed_model or self.store.embed_model or DEFAULT_EMBED_MODEL,
+                                           self._threads)
+        return self._embedder
+
+    # --- building -----------------------------------------------------------------------------------------------
+    def add(self, paths: str | os.PathLike | Sequence[str | os.PathLike], exclude: Iterable[str] = (),
+            max_bytes: int = DEFAULT_MAX_BYTES,
+            on_progress: Callable[[IndexProgress], None] | None = None) -> IndexSummary:
+        """Index files and folders (incrementally: only what changed since the last run is re-read)."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        return index_paths(self.store, list(paths), self.embedder, exclude, max_bytes, on_progress)
+
+    # --- querying -----------------------------------------------------------------------------------------------
+    def _check_ready(self) -> None:
+        if not self.store.ready:
+            raise IndexError_(f"the index {self.path} is empty; add files first (`ondevice rag index PATH`)")
+        self.store.check_model(self.embedder.name, self.embedder.dim)
+
+    def search(self, query: str, k: int = 5, mode: str = "hybrid", rerank_model=None) -> list[SearchResult]:
+        """The `k` most relevant chunks for `query`. `rerank_model` (a loaded model or a name) re-orders the top
+        candidates by the LLM's judgement of relevance."""
+        query = check_query(query)
+        self._check_ready()
+        if rerank_model is None:
+            return search(self.store, self.embedder, query, k, mode)
+        model, owned = _model(rerank_model)
+        try:
+            return rerank(search(self.store, self.embedder, query, max(k * 2, 10), mode), query, model)[:k]
+        finally:
+            if owned:
+                model.close()
+
+    def relevant(self, query: str, results: Sequence[SearchResult]) -> list[SearchResult]:
+        return [r for r in results if is_relevant(query, r, self.store, self.embedder)]
+
+    def ask(self, question: str, model=DEFAULT_MODEL, k: int = 5, on_text: Callable[[str], None] | None = None,
+            rerank: bool = False, max_tokens: int = 160) -> Answer:
+        """Answer from the top `k` relevant chunks, streamed through `on_text`; says so when nothing is relevant."""
+        question = check_query(question)
+        self._check_ready()
+        llm, owned = _model(model)
+        try:
+            results = self.search(question, k, rerank_model=llm if rerank else None)
+            return answer_question(question, self.relevant(question, results), llm, max_tokens, on_text)
+        finally:
+            if owned:
+                llm.close()
+
+    def evaluate(self, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid", model=None):
+        """Retrieval (and, with `model`, answer) quality on a QA.jsonl file; see `ondevice.rag.evaluate`."""
+        from ondevice.rag.evaluate import evaluate
+
+        return evaluate(self, qa_path, k=k, mode=mode, model=model)
+
+    def stats(self) -> tuple[int, int]:
+        """(files, chunks) in the index."""
+        return self.store.counts()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _model(model) -> tuple[object, bool]:
+    """A loaded model from a name or path (owned: we close it), or the model given (not owned)."""
+    if model is None or isinstance(model, (str, os.PathLike)):
+        import ondevice
+
+        return ondevice.load(model or DEFAULT_MODEL, n_ctx=ANSWER_CTX), True
+    if not hasattr(model, "chat"):
+        raise InvalidInput(f"model must be a name, a path or a loaded ondevice.Model, got {type(model).__name__}")
+    return model, False

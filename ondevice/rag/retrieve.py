@@ -1,0 +1,134 @@
+"""Hybrid retrieval: BM25 (FTS5) and vector (sqlite-vec) candidates fused by reciprocal rank fusion.
+
+BM25 finds rare exact tokens (an invoice number, an error code) that embeddings blur; vectors find paraphrases
+that share no words with the text. RRF (Cormack et al. 2009) adds 1/(60 + rank) from each list, so neither
+list's raw scores need calibrating against the other. `--rerank` then asks the local LLM how relevant each
+candidate is and re-orders by that.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ondevice.errors import InvalidInput
+from ondevice.rag.embedder import Embedder
+from ondevice.rag.store import STOPWORDS, IndexStore
+
+RRF_K = 60
+MODES = ("hybrid", "bm25", "vector")
+# Below this cosine similarity (all-MiniLM-L6-v2 scale) a chunk is not about the question, unless BM25 finds
+# most of the question's content words in it.
+MIN_SIMILARITY = 0.35
+MIN_TERM_COVERAGE = 0.6
+RARE_SHARE = 0.01  # a word in at most 1% of chunks (and at most 2 in small indexes) is distinctive
+
+
+@dataclass
+class SearchResult:
+    """One retrieved chunk. Lines are 1-based and inclusive; `page` is set for PDFs instead."""
+
+    path: str
+    start_line: int | None
+    end_line: int | None
+    page: int | None
+    score: float
+    text: str
+    chunk_id: int
+    similarity: float | None = None
+    bm25: float | None = None
+    relevance: float | None = None
+
+    @property
+    def span(self) -> str:
+        """"12-18", "p. 3", or "" when the source has neither."""
+        if self.page is not None:
+            return f"p. {self.page}"
+        if self.start_line is None:
+            return ""
+        return str(self.start_line) if self.start_line == self.end_line else f"{self.start_line}-{self.end_line}"
+
+
+def check_query(query: str) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInput("the query is empty")
+    return query.strip()
+
+
+def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5, mode: str = "hybrid",
+           candidates: int = 50) -> list[SearchResult]:
+    """The top `k` chunks for `query`, best first. mode: "hybrid", "bm25" or "vector"."""
+    query = check_query(query)
+    if mode not in MODES:
+        raise InvalidInput(f"unknown search mode {mode!r}; choose from {', '.join(MODES)}")
+    if k < 1:
+        raise InvalidInput(f"k must be at least 1, got {k}")
+    pool = max(candidates, k)
+    lexical = store.bm25(query, pool) if mode in ("hybrid", "bm25") else []
+    semantic: list[tuple[int, float]] = []
+    if mode in ("hybrid", "vector"):
+        if embedder is None:
+            raise InvalidInput("vector search needs an embedding model")
+        semantic = store.nearest(embedder.embed([query])[0], pool)
+    fused: dict[int, float] = {}
+    for ranked in (lexical, semantic):
+        for rank, (chunk_id, _) in enumerate(ranked, start=1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    top = sorted(fused, key=lambda cid: -fused[cid])[:k]
+    rows = store.chunk_rows(top)
+    sims, scores = dict(semantic), dict(lexical)
+    return [SearchResult(rows[c].path, rows[c].start_line, rows[c].end_line, rows[c].page, round(fused[c], 6),
+                         rows[c].text, c, sims.get(c), scores.get(c)) for c in top if c in rows]
+
+
+def content_terms(text: str) -> set[str]:
+    return {w for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS and len(w) > 1}
+
+
+def is_relevant(query: str, result: SearchResult, store: IndexStore, embedder: Embedder | None = None) -> bool:
+    """Whether a retrieved chunk is plausibly about the query: close in meaning, sharing a distinctive query word
+    (one found in only a few chunks: a code, a name, a number), or sharing most of the query's content words."""
+    similarity = result.similarity
+    if similarity is None and embedder is not None:
+        q, t = embedder.embed([query, result.text])
+        similarity = float(np.dot(q, t))
+    if similarity is not None and similarity >= MIN_SIMILARITY:
+        return True
+    terms = content_terms(query)
+    if not terms:
+        return False
+    found = content_terms(result.text)
+    # Porter-ish leniency: "invoices" in the query should count "invoice" in the text
+    hits = {t for t in terms if t in found or t.rstrip("s") in found}
+    if len(hits) / len(terms) >= MIN_TERM_COVERAGE:
+        return True
+    n_chunks = store.counts()[1]
+    rare = max(2, int(n_chunks * RARE_SHARE))
+    return any(store.doc_freq(t) <= rare for t in hits)
+
+
+RERANK_PROMPT = ("Passage:\n{passage}\n\nQuestion: {question}\n"
+                 "Does the passage contain the answer to the question? Answer yes or no.")
+
+
+def rerank(results: Sequence[SearchResult], query: str, model) -> list[SearchResult]:
+    """Re-order by the LLM's log-odds of "yes" to "does this passage answer the question?" (temperature 0)."""
+    if not results:
+        return []
+    yes = _first_token(model, [" yes", "yes", " Yes", "Yes"])
+    no = _first_token(model, [" no", "no", " No", "No"])
+    for result in results:
+        prompt = model.render_chat([{"role": "user",
+                                     "content": RERANK_PROMPT.format(passage=result.text[:1500], question=query)}])
+        tokens = model.tokenize(prompt, add_special=False)[-(model.n_ctx - 1):]
+        last = model.logits(tokens)[-1]
+        result.relevance = float(max(last[t] for t in yes) - max(last[t] for t in no))
+    return sorted(results, key=lambda r: -(r.relevance or 0.0))
+
+
+def _first_token(model, words: Sequence[str]) -> list[int]:
+    ids = {model.tokenize(w, add_special=False)[0] for w in words if model.tokenize(w, add_special=False)}
+    return sorted(ids)
