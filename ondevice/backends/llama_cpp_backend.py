@@ -55,6 +55,11 @@ class LlamaCppBackend(Backend):
         self._bos = lc.llama_vocab_bos(self._vocab)
         self._piece_buf = ctypes.create_string_buffer(256)
 
+    @property
+    def llama(self) -> "lc.Llama":
+        """The underlying llama_cpp.Llama (bench's bare reference loop decodes on its context)."""
+        return self._llm
+
     @staticmethod
     def _gpu_layers(device: str) -> int:
         device = device.lower()

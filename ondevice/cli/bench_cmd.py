@@ -1,0 +1,117 @@
+"""`ondevice bench` and `ondevice fit`: parse, call bench's library, format."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ondevice.cli.common import console, err_console, print_json
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr fed by bench's (description, done, total) callbacks."""
+
+    def __init__(self):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                                  "{task.total}"), TimeElapsedColumn(), console=err_console, transient=True)
+        self._task = None
+
+    def __enter__(self) -> "_ProgressBar":
+        self._progress.__enter__()
+        self._task = self._progress.add_task("starting", total=1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def __call__(self, description: str, done: int, total: int) -> None:
+        self._progress.update(self._task, description=description, completed=done, total=total)
+
+
+@click.command("bench")
+@click.argument("models", nargs=-1)
+@click.option("-p", "n_prompt", type=int, default=512, show_default=True, help="Prompt tokens (pp test).")
+@click.option("-n", "n_gen", type=int, default=128, show_default=True, help="Generated tokens (tg test).")
+@click.option("-r", "repetitions", type=int, default=5, show_default=True, help="Repetitions after one warm-up.")
+@click.option("-t", "--threads", type=int, default=None, help="CPU threads (default: physical cores).")
+@click.option("--ctx", "n_ctx", type=int, default=None, help="Context length (default 4096, capped at trained).")
+@click.option("--kv-type", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True)
+@click.option("-o", "output", type=click.Choice(["md", "json", "jsonl", "csv"]), default="md", show_default=True)
+@click.option("--reference", is_flag=True, help="Also time a bare libllama decode loop and print the ratio.")
+@click.option("--probe", default=None, help="Also measure a shape probe: llama3-8b, qwen2.5-7b, mistral-7b, gemma2-9b.")
+@click.option("--quant", default=None, help="Quant type of the probe (default Q4_K_M).")
+@click.option("--targets", is_flag=True, help="Check the device targets (7-10B, 10-20 tok/s, 8-16 GB) on the probe.")
+@click.option("--report", "report_dir", default=None, help="Write report.md, report.json and PNG plots here.")
+def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type, output, reference, probe, quant,
+                  targets, report_dir):
+    """Measure prompt processing and generation speed, TTFT, load time and peak memory, like llama-bench."""
+    from bench.report import csv_text, markdown_table, roofline_lines, targets_table
+    from bench.runner import BenchConfig
+    from bench.suite import run_bench
+
+    config = BenchConfig(n_prompt, n_gen, repetitions, threads, n_ctx, reference, kv_type).check()
+    with _ProgressBar() as bar:
+        report = run_bench(list(models), config, probe, quant, targets, report_dir, progress=bar)
+    if output == "json":
+        print_json(report.to_dict())
+    elif output == "jsonl":
+        from dataclasses import asdict
+
+        for r in report.results:
+            click.echo(json.dumps(asdict(r)))
+    elif output == "csv":
+        click.echo(csv_text(report.results), nl=False)
+    else:
+        click.echo(markdown_table(report.results))
+        click.echo(f"\nmemory bandwidth {report.bandwidth_gbps:.1f} GB/s")
+        for line in roofline_lines(report):
+            click.echo(line)
+        if report.targets:
+            click.echo("\n" + targets_table(report))
+        if report.report_dir:
+            click.echo(f"\nreport written to {report.report_dir}")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+@click.command("fit")
+@click.argument("model", required=False)
+@click.option("--probe", default=None, help="A 7-10B shape: llama3-8b, qwen2.5-7b, mistral-7b, gemma2-9b.")
+@click.option("--quant", default=None, help="Quant type for --probe (default Q4_K_M).")
+@click.option("--ctx", "n_ctx", type=int, default=None, help="Context length (default 4096, capped at trained).")
+@click.option("--kv-type", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True)
+@click.option("--measure", is_flag=True, help="Also load MODEL in a fresh process, fill the context, and compare "
+                                                "with its peak RSS.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def fit_command(model, probe, quant, n_ctx, kv_type, measure, as_json):
+    """Will a model fit in RAM? weights + KV cache + compute buffer + runtime, against RAM total and available."""
+    from bench.fit import fit, fit_and_measure
+    from ondevice.errors import InvalidInput
+
+    if measure:
+        if model is None:
+            raise InvalidInput("--measure needs a MODEL file (a probe is measured with `ondevice bench --probe`)")
+        with _ProgressBar() as bar:
+            check = fit_and_measure(model, n_ctx, kv_type, progress=bar)
+        est = check.estimate
+    else:
+        check, est = None, fit(model, probe, quant, n_ctx, kv_type)
+    if as_json:
+        print_json(check or est)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"fit: {est.model} at {est.n_ctx} tokens, KV {est.kv_type}", show_header=False)
+    for label, value in (("weights", est.weights_bytes), ("KV cache", est.kv_bytes), ("compute buffer",
+                         est.compute_bytes), ("runtime", est.runtime_bytes), ("total needed", est.total_bytes),
+                         ("RAM available", est.ram_available_bytes), ("RAM total", est.ram_total_bytes)):
+        table.add_row(label, _gb(value))
+    if check:
+        table.add_row("measured peak RSS", f"{_gb(check.measured_peak_rss_bytes)} (estimate {check.error_pct:+.1f}%)")
+    table.add_row("verdict", est.verdict)
+    console.print(table)
