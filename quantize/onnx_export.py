@@ -1,0 +1,205 @@
+"""HF model dir -> ONNX folders that `ondevice.load` runs: LLMs for onnxruntime-genai, sentence encoders for onnxruntime.
+
+LLMs go through onnxruntime-genai's model builder (it writes model.onnx with GroupQueryAttention, genai_config.json
+and the tokenizer files; int4 is weight-only MatMulNBits). int8 is the builder's fp32 graph with onnxruntime's
+dynamic int8 quantisation of every MatMul. Encoders go through optimum-onnx's exporter, int8 through the same
+dynamic quantisation. Every export is written to a temporary folder beside the target and renamed at the end, so an
+interrupted run never leaves a half model under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ondevice.errors import InvalidInput
+
+LLM_QUANTS = ("int4", "int8", "fp32")
+ENCODER_QUANTS = ("int8", "fp32")
+META_FILE = "ondevice_onnx.json"  # read by ondevice/model_info.py
+
+
+@dataclass
+class OnnxExportResult:
+    """One exported ONNX model folder."""
+
+    path: Path
+    quant: str
+    size_bytes: int
+    n_params: int
+    bits_per_weight: float
+    seconds: float
+
+
+def _dir_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _hf_param_count(hf_dir: Path) -> int:
+    from ondevice.model_info import read_info
+    from ondevice.store import resolve
+
+    return read_info(resolve(hf_dir)).n_params
+
+
+def _check_hf_dir(hf_dir: Path) -> None:
+    if not (hf_dir / "config.json").exists():
+        raise InvalidInput(f"{hf_dir}: not a Hugging Face model folder (no config.json)")
+
+
+def _staging_dir(out_dir: Path) -> Path:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished export into place (replacing an older one of the same name)."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.chmod(0o755)  # mkdtemp makes it private; the model folder should be as readable as any other file
+    os.replace(staging, out_dir)
+
+
+def _run_builder(hf_dir: Path, out: Path, precision: str, cache: Path, extra: dict[str, str]) -> None:
+    """onnxruntime-genai's builder in a child process: it prints progress bars and keeps large buffers alive."""
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir), "-o", str(out),
+           "-p", precision, "-e", "cpu", "-c", str(cache), "--extra_options", "hf_remote=false",
+           *[f"{k}={v}" for k, v in extra.items()]]
+    env = {**os.environ, "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0 or not (out / "genai_config.json").exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise InvalidInput(f"{hf_dir}: onnxruntime-genai's builder failed: {' | '.join(tail)}")
+
+
+def _dynamic_int8(model_path: Path, out_path: Path, external_data: bool) -> None:
+    """Dynamic (activation-time) int8 quantisation of MatMul weights, per output channel."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(model_path), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"], use_external_data_format=external_data,
+                     extra_options={"MatMulConstBOnly": True})
+
+
+def _quantize_llm_int8(folder: Path) -> None:
+    src, tmp = folder / "model.onnx", folder / "model.int8.onnx"
+    _dynamic_int8(src, tmp, external_data=True)
+    for stale in [src, *folder.glob("model.onnx.data")]:
+        stale.unlink()
+    os.replace(tmp, src)
+    data = folder / "model.int8.onnx.data"
+    if data.exists():  # the graph refers to its data file by name; keep both names consistent
+        _rename_external_data(src, data, "model.onnx.data")
+
+
+def _rename_external_data(model_path: Path, data_path: Path, new_name: str) -> None:
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        for entry in tensor.external_data:
+            if entry.key == "location" and entry.value == data_path.name:
+                entry.value = new_name
+    onnx.save(model, str(model_path))
+    os.replace(data_path, model_path.parent / new_name)
+
+
+def _fix_tokenizer(folder: Path, hf_dir: Path, tokenizer_gguf: Path | None) -> None:
+    """Make the folder's tokenizer match the GGUF the weights came from (see quantize/hf_tokenizer.py)."""
+    from quantize.hf_source import source_gguf
+    from quantize.hf_tokenizer import is_byte_level_bpe, write_faithful_tokenizer
+
+    tokenizer_gguf = tokenizer_gguf or source_gguf(hf_dir)
+    if tokenizer_gguf is None:  # an original HF folder: its tokenizer is the real one
+        return
+
+    if is_byte_level_bpe(tokenizer_gguf):
+        write_faithful_tokenizer(folder, tokenizer_gguf)
+
+
+def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4", block_size: int = 32,
+                    symmetric: bool = True, accuracy_level: int = 4,
+                    tokenizer_gguf: str | Path | None = None) -> OnnxExportResult:
+    """Export a causal LM (llama, qwen2, gemma3, ...) to an onnxruntime-genai folder.
+
+    quant: "int4" (MatMulNBits, `block_size`, `symmetric`, `accuracy_level` 1-4), "int8" (dynamic) or "fp32".
+    tokenizer_gguf: the GGUF the HF dir was de-quantised from (default: the one `quantize.hf_source` recorded);
+    its tokenizer replaces transformers' reconstruction, which onnxruntime-genai mis-tokenises (byte-level BPE).
+    """
+    hf_dir, out_dir = Path(hf_dir), Path(out_dir)
+    _check_hf_dir(hf_dir)
+    if quant not in LLM_QUANTS:
+        raise InvalidInput(f"unknown ONNX quantisation {quant!r}: choose one of {', '.join(LLM_QUANTS)}")
+    if block_size not in (16, 32, 64, 128, 256):
+        raise InvalidInput(f"block_size must be 16, 32, 64, 128 or 256, got {block_size}")
+    if accuracy_level not in (0, 1, 2, 3, 4):
+        raise InvalidInput(f"accuracy_level must be 0-4, got {accuracy_level}")
+    t0 = time.perf_counter()
+    staging = _staging_dir(out_dir)
+    try:
+        extra = {}
+        if quant == "int4":
+            extra = {"int4_block_size": str(block_size), "int4_is_symmetric": str(symmetric).lower(),
+                     "int4_accuracy_level": str(accuracy_level)}
+        cache = staging / ".cache"
+        _run_builder(hf_dir, staging, "int4" if quant == "int4" else "fp32", cache, extra)
+        shutil.rmtree(cache, ignore_errors=True)
+        if quant == "int8":
+            _quantize_llm_int8(staging)
+        _fix_tokenizer(staging, hf_dir, Path(tokenizer_gguf) if tokenizer_gguf else None)
+        shutil.copy2(hf_dir / "config.json", staging / "config.json")
+        n_params = _hf_param_count(hf_dir)
+        meta = {"quant": quant, "n_params": n_params, "source": str(hf_dir), "kind": "llm"}
+        if quant == "int4":
+            meta.update(block_size=block_size, symmetric=symmetric, accuracy_level=accuracy_level)
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+        _publish(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    size = _dir_size(out_dir)
+    return OnnxExportResult(out_dir, quant, size, n_params, round(size * 8 / n_params, 3) if n_params else 0.0,
+                            time.perf_counter() - t0)
+
+
+def export_encoder(hf_dir: str | Path, out_dir: str | Path, quant: str = "int8") -> Path:
+    """Export a sentence encoder (BERT-style, e.g. all-MiniLM-L6-v2) to an "onnx-encoder" folder.
+
+    The folder holds model.onnx (last_hidden_state; the runtime mean-pools and L2-normalises), tokenizer.json,
+    config.json and ondevice_onnx.json. quant: "int8" (dynamic, per channel) or "fp32".
+    """
+    hf_dir, out_dir = Path(hf_dir), Path(out_dir)
+    _check_hf_dir(hf_dir)
+    if quant not in ENCODER_QUANTS:
+        raise InvalidInput(f"unknown encoder quantisation {quant!r}: choose one of {', '.join(ENCODER_QUANTS)}")
+    if not (hf_dir / "tokenizer.json").exists():
+        raise InvalidInput(f"{hf_dir}: no tokenizer.json")
+    from optimum.exporters.onnx import main_export
+
+    staging = _staging_dir(out_dir)
+    try:
+        raw = staging / "raw"
+        main_export(str(hf_dir), raw, task="feature-extraction", library_name="transformers",
+                    local_files_only=True, do_validation=False)
+        if quant == "int8":
+            _dynamic_int8(raw / "model.onnx", staging / "model.onnx", external_data=False)
+        else:
+            shutil.copy2(raw / "model.onnx", staging / "model.onnx")
+        shutil.rmtree(raw)
+        for name in ("tokenizer.json", "config.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (hf_dir / name).exists():
+                shutil.copy2(hf_dir / name, staging / name)
+        meta = {"quant": quant, "n_params": _hf_param_count(hf_dir), "source": str(hf_dir), "kind": "encoder"}
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+        _publish(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,197 @@
+"""`quantize`: one source -> the GGUF and ONNX variants asked for, each measured against the f16 of the same weights.
+
+Steps: parse and check every target first (a typo fails before minutes of work); get the f16 GGUF reference (the
+source itself when it already is an f16/f32 GGUF, else our converter); quantise GGUF variants from it with libllama;
+export ONNX variants from the fp32 HF folder; time a short greedy decode of each; optionally evaluate all variants
+against the reference on the same windows; write report.md, report.json and quality.png.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ondevice.errors import InvalidInput
+
+DEFAULT_TARGETS = ("gguf:Q4_K_M", "gguf:Q8_0", "onnx:int4")
+FORMATS = ("gguf", "onnx")
+DECODE_PROMPT = "The three most important things to know about Python lists are"
+DECODE_TOKENS = 32
+
+
+@dataclass
+class Variant:
+    """One model file or folder the pipeline produced (or the reference it measured them against)."""
+
+    name: str
+    format: str                      # "gguf" or "onnx"
+    qtype: str                       # "Q4_K_M", "int4", "F16", ...
+    path: str
+    size_bytes: int
+    bpw: float
+    n_params: int = 0
+    seconds: float = 0.0             # time to make it
+    decode_tps: float | None = None  # quick greedy decode, tokens/s
+    ppl: float | None = None
+    ppl_err: float | None = None
+    delta_ppl: float | None = None
+    kld_mean: float | None = None
+    kld_p99: float | None = None
+    same_top_pct: float | None = None
+    rms_dp_pct: float | None = None
+    quality: dict | None = None      # the full QualityResult, when evaluated
+
+
+@dataclass
+class QuantizeReport:
+    """Everything `quantize` made and measured; report.json is this, serialised."""
+
+    source: str
+    out_dir: str
+    reference: Variant
+    variants: list[Variant]
+    ctx: int
+    evaluated: bool
+    text: str = "pydoc_data.topics (standard library)"
+    eval_chunks: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def parse_targets(targets: Sequence[str]) -> list[tuple[str, str]]:
+    """["gguf:Q4_K_M,Q8_0", "onnx:int4"] -> [("gguf", "Q4_K_M"), ("gguf", "Q8_0"), ("onnx", "int4")], checked."""
+    from quantize.gguf_quantize import check_qtype
+    from quantize.onnx_export import LLM_QUANTS
+
+    parsed: list[tuple[str, str]] = []
+    for target in targets:
+        fmt, sep, types = str(target).partition(":")
+        fmt = fmt.strip().lower()
+        if not sep or fmt not in FORMATS or not types.strip():
+            raise InvalidInput(f"bad target {target!r}: write FORMAT:TYPE[,TYPE...] with FORMAT one of "
+                               f"{', '.join(FORMATS)} (e.g. gguf:Q4_K_M,Q8_0 or onnx:int4)")
+        for qtype in (t.strip() for t in types.split(",")):
+            if fmt == "gguf":
+                qtype = check_qtype(qtype)
+            elif qtype.lower() not in LLM_QUANTS:
+                raise InvalidInput(f"unknown ONNX type {qtype!r}; accepted: {', '.join(LLM_QUANTS)}")
+            else:
+                qtype = qtype.lower()
+            if (fmt, qtype) not in parsed:
+                parsed.append((fmt, qtype))
+    if not parsed:
+        raise InvalidInput("no targets given (e.g. --to gguf:Q4_K_M)")
+    return parsed
+
+
+def _model_name(source: str | Path) -> str:
+    from ondevice.store import resolve
+
+    ref = resolve(source)
+    return ref.alias or ref.path.stem.split(".")[0]
+
+
+def _reference(source, name: str, out_dir: Path, log: Callable[[str], None]) -> Variant:
+    """The f16 GGUF of the source's weights (the source itself if it is already f16/f32)."""
+    from ondevice.gguf_file import file_type_name, read_gguf
+    from ondevice.store import resolve
+
+    ref = resolve(source)
+    if ref.format == "gguf":
+        contents = read_gguf(ref.path)
+        qtype = file_type_name(contents)
+        if qtype in ("F16", "ALL_F32", "F32", "BF16"):
+            return Variant(f"{name}-{qtype}", "gguf", qtype, str(ref.path), contents.file_size,
+                           round(contents.file_size * 8 / contents.n_params, 3), contents.n_params)
+    from quantize.convert import convert
+
+    log(f"converting {source} to an f16 GGUF (the reference)")
+    result = convert(source, out_dir / f"{name}-f16.gguf", "f16")
+    return Variant(f"{name}-f16", "gguf", "F16", str(result.path), result.size_bytes,
+                   round(result.size_bytes * 8 / result.n_params, 3), result.n_params, seconds=result.seconds)
+
+
+def _decode_tps(path: str, threads: int | None) -> float | None:
+    """Greedy decode speed of a short completion (tokens/s); None if the model cannot generate."""
+    import ondevice
+
+    with ondevice.load(path, n_ctx=256, threads=threads) as model:
+        result = model.generate(DECODE_PROMPT, max_tokens=DECODE_TOKENS, temperature=0.0)
+    return round(result.timings.decode_tokens_per_s, 1) or None
+
+
+def _make_variant(fmt: str, qtype: str, name: str, source, reference: Variant, out_dir: Path,
+                  threads: int | None, progress: bool, onnx_options: dict) -> Variant:
+    if fmt == "gguf":
+        from quantize.gguf_quantize import quantize_gguf
+
+        r = quantize_gguf(Path(reference.path), out_dir / f"{name}-{qtype}.gguf", qtype, threads=threads,
+                          progress=progress)
+        return Variant(f"{name}-{qtype}", "gguf", qtype, str(r.path), r.size_bytes, round(r.bits_per_weight, 3),
+                       reference.n_params, seconds=round(r.seconds, 2))
+    from quantize.hf_source import to_hf_dir
+    from quantize.onnx_export import export_onnx_llm
+
+    r = export_onnx_llm(to_hf_dir(source), out_dir / f"{name}-onnx-{qtype}", qtype, **onnx_options)
+    return Variant(f"{name}-onnx-{qtype}", "onnx", qtype, str(r.path), r.size_bytes, r.bits_per_weight,
+                   r.n_params, seconds=round(r.seconds, 2))
+
+
+def _attach_quality(variant: Variant, quality) -> None:
+    variant.ppl, variant.ppl_err = round(quality.ppl, 4), round(quality.ppl_err, 4)
+    variant.delta_ppl = round(quality.delta_ppl, 4)
+    variant.kld_mean, variant.kld_p99 = round(quality.kld_mean, 6), round(quality.kld_p99, 6)
+    variant.same_top_pct, variant.rms_dp_pct = round(quality.same_top_pct, 3), round(quality.rms_dp_pct, 3)
+    variant.quality = quality.to_dict()
+
+
+def quantize(source: str | Path, targets: Sequence[str] = DEFAULT_TARGETS, out_dir: str | Path = "quantized",
+             evaluate: bool = False, ctx: int = 512, text: str | Path | None = None,
+             max_chunks: int | None = None, threads: int | None = None, decode_speed: bool = True,
+             progress: bool = True, log: Callable[[str], None] | None = None,
+             onnx_options: dict | None = None) -> QuantizeReport:
+    """Make every target variant of `source` (alias, GGUF or HF folder) in `out_dir` and report on them.
+
+    targets: "gguf:TYPE[,TYPE]" (any llama.cpp type `quantize.gguf_quantize.GGUF_TYPES` accepts) and
+    "onnx:int4|int8|fp32". evaluate: measure PPL/KLD of each against the f16 reference on `text` (default: the
+    standard library's pydoc text) with `ctx`-token windows (`max_chunks` limits how many). onnx_options:
+    block_size / symmetric / accuracy_level for onnx:int4. Writes report.md, report.json and quality.png.
+    """
+    from quantize.report import write_report
+
+    log = log or (lambda message: None)
+    parsed = parse_targets(targets)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = _model_name(source)
+    reference = _reference(source, name, out_dir, log)
+    variants = []
+    for fmt, qtype in parsed:
+        log(f"making {fmt}:{qtype}")
+        variants.append(_make_variant(fmt, qtype, name, source, reference, out_dir, threads, progress,
+                                      onnx_options or {}))
+    if decode_speed:
+        for variant in [reference, *variants]:
+            log(f"timing a short decode of {variant.name}")
+            variant.decode_tps = _decode_tps(variant.path, threads)
+    report = QuantizeReport(str(source), str(out_dir), reference, variants, ctx, evaluate,
+                            text=str(text) if isinstance(text, Path) else
+                            ("user text" if text else "pydoc_data.topics (standard library)"))
+    if evaluate:
+        _evaluate_all(report, text, ctx, max_chunks, threads, log)
+    report.files = write_report(report, out_dir)
+    return report
+
+
+def _evaluate_all(report: QuantizeReport, text, ctx: int, max_chunks: int | None, threads: int | None,
+                  log: Callable[[str], None]) -> None:
+    from quantize.evaluate import evaluate_many
+
+    log(f"evaluating {len(report.variants)} variants against {report.reference.name} (ctx {ctx})")
+    paths = [report.reference.path, *(v.path for v in report.variants)]
+    results = evaluate_many(paths, report.reference.path, text=text, ctx=ctx, max_chunks=max_chunks,
+                            threads=threads, progress=lambda i, n: log(f"  window {i}/{n}"))
+    for variant, quality in zip([report.reference, *report.variants], results):
+        _attach_quality(variant, quality)
+    report.eval_chunks = results[0].n_chunks
