@@ -1,0 +1,263 @@
+"""The distillation loop: forward KL at temperature T (x T²), optional CE and hidden-state loss, exact resume.
+
+Data order is a pure function of (seed, micro-batch index), so a checkpoint needs only the step to know where the data
+stands; model, optimizer, scheduler and RNG states are saved beside it and `resume` continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of one distillation run (all saved in the report)."""
+
+    steps: int = 200
+    seq_len: int = 256
+    batch: int = 4
+    grad_accum: int = 1
+    lr: float = 5e-4
+    warmup: int = 10  # linear warm-up steps, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.1
+    temperature: float = 2.0
+    kd_weight: float = 1.0
+    ce_weight: float = 0.0  # cross-entropy on the data's next tokens
+    hidden_weight: float = 0.0  # normalised MSE between matched student/teacher block outputs
+    train_embeddings: bool = False  # the (tied) embedding/head matrix dominates optimizer cost; frozen by default
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 50
+    seed: int = 0
+    dtype: str = "fp32"  # "fp32" or "bf16" (autocast; master weights stay fp32)
+    time_limit_s: float | None = None  # stop early (and checkpoint) after this much training wall time
+    stop_after: int | None = None  # stop (and checkpoint) at this step, as if interrupted; `resume` goes on
+
+
+@dataclass
+class TrainResult:
+    """What the loop did: steps done, tokens seen, wall time, and the loss curve as (step, loss) pairs."""
+
+    steps: int
+    tokens_seen: int
+    wall_s: float
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.wall_s if self.wall_s else 0.0
+
+
+def pick_device() -> str:
+    """CUDA when present, else CPU with one thread per physical core (hyper-threads add nothing to GEMMs)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    from ondevice.autoconfig import default_threads
+
+    torch.set_num_threads(default_threads())
+    return "cpu"
+
+
+def batch_indices(n_chunks: int, seed: int, micro: int, batch: int) -> list[int]:
+    """Chunk indices of micro-batch number `micro`: epoch e walks a permutation seeded by (seed, e)."""
+    import torch
+
+    out = []
+    for sample in range(micro * batch, micro * batch + batch):
+        epoch, pos = divmod(sample, n_chunks)
+        perm = torch.randperm(n_chunks, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.append(int(perm[pos]))
+    return out
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to `min_lr_ratio`."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def trainable_parameters(student, cfg: TrainConfig) -> list:
+    """Blocks and final norm; embeddings/head only when asked (frozen, they still pass gradients through)."""
+    embed = student.get_input_embeddings().weight
+    head = student.get_output_embeddings().weight
+    params = []
+    for param in student.parameters():
+        frozen = not cfg.train_embeddings and (param is embed or param is head)
+        param.requires_grad_(not frozen)
+        if not frozen:
+            params.append(param)
+    return params
+
+
+def kd_loss(student_logits, teacher_logits, temperature: float):
+    """Forward KL(teacher || student) per token at temperature T, times T² (Hinton et al.)."""
+    import torch.nn.functional as F
+
+    t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    kl = F.kl_div(s.flatten(0, -2), t.flatten(0, -2), log_target=True, reduction="batchmean")
+    return kl * temperature ** 2
+
+
+def hidden_loss(student_hidden, teacher_hidden, kept: list[int]):
+    """Mean over student blocks j of MSE(out_j, teacher out_kept[j]) / mean(teacher out²)."""
+    total = 0.0
+    for j, i in enumerate(kept):
+        s, t = student_hidden[j + 1].float(), teacher_hidden[i + 1].float()
+        total = total + ((s - t) ** 2).mean() / (t ** 2).mean().clamp_min(1e-6)
+    return total / len(kept)
+
+
+def _rng_state() -> dict:
+    import torch
+
+    state = {"torch": torch.random.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import torch
+
+    torch.random.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, student, optimizer, scheduler, result: TrainResult, extra: dict) -> None:
+    """Everything `resume` needs, written atomically (a crash mid-write leaves the previous checkpoint)."""
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": student.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": _rng_state(), "result": asdict(result), **extra}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: Path,
+          resume_state: dict | None = None, progress: bool = False, extra: dict | None = None) -> TrainResult:
+    """Distil `teacher` into `student` on token `chunks` [n, seq_len] for cfg.steps optimizer steps.
+
+    `kept[j]` is the teacher block student block j came from (for the hidden-state loss). With `resume_state` (a
+    loaded checkpoint) the run continues exactly where it stopped. Checkpoints go to out_dir/checkpoint.pt.
+    """
+    import torch
+
+    device = next(student.parameters()).device
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    teacher.eval()
+    student.train()
+    params = trainable_parameters(student, cfg)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    result = TrainResult(steps=0, tokens_seen=0, wall_s=0.0)
+    if resume_state is not None:
+        student.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        _set_rng_state(resume_state["rng"])
+        result = TrainResult(**{**resume_state["result"], "stopped_early": False})
+        result.losses = [tuple(x) for x in result.losses]
+    ckpt = Path(out_dir) / CHECKPOINT
+    extra = extra or {}
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
+    want_hidden = cfg.hidden_weight > 0
+    bar = _progress(progress, cfg.steps, result.steps)
+    started = time.perf_counter() - result.wall_s
+    with bar:
+        while result.steps < cfg.steps:
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for a in range(cfg.grad_accum):
+                ids = chunks[batch_indices(len(chunks), cfg.seed, result.steps * cfg.grad_accum + a, cfg.batch)]
+                ids = ids.to(device)
+                with autocast:
+                    with torch.no_grad():
+                        t_out = teacher(input_ids=ids, use_cache=False, output_hidden_states=want_hidden)
+                    s_out = student(input_ids=ids, use_cache=False, output_hidden_states=want_hidden)
+                    loss = cfg.kd_weight * kd_loss(s_out.logits, t_out.logits, cfg.temperature)
+                    if cfg.ce_weight:
+                        logits = s_out.logits[:, :-1].float()
+                        loss = loss + cfg.ce_weight * torch.nn.functional.cross_entropy(
+                            logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+                    if want_hidden:
+                        loss = loss + cfg.hidden_weight * hidden_loss(s_out.hidden_states, t_out.hidden_states, kept)
+                (loss / cfg.grad_accum).backward()
+                step_loss += loss.item() / cfg.grad_accum
+                result.tokens_seen += ids.numel()
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if cfg.time_limit_s:  # a time budget: the cosine runs over whichever ends first, steps or time
+                elapsed = time.perf_counter() - started
+                at = max(result.steps, int(elapsed / cfg.time_limit_s * cfg.steps))
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(at, cfg)
+            optimizer.step()
+            scheduler.step()
+            result.steps += 1
+            result.losses.append((result.steps, step_loss))
+            result.wall_s = time.perf_counter() - started
+            bar.update(step_loss, result)
+            out_of_time = (cfg.time_limit_s is not None and result.wall_s >= cfg.time_limit_s
+                           or cfg.stop_after is not None and result.steps >= cfg.stop_after)
+            if result.steps % cfg.checkpoint_every == 0 or result.steps == cfg.steps or out_of_time:
+                save_checkpoint(ckpt, student, optimizer, scheduler, result, extra)
+            if out_of_time and result.steps < cfg.steps:
+                result.stopped_early = True
+                break
+    return result
+
+
+class _Bar:
+    """A rich progress bar showing loss and tokens/s, or nothing."""
+
+    def __init__(self, enabled: bool, total: int, done: int):
+        self.progress = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("distill"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("loss {task.fields[loss]:.4f}"),
+                                     TextColumn("{task.fields[tps]:.0f} tok/s"), TimeRemainingColumn())
+            self.task = self.progress.add_task("distill", total=total, completed=done, loss=float("nan"), tps=0.0)
+
+    def __enter__(self):
+        if self.progress:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.__exit__(*exc)
+
+    def update(self, loss: float, result: TrainResult) -> None:
+        if self.progress:
+            self.progress.update(self.task, completed=result.steps, loss=loss,
+                                 tps=result.tokens_seen / max(result.wall_s, 1e-9))
+
+
+def _progress(enabled: bool, total: int, done: int) -> _Bar:
+    return _Bar(enabled, total, done)
