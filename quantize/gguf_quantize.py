@@ -23,8 +23,16 @@ GGUF_TYPES: dict[str, float] = {
     "Q4_K_M": 4.89, "Q5_0": 5.5, "Q5_1": 6.0, "Q5_K_S": 5.54, "Q5_K_M": 5.69, "Q6_K": 6.56, "Q8_0": 8.5,
     "IQ4_NL": 4.5, "IQ4_XS": 4.25, "F16": 16.0, "BF16": 16.0, "F32": 32.0,
 }
-# Types libllama refuses without an importance matrix (it throws "this quantization requires an imatrix").
-IMATRIX_TYPES = ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "Q2_K_S")
+# Types refused because they need an importance matrix (imatrix), which this tool does not compute. Measured on
+# SmolLM2-135M f16 with llama-cpp-python 0.3.36 (docs/quantize-gguf.md): libllama throws "this quantization requires
+# an imatrix" for IQ1_*, IQ2_* and Q2_K_S. IQ3_XXS needs one for its IQ3_XXS tensors (this small model escaped only
+# because llama.cpp picks other types for its few layers); the other IQ3 types are i-quants designed around one.
+IMATRIX_TYPES: dict[str, str] = {
+    **{t: "libllama refuses it without one" for t in ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M",
+                                                      "Q2_K_S")},
+    "IQ3_XXS": "libllama requires one for IQ3_XXS tensors",
+    **{t: "an i-quant designed to be made with one" for t in ("IQ3_XS", "IQ3_S", "IQ3_M")},
+}
 # Per-tensor log lines of llama_model_quantize: "[  12/ 272] blk.1.attn_k.weight - ..."
 _TENSOR_LINE = re.compile(rb"\[\s*(\d+)/\s*(\d+)\]")
 # Source tensor types that are already quantised (re-quantising them must be allowed explicitly).
@@ -59,8 +67,8 @@ def check_qtype(qtype: str) -> str:
         return name
     accepted = ", ".join(GGUF_TYPES)
     if name in IMATRIX_TYPES:
-        raise InvalidInput(f"GGUF type {name} needs an importance matrix (imatrix), which this tool does not "
-                           f"compute; libllama refuses it without one. Accepted types: {accepted}")
+        raise InvalidInput(f"GGUF type {name} needs an importance matrix (imatrix; {IMATRIX_TYPES[name]}), which "
+                           f"this tool does not compute. Accepted types: {accepted}")
     raise InvalidInput(f"unknown GGUF type {qtype!r}; accepted types: {accepted}")
 
 
