@@ -117,6 +117,9 @@ class KLDAccumulator:
     def result(self, model: str, ref: str, ctx: int, seconds: float = 0.0) -> QualityResult:
         """The final statistics, computed as llama.cpp's kl_divergence() prints them."""
         n = self.count
+        for name in ("sum_nll", "sum_nll2", "sum_nll_base", "sum_nll_base2", "sum_nll_nll_base", "sum_kld",
+                     "sum_kld2", "sum_p_diff", "sum_p_diff2", "sum_p_diff4"):  # numpy scalars -> float for JSON
+            setattr(self, name, float(getattr(self, name)))
         log_ppl, log_ppl_err = mean_and_uncertainty(self.sum_nll, self.sum_nll2, n)
         log_base, log_base_err = mean_and_uncertainty(self.sum_nll_base, self.sum_nll_base2, n)
         cov = covariance(self.sum_nll, self.sum_nll_base, self.sum_nll_nll_base, n)

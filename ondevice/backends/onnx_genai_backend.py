@@ -24,6 +24,14 @@ GENAI_PROVIDER = {
 }
 
 
+def _eos_ids(folder) -> set[int]:
+    """End-of-sequence ids from genai_config.json (an int or a list)."""
+    import json
+
+    eos = json.loads((folder / "genai_config.json").read_text())["model"].get("eos_token_id", [])
+    return {int(e) for e in (eos if isinstance(eos, list) else [eos])}
+
+
 class OnnxGenaiBackend(Backend):
     """Generates text from an onnxruntime-genai model folder."""
 
@@ -44,6 +52,7 @@ class OnnxGenaiBackend(Backend):
             raise InvalidModelFile(f"{ref.path}: onnxruntime-genai could not load this model ({exc})") from None
         self.device = provider
         self.n_ctx = min(options.n_ctx or info.context_length or 2048, info.context_length or 1 << 30)
+        self._eos_ids = _eos_ids(ref.path)
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         return [int(t) for t in self._tokenizer.encode(text)]
@@ -99,7 +108,8 @@ class OnnxGenaiBackend(Backend):
             if t_first is None:
                 t_first = time.perf_counter()
                 timings.ttft_ms = (t_first - t0) * 1000
-            if generator.is_done():  # the EOS token itself: not part of the answer
+            # Done after this token: EOS (not part of the answer), or max_length reached (a real token).
+            if generator.is_done() and token in self._eos_ids:
                 finish = "stop"
                 break
             timings.completion_tokens += 1
