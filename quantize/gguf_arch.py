@@ -121,8 +121,9 @@ def _llama_hparams(writer: gguf.GGUFWriter, hp: HParams) -> None:
 
 def _gemma3_hparams(writer: gguf.GGUFWriter, hp: HParams) -> None:
     _write_common(writer, hp)
-    writer.add_key_length(hp.head_dim)
-    writer.add_value_length(hp.head_dim)
+    if hp.head_dim == hp.n_embd // hp.n_head:  # else _write_common wrote them; llama.cpp's gemma3 wants them always
+        writer.add_key_length(hp.head_dim)
+        writer.add_value_length(hp.head_dim)
     if hp.raw.get("final_logit_softcapping"):
         writer.add_final_logit_softcapping(float(hp.raw["final_logit_softcapping"]))
     if hp.raw.get("sliding_window"):

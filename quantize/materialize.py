@@ -7,8 +7,6 @@ both are cached in the store under the folder's content key, so the conversion h
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from ondevice.errors import InvalidInput, OnDeviceError
@@ -51,12 +49,4 @@ def _to_onnx_encoder(hf_dir: Path, target: Path) -> Path:
     except ImportError as exc:
         raise OnDeviceError(f"{hf_dir}: running an encoder from an HF folder needs quantize.onnx_export, which "
                             f"is not available ({exc})") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".partial", dir=target.parent))
-    try:
-        produced = export_encoder(hf_dir, tmp, quant="int8")
-        folder = Path(produced) if isinstance(produced, (str, Path)) else tmp
-        folder.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return Path(export_encoder(hf_dir, target, quant="int8"))  # it stages in a temp folder and renames
