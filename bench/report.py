@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 CSV_FIELDS = ["model_filename", "model_type", "model_size", "model_n_params", "backend", "n_threads", "n_ctx",
               "n_prompt", "n_gen", "test", "avg_ts", "stddev_ts", "ttft_ms", "load_ms", "peak_rss_bytes",
+              "run_peak_rss_bytes",
               "bits_per_weight", "quant", "reference_ts", "reference_ratio"]
 
 
@@ -25,13 +26,14 @@ def _size(n: int) -> str:
 def markdown_table(results: list[BenchResult]) -> str:
     """The llama-bench table, plus TTFT, peak RSS and (with --reference) the ratio to the bare loop."""
     show_ref = any(r.reference_ratio for r in results)
-    head = ["model", "size", "params", "backend", "threads", "test", "t/s", "ttft ms", "peak RSS"]
+    head = ["model", "size", "params", "backend", "threads", "test", "t/s", "ttft ms", "load ms", "peak RSS", "run RSS"]
     head += ["ref t/s", "ratio"] if show_ref else []
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i > 3 else "---" for i in range(len(head))) + "|"]
     for r in results:
         params = f"{r.model_n_params / 1e9:.2f} B" if r.model_n_params >= 1e9 else f"{r.model_n_params / 1e6:.1f} M"
         row = [r.model_type, _size(r.model_size), params, r.backend, str(r.n_threads), r.test,
-               f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}", f"{r.ttft_ms:.1f}", _size(r.peak_rss_bytes)]
+               f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}", f"{r.ttft_ms:.1f}", f"{r.load_ms:.0f}",
+               _size(r.peak_rss_bytes), _size(r.run_peak_rss_bytes)]
         if show_ref:
             row += [f"{r.reference_ts:.2f}" if r.reference_ts else "", f"{r.reference_ratio:.3f}"
                     if r.reference_ratio else ""]

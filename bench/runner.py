@@ -66,7 +66,8 @@ class BenchResult:
     samples_ts: list[float]
     ttft_ms: float            # mean time to first token through the public streaming API for this test's prompt
     load_ms: float
-    peak_rss_bytes: int       # high-water resident memory of the measuring process
+    peak_rss_bytes: int       # high-water resident memory of the measuring process, loading included
+    run_peak_rss_bytes: int   # high-water resident memory after the load (running the tests)
     baseline_rss_bytes: int   # resident memory before the model loaded (Python + runtime)
     n_ctx: int
     bits_per_weight: float
@@ -84,7 +85,8 @@ class RssMeasurement:
     model: str
     n_ctx: int
     kv_type: str
-    peak_rss_bytes: int
+    peak_rss_bytes: int       # whole process, loading included
+    run_peak_rss_bytes: int   # after the load: filling the context and decoding
     baseline_rss_bytes: int
 
 

@@ -41,6 +41,28 @@ def peak_rss() -> int:
         return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
 
 
+def reset_peak() -> bool:
+    """Start a new high-water mark (Linux: /proc/self/clear_refs "5" resets VmHWM). False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def hwm() -> int:
+    """Resident high-water mark since the last reset_peak() (VmHWM), or the process peak where unsupported."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return peak_rss()
+
+
 def _load(model: str, n_ctx: int | None, threads: int | None, kv_type: str):
     import ondevice
     from ondevice.model_info import read_info
@@ -81,6 +103,8 @@ def bench_job(model: str, config: dict) -> list[dict]:
     t0 = time.perf_counter()
     m = _load(model, n_ctx, cfg.threads, cfg.kv_type)
     load_ms = (time.perf_counter() - t0) * 1000
+    load_peak = hwm()
+    reset_peak()  # from here on VmHWM is the running peak (load-time transients excluded)
     rng = np.random.default_rng(cfg.seed)
     vocab = m.info.vocab_size
 
@@ -121,7 +145,8 @@ def bench_job(model: str, config: dict) -> list[dict]:
             test=f"{kind}{n}", avg_ts=round(avg, 3), stddev_ts=round(float(np.std(samples, ddof=1))
                                                                       if len(samples) > 1 else 0.0, 3),
             samples_ts=[round(s, 3) for s in samples], ttft_ms=round(float(np.mean(ttfts)), 2),
-            load_ms=round(load_ms, 1), peak_rss_bytes=peak_rss(), baseline_rss_bytes=baseline, n_ctx=m.n_ctx,
+            load_ms=round(load_ms, 1), peak_rss_bytes=max(load_peak, hwm()), run_peak_rss_bytes=hwm(),
+            baseline_rss_bytes=baseline, n_ctx=m.n_ctx,
             bits_per_weight=m.info.bits_per_weight, quant=m.info.quant, architecture=m.info.architecture,
             reference_ts=round(ref_avg, 3) if ref_avg else None,
             reference_ratio=round(avg / ref_avg, 4) if ref_avg else None,
@@ -135,12 +160,15 @@ def rss_job(model: str, n_ctx: int, kv_type: str, threads: int | None) -> dict:
     """Load, fill the context with random tokens, decode two more, and report the peak RSS."""
     baseline = rss_now()
     m = _load(model, n_ctx, threads, kv_type)
+    load_peak = hwm()
+    reset_peak()
     _emit(progress=f"{m.name}: filling {n_ctx} tokens of context", done=0, total=1)
     rng = np.random.default_rng(0)
     _timed_stream(m, [int(t) for t in rng.integers(0, m.info.vocab_size, size=m.n_ctx - 4)], 2)
     _emit(progress=f"{m.name}: done", done=1, total=1)
     m.close()
-    return asdict(RssMeasurement(model, m.n_ctx, kv_type, peak_rss(), baseline))
+    run_peak = hwm()
+    return asdict(RssMeasurement(model, m.n_ctx, kv_type, max(load_peak, run_peak), run_peak, baseline))
 
 
 def main() -> None:

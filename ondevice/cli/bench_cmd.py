@@ -87,8 +87,9 @@ def _gb(n: int) -> str:
 @click.option("--kv-type", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True)
 @click.option("--measure", is_flag=True, help="Also load MODEL in a fresh process, fill the context, and compare "
                                                 "with its peak RSS.")
+@click.option("-t", "--threads", type=int, default=None, help="CPU threads for --measure.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def fit_command(model, probe, quant, n_ctx, kv_type, measure, as_json):
+def fit_command(model, probe, quant, n_ctx, kv_type, measure, threads, as_json):
     """Will a model fit in RAM? weights + KV cache + compute buffer + runtime, against RAM total and available."""
     from bench.fit import fit, fit_and_measure
     from ondevice.errors import InvalidInput
@@ -97,7 +98,7 @@ def fit_command(model, probe, quant, n_ctx, kv_type, measure, as_json):
         if model is None:
             raise InvalidInput("--measure needs a MODEL file (a probe is measured with `ondevice bench --probe`)")
         with _ProgressBar() as bar:
-            check = fit_and_measure(model, n_ctx, kv_type, progress=bar)
+            check = fit_and_measure(model, n_ctx, kv_type, threads, progress=bar)
         est = check.estimate
     else:
         check, est = None, fit(model, probe, quant, n_ctx, kv_type)
@@ -112,6 +113,8 @@ def fit_command(model, probe, quant, n_ctx, kv_type, measure, as_json):
                          ("RAM available", est.ram_available_bytes), ("RAM total", est.ram_total_bytes)):
         table.add_row(label, _gb(value))
     if check:
-        table.add_row("measured peak RSS", f"{_gb(check.measured_peak_rss_bytes)} (estimate {check.error_pct:+.1f}%)")
+        table.add_row("measured peak RSS, running", f"{_gb(check.measured_run_peak_rss_bytes)} "
+                      f"(estimate {check.error_pct:+.1f}%)")
+        table.add_row("measured peak RSS, with load", _gb(check.measured_peak_rss_bytes))
     table.add_row("verdict", est.verdict)
     console.print(table)
