@@ -141,7 +141,18 @@ def _write_sentencepiece(writer: gguf.GGUFWriter, hf_dir: Path, vocab_size: int)
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
     writer.add_token_types(types)
-    writer.add_add_space_prefix(False)
+    # llama.cpp must normalise text as SentencePiece does: prepend "▁" or not, collapse whitespace or not.
+    normalizer = _spm_normalizer(hf_dir / "tokenizer.model")
+    writer.add_add_space_prefix(bool(normalizer.add_dummy_prefix))
+    writer.add_remove_extra_whitespaces(bool(normalizer.remove_extra_whitespaces))
+
+
+def _spm_normalizer(model_file: Path):
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    return proto.normalizer_spec
 
 
 def _write_special(writer: gguf.GGUFWriter, hf_dir: Path, vocab_size: int, merges: bool) -> None:

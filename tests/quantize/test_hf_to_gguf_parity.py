@@ -95,3 +95,28 @@ def test_load_of_an_hf_folder_converts_once_and_caches(tiny_hf):
         assert model.ref.format == "gguf" and model.ref.path == first
         assert len(model.generate("class", max_tokens=4).tokens) == 4
     assert to_runnable(folder).stat().st_mtime_ns == mtime
+
+
+def test_sentencepiece_tokenizer_tokenises_like_sentencepiece(tiny_hf, tmp_path):
+    import io
+
+    import sentencepiece as spm
+
+    from tests.tiny_models import training_text
+
+    folder = tmp_path / "spm"
+    shutil.copytree(tiny_hf("llama"), folder)
+    for name in ("tokenizer.json", "special_tokens_map.json"):
+        (folder / name).unlink()
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(training_text()), model_writer=proto, vocab_size=512,
+                                   model_type="bpe", byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+                                   character_coverage=1.0, remove_extra_whitespaces=False, minloglevel=2)
+    (folder / "tokenizer.model").write_bytes(proto.getvalue())
+    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
+    result = convert_hf_to_gguf(folder, tmp_path / "spm.gguf", "f32")
+    assert result.tokenizer == "SentencePiece"
+    with ondevice.load(result.path, n_ctx=64, threads=1) as model:
+        for text in (TEXT, "  two spaces, ünïcode and 🙂"):
+            assert model.tokenize(text, add_special=False) == sp.encode(text)
