@@ -42,7 +42,7 @@ class ServerState:
         if s.rag_index:
             from ondevice.rag import Index  # optional extra: only needed with --rag-index
 
-            self.rag = Index(s.rag_index)
+            self.rag = Index(s.rag_index, create=False, threads=s.threads)  # a typo is an error, not a new index
 
     def close(self) -> None:
         if self.model is not None:

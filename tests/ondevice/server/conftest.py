@@ -26,13 +26,28 @@ QUESTION = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "
 START_TIMEOUT_S = 180  # the first embeddings request may also convert MiniLM; start itself takes seconds
 
 
-def embed_model() -> str:
-    """The default MiniLM once its HF -> ONNX conversion exists; until then the SmolLM2 GGUF in embedding mode."""
-    if importlib.util.find_spec("quantize.materialize") is not None:
-        return "minilm-l6"
-    import ondevice
+EMBED_MODEL = "minilm-l6"  # the default; converted to ONNX once per session (shared by test and server processes)
+NOTES = {  # a tiny corpus for --rag-index
+    "pets/biscuit.md": "# Biscuit\n\nBiscuit the beagle gets his heartworm tablet on the first day of every month,\n"
+                       "wrapped in a bit of cheese so he swallows it.\n",
+    "home/network.md": "# Guest network\n\nRouter passphrase for the guest wifi: sunflower-meadow-42.\n",
+}
 
-    return str(ondevice.resolve("smollm2-135m").path)
+
+def rag_available() -> bool:
+    return importlib.util.find_spec("ondevice.rag") is not None
+
+
+def build_index(folder) -> str:
+    """Index NOTES into folder/notes.sqlite with the default embedder; returns the index path."""
+    from ondevice.rag import Index
+
+    for name, text in NOTES.items():
+        (folder / "notes" / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "notes" / name).write_text(text)
+    with Index(folder / "notes.sqlite", embed_model=EMBED_MODEL, threads=1) as index:
+        index.add([folder / "notes"])
+    return str(folder / "notes.sqlite")
 
 
 def free_port() -> int:
@@ -74,15 +89,15 @@ class Server:
             time.sleep(0.05)
 
 
-def start_server(*args: str, api_key: str | None = None) -> Server:
+def start_server(*args: str, api_key: str | None = None, cwd=None) -> Server:
     port = free_port()
     cmd = [sys.executable, "-m", "ondevice", "serve", "smollm2-135m", "--port", str(port), "--ctx", str(N_CTX),
-           "--threads", "1", "--embed-model", embed_model(), *args]
+           "--threads", "1", "--embed-model", EMBED_MODEL, *args]
     if api_key:
         cmd += ["--api-key", api_key]
     # stderr to a file, not a pipe: nobody reads a pipe while tests run, and a full one would block the server
     log = tempfile.NamedTemporaryFile("w+", prefix="ondevice-serve-", suffix=".log", delete=False)
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True,
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, cwd=cwd,
                                env={**os.environ, "ONDEVICE_API_KEY": ""})
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -108,9 +123,12 @@ def stop_server(server: Server) -> None:
 
 
 @pytest.fixture(scope="session")
-def server():
-    """The main server: no API key, a queue deep enough for the load test."""
-    s = start_server("--max-queue", "64")
+def server(tmp_path_factory):
+    """The main server: no API key, a queue deep enough for the load test, a RAG index when ondevice.rag is here."""
+    folder = tmp_path_factory.mktemp("rag")
+    rag = ["--rag-index", build_index(folder)] if rag_available() else []
+    # run in the corpus folder: citations (and so the grounded prompts) then show stable relative paths
+    s = start_server("--max-queue", "64", *rag, cwd=folder)
     yield s
     stop_server(s)
 

@@ -100,11 +100,9 @@ def test_unsupported_n_logprobs_and_tools_are_clear_400s(client):
 
 
 def test_bad_embedding_inputs_are_400(client, server):
-    from tests.ondevice.server.conftest import embed_model
-
     for bad in ([], [""], [[1, 2, 3]]):
         with pytest.raises(openai.BadRequestError):
-            client.embeddings.create(model=embed_model(), input=bad)
+            client.embeddings.create(model=EMBED_MODEL, input=bad)
 
 
 def test_body_over_the_limit_is_413_by_length_or_by_counting(server):

@@ -8,12 +8,12 @@ import httpx
 import numpy as np
 
 import ondevice
-from tests.ondevice.server.conftest import QUESTION, embed_model
+from tests.ondevice.server.conftest import EMBED_MODEL, QUESTION
 
 
 def test_models_lists_the_served_alias_and_the_embedder(client):
     ids = [m.id for m in client.models.list()]
-    assert ids == ["smollm2-135m", embed_model()]
+    assert ids == ["smollm2-135m", EMBED_MODEL]
     assert client.models.retrieve("smollm2-135m").owned_by == "ondevice"
 
 
@@ -92,13 +92,13 @@ def test_same_seed_same_sample_different_seed_differs(client):
 
 def test_embeddings_match_the_library_and_rank_by_meaning(client):
     texts = ["a small cat", "a little kitten", "quarterly stock market report"]
-    reply = client.embeddings.create(model=embed_model(), input=texts)  # the client asks for base64 by default
+    reply = client.embeddings.create(model=EMBED_MODEL, input=texts)  # the client asks for base64 by default
     vectors = np.array([d.embedding for d in reply.data], dtype=np.float32)
-    floats = client.embeddings.create(model=embed_model(), input=texts, encoding_format="float")
+    floats = client.embeddings.create(model=EMBED_MODEL, input=texts, encoding_format="float")
     assert np.allclose(vectors, np.array([d.embedding for d in floats.data]), atol=1e-6)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
     sims = vectors @ vectors.T
     assert sims[0, 1] > sims[0, 2]
     assert reply.usage.prompt_tokens >= len(texts)
-    with ondevice.load(embed_model(), embedding=True) as reference:
+    with ondevice.load(EMBED_MODEL, embedding=True) as reference:
         assert np.allclose(vectors, reference.embed(texts), atol=1e-4)
