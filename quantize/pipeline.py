@@ -162,9 +162,9 @@ def quantize(source: str | Path, targets: Sequence[str] = DEFAULT_TARGETS, out_d
 
     log = log or (lambda message: None)
     parsed = parse_targets(targets)
+    name = _model_name(source)  # ModelNotFound before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = _model_name(source)
     reference = _reference(source, name, out_dir, log)
     variants = []
     for fmt, qtype in parsed:

@@ -1,0 +1,34 @@
+"""Session fixtures for the ONNX / evaluation / report tests: each expensive artefact is made once per run.
+
+Evaluation runs on few short windows (ctx 256, 2 windows = 254 scored tokens) to stay inside the time budget; the
+statistics are the same code path as a full run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+EVAL_CTX = 256
+EVAL_CHUNKS = 2
+
+
+@pytest.fixture(scope="session")
+def smollm2_onnx_int4(smollm2_hf_dir, tmp_path_factory):
+    """SmolLM2 exported to onnx:int4 (its HF folder was de-quantised from the embedded GGUF)."""
+    import ondevice
+    from quantize.onnx_export import export_onnx_llm
+
+    result = export_onnx_llm(smollm2_hf_dir, tmp_path_factory.mktemp("onnx-int4") / "smollm2-int4", "int4")
+    model = ondevice.load(result.path, n_ctx=512)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
+def smollm2_report(smollm2_f16_gguf, tmp_path_factory):
+    """quantize() of the f16 GGUF to Q4_K_M and Q8_0, evaluated against it (the f16 is its own reference)."""
+    from quantize import quantize
+
+    out = tmp_path_factory.mktemp("report")
+    return quantize(smollm2_f16_gguf, ["gguf:Q4_K_M,Q8_0"], out, evaluate=True, ctx=EVAL_CTX,
+                    max_chunks=EVAL_CHUNKS, decode_speed=False, progress=False)
