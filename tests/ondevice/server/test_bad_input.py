@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.ondevice.server.conftest import API_KEY, N_CTX, QUESTION
+from tests.ondevice.server.conftest import API_KEY, EMBED_MODEL, N_CTX, QUESTION
 
 HELLO = [{"role": "user", "content": "Hello"}]
 COUNTING = "Counting: 1, 2, 3, 4, 5, 6, 7,"  # a completion that goes on until max_tokens
@@ -99,7 +99,7 @@ def test_unsupported_n_logprobs_and_tools_are_clear_400s(client):
         assert err.value.body["code"] == "unsupported_parameter"
 
 
-def test_bad_embedding_inputs_are_400(client, server):
+def test_bad_embedding_inputs_are_400(client):
     for bad in ([], [""], [[1, 2, 3]]):
         with pytest.raises(openai.BadRequestError):
             client.embeddings.create(model=EMBED_MODEL, input=bad)
