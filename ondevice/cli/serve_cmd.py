@@ -29,7 +29,12 @@ def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue,
                   n_ctx, threads, device):
     """Serve MODEL with the OpenAI API (chat, completions, embeddings, models) on HOST:PORT."""
     from ondevice.server import ServerSettings, serve
+    from ondevice.store import resolve
 
+    # Name errors now, as one line and exit code 2, rather than as a traceback from inside uvicorn's startup.
+    resolve(model)
+    if embed_model:
+        resolve(embed_model)
     settings = ServerSettings(model=model, host=host, port=port, api_key=api_key, embed_model=embed_model,
                               rag_index=rag_index, max_queue=max_queue, max_body_bytes=max_body_bytes,
                               cors_origins=list(cors_origins), n_ctx=n_ctx, threads=threads, device=device)

@@ -162,6 +162,14 @@ def test_full_queue_is_429_with_retry_after(keyed_server):
     assert keyed_server.health()["stats"]["rejected"] >= 1
 
 
+def test_cors_is_off_by_default(server):
+    preflight = httpx.options(server.base_url + "/v1/chat/completions", timeout=10, headers={
+        "Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in preflight.headers
+    response = httpx.get(server.base_url + "/v1/models", headers={"Origin": "http://evil.example"}, timeout=10)
+    assert "access-control-allow-origin" not in response.headers
+
+
 def test_server_is_still_healthy_after_all_bad_input(server):
     assert server.process.poll() is None
     assert server.health()["status"] == "ok"
