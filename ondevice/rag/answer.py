@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 from ondevice.rag.retrieve import SearchResult
 
 NOTHING_FOUND = "I could not find anything relevant to this question in the indexed files."
-SYSTEM_PROMPT = ("You answer questions using only the numbered sources from the user's own files. "
-                 "Quote the exact names, numbers and dates from the sources. Cite sources like [1]. "
-                 "If the sources do not contain the answer, say you do not know.")
+SYSTEM_PROMPT = ("Answer the question in one or two sentences using only the numbered sources below, which come "
+                 "from the user's own files. Copy names, numbers and dates exactly. Cite the source like [1]. "
+                 "If the sources do not answer it, say you do not know.")
 MAX_SOURCE_CHARS = 1200
 
 
@@ -61,7 +61,7 @@ def build_messages(question: str, sources: Sequence[SearchResult]) -> list[dict]
     for number, source in enumerate(sources, start=1):
         where = f"{display_path(source.path)}{':' + source.span if source.span else ''}"
         parts.append(f"[{number}] ({where})\n{source.text[:MAX_SOURCE_CHARS].strip()}")
-    user = "Sources:\n\n" + "\n\n".join(parts) + f"\n\nQuestion: {question}\nAnswer from the sources:"
+    user = "Sources:\n\n" + "\n\n".join(parts) + f"\n\nQuestion: {question}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 

@@ -42,7 +42,7 @@ class Embedder:
     @property
     def dim(self) -> int:
         if self._dim is None:
-            self._dim = int(self.embed(["dimension probe"]).shape[1])
+            self._dim = int(np.asarray(self.model.embed(["dimension probe"])).shape[1])  # not counted in stats
         return self._dim
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -88,17 +88,20 @@ class Index:
                 model.close()
 
     def relevant(self, query: str, results: Sequence[SearchResult]) -> list[SearchResult]:
-        return [r for r in results if is_relevant(query, r, self.store, self.embedder)]
+        return [r for r in results if is_relevant(query, r, self.embedder)]
 
     def ask(self, question: str, model=DEFAULT_MODEL, k: int = 5, on_text: Callable[[str], None] | None = None,
             rerank: bool = False, max_tokens: int = 160) -> Answer:
         """Answer from the top `k` relevant chunks, streamed through `on_text`; says so when nothing is relevant."""
         question = check_query(question)
         self._check_ready()
-        llm, owned = _model(model)
+        llm, owned = _model(model) if rerank else (None, False)
         try:
-            results = self.search(question, k, rerank_model=llm if rerank else None)
-            return answer_question(question, self.relevant(question, results), llm, max_tokens, on_text)
+            results = self.search(question, k, rerank_model=llm)
+            sources = self.relevant(question, results)
+            if sources and llm is None:  # load the LLM only when there is something to answer from
+                llm, owned = _model(model)
+            return answer_question(question, sources, llm, max_tokens, on_text)
         finally:
             if owned:
                 llm.close()

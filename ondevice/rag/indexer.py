@@ -20,7 +20,7 @@ from ondevice.rag.embedder import Embedder
 from ondevice.rag.readers import DEFAULT_MAX_BYTES, ParseError, Skipped, iter_files, read_document
 from ondevice.rag.store import IndexStore
 
-EMBED_BATCH = 64
+EMBED_BATCH = 64  # chunks per embedding call (across files)
 
 
 @dataclass

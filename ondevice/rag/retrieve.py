@@ -22,9 +22,8 @@ RRF_K = 60
 MODES = ("hybrid", "bm25", "vector")
 # Below this cosine similarity (all-MiniLM-L6-v2 scale) a chunk is not about the question, unless BM25 finds
 # most of the question's content words in it.
-MIN_SIMILARITY = 0.35
+MIN_SIMILARITY = 0.3
 MIN_TERM_COVERAGE = 0.6
-RARE_SHARE = 0.01  # a word in at most 1% of chunks (and at most 2 in small indexes) is distinctive
 
 
 @dataclass
@@ -88,9 +87,9 @@ def content_terms(text: str) -> set[str]:
     return {w for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS and len(w) > 1}
 
 
-def is_relevant(query: str, result: SearchResult, store: IndexStore, embedder: Embedder | None = None) -> bool:
-    """Whether a retrieved chunk is plausibly about the query: close in meaning, sharing a distinctive query word
-    (one found in only a few chunks: a code, a name, a number), or sharing most of the query's content words."""
+def is_relevant(query: str, result: SearchResult, embedder: Embedder | None = None) -> bool:
+    """Whether a retrieved chunk is plausibly about the query: close in meaning, sharing an identifier from the
+    query (a word with digits: a code, an order number), or sharing most of the query's content words."""
     similarity = result.similarity
     if similarity is None and embedder is not None:
         q, t = embedder.embed([query, result.text])
@@ -105,9 +104,8 @@ def is_relevant(query: str, result: SearchResult, store: IndexStore, embedder: E
     hits = {t for t in terms if t in found or t.rstrip("s") in found}
     if len(hits) / len(terms) >= MIN_TERM_COVERAGE:
         return True
-    n_chunks = store.counts()[1]
-    rare = max(2, int(n_chunks * RARE_SHARE))
-    return any(store.doc_freq(t) <= rare for t in hits)
+    # An identifier (a code, an order or invoice number) is specific enough on its own.
+    return any(any(ch.isdigit() for ch in t) for t in hits)
 
 
 RERANK_PROMPT = ("Passage:\n{passage}\n\nQuestion: {question}\n"

@@ -216,13 +216,6 @@ class IndexStore:
             (match, limit))
         return [(r[0], -r[1]) for r in rows]
 
-    def doc_freq(self, term: str) -> int:
-        """How many chunks contain `term` (after the same stemming the index uses)."""
-        match = fts_query(term)
-        if not match or not self.ready:
-            return 0
-        return self.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,)).fetchone()[0]
-
     def nearest(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the `limit` nearest chunks."""
         if not self.ready:

@@ -1,0 +1,79 @@
+"""`ondevice rag ...` end to end through click: JSON shapes, and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ondevice.cli.main import cli
+
+
+@pytest.fixture(scope="module")
+def cli_index(corpus, embedder, tmp_path_factory):
+    """An index built by the CLI with the default embedding model (minilm-l6, already converted this session)."""
+    db = tmp_path_factory.mktemp("cli") / "notes.sqlite"
+    result = CliRunner().invoke(cli, ["rag", "index", str(corpus[0]), "--index", str(db), "--json",
+                                      "--exclude", "receipts/order-98406.md"])
+    assert result.exit_code == 0, result.output
+    return db, json.loads(result.output)
+
+
+def test_index_json_summary(cli_index, corpus):
+    _, summary = cli_index
+    n_files = sum(1 for p in corpus[0].rglob("*") if p.is_file())
+    assert summary["added"] == summary["files_seen"] == n_files - 1  # one excluded
+    assert summary["failed"] == [] and summary["total_chunks"] >= summary["total_files"]
+
+
+def test_search_json_results(cli_index):
+    db, _ = cli_index
+    result = CliRunner().invoke(cli, ["rag", "search", "Which purchase was number 84075?", "--index", str(db),
+                                      "--k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.output)["results"]
+    assert len(results) == 3
+    assert results[0]["path"].endswith("receipts/order-84075.md")
+    assert set(results[0]) >= {"path", "start_line", "end_line", "score", "text"} and "84075" in results[0]["text"]
+
+
+def test_eval_json(cli_index, corpus):
+    db, _ = cli_index
+    result = CliRunner().invoke(cli, ["rag", "eval", str(corpus[2]), "--index", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["n"] == len(corpus[1]) and report["recall_at_5"] >= 0.9 and report["answer_contains"] is None
+
+
+def test_ask_json_nothing_relevant(cli_index):
+    db, _ = cli_index
+    result = CliRunner().invoke(cli, ["rag", "ask", "What is the boiling point of mercury?", "--index", str(db),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["found"] is False and body["citations"] == [] and "could not find" in body["answer"]
+
+
+def _one_line_error(args):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_bad_input_is_one_line_and_exit_2(cli_index, tmp_path):
+    db, _ = cli_index
+    assert "no such file" in _one_line_error(["rag", "index", str(tmp_path / "missing"), "--index",
+                                              str(tmp_path / "x.sqlite")])
+    assert "no index" in _one_line_error(["rag", "search", "anything", "--index", "no-such-index"])
+    assert "empty" in _one_line_error(["rag", "search", "  ", "--index", str(db)])
+    assert "empty" in _one_line_error(["rag", "ask", "", "--index", str(db)])
+    bad = tmp_path / "qa.jsonl"
+    bad.write_text('{"question": "q", "answer": "a", "source": "s"}\n{not json\n')
+    assert "qa.jsonl:2" in _one_line_error(["rag", "eval", str(bad), "--index", str(db)])
+    bad.write_text('{"question": "q"}\n')
+    assert "qa.jsonl:1" in _one_line_error(["rag", "eval", str(bad), "--index", str(db)])
+    assert "embedding model" in _one_line_error(["rag", "search", "x", "--index", str(db),
+                                                 "--embed-model", "smollm2-135m"])
