@@ -22,7 +22,8 @@ def report_table(report) -> Table:
         table.add_row(f"gap recovered ({name}, {ppl.tokens} tokens)", f"{ppl.recovered:.1%}")
     table.add_row("steps / tokens seen", f"{report.steps} / {report.tokens_seen:,}"
                   + (" (stopped early)" if report.stopped_early else ""))
-    table.add_row("train wall / total", f"{report.wall_s:.0f} s / {report.total_s:.0f} s ({report.device})")
+    table.add_row("train wall / CPU / total", f"{report.wall_s:.0f} s / {report.cpu_s:.0f} s CPU / "
+                  f"{report.total_s:.0f} s ({report.device})")
     table.add_row("steps/s, tokens/s", f"{report.steps_per_s:.3f}, {report.tokens_per_s:.0f}")
     if report.loss_png:
         table.add_row("loss curve", report.loss_png)
@@ -66,8 +67,9 @@ def distill_command(teacher, out_dir, keep_layers, drop_layers, steps, data, syn
     report = distill(teacher, out_dir, keep_layers=keep_layers, drop_layers=drop_layers, steps=steps, data=data,
                      synthetic=synthetic, seq_len=seq_len, batch=batch, grad_accum=grad_accum, lr=lr,
                      temperature=temperature, checkpoint_every=checkpoint_every, resume=resume, seed=seed,
-                     then=then, prune_method=prune_method, eval_tokens=eval_tokens, progress=not as_json, warmup=warmup,
-                     ce_weight=ce_weight, hidden_weight=hidden_weight, dtype="bf16" if bf16 else "fp32",
+                     then=then, prune_method=prune_method, eval_tokens=eval_tokens, progress=not as_json,
+                     warmup=warmup, ce_weight=ce_weight, hidden_weight=hidden_weight,
+                     dtype="bf16" if bf16 else "fp32",
                      time_limit_s=max_minutes * 60 if max_minutes else None)
     if as_json:
         print_json(report.to_dict())

@@ -159,7 +159,7 @@ def distill(teacher: str | Path, out_dir: str | Path, keep_layers: int | None = 
         teacher=str(teacher), student_dir=str(out), teacher_params=sum(p.numel() for p in model.parameters()),
         student_params=sum(p.numel() for p in student.parameters()), teacher_layers=n_layers,
         kept_layers=choice.kept, dropped_layers=choice.dropped, prune_method=choice.method, heldout=ppl,
-        steps=result.steps, tokens_seen=result.tokens_seen, wall_s=result.wall_s, total_s=0.0,
+        steps=result.steps, tokens_seen=result.tokens_seen, wall_s=result.wall_s, cpu_s=result.cpu_s, total_s=0.0,
         losses=result.losses, config=asdict(cfg), device=device, data_source=split.source,
         stopped_early=result.stopped_early, prune_rounds=choice.rounds)
     if qtype is not None and not result.stopped_early:

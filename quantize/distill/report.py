@@ -43,6 +43,7 @@ class DistillReport:
     steps: int
     tokens_seen: int
     wall_s: float  # training loop only
+    cpu_s: float  # process CPU time of the training loop (all threads)
     total_s: float  # everything: loading, pruning choice, evaluations, saving
     losses: list[tuple[int, float]]
     config: dict

@@ -50,6 +50,7 @@ class TrainResult:
     wall_s: float
     losses: list[tuple[int, float]] = field(default_factory=list)
     stopped_early: bool = False
+    cpu_s: float = 0.0  # process CPU time of the loop: on a busy machine, cpu_s / threads estimates idle wall time
 
     @property
     def steps_per_s(self) -> float:
@@ -187,6 +188,7 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
     want_hidden = cfg.hidden_weight > 0
     bar = _progress(progress, cfg.steps, result.steps)
     started = time.perf_counter() - result.wall_s
+    cpu_started = time.process_time() - result.cpu_s
     with bar:
         while result.steps < cfg.steps:
             optimizer.zero_grad(set_to_none=True)
@@ -220,6 +222,7 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
             result.steps += 1
             result.losses.append((result.steps, step_loss))
             result.wall_s = time.perf_counter() - started
+            result.cpu_s = time.process_time() - cpu_started
             bar.update(step_loss, result)
             out_of_time = (cfg.time_limit_s is not None and result.wall_s >= cfg.time_limit_s
                            or cfg.stop_after is not None and result.steps >= cfg.stop_after)
