@@ -14,3 +14,9 @@ def test_ask_answers_from_the_note_with_a_citation(notes_index, smollm2, corpus,
     assert answer.citations[0].path == "pets/biscuit.md" and answer.citations[0].span == "1-4"
     assert "first day of every month" in answer.answer, (answer.answer, [str(c) for c in answer.citations])
     assert str(answer.citations[0]).startswith("[1] ") and answer.render().endswith(str(answer.citations[-1]))
+
+
+def test_rerank_scores_every_candidate_and_orders_by_the_llm(notes_index, smollm2):
+    results = notes_index.search("Which purchase was number 84075?", k=3, rerank_model=smollm2)
+    assert len(results) == 3 and all(r.relevance is not None for r in results)
+    assert [r.relevance for r in results] == sorted((r.relevance for r in results), reverse=True)
