@@ -101,9 +101,11 @@ def search_command(query, index_name, embed_model, k, mode, rerank, model, as_js
         return
     from rich.table import Table
 
+    from ondevice.rag.answer import display_path
+
     table = Table("#", "score", "source", "text", show_lines=True)
     for n, r in enumerate(results, start=1):
-        table.add_row(str(n), f"{r.score:.4f}", f"{r.path}:{r.span}", r.text[:300])
+        table.add_row(str(n), f"{r.score:.4f}", f"{display_path(r.path)}:{r.span}", r.text[:300])
     console.print(table)
 
 
