@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from ondevice.errors import InvalidInput
 
 KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32}  # q8_0: 32 int8 + one f16 scale per block
-# Resident size of the Python process with numpy and the runtime imported, before a model loads (measured here:
-# 41 MiB for llama_cpp, about 90 MiB for onnxruntime-genai), plus what stays resident per vocabulary entry after
-# the metadata has been read (measured: 46 MiB for Gemma 3's 262,144 tokens).
-RUNTIME_BYTES = {"gguf": 48 << 20, "onnx-genai": 96 << 20}
+# Resident size of a Python process with numpy, ondevice and the runtime imported, before a model loads (bench's
+# measuring process: 60 MiB with llama_cpp, about 100 MiB with onnxruntime-genai); what stays resident per
+# vocabulary entry after the GGUF metadata was read (measured: 46 MiB for Gemma 3's 262,144 tokens); and what
+# libllama keeps per layer besides weights and KV (tensor/graph metadata; fitted). Calibrated on running peaks
+# measured here with `ondevice fit MODEL --measure --ctx 1024`; see docs/bench.md.
+RUNTIME_BYTES = {"gguf": 60 << 20, "onnx-genai": 100 << 20}
+RUNTIME_BYTES_PER_LAYER = 640 << 10
 RUNTIME_BYTES_PER_VOCAB_ENTRY = 184
 N_UBATCH = 512
 DEFAULT_FIT_CTX = 4096
@@ -117,7 +120,8 @@ def estimate_fit(s: Shapes, n_ctx: int | None = None, kv_type: str = "f16") -> F
     n_ctx = n_ctx or min(DEFAULT_FIT_CTX, s.context_length or DEFAULT_FIT_CTX)
     kv = kv_bytes(s, n_ctx, kv_type)
     compute = compute_bytes(s, n_ctx, kv_type)
-    runtime = RUNTIME_BYTES.get(s.format, RUNTIME_BYTES["gguf"]) + RUNTIME_BYTES_PER_VOCAB_ENTRY * s.vocab_size
+    runtime = RUNTIME_BYTES.get(s.format, RUNTIME_BYTES["gguf"]) + RUNTIME_BYTES_PER_LAYER * s.n_layers \
+        + RUNTIME_BYTES_PER_VOCAB_ENTRY * s.vocab_size
     total = s.weights_bytes + kv + compute + runtime
     ram = memory()
     verdict = "fits" if total <= ram.available_bytes else "tight" if total <= ram.total_bytes else "does not fit"

@@ -107,7 +107,8 @@ def fit_command(model, probe, quant, n_ctx, kv_type, measure, threads, as_json):
         return
     from rich.table import Table
 
-    table = Table(title=f"fit: {est.model} at {est.n_ctx} tokens, KV {est.kv_type}", show_header=False)
+    console.print(f"fit: {est.model} at {est.n_ctx} tokens of context, KV cache {est.kv_type}")
+    table = Table(show_header=False)
     for label, value in (("weights", est.weights_bytes), ("KV cache", est.kv_bytes), ("compute buffer",
                          est.compute_bytes), ("runtime", est.runtime_bytes), ("total needed", est.total_bytes),
                          ("RAM available", est.ram_available_bytes), ("RAM total", est.ram_total_bytes)):
