@@ -52,7 +52,7 @@ def test_cli_runs_and_prints_json(tiny_teacher, tiny_data, tmp_path):
     import json
 
     result = run_cli(tiny_teacher, "--out", tmp_path / "s", "--keep-layers", 5, "--steps", 2, "--data", tiny_data,
-                     "--seq-len", 32, "--batch", 2, "--json")
+                     "--seq-len", 32, "--batch", 2, "--eval-tokens", 256, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["steps"] == 2 and len(data["kept_layers"]) == 5
