@@ -1,11 +1,13 @@
 """Read and check GGUF files in Python before the C loader sees them.
 
-llama.cpp aborts the whole process on some malformed files; we refuse them first with one clear line. The `gguf`
-package (llama.cpp's own reader) parses the header, metadata and tensor table; we add the bounds checks.
+llama.cpp aborts the whole process on some malformed files; we refuse them first with one clear line. The header,
+metadata and tensor table are streamed here (type tables come from the `gguf` package, llama.cpp's own) with
+every length and tensor extent checked against the file size.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,25 +42,11 @@ class GGUFContents:
         return self.metadata.get(f"{self.architecture}.{suffix}", default)
 
 
-def _field_value(reader_field: Any) -> Any:
-    """Decode one GGUFReader field into a Python value (strings, numbers, short lists)."""
-    import gguf
-
-    types = reader_field.types
-    if not types:
-        return None
-    if types[0] == gguf.GGUFValueType.STRING:
-        return bytes(reader_field.parts[reader_field.data[0]]).decode("utf-8", errors="replace")
-    if types[0] == gguf.GGUFValueType.ARRAY:
-        # Arrays (vocabularies, merges) can be huge: keep the length, decode only short ones.
-        n = len(reader_field.data)
-        if n > 64:
-            return _LongArray(n)
-        if len(types) > 1 and types[1] == gguf.GGUFValueType.STRING:
-            return [bytes(reader_field.parts[i]).decode("utf-8", errors="replace") for i in reader_field.data]
-        return [reader_field.parts[i].tolist()[0] for i in reader_field.data]
-    value = reader_field.parts[reader_field.data[0]].tolist()
-    return value[0] if len(value) == 1 else value
+# GGUF value types (gguf.GGUFValueType) -> struct format of one scalar.
+_SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
+                   12: "<d"}
+_STRING, _ARRAY = 8, 9
+SHORT_ARRAY = 64  # arrays longer than this (vocabularies, merges) are skipped, keeping only their length
 
 
 class _LongArray(list):
@@ -75,8 +63,89 @@ class _LongArray(list):
         return f"<array of {self.n}>"
 
 
+class _HeaderReader:
+    """Streams a GGUF header with bounds checks. Long arrays are skipped, not materialised: gguf.GGUFReader builds
+    a numpy view per vocabulary entry, which peaked at 726 MiB for a 262k-token vocabulary (measured)."""
+
+    def __init__(self, fh, size: int):
+        self.fh = fh
+        self.size = size
+
+    def read(self, n: int) -> bytes:
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise ValueError("unexpected end of file in the header")
+        return data
+
+    def scalar(self, fmt: str):
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def count(self, what: str) -> int:
+        n = self.scalar("<Q")
+        if n > self.size:
+            raise ValueError(f"{what} of {n} exceeds the file size")
+        return n
+
+    def string(self) -> str:
+        return self.read(self.count("string length")).decode("utf-8", errors="replace")
+
+    def skip(self, n: int) -> None:
+        if self.fh.tell() + n > self.size:
+            raise ValueError("value runs past the end of the file")
+        self.fh.seek(n, 1)
+
+    def value(self, vtype: int) -> Any:
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            item_type, n = self.scalar("<I"), self.count("array length")
+            if n > SHORT_ARRAY:
+                if item_type == _STRING:
+                    for _ in range(n):
+                        self.skip(self.count("string length"))
+                elif item_type in _SCALAR_FORMATS:
+                    self.skip(n * struct.calcsize(_SCALAR_FORMATS[item_type]))
+                else:
+                    raise ValueError(f"unsupported array item type {item_type}")
+                return _LongArray(n)
+            return [self.value(item_type) for _ in range(n)]
+        if vtype not in _SCALAR_FORMATS:
+            raise ValueError(f"unknown value type {vtype}")
+        return self.scalar(_SCALAR_FORMATS[vtype])
+
+
+def _parse(path: Path, size: int) -> tuple[int, dict[str, Any], list[tuple[str, int, int, int]], int]:
+    """(version, metadata, [(name, ggml type, n_elements, offset)], data start) of a GGUF file."""
+    with path.open("rb", buffering=1 << 20) as fh:
+        r = _HeaderReader(fh, size)
+        r.read(4)
+        version = r.scalar("<I")
+        if version not in (2, 3):
+            raise ValueError(f"unsupported GGUF version {version}")
+        n_tensors, n_kv = r.count("tensor count"), r.count("metadata count")
+        metadata: dict[str, Any] = {}
+        for _ in range(n_kv):
+            key = r.string()
+            metadata[key] = r.value(r.scalar("<I"))
+        tensors = []
+        for _ in range(n_tensors):
+            name = r.string()
+            n_dims = r.scalar("<I")
+            if n_dims > 8:
+                raise ValueError(f"tensor {name!r} has {n_dims} dimensions")
+            n_elements = 1
+            for _ in range(n_dims):
+                n_elements *= r.scalar("<Q")
+            tensors.append((name, r.scalar("<I"), n_elements, r.scalar("<Q")))
+        alignment = int(metadata.get("general.alignment", 32) or 32)
+        data_start = -(-fh.tell() // alignment) * alignment
+    return version, metadata, tensors, data_start
+
+
 def read_gguf(path: str | Path) -> GGUFContents:
     """Parse and bounds-check a GGUF file. Raises InvalidModelFile with one line on any defect."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -89,38 +158,29 @@ def read_gguf(path: str | Path) -> GGUFContents:
     if magic != GGUF_MAGIC:
         raise InvalidModelFile(f"{path}: not a GGUF file (bad magic {magic!r}, expected b'GGUF')")
     try:
-        import gguf
-
-        reader = gguf.GGUFReader(str(path), "r")
-    except Exception as exc:  # the reader raises ValueError/IndexError/... on malformed or truncated input
-        raise InvalidModelFile(f"{path}: corrupt or truncated GGUF ({type(exc).__name__}: {exc})") from None
+        version, metadata, tensors, data_start = _parse(path, size)
+    except (ValueError, struct.error, OverflowError) as exc:
+        raise InvalidModelFile(f"{path}: corrupt or truncated GGUF ({exc})") from None
+    if not tensors:
+        raise InvalidModelFile(f"{path}: GGUF file declares no tensors")
 
     n_params = 0
     tensor_types: dict[str, int] = {}
-    for tensor in reader.tensors:
-        end = int(tensor.data_offset) + int(tensor.n_bytes)
+    for name, ggml_type, n_elements, offset in tensors:
+        try:
+            qtype = GGMLQuantizationType(ggml_type)
+            block, block_bytes = GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError):
+            raise InvalidModelFile(f"{path}: tensor {name!r} has unknown type {ggml_type}") from None
+        end = data_start + offset + n_elements // block * block_bytes
         if end > size:
             raise InvalidModelFile(
-                f"{path}: truncated GGUF: tensor {tensor.name!r} ends at byte {end} but the file has {size} bytes")
-        n_params += int(tensor.n_elements)
-        type_name = tensor.tensor_type.name
-        tensor_types[type_name] = tensor_types.get(type_name, 0) + 1
-    if not reader.tensors:
-        raise InvalidModelFile(f"{path}: GGUF file declares no tensors")
-
-    metadata: dict[str, Any] = {}
-    for name, reader_field in reader.fields.items():
-        if name.startswith("GGUF."):
-            continue
-        try:
-            metadata[name] = _field_value(reader_field)
-        except Exception:
-            metadata[name] = None
+                f"{path}: truncated GGUF: tensor {name!r} ends at byte {end} but the file has {size} bytes")
+        n_params += n_elements
+        tensor_types[qtype.name] = tensor_types.get(qtype.name, 0) + 1
     tokens = metadata.get("tokenizer.ggml.tokens")
-    version_field = reader.fields.get("GGUF.version")
-    version = int(version_field.parts[version_field.data[0]][0]) if version_field is not None else 0
     return GGUFContents(
-        path=path, version=version, metadata=metadata, n_tensors=len(reader.tensors), n_params=n_params,
+        path=path, version=version, metadata=metadata, n_tensors=len(tensors), n_params=n_params,
         tensor_types=tensor_types, vocab_size=len(tokens) if tokens is not None else 0, file_size=size,
     )
 
