@@ -53,7 +53,8 @@ def run_demo(out_dir: str | Path, source: str = "smollm2-135m", probe: str = "ll
     log("3/3 writing the report")
     from quantize.report import markdown as quality_markdown
 
-    preamble = "## Quality (quantize)\n\n" + quality_markdown(qreport) + "\n\n## Speed and memory (bench)\n"
+    quality = quality_markdown(qreport).replace("# Quantisation report", "## Quality: quantisation report", 1)
+    preamble = quality + "\n\n## Speed and memory (bench)\n"
     write_report(report, out_dir, title=f"ondevice demo: quantise and bench {source}", preamble=preamble)
     report.report_dir = str(out_dir)
     return DemoReport(str(out_dir), qreport, report, round(time.perf_counter() - start, 1))

@@ -83,3 +83,5 @@ def test_roofline_and_targets_from_measured_results(smollm2_bench, small_probe):
         assert {"name", "target", "measured", "pass"} <= row.keys() and isinstance(row["pass"], bool)
     assert data["rows"][0]["pass"] is True and data["rows"][3]["pass"] is True
     assert data["bandwidth_gbps"]["device"] == 20.0 and data["bandwidth_gbps"]["for_20_tok_s"] > 0
+    assert data["bandwidth_gbps"]["for_10_tok_s_at_roofline"] == pytest.approx(
+        10 * report.roofline.bytes_per_token / 1e9, abs=0.1)
