@@ -32,3 +32,15 @@ def smollm2_report(smollm2_f16_gguf, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     return quantize(smollm2_f16_gguf, ["gguf:Q4_K_M,Q8_0"], out, evaluate=True, ctx=EVAL_CTX,
                     max_chunks=EVAL_CHUNKS, decode_speed=False, progress=False)
+
+
+@pytest.fixture(scope="session")
+def smollm2_onnx_fp32(smollm2_hf_dir, tmp_path_factory):
+    """SmolLM2 exported to onnx:fp32: the export without quantisation, to compare with the f16 GGUF."""
+    import ondevice
+    from quantize.onnx_export import export_onnx_llm
+
+    result = export_onnx_llm(smollm2_hf_dir, tmp_path_factory.mktemp("onnx-fp32") / "smollm2-fp32", "fp32")
+    model = ondevice.load(result.path, n_ctx=256)
+    yield model
+    model.close()

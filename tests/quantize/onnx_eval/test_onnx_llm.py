@@ -42,3 +42,13 @@ def test_next_token_agrees_with_gguf_more_often_than_chance(smollm2_onnx_int4, s
     assert ours.shape == theirs.shape
     agree = np.mean(theirs.argmax(-1) == ours.argmax(-1))
     assert agree >= 0.35, agree
+
+
+def test_fp32_onnx_greedy_matches_f16_gguf(smollm2_onnx_fp32, smollm2_f16_gguf):
+    """Without quantisation the ONNX export and our f16 GGUF are the same model: equal greedy tokens."""
+    import ondevice
+
+    with ondevice.load(smollm2_f16_gguf, n_ctx=256) as ref:
+        for prompt in ("The capital of France is", "def fibonacci(n):", "List three colors:"):
+            assert smollm2_onnx_fp32.generate(prompt, max_tokens=16).tokens == \
+                ref.generate(prompt, max_tokens=16).tokens, prompt
