@@ -44,6 +44,7 @@ def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, syste
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
+        sys.stdout.flush()  # the answer's last line before the timing line on stderr
         t = stream.result.timings
         err_console.print(f"[dim]{t.completion_tokens} tokens, {t.decode_tokens_per_s:.1f} tok/s, "
                           f"TTFT {t.ttft_ms:.0f} ms ({m.backend_name} on {m.device})[/dim]")
