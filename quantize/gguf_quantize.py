@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ondevice.errors import InvalidInput, OnDeviceError
 from ondevice.gguf_file import read_gguf
-from quantize.outputs import atomic_output, check_free_space
+from ondevice.files import atomic_output, check_free_space
 
 # Accepted type -> nominal bits per weight of its main tensors (llama-quantize's table), for the disk estimate.
 GGUF_TYPES: dict[str, float] = {

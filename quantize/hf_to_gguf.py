@@ -22,7 +22,7 @@ from ondevice.errors import InvalidInput, InvalidModelFile
 from quantize.gguf_arch import ArchHandler, HParams, handler_for
 from quantize.gguf_vocab import copy_metadata, write_vocab
 from quantize.hf_source import source_gguf
-from quantize.outputs import atomic_output, check_free_space
+from ondevice.files import atomic_output, check_free_space
 
 OUTTYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
