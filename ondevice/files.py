@@ -44,3 +44,30 @@ def atomic_output(dest: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(dest: Path, needed_bytes: int | None = None) -> Iterator[Path]:
+    """Folder mode of `atomic_output`: yield an empty staging folder beside `dest`, publish it as `dest` on success.
+
+    `needed_bytes` (an estimate of what will be written) is checked against free disk first. On success an older
+    `dest` is replaced; on any failure (exception, Ctrl-C) the staging folder is deleted, so a final folder name
+    only ever holds a complete model.
+    """
+    import os
+    import tempfile
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if needed_bytes:
+        check_free_space(dest, needed_bytes)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        yield staging
+        staging.chmod(0o755)  # mkdtemp makes it private; a model folder should be as readable as any other file
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
