@@ -33,6 +33,10 @@ class ModelInfo:
     bits_per_weight: float
     has_chat_template: bool
     licence: str | None = None
+    n_ff: int = 0                      # feed-forward (MLP) width; 0 when unknown
+    sliding_window: int = 0            # attention window of sliding-window layers; 0 = none
+    tied_embeddings: bool = False      # output head shares the token-embedding matrix
+    tensor_types: dict[str, str] | None = None  # GGUF tensor name -> ggml type name (GGUF only)
 
     def kv_bytes_per_token(self, bytes_per_element: float = 2.0) -> float:
         """KV cache size per token of context: K and V, every layer, every KV head (f16 by default)."""
