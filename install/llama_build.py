@@ -2,7 +2,7 @@
 
 Run by `make install` with the virtualenv's Python, before the project's other dependencies:
 
-    python ondevice/install/llama_build.py
+    python install/llama_build.py
 
 Why a script and not a plain requirement: llama-cpp-python ships only a source distribution, and a default
 (GGML_NATIVE) build on a CPU that reports AMX segfaults on the first decode (llama.cpp #20824). We compute explicit
@@ -24,7 +24,7 @@ import sysconfig
 from pathlib import Path
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_cpu_module():
