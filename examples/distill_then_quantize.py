@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 import ondevice
-from ondevice.cli.distill_cmd import report_table
+from quantize.cli import report_table
 from quantize.distill import distill
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Iterator, Sequence
 
@@ -14,9 +13,8 @@ from ondevice.model_info import ModelInfo, read_info
 from ondevice.options import RuntimeOptions
 from ondevice.store import ModelRef, resolve
 
-# Formats that are not run directly but converted once into one that is ("module:function" -> path of the
-# runnable model). HF folders become GGUF (LLMs) or ONNX (encoders) through the quantize package.
-MATERIALIZERS: dict[str, str] = {"hf": "quantize.materialize:to_runnable"}
+# Formats that are not run directly but converted once into one that is are handled by "ondevice.materializers"
+# entry points (ondevice/plugins.py): the quantize package registers "hf" (HF folder -> GGUF or ONNX encoder).
 
 
 class TextStream:
@@ -45,17 +43,34 @@ class TextStream:
             close()
 
 
+def _content_text(i: int, content) -> str:
+    """A message's content as text: a string, or OpenAI's list of parts ([{"type": "text", "text": ...}])."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif kind in ("image_url", "image", "input_image", "input_audio", "file"):
+                raise InvalidInput(f"message {i}: content part {j} is {kind!r}; this runtime reads text only")
+            else:
+                raise InvalidInput(f"message {i}: content part {j} must be {{'type': 'text', 'text': ...}}")
+        return "".join(texts)
+    raise InvalidInput(f"message {i} must be a dict with string 'role' and 'content' (a string or text parts)")
+
+
 def _check_messages(messages: Sequence[dict]) -> list[dict]:
     if not messages:
         raise InvalidInput("messages is empty: give at least one {'role': ..., 'content': ...}")
     checked = []
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str) \
-                or not isinstance(message.get("content"), str):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise InvalidInput(f"message {i} must be a dict with string 'role' and 'content'")
         if message["role"] not in ("system", "user", "assistant", "tool"):
             raise InvalidInput(f"message {i}: unknown role {message['role']!r}")
-        checked.append({"role": message["role"], "content": message["content"]})
+        checked.append({"role": message["role"], "content": _content_text(i, message.get("content"))})
     return checked
 
 
@@ -106,40 +121,37 @@ class Model:
                  seed: int | None = None, stop: str | Sequence[str] | None = None, stream: bool = False,
                  top_k: int = 0) -> Generation | TextStream:
         """Complete `prompt`. With stream=True returns a TextStream that yields text pieces as they decode."""
-        params = self._params(max_tokens, temperature, top_p, seed, stop, top_k)
+        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop)
         if not isinstance(prompt, str):
             raise InvalidInput("prompt must be a string")
-        return self._run(prompt, params, stream)
+        return self._run(self.stream_events(prompt, params), stream)
 
     def chat(self, messages: Sequence[dict], max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
              seed: int | None = None, stop: str | Sequence[str] | None = None, stream: bool = False,
              top_k: int = 0) -> Generation | TextStream:
-        """Answer a conversation, formatted with the model's own chat template."""
-        prompt = self._backend.render_chat(_check_messages(messages))
-        params = self._params(max_tokens, temperature, top_p, seed, stop, top_k)
-        return self._run(prompt, params, stream)
+        """Answer a conversation, formatted with the model's own chat template.
 
-    def stream_events(self, prompt: str, params: SamplingParams) -> Iterator[StreamEvent]:
-        """Low-level streaming with token ids and timings (used by the server and bench)."""
+        Each message is {"role": "system"|"user"|"assistant"|"tool", "content": str or [{"type": "text", ...}]}.
+        """
+        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop)
+        return self._run(self.chat_events(messages, params), stream)
+
+    def stream_events(self, prompt: str | Sequence[int], params: SamplingParams) -> Iterator[StreamEvent]:
+        """Low-level streaming of a prompt (text or token ids) with token ids and timings (server, bench)."""
         self._check_open()
         return self._backend.stream(prompt, params)
+
+    def chat_events(self, messages: Sequence[dict], params: SamplingParams) -> Iterator[StreamEvent]:
+        """Low-level streaming of a chat answer (the backend's `stream_chat`), with token ids and timings."""
+        self._check_open()
+        return self._backend.stream_chat(_check_messages(messages), params)
 
     def render_chat(self, messages: Sequence[dict]) -> str:
         return self._backend.render_chat(_check_messages(messages))
 
-    def _params(self, max_tokens, temperature, top_p, seed, stop, top_k) -> SamplingParams:
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise InvalidInput(f"max_tokens must be a positive integer, got {max_tokens!r}")
-        if temperature < 0:
-            raise InvalidInput(f"temperature must be >= 0, got {temperature}")
-        if not 0 < top_p <= 1:
-            raise InvalidInput(f"top_p must be in (0, 1], got {top_p}")
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
-        return SamplingParams(max_tokens, float(temperature), float(top_p), int(top_k), seed, stops)
-
-    def _run(self, prompt: str, params: SamplingParams, stream: bool) -> Generation | TextStream:
-        self._check_open()
-        text_stream = TextStream(self._backend.stream(prompt, params))
+    @staticmethod
+    def _run(events: Iterator[StreamEvent], stream: bool) -> Generation | TextStream:
+        text_stream = TextStream(events)
         if stream:
             return text_stream
         for _ in text_stream:
@@ -168,6 +180,16 @@ class Model:
         self._check_open()
         return self._backend.logits(tokens)
 
+    def reference_decode(self, tokens: Sequence[int]) -> float:
+        """Benchmarking: seconds for the runtime's bare decode loop over tokens[1:] (after an untimed tokens[0]),
+        no sampling and no text, on this model's own context. `ondevice bench --reference` divides the public
+        API's decode speed by this floor. GGUF only (UnsupportedOperation elsewhere)."""
+        self._check_open()
+        tokens = [int(t) for t in tokens]
+        if len(tokens) < 2 or len(tokens) > self.n_ctx:
+            raise InvalidInput(f"reference_decode needs 2 to {self.n_ctx} tokens, got {len(tokens)}")
+        return self._backend.reference_decode(tokens)
+
     # --- lifetime ---------------------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
@@ -189,15 +211,11 @@ class Model:
 
 
 def _materialize(ref: ModelRef) -> ModelRef:
-    target = MATERIALIZERS.get(ref.format)
-    if target is None:
+    from ondevice.plugins import materializer
+
+    func = materializer(ref.format)
+    if func is None:
         return ref
-    module_name, _, func_name = target.partition(":")
-    try:
-        func = getattr(importlib.import_module(module_name), func_name)
-    except ImportError:
-        raise BackendUnavailable(f"{ref.name}: running a {ref.format!r} model needs the quantize extra "
-                                 f"(pip install 'ondevice-toolkit[quantize]')") from None
     path = func(ref.path)
     return ModelRef(ref.name, path, resolve(path).format, ref.alias)
 
@@ -208,7 +226,7 @@ def load(model: str | os.PathLike = "smollm2-135m", n_ctx: int | None = None, th
 
     threads defaults to the physical core count; n_ctx to the trained context capped to fit in available RAM;
     device="auto" uses an NPU/GPU when the runtime offers one, else the CPU (see `Model.device`).
-    Extra keyword options are fields of RuntimeOptions (logits_all, embedding, use_mmap).
+    Extra keyword options are fields of RuntimeOptions (logits_all, embedding, use_mmap, kv_type, flash_attn).
     """
     from ondevice.autoconfig import default_threads
 
@@ -216,7 +234,5 @@ def load(model: str | os.PathLike = "smollm2-135m", n_ctx: int | None = None, th
     info = read_info(ref)
     opts = RuntimeOptions(n_ctx=n_ctx, threads=threads or default_threads(), device=device, backend=backend,
                           **options)
-    if opts.n_ctx is not None and opts.n_ctx < 16:
-        raise InvalidInput(f"n_ctx must be at least 16, got {opts.n_ctx}")
     name = backend or backend_for_format(ref.format)
     return Model(backend_class(name)(ref, info, opts))

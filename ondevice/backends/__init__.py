@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from ondevice.backends.base import Backend, Generation, SamplingParams, StreamEvent, Timings
+from ondevice.backends.base import Backend, Generation, StreamEvent, Timings
+from ondevice.backends.text import TextBackend
 from ondevice.errors import BackendUnavailable
+from ondevice.sampling import SamplingParams
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,21 @@ def register_backend(name: str, target: str, formats: tuple[str, ...], requires:
         _DEFAULT_FOR_FORMAT.setdefault(fmt, name)
 
 
+def _load_plugins() -> None:
+    """Backends that installed packages declare in the "ondevice.backends" entry-point group (ondevice/plugins.py)."""
+    from ondevice.plugins import load_backend_plugins
+
+    load_backend_plugins()
+
+
 def backend_names() -> list[str]:
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
 def backend_class(name: str) -> type[Backend]:
     """Import and return the backend class registered as `name`."""
+    _load_plugins()
     if name not in _REGISTRY:
         raise BackendUnavailable(f"unknown backend {name!r}; known: {', '.join(backend_names())}")
     entry = _REGISTRY[name]
@@ -51,6 +62,7 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def backend_for_format(fmt: str) -> str:
+    _load_plugins()
     if fmt not in _DEFAULT_FOR_FORMAT:
         raise BackendUnavailable(f"no backend runs {fmt!r} models; formats we run: {', '.join(sorted(_DEFAULT_FOR_FORMAT))}")
     return _DEFAULT_FOR_FORMAT[fmt]
@@ -59,8 +71,9 @@ def backend_for_format(fmt: str) -> str:
 register_backend("gguf", "ondevice.backends.llama_cpp_backend:LlamaCppBackend", ("gguf",), "llama-cpp-python")
 register_backend("onnx-genai", "ondevice.backends.onnx_genai_backend:OnnxGenaiBackend", ("onnx-genai",),
                  "onnxruntime-genai")
+register_backend("remote", "ondevice.remote:RemoteBackend", ("remote",), "openai (the remote extra)")
 register_backend("onnx-encoder", "ondevice.backends.onnx_encoder_backend:OnnxEncoderBackend", ("onnx-encoder",),
                  "onnxruntime and tokenizers")
 
-__all__ = ["Backend", "Generation", "SamplingParams", "StreamEvent", "Timings", "register_backend",
+__all__ = ["Backend", "TextBackend", "Generation", "SamplingParams", "StreamEvent", "Timings", "register_backend",
            "backend_class", "backend_for_format", "backend_names"]

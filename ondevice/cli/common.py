@@ -1,4 +1,8 @@
-"""Shared CLI pieces: error mapping, JSON printing, option bundles."""
+"""Shared CLI pieces: error mapping, JSON printing, option bundles, a progress bar.
+
+Public (no underscore) so that the packages adding commands through the "ondevice.commands" entry points
+(quantize, bench, third-party plugins) declare the same options the same way.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,10 @@ class OnDeviceGroup(click.Group):
         except OnDeviceError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except click.UsageError as exc:  # a bad option value: one line too, naming the command
+            prefix = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            click.echo(f"error: {prefix}{exc.format_message()}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -48,12 +56,61 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(to_jsonable(value), indent=2))
 
 
+# --- options shared by commands (here and in the packages that add commands: quantize, bench, plugins) ----------
+# Each option means one thing in every command: --ctx is the context length a model is loaded with, --threads the
+# CPU threads, --json "print the result as JSON instead of a table".
+
+def threads_option(func=None, *, help: str = "CPU threads (default: physical cores)."):
+    """-t/--threads N (N >= 1; default None: the runtime picks the physical core count)."""
+    decorator = click.option("--threads", "-t", "threads", type=click.IntRange(min=1), default=None, help=help)
+    return decorator(func) if func is not None else decorator
+
+
+def ctx_option(func=None, *, default: int | None = None,
+               help: str = "Context length (default: trained length, capped to fit RAM)."):
+    """--ctx N: the context length (tokens) a model is loaded with; passed on as `n_ctx`."""
+    decorator = click.option("--ctx", "n_ctx", type=click.IntRange(min=16), default=default,
+                             show_default=default is not None, help=help)
+    return decorator(func) if func is not None else decorator
+
+
+def json_option(func=None, *, help: str = "Print JSON instead of a table."):
+    """--json: print the command's result as JSON (passed on as `as_json`)."""
+    decorator = click.option("--json", "as_json", is_flag=True, help=help)
+    return decorator(func) if func is not None else decorator
+
+
 def runtime_options(func):
     """--ctx, --threads, --device: the RuntimeOptions bundle every model-taking command shares."""
     func = click.option("--device", default="auto", show_default=True,
                         help="auto, cpu, gpu, or an ONNX Runtime provider (QNN, OpenVINO, CoreML, DML).")(func)
-    func = click.option("--threads", "-t", type=click.IntRange(min=1), default=None,
-                        help="CPU threads (default: physical cores).")(func)
-    func = click.option("--ctx", "n_ctx", type=click.IntRange(min=16), default=None,
-                        help="Context length (default: trained length, capped to fit RAM).")(func)
+    func = threads_option(func)
+    func = ctx_option(func)
     return func
+
+
+class ProgressBar:
+    """A transient rich progress bar on stderr, fed by library `(description, done, total)` progress callbacks."""
+
+    def __init__(self):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                                  console=err_console, transient=True)
+        self._task = None
+
+    def __enter__(self) -> "ProgressBar":
+        self._progress.__enter__()
+        self._task = self._progress.add_task("starting", total=1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def __call__(self, description: str, done: int, total: int) -> None:
+        self._progress.update(self._task, description=description, completed=done, total=total)
+
+
+__all__ = ["console", "err_console", "OnDeviceGroup", "to_jsonable", "print_json", "threads_option", "ctx_option",
+           "json_option", "runtime_options", "ProgressBar"]

@@ -1,5 +1,8 @@
 """Root of the `ondevice` command: a click group with one subcommand (or noun group) per module.
 
+The runtime's own commands are listed here; the tools built on the runtime (`quantize`, `eval`, `distill` from the
+quantize package, `bench`, `fit`, `demo` from the bench package) and any third-party package join through the
+"ondevice.commands" entry-point group (see ondevice/plugins.py), so this package imports neither of them.
 Commands are imported lazily, by name, so `ondevice run` never pays for importing torch or FastAPI.
 """
 
@@ -11,21 +14,16 @@ import click
 
 from ondevice import __version__
 from ondevice.cli.common import OnDeviceGroup
+from ondevice.plugins import command_entry_point, command_names
 
-# command name -> "module:attribute" of its click command. A new command is one line here.
+# The runtime's commands: name -> "module:attribute" of its click command.
 COMMANDS: dict[str, str] = {
     "run": "ondevice.cli.generate:run_command",
     "chat": "ondevice.cli.generate:chat_command",
     "models": "ondevice.cli.models:models_group",
     "doctor": "ondevice.cli.doctor:doctor_command",
-    "quantize": "ondevice.cli.quantize_cmd:quantize_command",
-    "eval": "ondevice.cli.quantize_cmd:eval_command",
-    "distill": "ondevice.cli.distill_cmd:distill_command",
-    "bench": "ondevice.cli.bench_cmd:bench_command",
-    "fit": "ondevice.cli.bench_cmd:fit_command",
     "rag": "ondevice.cli.rag_cmd:rag_group",
     "serve": "ondevice.cli.serve_cmd:serve_command",
-    "demo": "ondevice.cli.demo_cmd:demo_command",
 }
 
 
@@ -33,7 +31,7 @@ class LazyGroup(OnDeviceGroup):
     """Imports a command's module only when that command runs (or help lists it)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in COMMANDS if self._load(name) is not None)
+        return sorted(set(COMMANDS) | set(command_names()))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         return self._load(name)
@@ -42,14 +40,17 @@ class LazyGroup(OnDeviceGroup):
     def _load(name: str) -> click.Command | None:
         target = COMMANDS.get(name)
         if target is None:
-            return None
+            ep = command_entry_point(name)
+            if ep is None:
+                return None
+            target = f"{ep.module}:{ep.attr}"
         module_name, _, attr = target.partition(":")
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # command not built in this install
-                return None
-            return _missing_dependency_command(name, exc.name)
+        except ImportError as exc:
+            # The command's package is not in this install, or a dependency of it is missing: either way the
+            # command stays listed and says, in one line, what to install.
+            return _missing_dependency_command(name, exc.name or module_name)
         return getattr(module, attr)
 
 

@@ -35,5 +35,5 @@ def test_bad_input_is_one_line_exit_2(args, tmp_path, monkeypatch):
 def test_eval_text_too_short_for_a_window(tmp_path):
     text = tmp_path / "short.txt"
     text.write_text("Only a few words.")
-    result = _run("eval", "smollm2-135m", "--ref", "smollm2-135m", "--text", str(text), "--ctx", "512")
+    result = _run("eval", "smollm2-135m", "--ref", "smollm2-135m", "--text", str(text), "--window", "512")
     assert result.exit_code == 2 and "tokens" in result.output

@@ -1,0 +1,131 @@
+"""`ondevice bench`, `ondevice fit` and `ondevice demo`: parse, call bench's library, format.
+
+These commands join the `ondevice` command through the "ondevice.commands" entry points in pyproject.toml; the
+runtime does not import this package.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ondevice.cli.common import ProgressBar, console, ctx_option, err_console, json_option, print_json, threads_option
+from ondevice.errors import InvalidInput
+
+
+@click.command("bench")
+@click.argument("models", nargs=-1)
+@click.option("-p", "n_prompt", type=int, default=512, show_default=True, help="Prompt tokens (pp test).")
+@click.option("-n", "n_gen", type=int, default=128, show_default=True, help="Generated tokens (tg test).")
+@click.option("-r", "repetitions", type=int, default=5, show_default=True, help="Repetitions after one warm-up.")
+@threads_option
+@ctx_option(help="Context length (default 4096, capped at trained).")
+@click.option("--kv-type", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True)
+@click.option("-o", "output", type=click.Choice(["md", "json", "jsonl", "csv"]), default="md", show_default=True)
+@json_option(help="Print JSON (the same as -o json).")
+@click.option("--reference", is_flag=True, help="Also time a bare libllama decode loop and print the ratio.")
+@click.option("--probe", default=None, help="Also measure a shape probe: llama3-8b, qwen2.5-7b, mistral-7b, gemma2-9b.")
+@click.option("--quant", default=None, help="Quant type of the probe (default Q4_K_M).")
+@click.option("--targets", is_flag=True, help="Check the device targets (7-10B, 10-20 tok/s, 8-16 GB) on the probe.")
+@click.option("--report", "report_dir", default=None, help="Write report.md, report.json and PNG plots here.")
+def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type, output, as_json, reference, probe,
+                  quant, targets, report_dir):
+    """Measure prompt processing and generation speed, TTFT, load time and peak memory, like llama-bench."""
+    from bench.report import csv_text, markdown_table, roofline_lines, targets_table
+    from bench.runner import BenchConfig
+    from bench.suite import run_bench
+
+    if as_json:
+        if output not in ("md", "json"):
+            raise InvalidInput(f"--json and -o {output} ask for two formats; give one")
+        output = "json"
+    config = BenchConfig(n_prompt, n_gen, repetitions, threads, n_ctx, reference, kv_type).check()
+    with ProgressBar() as bar:
+        report = run_bench(list(models), config, probe, quant, targets, report_dir, progress=bar)
+    if output == "json":
+        print_json(report.to_dict())
+    elif output == "jsonl":
+        from dataclasses import asdict
+
+        for r in report.results:
+            click.echo(json.dumps(asdict(r)))
+    elif output == "csv":
+        click.echo(csv_text(report.results), nl=False)
+    else:
+        click.echo(markdown_table(report.results))
+        click.echo(f"\nmemory bandwidth {report.bandwidth_gbps:.1f} GB/s")
+        for line in roofline_lines(report):
+            click.echo(line)
+        if report.targets:
+            click.echo("\n" + targets_table(report))
+        if report.report_dir:
+            click.echo(f"\nreport written to {report.report_dir}")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+@click.command("fit")
+@click.argument("model", required=False)
+@click.option("--probe", default=None, help="A 7-10B shape: llama3-8b, qwen2.5-7b, mistral-7b, gemma2-9b.")
+@click.option("--quant", default=None, help="Quant type for --probe (default Q4_K_M).")
+@ctx_option(help="Context length (default 4096, capped at trained).")
+@click.option("--kv-type", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True)
+@click.option("--measure", is_flag=True, help="Also load MODEL in a fresh process, fill the context, and compare "
+                                                "with its peak RSS.")
+@threads_option(help="CPU threads for --measure.")
+@json_option
+def fit_command(model, probe, quant, n_ctx, kv_type, measure, threads, as_json):
+    """Will a model fit in RAM? weights + KV cache + compute buffer + runtime, against RAM total and available."""
+    from bench.fit import fit, fit_and_measure
+
+    if measure:
+        if model is None:
+            raise InvalidInput("--measure needs a MODEL file (a probe is measured with `ondevice bench --probe`)")
+        with ProgressBar() as bar:
+            check = fit_and_measure(model, n_ctx, kv_type, threads, progress=bar)
+        est = check.estimate
+    else:
+        check, est = None, fit(model, probe, quant, n_ctx, kv_type)
+    if as_json:
+        print_json(check or est)
+        return
+    from rich.table import Table
+
+    console.print(f"fit: {est.model} at {est.n_ctx} tokens of context, KV cache {est.kv_type}")
+    table = Table(show_header=False)
+    for label, value in (("weights", est.weights_bytes), ("KV cache", est.kv_bytes), ("compute buffer",
+                         est.compute_bytes), ("runtime", est.runtime_bytes), ("total needed", est.total_bytes),
+                         ("RAM available", est.ram_available_bytes), ("RAM total", est.ram_total_bytes)):
+        table.add_row(label, _gb(value))
+    if check:
+        table.add_row("measured peak RSS, running", f"{_gb(check.measured_run_peak_rss_bytes)} "
+                      f"(estimate {check.error_pct:+.1f}%)")
+        table.add_row("measured peak RSS, with load", _gb(check.measured_peak_rss_bytes))
+    table.add_row("verdict", est.verdict)
+    console.print(table)
+
+
+@click.command("demo")
+@click.option("--out", "out_dir", default="demo-report", show_default=True, help="Report folder.")
+@click.option("--model", "source", default="smollm2-135m", show_default=True, help="Model to quantise.")
+@threads_option
+@json_option(help="Print the bench report as JSON (report folder and seconds included).")
+def demo_command(out_dir, source, threads, as_json):
+    """The quantise-and-bench run on the embedded model: GGUF Q4_K_M/Q8_0 + ONNX int4, quality, speed, targets."""
+    from bench.demo import run_demo
+    from bench.report import markdown_table, targets_table
+
+    def log(message: str) -> None:
+        err_console.print(f"[bold]demo[/bold] {message}")
+
+    with ProgressBar() as bar:
+        result = run_demo(out_dir, source, threads=threads, log=log, progress=bar)
+    if as_json:
+        print_json({"out_dir": result.out_dir, "seconds": result.seconds, "bench": result.bench.to_dict()})
+        return
+    click.echo(markdown_table(result.bench.results))
+    click.echo("\n" + targets_table(result.bench))
+    click.echo(f"\nreport: {result.out_dir}/report.md ({result.seconds:.0f} s)")

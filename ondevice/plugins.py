@@ -1,0 +1,84 @@
+"""Extension points: installed packages add commands, backends and model converters through entry points.
+
+The runtime never imports the tools built on it. `quantize` and `bench` (and any third-party package) declare what
+they add in their package metadata, the way `llm` plugins do, and `ondevice` finds it by group name:
+
+    [project.entry-points."ondevice.commands"]       # a click command, joined as `ondevice NAME`
+    hello = "my_pkg.cli:hello_command"
+
+    [project.entry-points."ondevice.backends"]       # a function that calls ondevice.register_backend(...)
+    my-runtime = "my_pkg.plugin:register"
+
+    [project.entry-points."ondevice.materializers"]  # format -> function(path) -> path of a runnable model
+    hf = "my_pkg.convert:to_runnable"
+
+Only names are read at start-up (package metadata, no imports); a plugin's module is imported when it is used.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Callable
+
+from ondevice.errors import BackendUnavailable
+
+COMMANDS_GROUP = "ondevice.commands"
+BACKENDS_GROUP = "ondevice.backends"
+MATERIALIZERS_GROUP = "ondevice.materializers"
+
+
+@lru_cache(maxsize=None)
+def plugin_entry_points(group: str) -> dict[str, EntryPoint]:
+    """Entry points of `group` by name, from every installed distribution (first one wins on a clash)."""
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=group):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def command_names() -> list[str]:
+    """Names of the commands that installed packages add to `ondevice`."""
+    return sorted(plugin_entry_points(COMMANDS_GROUP))
+
+
+def command_entry_point(name: str) -> EntryPoint | None:
+    return plugin_entry_points(COMMANDS_GROUP).get(name)
+
+
+_backends_loaded = False
+
+
+def load_backend_plugins() -> None:
+    """Call every "ondevice.backends" registration function once, so their backends join the registry."""
+    global _backends_loaded
+    if _backends_loaded:
+        return
+    _backends_loaded = True
+    for ep in plugin_entry_points(BACKENDS_GROUP).values():
+        try:
+            register = ep.load()
+        except ImportError as exc:  # a plugin whose own dependency is missing must not break the built-ins
+            import warnings
+
+            warnings.warn(f"backend plugin {ep.name!r} ({ep.value}) not loaded: {exc}", stacklevel=2)
+            continue
+        register()
+
+
+def materializer(fmt: str) -> Callable[[Path], Path] | None:
+    """The function that turns a `fmt` model into a runnable one (None: `fmt` runs as it is)."""
+    ep = plugin_entry_points(MATERIALIZERS_GROUP).get(fmt)
+    if ep is None:
+        return None
+    try:
+        return ep.load()
+    except ImportError as exc:
+        dist = ep.dist.name if ep.dist else ep.value.partition(".")[0]
+        raise BackendUnavailable(f"running a {fmt!r} model needs {exc.name or dist}, which is not installed "
+                                 f"(pip install 'ondevice-toolkit[quantize]')") from None
+
+
+__all__ = ["COMMANDS_GROUP", "BACKENDS_GROUP", "MATERIALIZERS_GROUP", "plugin_entry_points", "command_names",
+           "command_entry_point", "load_backend_plugins", "materializer"]
