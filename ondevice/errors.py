@@ -48,3 +48,10 @@ class InvalidInput(OnDeviceError):
     """A bad argument: empty messages, an impossible option value, an unreadable input file."""
 
     code = "invalid_input"
+
+
+class RemoteUnavailable(OnDeviceError):
+    """A remote model server could not be reached, timed out, or kept failing after retries."""
+
+    http_status = 502
+    code = "remote_unavailable"

@@ -133,6 +133,10 @@ def detect_format(path: Path) -> str:
 def resolve(name: str | os.PathLike) -> ModelRef:
     """Turn an alias or a path into a ModelRef. Raises ModelNotFound or InvalidModelFile with one clear line."""
     text = str(name)
+    if text.startswith("remote:"):  # a model behind an OpenAI-compatible server (ondevice/remote.py)
+        from ondevice.remote import RemoteSpec
+
+        return RemoteSpec.parse(text).ref()
     if text in ALIASES:
         path = ALIASES[text].locate()
         if not path.exists():

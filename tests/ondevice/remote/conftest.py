@@ -1,0 +1,29 @@
+"""A real second model server (`ondevice serve` in another process) behind a fault-injecting loopback proxy."""
+
+import pytest
+
+from tests.ondevice.remote.fault_proxy import FaultProxy
+from tests.ondevice.server.conftest import start_server, stop_server
+
+
+@pytest.fixture(scope="session")
+def remote_server():
+    server = start_server("--max-queue", "8")
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture()
+def proxy(remote_server):
+    p = FaultProxy(remote_server.port)
+    yield p
+    p.close()
+
+
+@pytest.fixture()
+def remote_model(proxy):
+    import ondevice
+
+    model = ondevice.load(f"remote:smollm2-135m@{proxy.base_url}", timeout=3.0, max_retries=1)
+    yield model
+    model.close()
