@@ -1,0 +1,256 @@
+"""Structured output: JSON Schemas and grammars enforced token by token while decoding.
+
+One engine serves every backend: llguidance (the library onnxruntime-genai's own guidance is built on). A schema is
+compiled once into a `Grammar`; each generation gets a `TokenConstraint` that, before every sampling step, sets the
+logits of tokens the grammar cannot accept to -inf, and after it advances by the token actually sampled. So the
+answer is valid by construction, not by retrying (docs/structured-output.md has the measurements behind the choice).
+
+    grammar = schema_grammar({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
+    constraint = grammar.constraint(vocabulary)       # vocabulary: a backend's `Vocabulary`
+    constraint.apply(logits); token = sample(logits); done = constraint.accept(token)
+
+A schema keyword the engine cannot enforce raises `InvalidInput` naming the keyword: never an answer that only
+looks constrained.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ondevice.errors import InvalidInput
+
+# Compact JSON (no free whitespace between tokens): a small model given flexible whitespace can spend its whole
+# token budget on newlines and indentation; compact output is also fewer tokens to decode.
+JSON_OPTIONS = {"whitespace_flexible": False}
+ANY_JSON_OBJECT = {"type": "object"}
+
+_UNIMPLEMENTED = re.compile(r'Unimplemented keys: \[(.*?)\]')
+
+
+def _llg():
+    try:
+        import llguidance
+    except ImportError:  # a core dependency; only a broken install lacks it
+        raise InvalidInput("structured output needs the llguidance package (pip install llguidance)") from None
+    return llguidance
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """A compiled constraint: the llguidance grammar, and how to read the answer it produces.
+
+    `schema` is the JSON Schema the answer validates against (None for grammars that are not plain JSON, such as
+    tool calls); `model_class` is the pydantic class the schema came from, if any.
+    """
+
+    source: str
+    kind: str = "json_schema"
+    schema: dict | None = None
+    model_class: type | None = None
+    name: str | None = None
+
+    def constraint(self, vocabulary: "Vocabulary") -> "TokenConstraint":
+        """Fresh per-generation state for this grammar over `vocabulary`."""
+        return TokenConstraint(self, vocabulary)
+
+    def parse(self, text: str) -> Any:
+        """The answer as Python data: the pydantic instance when the schema came from a class, else the JSON."""
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"the answer is not complete JSON ({exc.msg} at character {exc.pos}); "
+                               f"was max_tokens too small?") from None
+        if self.model_class is not None:
+            return self.model_class.model_validate(value)
+        return value
+
+
+def _is_pydantic_class(obj: Any) -> bool:
+    return isinstance(obj, type) and hasattr(obj, "model_json_schema") and hasattr(obj, "model_validate")
+
+
+def check(source: str, what: str = "schema") -> None:
+    """Raise InvalidInput (naming the keyword where it is one) if llguidance cannot enforce `source`."""
+    llg = _llg()
+    is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(source)
+    if not messages:
+        return
+    # A warning means "accepted but not enforced" (an unknown string format): for us that is an error too.
+    message = messages[0].strip().splitlines()
+    found = _UNIMPLEMENTED.search(messages[0])
+    if found:
+        keys = ", ".join(k.strip().strip('"') for k in found.group(1).split(","))
+        raise InvalidInput(f"{what} keyword {keys} cannot be enforced during decoding; remove it from the "
+                           f"{what} (supported keywords: docs/structured-output.md)")
+    detail = " ".join(line.strip() for line in message if line.strip())
+    raise InvalidInput(f"{what} cannot be enforced during decoding: {detail}")
+
+
+_DATA_KEYS = {"enum", "const", "default", "examples", "required"}  # values that are data, not subschemas
+
+
+def close_objects(schema: Any, in_all_of: bool = False) -> Any:
+    """A copy of `schema` where objects that list `properties` but say nothing about other keys get
+    `additionalProperties: false`.
+
+    Every answer to the closed schema also validates against the original (it only forbids extra keys the user did
+    not ask for), and it keeps small models from inventing key after key until max_tokens runs out. Members of an
+    `allOf` stay open: closing each part separately would make their combination unsatisfiable.
+    """
+    if isinstance(schema, list):
+        return [close_objects(item, in_all_of) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in _DATA_KEYS:
+            out[key] = value
+        elif key == "properties" and isinstance(value, dict):
+            out[key] = {name: close_objects(sub) for name, sub in value.items()}
+        elif key in ("$defs", "definitions", "patternProperties", "dependentSchemas") and isinstance(value, dict):
+            out[key] = {name: close_objects(sub) for name, sub in value.items()}
+        else:
+            out[key] = close_objects(value, key == "allOf")
+    if "properties" in out and not in_all_of and not {"additionalProperties", "patternProperties",
+                                                         "unevaluatedProperties", "allOf"} & out.keys():
+        out["additionalProperties"] = False
+    return out
+
+
+def schema_grammar(schema: Any, name: str | None = None) -> Grammar:
+    """Compile `schema`: a JSON Schema dict, a pydantic model class, or "json" (any JSON object)."""
+    model_class = None
+    if isinstance(schema, Grammar):
+        return schema
+    if isinstance(schema, str):
+        if schema != "json":
+            raise InvalidInput(f"schema must be a JSON Schema dict, a pydantic model class or \"json\", "
+                               f"got the string {schema!r}")
+        schema, kind = dict(ANY_JSON_OBJECT), "json_object"
+    elif _is_pydantic_class(schema):
+        model_class, name = schema, name or schema.__name__
+        schema, kind = schema.model_json_schema(), "json_schema"
+    elif isinstance(schema, dict):
+        kind = "json_schema"
+    else:
+        raise InvalidInput(f"schema must be a JSON Schema dict, a pydantic model class or \"json\", "
+                           f"got {type(schema).__name__}")
+    try:
+        source = _llg().LLMatcher.grammar_from_json_schema(close_objects(schema), defaults=JSON_OPTIONS)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"schema is not a JSON object: {exc}") from None
+    check(source)
+    return Grammar(source, kind, schema, model_class, name)
+
+
+def lark_grammar(lark: str, kind: str = "lark") -> Grammar:
+    """Compile a grammar in llguidance's Lark syntax (it may embed JSON Schemas with `%json {...}`)."""
+    source = _llg().LLMatcher.grammar_from_lark(lark)
+    check(source, "grammar")
+    return Grammar(source, kind)
+
+
+def json_in_lark(schema: dict) -> str:
+    """`schema` as a `%json {...}` Lark fragment with the same compact-JSON options as `schema_grammar`."""
+    return "%json " + json.dumps({**close_objects(schema), "x-guidance": JSON_OPTIONS})
+
+
+class Vocabulary:
+    """A model's tokens as the engine sees them (built once per loaded model: about 0.3 s for 49k tokens)."""
+
+    def __init__(self, tokenizer, n_logits: int):
+        self.tokenizer = tokenizer
+        self.n_logits = n_logits            # length of a logits row (may exceed the tokenizer's vocabulary)
+        self.words = (tokenizer.vocab_size + 31) // 32
+
+    @classmethod
+    def from_llama(cls, vocab, n_logits: int) -> "Vocabulary":
+        """From a libllama vocabulary (token pieces via llama_token_to_piece)."""
+        from llguidance.llamacpp import lltokenizer_from_vocab
+
+        return cls(lltokenizer_from_vocab(vocab, slices=_llg().LLTokenizer.json_slices()), n_logits)
+
+    @classmethod
+    def from_tokenizer_json(cls, path: Path, eos_ids: Sequence[int], n_logits: int) -> "Vocabulary":
+        """From an HF `tokenizer.json` (ONNX model folders carry one)."""
+        text = Path(path).read_text(encoding="utf-8")
+        llg = _llg()
+        tokenizer = llg.LLTokenizer(text, eos_token=sorted(eos_ids), slices=llg.LLTokenizer.json_slices())
+        return cls(tokenizer, n_logits)
+
+
+@dataclass
+class TokenConstraint:
+    """Per-generation state: masks logits before each sampling step and follows the sampled tokens."""
+
+    grammar: Grammar
+    vocabulary: Vocabulary
+    _matcher: Any = field(init=False, repr=False)
+    _bits: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._matcher = _llg().LLMatcher(self.vocabulary.tokenizer, self.grammar.source, log_level=0)
+        if self._matcher.is_error():
+            raise InvalidInput(f"grammar rejected: {self._matcher.get_error()}")
+        self._bits = np.zeros(self.vocabulary.words, dtype=np.int32)
+
+    def allowed(self) -> np.ndarray:
+        """Boolean mask over the logits row: True where the grammar accepts the token next."""
+        self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
+        allowed = np.unpackbits(self._bits.view(np.uint8), bitorder="little").view(bool)
+        n = self.vocabulary.n_logits
+        if allowed.size < n:
+            allowed = np.concatenate([allowed, np.zeros(n - allowed.size, dtype=bool)])
+        return allowed[:n]
+
+    def apply(self, logits: np.ndarray) -> None:
+        """Set (in place) the logits of every token the grammar forbids next to -inf."""
+        logits[~self.allowed()] = -np.inf
+
+    def accept(self, token: int) -> bool:
+        """Advance by the sampled token; True when the grammar is complete (nothing but end-of-text may follow)."""
+        if not self._matcher.consume_token(int(token)):
+            raise RuntimeError(f"constrained decoding: token {token} was sampled outside the mask "
+                               f"({self._matcher.get_error()})")
+        return self._matcher.is_stopped()
+
+    @property
+    def complete(self) -> bool:
+        """True when the text so far is a whole answer of the grammar."""
+        return self._matcher.is_accepting()
+
+
+class ConstrainedSampler:
+    """Wraps a backend's sampler (anything with `sample()` and `close()`): before each draw, the grammar's mask is
+    applied in place to the logits row that sampler reads (`logits()` returns it, writable); after, the grammar
+    advances by the drawn token. Once the grammar is complete only end-of-text tokens stay allowed, so the decode
+    loop ends the answer through its usual end-of-generation check."""
+
+    def __init__(self, inner, constraint: TokenConstraint, logits):
+        self.inner = inner
+        self.constraint = constraint
+        self._logits = logits
+        self._eos = np.asarray(constraint.vocabulary.tokenizer.eos_tokens, dtype=np.int64)
+        self.complete = False
+
+    def sample(self) -> int:
+        row = self._logits()
+        if self.complete:
+            keep = row[self._eos].copy()
+            row[:] = -np.inf
+            row[self._eos] = keep
+        else:
+            self.constraint.apply(row)
+        token = self.inner.sample()
+        if not self.complete:
+            self.complete = self.constraint.accept(token)
+        return token
+
+    def close(self) -> None:
+        self.inner.close()

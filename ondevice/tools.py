@@ -1,0 +1,223 @@
+"""Tool (function) calls in OpenAI's shape, on models whose chat template has no tool format of its own.
+
+The generic format (documented in docs/structured-output.md) follows the widely trained Hermes style:
+
+- the tools are listed in the system message, each as {"name", "description", "parameters"};
+- the model calls a tool by answering exactly `<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`;
+- a tool's result comes back as `<tool_response>\\n{"name": ..., "content": ...}\\n</tool_response>` in a user turn.
+
+The call is not trusted to the model: a grammar compiled from the tools' parameter schemas (`ondevice.structured`,
+the same engine as `schema=`) constrains every token, so the name is one of the tools and the arguments validate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ondevice.errors import InvalidInput
+from ondevice.structured import Grammar, check, json_in_lark, lark_grammar
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+_CALL = re.compile(re.escape(OPEN) + r"\n(.*?)\n" + re.escape(CLOSE), re.S)
+# Free text that does not begin a tool call (llguidance lexeme algebra: `&` intersection, `~` complement).
+_TEXT = r'TEXT: /(?s:.+)/ & ~/(?s:<tool_call>.*)/'
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One callable tool: its name, what it does, and the JSON Schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict
+
+    def spec(self) -> dict:
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+
+@dataclass
+class ToolCall:
+    """A call the model asked for: `arguments` is JSON text (as OpenAI sends it); `.args` parses it."""
+
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def args(self) -> dict:
+        return json.loads(self.arguments)
+
+    def to_openai(self) -> dict:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+def check_tools(tools: Sequence[dict] | None) -> list[Tool]:
+    """OpenAI-shaped tool definitions -> Tools; a malformed one, a duplicate name or an unenforceable parameter
+    schema is an InvalidInput naming the tool."""
+    checked: dict[str, Tool] = {}
+    for i, tool in enumerate(tools or []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(function, dict):
+            raise InvalidInput(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ..., "
+                               f"'parameters': {{...}}}}}}")
+        name = function.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+            raise InvalidInput(f"tools[{i}]: function name must be 1-64 letters, digits, '_', '.' or '-', "
+                               f"got {name!r}")
+        if name in checked:
+            raise InvalidInput(f"tools[{i}]: two tools are named {name!r}")
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(parameters, dict):
+            raise InvalidInput(f"tool {name!r}: parameters must be a JSON Schema object")
+        try:
+            check(_call_grammar_source([Tool(name, "", parameters)]), "parameters schema")
+        except InvalidInput as exc:
+            raise InvalidInput(f"tool {name!r}: {exc}") from None
+        checked[name] = Tool(name, str(function.get("description") or ""), parameters)
+    return list(checked.values())
+
+
+def tool_choice_mode(tool_choice: Any, tools: list[Tool]) -> tuple[str, list[Tool]]:
+    """("none" | "auto" | "required", the tools a call may name) for an OpenAI `tool_choice`."""
+    if tool_choice is None:
+        tool_choice = "auto" if tools else "none"
+    if isinstance(tool_choice, str):
+        if tool_choice not in ("none", "auto", "required"):
+            raise InvalidInput(f"tool_choice must be 'none', 'auto', 'required' or "
+                               f"{{'type': 'function', 'function': {{'name': ...}}}}, got {tool_choice!r}")
+        if tool_choice != "none" and not tools:
+            raise InvalidInput(f"tool_choice={tool_choice!r} needs tools")
+        return tool_choice, tools
+    name = tool_choice.get("function", {}).get("name") if isinstance(tool_choice, dict) else None
+    if not isinstance(name, str):
+        raise InvalidInput("tool_choice must name a function: {'type': 'function', 'function': {'name': ...}}")
+    chosen = [t for t in tools if t.name == name]
+    if not chosen:
+        raise InvalidInput(f"tool_choice names unknown tool {name!r}; tools: {', '.join(t.name for t in tools)}")
+    return "required", chosen
+
+
+def _call_grammar_source(tools: list[Tool]) -> str:
+    return _lark(tools, "call")
+
+
+def _lark(tools: list[Tool], start: str, parallel: bool = False, answer: str | None = None) -> str:
+    schema = {"anyOf": [{"type": "object", "properties": {"name": {"const": t.name}, "arguments": t.parameters},
+                         "required": ["name", "arguments"], "additionalProperties": False} for t in tools]}
+    from llguidance import LLMatcher
+
+    calls = 'call ("\\n" call)*' if parallel else "call"
+    lines = [f"start: {start}", f"calls: {calls}",
+             f'call: "{OPEN}\\n" {json_in_lark(schema)} "\\n{CLOSE}"', _TEXT]
+    if answer:
+        lines.append(f"answer: {answer}")
+    return LLMatcher.grammar_from_lark("\n".join(lines))
+
+
+def tool_grammar(mode: str, tools: list[Tool], parallel: bool = False, schema: dict | None = None) -> Grammar:
+    """The grammar of an answer under `mode`: free text (or the `schema` answer) or tool calls, calls only, or
+    text that never starts a tool call ("none")."""
+    answer = json_in_lark(schema) if schema is not None else None
+    text = "answer" if answer else "TEXT"
+    start = {"none": text, "auto": f"{text} | calls", "required": "calls"}[mode]
+    if not tools:  # "none" without tools: a grammar still needs a (never used) call rule
+        tools = [Tool("_", "", {"type": "object"})]
+    source = _lark(tools, start, parallel, answer)
+    check(source, "tools grammar")
+    return Grammar(source, "tool_calls", schema)
+
+
+def system_prompt(tools: list[Tool], parallel: bool = False) -> str:
+    """The instructions that list the tools and the call format (added to the system message)."""
+    listed = "\n".join(json.dumps(t.spec(), ensure_ascii=False) for t in tools)
+    many = " You may make several calls, one <tool_call> block each." if parallel else ""
+    return (f"You can call these tools:\n{listed}\n"
+            f"To call a tool, answer with only:\n{OPEN}\n{{\"name\": <tool name>, \"arguments\": <JSON object>}}\n"
+            f"{CLOSE}\n{many}The result comes back in a <tool_response> message; use it to answer the user.").replace(
+        "\n\n", "\n")
+
+
+def _content_text(content: Any, where: str) -> str:
+    """OpenAI content: a string, None, or a list of text parts (image parts are refused)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind != "text" or not isinstance(part.get("text"), str):
+                raise InvalidInput(f"{where}: only text content parts are supported, got a {kind!r} part")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise InvalidInput(f"{where}: content must be a string or a list of text parts")
+
+
+def prepare_messages(messages: Sequence[dict], tools: list[Tool], parallel: bool = False) -> list[dict]:
+    """OpenAI messages (assistant `tool_calls`, role "tool" results) -> plain role/content messages in the generic
+    format, with the tools listed in the system message. A tool result must answer an earlier call."""
+    calls: dict[str, str] = {}   # tool_call_id -> tool name, from earlier assistant messages
+    known = {t.name for t in tools}
+    out: list[dict] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidInput(f"message {i} must be a dict with 'role' and 'content'")
+        role = message.get("role")
+        text = _content_text(message.get("content"), f"message {i}")
+        if role == "assistant" and message.get("tool_calls"):
+            blocks = [text] if text else []
+            for call in message["tool_calls"]:
+                function = call.get("function", {}) if isinstance(call, dict) else {}
+                if not isinstance(call, dict) or not isinstance(call.get("id"), str) or "name" not in function:
+                    raise InvalidInput(f"message {i}: each tool call needs an 'id' and a 'function' with a 'name'")
+                if tools and function["name"] not in known:
+                    raise InvalidInput(f"message {i}: tool call names unknown tool {function['name']!r}; tools: "
+                                       f"{', '.join(sorted(known))}")
+                arguments = function.get("arguments") or "{}"
+                try:
+                    arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+                except json.JSONDecodeError:
+                    raise InvalidInput(f"message {i}: tool call arguments are not JSON: {arguments!r}") from None
+                calls[call["id"]] = function["name"]
+                blocks.append(f"{OPEN}\n{json.dumps({'name': function['name'], 'arguments': arguments})}\n{CLOSE}")
+            out.append({"role": "assistant", "content": "\n".join(blocks)})
+        elif role == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id not in calls:
+                raise InvalidInput(f"message {i}: tool message with tool_call_id {call_id!r} answers no earlier "
+                                   f"assistant tool call")
+            block = f"<tool_response>\n{json.dumps({'name': calls[call_id], 'content': text})}\n</tool_response>"
+            if out and out[-1].get("_tool_results"):  # several results of one turn: one user message
+                out[-1]["content"] += "\n" + block
+            else:
+                out.append({"role": "user", "content": block, "_tool_results": True})
+        else:
+            out.append({"role": role if role != "developer" else "system", "content": text})
+    for message in out:
+        message.pop("_tool_results", None)
+    if tools:
+        instructions = system_prompt(tools, parallel)
+        if out and out[0]["role"] == "system":
+            out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{instructions}"}
+        else:
+            out.insert(0, {"role": "system", "content": instructions})
+    return out
+
+
+def parse_tool_calls(text: str) -> tuple[str | None, list[ToolCall]]:
+    """(content, calls) of a generated answer: calls when it is tool-call blocks, else the text as content."""
+    if not text.lstrip().startswith(OPEN):
+        return text, []
+    calls = []
+    for body in _CALL.findall(text):
+        value = json.loads(body)
+        calls.append(ToolCall(f"call_{uuid.uuid4().hex[:24]}", value["name"],
+                              json.dumps(value.get("arguments", {}), ensure_ascii=False)))
+    if not calls:  # cut short by max_tokens inside the call: report the text as it is
+        return text, []
+    return None, calls
