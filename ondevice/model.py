@@ -236,3 +236,17 @@ def load(model: str | os.PathLike = "smollm2-135m", n_ctx: int | None = None, th
                           **options)
     name = backend or backend_for_format(ref.format)
     return Model(backend_class(name)(ref, info, opts))
+
+
+def load_or_use(model: "str | os.PathLike | Model", **load_options) -> tuple[Model, bool]:
+    """`model` ready to use, and whether the caller owns it (and so must close it).
+
+    A name or path is loaded with `load(model, **load_options)` (owned); a model already loaded is used as it is
+    (not owned: the caller that passed it keeps it open for its next use). Tools that take "a model name or a
+    loaded model" (RAG answers, quality evaluation) go through this one function.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        return load(model, **load_options), True
+    if isinstance(model, Model) or hasattr(model, "chat"):
+        return model, False
+    raise InvalidInput(f"model must be a name, a path or a loaded ondevice.Model, got {type(model).__name__}")

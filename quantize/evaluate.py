@@ -36,11 +36,10 @@ def _read_text(text: str | Path | None) -> str:
 
 def _open(model, ctx: int, threads: int | None):
     """(Model, name, whether we opened it). Models given already loaded are used as they are."""
-    import ondevice
+    from ondevice.model import load_or_use
 
-    if isinstance(model, ondevice.Model):
-        return model, str(model.ref.path), False
-    return ondevice.load(model, n_ctx=ctx, threads=threads), str(model), True
+    loaded, owned = load_or_use(model, n_ctx=ctx, threads=threads)
+    return loaded, str(model) if owned else str(loaded.ref.path), owned
 
 
 def _bos_id(model) -> int | None:
@@ -95,7 +94,7 @@ def evaluate_many(models: Sequence, ref, text: str | Path | None = None, ctx: in
         tokens = ref_model.tokenize(body, add_special=True)
         chunks = windows(tokens, ctx, _bos_id(ref_model), max_chunks)
         if not chunks:
-            raise InvalidInput(f"the text is only {len(tokens)} tokens; one window of --ctx {ctx} needs {ctx}")
+            raise InvalidInput(f"the text is only {len(tokens)} tokens; one evaluation window needs {ctx}")
         accumulators = [KLDAccumulator() for _ in loaded]
         seconds = [0.0] * len(loaded)
         first = ctx // 2

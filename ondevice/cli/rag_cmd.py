@@ -91,9 +91,6 @@ def _print_summary(summary, as_json: bool) -> None:
 @json_option
 def search_command(query, index_name, embed_model, k, mode, rerank, model, as_json):
     """Hybrid (BM25 + vector) search of an index."""
-    from ondevice.rag.retrieve import check_query
-
-    check_query(query)
     with _open(index_name, embed_model) as index:
         results = index.search(query, k, mode, rerank_model=model if rerank else None)
     if as_json:
@@ -131,9 +128,6 @@ def _result_json(r) -> dict:
 @json_option
 def ask_command(question, index_name, embed_model, model, k, rerank, max_tokens, as_json):
     """Answer a question from the index with the local model, with numbered citations."""
-    from ondevice.rag.retrieve import check_query
-
-    check_query(question)
     on_text = None if as_json else (lambda piece: click.echo(piece, nl=False))
     with _open(index_name, embed_model) as index:
         answer = index.ask(question, model=model, k=k, on_text=on_text, rerank=rerank, max_tokens=max_tokens)

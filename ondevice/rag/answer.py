@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ondevice.rag.retrieve import SearchResult
+from ondevice.store import DEFAULT_MODEL
 
 NOTHING_FOUND = "I could not find anything relevant to this question in the indexed files."
 SYSTEM_PROMPT = ("Answer the question in one or two sentences using only the numbered sources below, which come "
                  "from the user's own files. Copy names, numbers and dates exactly. Cite the source like [1]. "
                  "If the sources do not answer it, say you do not know.")
 MAX_SOURCE_CHARS = 1200
+ANSWER_CTX = 2048  # context the answering model is loaded with: sources + question + answer
 
 
 @dataclass
@@ -45,6 +47,14 @@ class Answer:
             lines.append("")
             lines.extend(str(c) for c in self.citations)
         return "\n".join(lines)
+
+
+def answer_model(model) -> tuple[object, bool]:
+    """The LLM that writes answers, and whether the caller owns it (must close it): a name or path is loaded with
+    the answer context, a loaded model is used as given, None means the default model."""
+    from ondevice.model import load_or_use
+
+    return load_or_use(model or DEFAULT_MODEL, n_ctx=ANSWER_CTX)
 
 
 def display_path(path: str) -> str:

@@ -76,9 +76,9 @@ def evaluate(index, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid"
     results = []
     llm = None
     if model is not None:
-        from ondevice.rag.index import _model
+        from ondevice.rag.answer import answer_model
 
-        llm, owned = _model(model)
+        llm, owned = answer_model(model)
     try:
         for item in items:
             hits = index.search(item.question, depth, mode)

@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ondevice.errors import InvalidInput
-from ondevice.rag.answer import Answer, answer_question
+from ondevice.rag.answer import Answer, answer_model, answer_question
 from ondevice.rag.embedder import Embedder, TextEmbedder, as_embedder, load_embedder
 from ondevice.rag.indexer import IndexProgress, IndexSummary, index_paths
 from ondevice.rag.readers import DEFAULT_MAX_BYTES
@@ -16,7 +15,6 @@ from ondevice.rag.store import IndexError_, IndexStore
 from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL, store_dir
 
 DEFAULT_INDEX = "default"
-ANSWER_CTX = 2048
 
 
 def index_path(name: str | os.PathLike | None = None) -> Path:
@@ -76,11 +74,15 @@ class Index:
     def search(self, query: str, k: int = 5, mode: str = "hybrid", rerank_model=None) -> list[SearchResult]:
         """The `k` most relevant chunks for `query`. `rerank_model` (a loaded model or a name) re-orders the top
         candidates by the LLM's judgement of relevance."""
-        query = check_query(query)
+        query = check_query(query)  # the one place a query is checked: the CLI and `ask` come through here
         self._check_ready()
+        return self._search(query, k, mode, rerank_model)
+
+    def _search(self, query: str, k: int, mode: str, rerank_model) -> list[SearchResult]:
+        """`search` for a query already checked, on an index already known to be ready."""
         if rerank_model is None:
             return search(self.store, self.embedder, query, k, mode)
-        model, owned = _model(rerank_model)
+        model, owned = answer_model(rerank_model)
         try:
             return rerank(search(self.store, self.embedder, query, max(k * 2, 10), mode), query, model)[:k]
         finally:
@@ -95,12 +97,12 @@ class Index:
         """Answer from the top `k` relevant chunks, streamed through `on_text`; says so when nothing is relevant."""
         question = check_query(question)
         self._check_ready()
-        llm, owned = _model(model) if rerank else (None, False)
+        llm, owned = answer_model(model) if rerank else (None, False)
         try:
-            results = self.search(question, k, rerank_model=llm)
+            results = self._search(question, k, "hybrid", llm)
             sources = self.relevant(question, results)
             if sources and llm is None:  # load the LLM only when there is something to answer from
-                llm, owned = _model(model)
+                llm, owned = answer_model(model)
             return answer_question(question, sources, llm, max_tokens, on_text)
         finally:
             if owned:
@@ -124,14 +126,3 @@ class Index:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _model(model) -> tuple[object, bool]:
-    """A loaded model from a name or path (owned: we close it), or the model given (not owned)."""
-    if model is None or isinstance(model, (str, os.PathLike)):
-        import ondevice
-
-        return ondevice.load(model or DEFAULT_MODEL, n_ctx=ANSWER_CTX), True
-    if not hasattr(model, "chat"):
-        raise InvalidInput(f"model must be a name, a path or a loaded ondevice.Model, got {type(model).__name__}")
-    return model, False

@@ -15,6 +15,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ondevice.rag.encoding import BinaryContent, decode_text
+
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst", ".org", ".log", ".csv", ".tsv"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -155,11 +157,10 @@ def read_document(path: Path, data: bytes) -> Document:
         return Document(path, "pdf", _pdf_blocks(path, data))
     if suffix == ".docx":
         return Document(path, "docx", _docx_blocks(path, data))
-    if b"\x00" in data[:8192]:
-        raise ParseError("binary content")
-    text = data.decode("utf-8", errors="replace")
-    if text.count("\ufffd") > max(8, len(text) // 100):  # mostly undecodable: a binary file with a text suffix
-        raise ParseError("binary content (not UTF-8 text)")
+    try:
+        text, _ = decode_text(data)  # UTF-8, or the legacy encoding (cp1252, Latin-1, ...) a note was saved in
+    except BinaryContent as exc:
+        raise ParseError(str(exc)) from None
     if suffix in HTML_SUFFIXES:
         return Document(path, "html", _html_blocks(text))
     if suffix in {".md", ".markdown"}:

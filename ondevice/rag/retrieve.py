@@ -52,6 +52,7 @@ class SearchResult:
 
 
 def check_query(query: str) -> str:
+    """The query, stripped; InvalidInput when it is not a string or is blank."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidInput("the query is empty")
     return query.strip()
@@ -59,8 +60,10 @@ def check_query(query: str) -> str:
 
 def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5, mode: str = "hybrid",
            candidates: int = 50) -> list[SearchResult]:
-    """The top `k` chunks for `query`, best first. mode: "hybrid", "bm25" or "vector"."""
-    query = check_query(query)
+    """The top `k` chunks for `query`, best first. mode: "hybrid", "bm25" or "vector".
+
+    `query` is one `check_query` accepted (`Index.search` checks it once, for every caller above it).
+    """
     if mode not in MODES:
         raise InvalidInput(f"unknown search mode {mode!r}; choose from {', '.join(MODES)}")
     if k < 1:

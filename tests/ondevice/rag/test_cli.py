@@ -77,3 +77,26 @@ def test_bad_input_is_one_line_and_exit_2(cli_index, tmp_path):
     assert "qa.jsonl:1" in _one_line_error(["rag", "eval", str(bad), "--index", str(db)])
     assert "embedding model" in _one_line_error(["rag", "search", "x", "--index", str(db),
                                                  "--embed-model", "smollm2-135m"])
+
+
+def test_a_query_is_checked_once_per_command(cli_index, monkeypatch):
+    """The CLI, Index.ask and Index.search share one check of the query text (it used to run up to 4 times)."""
+    import ondevice.rag.index
+    import ondevice.rag.retrieve
+
+    db, _ = cli_index
+    checked = []
+    real = ondevice.rag.retrieve.check_query
+
+    def counting(query):
+        checked.append(query)
+        return real(query)
+
+    for module in (ondevice.rag.retrieve, ondevice.rag.index):
+        monkeypatch.setattr(module, "check_query", counting)
+    for command in (["rag", "search", "Which purchase was number 84075?"],
+                    ["rag", "ask", "What is the boiling point of mercury?"]):
+        checked.clear()
+        result = CliRunner().invoke(cli, [*command, "--index", str(db), "--json"])
+        assert result.exit_code == 0, result.output
+        assert checked == [command[2]], command
