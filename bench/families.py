@@ -34,6 +34,8 @@ FAMILIES: dict[str, ModelInfo] = {
         _shape("gemma2-2b", "gemma2", 26, 2304, 9216, 8, 4, 256, 256000, 8192, 10000.0, 1e-6,
                tied_embeddings=True, sliding_window=4096,
                arch_config={"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}),
+        # The embedded SmolLM2-135M-Instruct (its GGUF header): a calibration point measured on this project's CI.
+        _shape("smollm2-135m", "llama", 30, 576, 1536, 9, 3, 64, 49152, 8192, 100000.0, 1e-5, tied_embeddings=True),
     )},
 }
 
