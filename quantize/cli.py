@@ -49,12 +49,12 @@ def _num(value, digits: int) -> str:
 @click.option("--recommend", "do_recommend", is_flag=True, help="Pick the smallest variant that fits --ram-gb.")
 @click.option("--ram-gb", type=float, default=None, help="RAM budget for --recommend.")
 @click.option("--max-kld", type=float, default=None, help="Quality bound for --recommend (mean KLD, needs --eval).")
-@click.option("--ctx", "--run-ctx", "run_ctx", type=click.IntRange(min=16), default=2048, show_default=True,
+@click.option("--ctx", "--run-ctx", "n_ctx", type=click.IntRange(min=16), default=2048, show_default=True,
               help="Context length the recommended model must hold (sizes its KV cache).")
 @threads_option
 @json_option(help="Print the report (and recommendation) as JSON.")
 def quantize_command(source, targets, out_dir, do_eval, window, chunks, text_file, do_recommend, ram_gb, max_kld,
-                     run_ctx, threads, as_json):
+                     n_ctx, threads, as_json):
     """Make quantised variants of SOURCE (alias, GGUF file or HF folder) and report size, speed and quality."""
     from quantize.pipeline import DEFAULT_TARGETS, parse_targets, quantize
     from quantize.recommend import recommend
@@ -69,7 +69,7 @@ def quantize_command(source, targets, out_dir, do_eval, window, chunks, text_fil
     parse_targets(targets)  # fail on a bad type before any work
     report = quantize(source, targets, out_dir, evaluate=do_eval, ctx=window, text=text_file, max_chunks=chunks,
                       threads=threads, log=lambda message: err_console.print(f"[dim]{message}[/dim]"))
-    choice = recommend(report, ram_gb, max_kld, run_ctx) if do_recommend else None
+    choice = recommend(report, ram_gb, max_kld, n_ctx) if do_recommend else None
     if as_json:
         from quantize.report import to_json
 

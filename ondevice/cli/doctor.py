@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ondevice.cli.common import console, print_json
+from ondevice.cli.common import console, json_option, print_json
 from ondevice.doctor import diagnose
 
 
 @click.command("doctor")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def doctor_command(as_json):
     """This machine: CPU, ISA, RAM, memory bandwidth, runtimes, devices, and hazards."""
     report = diagnose()

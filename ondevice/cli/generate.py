@@ -7,7 +7,7 @@ import sys
 import click
 
 import ondevice
-from ondevice.cli.common import err_console, print_json, runtime_options
+from ondevice.cli.common import err_console, json_option, print_json, runtime_options
 
 
 @click.command("run")
@@ -20,7 +20,7 @@ from ondevice.cli.common import err_console, print_json, runtime_options
 @click.option("--stop", multiple=True, help="Stop string (repeatable).")
 @click.option("--system", default=None, help="System prompt (chat models).")
 @click.option("--raw", is_flag=True, help="Send PROMPT as-is instead of through the chat template.")
-@click.option("--json", "as_json", is_flag=True, help="Print text, tokens and timings as JSON.")
+@json_option(help="Print text, tokens and timings as JSON.")
 @runtime_options
 def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, system, raw, as_json, n_ctx, threads,
                 device):

@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from ondevice.catalog import list_models, model_info
-from ondevice.cli.common import OnDeviceGroup, console, print_json
+from ondevice.cli.common import OnDeviceGroup, console, json_option, print_json
 
 
 @click.group("models", cls=OnDeviceGroup, invoke_without_command=True)
@@ -18,23 +18,47 @@ def models_group(ctx):
 
 
 @models_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def list_command(as_json):
-    """Known models: alias, format, params, quant, size, path, licence."""
+    """Known models: alias, format, params, quant, size, licence, path."""
     entries = list_models()
     if as_json:
         print_json(entries)
         return
-    table = Table("alias", "format", "params", "quant", "size MB", "licence", "path")
-    for e in entries:
-        table.add_row(e.name, e.format, f"{e.n_params / 1e6:.0f}M" if e.n_params else "?", e.quant,
-                      f"{e.size_bytes / 1e6:.0f}" if e.size_bytes else "?", e.licence, e.path or e.error or "")
-    console.print(table)
+    console.print(models_table(entries, console.width))
+
+
+MIN_PATH_WIDTH = 24  # below this a path column shows too little to be worth its room
+
+
+def models_table(entries, width: int) -> Table:
+    """The models as a table that fits `width` columns without cutting a name a user types.
+
+    Names (aliases, or the store paths that stand for them) are never truncated: their column is as wide as the
+    longest name (up to half the width; beyond that they fold onto a second line). The path column comes last and
+    is left out, with a note, when what is left of the width is too narrow for it.
+    """
+    rows = [(e.name, e.format, f"{e.n_params / 1e6:.0f}M" if e.n_params else "?", e.quant,
+             f"{e.size_bytes / 1e6:.0f}" if e.size_bytes else "?", e.licence) for e in entries]
+    headers = ("alias", "format", "params", "quant", "size MB", "licence")
+    natural = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    name_width = min(natural[0], max(len(headers[0]), width // 2))
+    used = name_width + sum(natural[1:]) + 3 * len(headers) + 1  # cells plus "│ " / " " padding and borders
+    with_path = width - used - 3 >= MIN_PATH_WIDTH
+    table = Table(caption=None if with_path else "(too narrow for paths: see --json)")
+    table.add_column(headers[0], min_width=name_width, overflow="fold")
+    for header in headers[1:]:
+        table.add_column(header)
+    if with_path:
+        table.add_column("path", overflow="fold")
+    for entry, row in zip(entries, rows):
+        table.add_row(*row, *((entry.path or entry.error or "",) if with_path else ()))
+    return table
 
 
 @models_group.command("info")
 @click.argument("model")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def info_command(model, as_json):
     """Architecture, layers, heads, KV heads, context, vocab, quant and bits/weight of MODEL."""
     info = model_info(model)

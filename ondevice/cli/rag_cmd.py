@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ondevice.cli.common import OnDeviceGroup, console, err_console, print_json
+from ondevice.cli.common import OnDeviceGroup, console, err_console, json_option, print_json
 from ondevice.store import DEFAULT_MODEL
 
 index_option = click.option("--index", "index_name", default=None, metavar="NAME|FILE",
@@ -14,7 +14,6 @@ index_option = click.option("--index", "index_name", default=None, metavar="NAME
 embed_option = click.option("--embed-model", default=None, metavar="MODEL",
                             help="Embedding model (alias, ONNX folder or GGUF); default: the index's own, "
                                  "or minilm-l6 for a new index.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.group("rag", cls=OnDeviceGroup)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -106,3 +107,56 @@ def test_prompt_longer_than_context_is_exit_code_2():
     result = run_cli("run", "smollm2-135m", "word " * 600, "--ctx", "256")
     assert result.exit_code == 2
     assert "context holds 256" in result.output
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_models_list_never_cuts_an_alias(columns):
+    """In an 80-column terminal the path column gives way; the aliases (what a user types) stay whole."""
+    result = CliRunner().invoke(cli, ["models", "list"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    for alias in ("smollm2-135m", "gemma3-270m", "minilm-l6"):
+        assert any(f" {alias} " in line for line in lines), (alias, result.stdout)
+    assert "…" not in result.stdout
+    assert ("path" in lines[1]) == (columns == 200)
+
+
+def _leaf_commands(group, ctx, prefix=()):
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, ctx, prefix + (name,))
+        else:
+            yield " ".join(prefix + (name,)), command
+
+
+NO_DATA = {"chat", "serve"}  # interactive / long-running: nothing to print as JSON
+
+
+def test_shared_options_mean_one_thing_in_every_command():
+    """--json wherever a command prints data; --ctx is always the context length (n_ctx); --threads is -t, >= 1."""
+    ctx = click.Context(cli)
+    commands = dict(_leaf_commands(cli, ctx))
+    assert {"run", "models list", "quantize", "eval", "bench", "fit", "demo", "rag search"} <= set(commands)
+    for name, command in commands.items():
+        options = {opt: param for param in command.params for opt in param.opts}
+        if name not in NO_DATA:
+            assert "--json" in options and options["--json"].is_flag, name
+        if "--ctx" in options and not options["--ctx"].hidden:
+            assert options["--ctx"].name == "n_ctx", name
+        if "--threads" in options:
+            param = options["--threads"]
+            assert "-t" in param.opts and isinstance(param.type, click.IntRange) and param.type.min == 1, name
+
+
+def test_bench_takes_json_like_every_other_command():
+    result = run_cli("bench", "smollm2-135m", "--json", "-o", "csv")  # refused before any work
+    assert result.exit_code == 2 and result.stderr.strip() == "error: --json and -o csv ask for two formats; give one"
+    assert run_cli("bench", "--targets", "--json", "--help").exit_code == 0
+
+
+def test_eval_window_is_window_and_ctx_says_so():
+    result = run_cli("eval", "smollm2-135m", "--ref", "smollm2-135m", "--ctx", "512")
+    assert result.exit_code == 2
+    assert "the evaluation window is --window" in result.stderr and len(result.stderr.strip().splitlines()) == 1
