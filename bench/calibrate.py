@@ -63,6 +63,9 @@ class Point:
     split: str
     bytes_per_token: int
     n_layers: int
+    n_params: int = 0
+    gpu_cores: int | None = None
+    pp512_tok_s: float | None = None
 
 
 def seconds_per_token(bytes_per_token: float, bandwidth_gbps: float, n_layers: int, efficiency: float,
@@ -88,7 +91,8 @@ def load_points() -> tuple[Point, ...]:
         info = quantized_info(family(p["model"]), p["quant"])
         points.append(Point(p["id"], p["device"], p["detail"], p["backend"], float(p["bandwidth_gbps"]),
                             p["threads"], p["model"], p["quant"], int(p["depth"]), float(p["tg_tok_s"]), p["source"],
-                            p["split"], decode_bytes_per_token(info, int(p["depth"])), info.n_layers))
+                            p["split"], decode_bytes_per_token(info, int(p["depth"])), info.n_layers, info.n_params,
+                            p.get("gpu_cores"), p.get("pp512_tok_s")))
     return tuple(points)
 
 
@@ -166,6 +170,51 @@ def calibration_report() -> CalibrationReport:
     return CalibrationReport(classes, results, round(fit, 1), round(hold, 1))
 
 
+# --- prefill (Apple GPUs only) -------------------------------------------------------------------------------------
+# Prompt processing is compute-bound: 2 x n_params FLOPs per token. In the #4167 table pp512 per GPU core is nearly
+# constant within an Apple GPU generation (M1 ... M4) across the base, Pro, Max and Ultra chips, so one throughput
+# per core and generation predicts it. No other catalog device has published compute figures to calibrate on.
+
+@dataclass(frozen=True)
+class PrefillParams:
+    generation: str                 # m1, m2, m3, m4
+    gflops_per_gpu_core: float      # effective, on pp512
+    n_fit: int
+    fit_median_abs_err_pct: float
+    n_holdout: int
+    holdout_median_abs_err_pct: float | None
+
+
+def apple_generation(device_name: str | None) -> str | None:
+    """'apple-m2-pro' -> 'm2'; None for other devices."""
+    if not device_name or not device_name.startswith("apple-m"):
+        return None
+    return device_name.split("-")[1]
+
+
+def pp_tok_s(gflops_per_gpu_core: float, gpu_cores: int, n_params: int) -> float:
+    """Predicted prompt tokens/s: GPU throughput over 2 FLOPs per parameter per token."""
+    return gflops_per_gpu_core * 1e9 * gpu_cores / (2 * n_params)
+
+
+@lru_cache(maxsize=None)
+def prefill_fitted(generation: str) -> PrefillParams | None:
+    """Fitted prefill throughput of an Apple GPU generation (geometric mean over its fit points), or None."""
+    points = [p for p in load_points() if p.pp512_tok_s and apple_generation(p.device) == generation]
+    fit_pts = [p for p in points if p.split == "fit"]
+    if not fit_pts:
+        return None
+    per_core = [p.pp512_tok_s * 2 * p.n_params / p.gpu_cores / 1e9 for p in fit_pts]
+    g = float(np.exp(np.mean(np.log(per_core))))
+
+    def err(p: Point) -> float:
+        return abs(pp_tok_s(g, p.gpu_cores, p.n_params) / p.pp512_tok_s - 1) * 100
+
+    hold = [p for p in points if p.split == "holdout"]
+    return PrefillParams(generation, round(g, 1), len(fit_pts), round(statistics.median(map(err, fit_pts)), 1),
+                         len(hold), round(statistics.median(map(err, hold)), 1) if hold else None)
+
+
 def report_markdown(report: CalibrationReport) -> str:
     """The report as the markdown tables of docs/devices.md."""
     lines = ["| class | e (share of peak) | overhead ms/layer | GB/s per thread | fit points | fit median |err| "
@@ -177,6 +226,15 @@ def report_markdown(report: CalibrationReport) -> str:
                      f"{c.fit_median_abs_err_pct}% | {c.n_holdout} | {hold} |")
     lines += ["", f"All classes: fit median |error| {report.fit_median_abs_err_pct}%, held-out median |error| "
               f"{report.holdout_median_abs_err_pct}%.", "",
+              "Prefill (pp512, Apple GPUs):", "",
+              "| generation | effective GFLOPS per GPU core | fit points | fit median |err| | held-out points | "
+              "held-out median |err| |", "|---|---|---|---|---|---|"]
+    for gen in ("m1", "m2", "m3", "m4"):
+        pf = prefill_fitted(gen)
+        if pf:
+            lines.append(f"| {gen} | {pf.gflops_per_gpu_core:g} | {pf.n_fit} | {pf.fit_median_abs_err_pct}% | "
+                         f"{pf.n_holdout} | {pf.holdout_median_abs_err_pct}% |")
+    lines += ["",
               "| point | split | class | model | quant | measured tok/s | predicted | error | source |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in report.points:

@@ -32,6 +32,7 @@ class Device:
     npu: str | None
     backends: dict[str, str]       # "cpu" / "gpu" -> calibration class (cpu, metal, vulkan-igpu)
     sources: dict[str, str] = field(default_factory=dict)  # field -> source id, derivation or "unsourced"
+    gpu_cores: int | None = None   # where the GPU's core count drives a calibrated prefill model (Apple)
 
     @property
     def default_backend(self) -> str:
@@ -58,7 +59,8 @@ def _catalog() -> tuple[dict[str, Device], dict[str, Source]]:
     for d in data["devices"]:
         devices[d["name"]] = Device(d["name"], d["title"], d["kind"], tuple(d["aliases"]), float(d["bandwidth_gbps"]),
                                     tuple(float(r) for r in d["ram_gb"]), int(d["cpu_cores"]), int(d["perf_cores"]),
-                                    d.get("gpu"), d.get("npu"), dict(d["backends"]), dict(d.get("sources", {})))
+                                    d.get("gpu"), d.get("npu"), dict(d["backends"]), dict(d.get("sources", {})),
+                                    d.get("gpu_cores"))
     return devices, sources
 
 

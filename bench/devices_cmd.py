@@ -92,7 +92,14 @@ def predict_command(model, probe, quant, device, backend, threads, n_ctx, ram_gb
     pred = predict(model, probe, quant, device, backend, threads, n_ctx, ram_gb, kv_type)
     if as_json:
         print_json(pred.to_dict())
-        return
+    else:
+        print_prediction(pred)
+
+
+def print_prediction(pred) -> None:
+    """A `bench.predict.Prediction` as text: RAM verdict first, then decode, then the target table.
+
+    Public so that other commands (`bench --targets --device`, `fit --device`) print predictions the same way."""
     console.print(f"{pred.model} {pred.quant} on {pred.device_title}, {pred.backend} ({pred.calibration_class}), "
                   f"{pred.ram_gb:g} GB, context {pred.n_ctx}")
     console.print(f"RAM: needs {pred.ram_needed_bytes / 1e9:.2f} GB of {pred.ram_usable_bytes / 1e9:.1f} GB usable: "
@@ -102,6 +109,8 @@ def predict_command(model, probe, quant, device, backend, threads, n_ctx, ram_gb
         console.print(f"decode: {pred.predicted_tg_tok_s:.1f} tok/s predicted = {pred.efficiency:.0%} of the "
                       f"{pred.roofline_tg_tok_s:.1f} tok/s roofline ({pred.bandwidth_gbps:g} GB/s peak, "
                       f"{pred.bytes_per_token / 1e9:.2f} GB read per token){err}")
+    if pred.predicted_pp512_tok_s is not None:
+        console.print(f"prefill: {pred.predicted_pp512_tok_s:.0f} tok/s predicted (pp512)")
     from rich.table import Table
 
     table = Table("target", "needed", "predicted", "result", "margin")

@@ -7,8 +7,9 @@ The RAM check comes first: `ondevice.memory.estimate_memory` (weights + KV cache
 against the share of the device's RAM a model can have; a device that cannot hold the model gets no speed.
 Decode speed is `bench.calibrate`'s model: bytes read per token (weights one step touches + the KV cache at
 depth n_ctx, a conservative full-context figure) over the device's peak bandwidth times the calibrated efficiency
-of its backend class, plus a per-layer overhead. Prefill is not predicted: the calibration data has no compute
-figures for most catalog devices, so any number would be a guess.
+of its backend class, plus a per-layer overhead. Prefill (pp512) is predicted only on Apple GPUs, where the
+published table calibrates a compute throughput per GPU core and generation (`bench.calibrate.prefill_fitted`);
+other devices have no published compute figures to calibrate on, so they get none rather than a guess.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Prediction:
     predicted_tg_tok_s: float | None  # None when the model does not fit
     efficiency: float | None      # predicted / roofline
     expected_error_pct: float | None  # the class's held-out median |error| on published measurements
+    predicted_pp512_tok_s: float | None = None  # prompt processing (Apple GPUs only; see the module docstring)
     targets: list[TargetRow] = field(default_factory=list)
     ram_options_that_fit: list[float] = field(default_factory=list)
 
@@ -131,8 +133,16 @@ def predict_for(info: ModelInfo, device: Device | str, backend: str | None = Non
                       "fits" if fits else f"does not fit in {ram_gb:g} GB", per_token, round(roof, 2), tg, eff,
                       params.holdout_median_abs_err_pct,
                       ram_options_that_fit=[r for r in dev.ram_gb if needed <= r * 1e9 * fraction])
+    pred.predicted_pp512_tok_s = _prefill(dev, cls, info) if fits else None
     pred.targets = target_rows(pred, fraction)
     return pred
+
+
+def _prefill(dev: Device, cls: str, info: ModelInfo) -> float | None:
+    from bench.calibrate import apple_generation, pp_tok_s, prefill_fitted
+
+    params = prefill_fitted(apple_generation(dev.name) or "") if cls == "metal" and dev.gpu_cores else None
+    return round(pp_tok_s(params.gflops_per_gpu_core, dev.gpu_cores, info.n_params), 1) if params else None
 
 
 def target_rows(pred: Prediction, usable_fraction: float) -> list[TargetRow]:

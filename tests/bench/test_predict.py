@@ -109,6 +109,14 @@ def test_a_published_point_is_reproduced():
     assert p.predicted_tg_tok_s == pytest.approx(21.91, rel=0.10)
 
 
+def test_prefill_only_where_calibrated():
+    """#4167: M2 (10-core GPU) Llama-2-7B Q4_0 pp512 = 179.57 tok/s; CPUs and other GPUs get no prefill number."""
+    info = quantized_info(family("llama2-7b"), "Q4_0")
+    assert predict_for(info, "apple-m2", n_ctx=512).predicted_pp512_tok_s == pytest.approx(179.57, rel=0.10)
+    assert predict_for(info, "apple-m2", backend="cpu").predicted_pp512_tok_s is None
+    assert predict_for(info, "amd-ryzen-ai-max-395").predicted_pp512_tok_s is None
+
+
 def test_calibration_holds_out_points_and_meets_the_15_percent_goal():
     points = load_points()
     assert sum(p.split == "holdout" for p in points) >= 20 and sum(p.split == "fit" for p in points) >= 50
