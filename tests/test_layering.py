@@ -1,0 +1,126 @@
+"""The house rules between packages: the runtime (`ondevice`) at the bottom, `quantize` on it, `bench` on both.
+
+`ondevice` imports nothing from `quantize` or `bench` (not by import statement, not by a "module:function" string);
+`quantize` does not import `bench`; and neither tool uses a `_private` name of `ondevice`. The tools' commands and
+the HF-folder converter reach the runtime through entry points (ondevice/plugins.py), as a third party would.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ("quantize", "bench")
+# A "module:attr" or dotted-module string naming a tool: how a runtime would import one behind an import's back.
+TOOL_STRING = re.compile(r"^(?:quantize|bench)(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*)?$")
+
+
+def _names_a_tool_module(text: str) -> bool:
+    """True for "quantize.materialize:to_runnable" or "bench.suite"; False for prose such as "bench.md"."""
+    if not TOOL_STRING.match(text) or ("." not in text and ":" not in text):
+        return False
+    module = ROOT / text.partition(":")[0].replace(".", "/")
+    return module.with_suffix(".py").is_file() or (module / "__init__.py").is_file()
+
+
+def _sources(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str, list[str]]]:
+    """(line, module, names) for every import statement, at any depth (lazy imports inside functions too)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def _top(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_the_runtime_imports_no_tool():
+    offences = []
+    for path in _sources("ondevice"):
+        tree = ast.parse(path.read_text(), str(path))
+        for line, module, _ in _imported_modules(tree):
+            if _top(module) in TOOLS:
+                offences.append(f"{path.relative_to(ROOT)}:{line}: import {module}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and _names_a_tool_module(node.value):
+                offences.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert offences == [], offences
+
+
+def test_quantize_does_not_import_bench():
+    offences = [f"{path.relative_to(ROOT)}:{line}: {module}" for path in _sources("quantize")
+                for line, module, _ in _imported_modules(ast.parse(path.read_text())) if _top(module) == "bench"]
+    assert offences == [], offences
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+@pytest.mark.parametrize("package", TOOLS)
+def test_tools_use_only_public_runtime_names(package):
+    """No `from ondevice.x import _y`, no `ondevice._x` module, no `module._y` on an imported ondevice module."""
+    offences = []
+    for path in _sources(package):
+        tree = ast.parse(path.read_text())
+        runtime_aliases: set[str] = set()
+        for line, module, names in _imported_modules(tree):
+            if _top(module) != "ondevice":
+                continue
+            where = f"{path.relative_to(ROOT)}:{line}"
+            offences += [f"{where}: {module}" for part in module.split(".") if _private(part)]
+            offences += [f"{where}: {module}.{name}" for name in names if _private(name)]
+        for node in ast.walk(tree):  # names bound to ondevice modules: `import ondevice.x as y`, `from ondevice import x`
+            if isinstance(node, ast.Import):
+                runtime_aliases |= {(a.asname or a.name).split(".")[0] for a in node.names if _top(a.name) == "ondevice"}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and _top(node.module) == "ondevice":
+                runtime_aliases |= {a.asname or a.name for a in node.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and _private(node.attr):
+                base = node.value
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id in runtime_aliases:
+                    offences.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert offences == [], offences
+
+
+RUNTIME_ONLY = """
+import pkgutil, sys
+import ondevice
+from ondevice.cli.main import cli
+
+for info in pkgutil.walk_packages(ondevice.__path__, "ondevice."):
+    if info.name.endswith("__main__"):
+        continue  # it runs the CLI
+    try:
+        __import__(info.name)
+    except ImportError:
+        pass  # an optional extra not installed here; what matters is what the others pull in
+try:
+    cli(["run", "--help"])
+except SystemExit:
+    pass
+print("LOADED", sorted({m.split(".")[0] for m in sys.modules} & {"quantize", "bench"}))
+"""
+
+
+def test_importing_the_whole_runtime_and_its_cli_loads_no_tool():
+    proc = subprocess.run([sys.executable, "-c", RUNTIME_ONLY], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "LOADED []"
