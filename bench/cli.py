@@ -25,12 +25,14 @@ from ondevice.errors import InvalidInput
 @click.option("-o", "output", type=click.Choice(["md", "json", "jsonl", "csv"]), default="md", show_default=True)
 @json_option(help="Print JSON (the same as -o json).")
 @click.option("--reference", is_flag=True, help="Also time a bare libllama decode loop and print the ratio.")
+@click.option("--native", is_flag=True, help="Also run llama.cpp's own llama-bench on each GGUF (same file, threads, "
+                                             "-p/-n/-r) and print public / native (builds it once: minutes).")
 @click.option("--probe", default=None, help="Also measure a shape probe: llama3-8b, qwen2.5-7b, mistral-7b, gemma2-9b.")
 @click.option("--quant", default=None, help="Quant type of the probe (default Q4_K_M).")
 @click.option("--targets", is_flag=True, help="Check the device targets (7-10B, 10-20 tok/s, 8-16 GB) on the probe.")
 @click.option("--report", "report_dir", default=None, help="Write report.md, report.json and PNG plots here.")
-def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type, output, as_json, reference, probe,
-                  quant, targets, report_dir):
+def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type, output, as_json, reference, native,
+                  probe, quant, targets, report_dir):
     """Measure prompt processing and generation speed, TTFT, load time and peak memory, like llama-bench."""
     from bench.report import csv_text, markdown_table, roofline_lines, targets_table
     from bench.runner import BenchConfig
@@ -43,8 +45,16 @@ def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type,
     config = BenchConfig(n_prompt, n_gen, repetitions, threads, n_ctx, reference, kv_type).check()
     with ProgressBar() as bar:
         report = run_bench(list(models), config, probe, quant, targets, report_dir, progress=bar)
+    natives = None
+    if native:
+        from bench.native import compare_native
+
+        natives = compare_native(report.results, repetitions, progress=lambda m: err_console.print(m))
     if output == "json":
-        print_json(report.to_dict())
+        from dataclasses import asdict
+
+        print_json({**report.to_dict(), "native": [asdict(n) for n in natives]} if natives is not None
+                   else report.to_dict())
     elif output == "jsonl":
         from dataclasses import asdict
 
@@ -54,6 +64,10 @@ def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type,
         click.echo(csv_text(report.results), nl=False)
     else:
         click.echo(markdown_table(report.results))
+        if natives:
+            from bench.native import native_table
+
+            click.echo("\nllama.cpp's own llama-bench, same file and threads:\n" + native_table(natives))
         click.echo(f"\nmemory bandwidth {report.bandwidth_gbps:.1f} GB/s")
         for line in roofline_lines(report):
             click.echo(line)

@@ -46,6 +46,13 @@ def _num(value, digits: int) -> str:
 @click.option("--chunks", type=click.IntRange(min=1), default=None, help="Evaluate only the first N windows.")
 @click.option("--text", "text_file", type=click.Path(path_type=Path), default=None,
               help="UTF-8 text to evaluate on (default: the standard library's pydoc text).")
+@click.option("--imatrix", default=None, metavar="auto|FILE",
+              help="Make the GGUF variants with an importance matrix: auto computes one on the f16 reference with "
+                   "llama.cpp's llama-imatrix (built once: minutes), or give an imatrix GGUF. Enables IQ1/IQ2/IQ3 "
+                   "types and Q2_K_S.")
+@click.option("--calibration", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Text file or folder to compute --imatrix auto on (default: the standard library's module "
+                   "docstrings, not the evaluation text).")
 @click.option("--recommend", "do_recommend", is_flag=True, help="Pick the smallest variant that fits --ram-gb.")
 @click.option("--ram-gb", type=float, default=None, help="RAM budget for --recommend.")
 @click.option("--max-kld", type=float, default=None, help="Quality bound for --recommend (mean KLD, needs --eval).")
@@ -53,8 +60,8 @@ def _num(value, digits: int) -> str:
               help="Context length the recommended model must hold (sizes its KV cache).")
 @threads_option
 @json_option(help="Print the report (and recommendation) as JSON.")
-def quantize_command(source, targets, out_dir, do_eval, window, chunks, text_file, do_recommend, ram_gb, max_kld,
-                     n_ctx, threads, as_json):
+def quantize_command(source, targets, out_dir, do_eval, window, chunks, text_file, imatrix, calibration, do_recommend,
+                     ram_gb, max_kld, n_ctx, threads, as_json):
     """Make quantised variants of SOURCE (alias, GGUF file or HF folder) and report size, speed and quality."""
     from quantize.pipeline import DEFAULT_TARGETS, parse_targets, quantize
     from quantize.recommend import recommend
@@ -65,10 +72,13 @@ def quantize_command(source, targets, out_dir, do_eval, window, chunks, text_fil
         raise InvalidInput("--max-kld needs --eval (quality is only known after evaluation)")
     if text_file is not None and not text_file.is_file():
         raise InvalidInput(f"--text {text_file}: no such file")
+    if calibration is not None and imatrix != "auto":
+        raise InvalidInput("--calibration is the text for --imatrix auto; give --imatrix auto too")
     targets = list(targets) or list(DEFAULT_TARGETS)
-    parse_targets(targets)  # fail on a bad type before any work
+    parse_targets(targets, with_imatrix=imatrix is not None)  # fail on a bad type before any work
     report = quantize(source, targets, out_dir, evaluate=do_eval, ctx=window, text=text_file, max_chunks=chunks,
-                      threads=threads, log=lambda message: err_console.print(f"[dim]{message}[/dim]"))
+                      threads=threads, log=lambda message: err_console.print(f"[dim]{message}[/dim]"),
+                      imatrix=imatrix, calibration=calibration)
     choice = recommend(report, ram_gb, max_kld, n_ctx) if do_recommend else None
     if as_json:
         from quantize.report import to_json

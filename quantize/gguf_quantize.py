@@ -1,7 +1,8 @@
 """GGUF -> GGUF quantisation through libllama's own quantiser (`llama_model_quantize`, as llama-quantize uses).
 
 Every type here was checked to quantise SmolLM2-135M (f16) without an importance matrix; the types llama.cpp
-refuses without one are refused up front with that reason (see docs/quantize-gguf.md).
+refuses without one are refused up front with that reason unless one is given (`imatrix=`, made by
+`quantize.imatrix.compute_imatrix`; see docs/quantize-gguf.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ GGUF_TYPES: dict[str, float] = {
     "Q2_K": 2.96, "Q3_K_S": 3.5, "Q3_K_M": 3.91, "Q3_K_L": 4.27, "Q4_0": 4.5, "Q4_1": 5.0, "Q4_K_S": 4.58,
     "Q4_K_M": 4.89, "Q5_0": 5.5, "Q5_1": 6.0, "Q5_K_S": 5.54, "Q5_K_M": 5.69, "Q6_K": 6.56, "Q8_0": 8.5,
     "IQ4_NL": 4.5, "IQ4_XS": 4.25, "F16": 16.0, "BF16": 16.0, "F32": 32.0,
+}
+# Accepted only with an importance matrix -> nominal bits per weight (llama-quantize's table).
+IMATRIX_BITS: dict[str, float] = {
+    "IQ1_S": 1.56, "IQ1_M": 1.75, "IQ2_XXS": 2.06, "IQ2_XS": 2.31, "IQ2_S": 2.5, "IQ2_M": 2.7, "Q2_K_S": 2.96,
+    "IQ3_XXS": 3.06, "IQ3_XS": 3.3, "IQ3_S": 3.44, "IQ3_M": 3.66,
 }
 # Types refused because they need an importance matrix (imatrix), which this tool does not compute. Measured on
 # SmolLM2-135M f16 with llama-cpp-python 0.3.36 (docs/quantize-gguf.md): libllama throws "this quantization requires
@@ -60,38 +66,44 @@ def _ftype(qtype: str) -> int:
     return int(getattr(llama_cpp, name))
 
 
-def check_qtype(qtype: str) -> str:
+def check_qtype(qtype: str, with_imatrix: bool = False) -> str:
     """Normalise a GGUF type name; InvalidInput naming the accepted types (and why imatrix types are refused)."""
     name = qtype.strip().upper()
-    if name in GGUF_TYPES:
+    if name in GGUF_TYPES or (with_imatrix and name in IMATRIX_TYPES):
         return name
     accepted = ", ".join(GGUF_TYPES)
     if name in IMATRIX_TYPES:
-        raise InvalidInput(f"GGUF type {name} needs an importance matrix (imatrix; {IMATRIX_TYPES[name]}), which "
-                           f"this tool does not compute. Accepted types: {accepted}")
+        raise InvalidInput(f"GGUF type {name} needs an importance matrix (imatrix; {IMATRIX_TYPES[name]}): give "
+                           f"one (--imatrix). Accepted types: {accepted}")
     raise InvalidInput(f"unknown GGUF type {qtype!r}; accepted types: {accepted}")
 
 
 def quantize_gguf(src: Path, dst: Path, qtype: str, threads: int | None = None,
-                  progress: bool = True) -> GGUFQuantResult:
+                  progress: bool = True, imatrix: Path | None = None) -> GGUFQuantResult:
     """Quantise the GGUF `src` to `dst` as `qtype` (e.g. "Q4_K_M") with libllama's quantiser.
 
     The output is written to `<dst>.partial` and renamed when complete; free disk is checked first. A source that
     is already quantised is re-quantised (allow_requantize); expect lower quality than from f16/f32.
+    imatrix: an importance-matrix GGUF (llama-imatrix's format) of the same model, passed to libllama.
     """
     import llama_cpp
 
-    name = check_qtype(qtype)
+    name = check_qtype(qtype, with_imatrix=imatrix is not None)
     src, dst = Path(src), Path(dst)
     info = read_gguf(src)  # InvalidModelFile for anything libllama would choke on
     if src.resolve() == dst.resolve():
         raise InvalidInput(f"{dst}: the output must differ from the source")
-    check_free_space(dst, int(info.n_params * min(GGUF_TYPES[name] * 1.5, 32.0) / 8))
+    check_free_space(dst, int(info.n_params * min({**GGUF_TYPES, **IMATRIX_BITS}[name] * 1.5, 32.0) / 8))
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = _ftype(name)
     params.nthread = int(threads or 0)  # 0: libllama uses all hardware threads
     params.allow_requantize = any(t not in _FLOAT_TYPES for t in info.tensor_types)
+    if imatrix is not None:
+        from quantize.imatrix import ImatrixParam, load_imatrix
+
+        imatrix_param = ImatrixParam(load_imatrix(imatrix))  # kept alive until the call returns
+        params.imatrix = imatrix_param.pointer
 
     start = time.perf_counter()
     with atomic_output(dst) as tmp, _Progress(f"{src.name} -> {name}", info.n_tensors, progress) as bar:

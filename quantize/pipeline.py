@@ -57,9 +57,10 @@ class QuantizeReport:
     text: str = "pydoc_data.topics (standard library)"
     eval_chunks: int = 0
     files: dict[str, str] = field(default_factory=dict)
+    imatrix: dict | None = None      # the importance matrix the GGUF variants were made with (quantize.imatrix)
 
 
-def parse_targets(targets: Sequence[str]) -> list[tuple[str, str]]:
+def parse_targets(targets: Sequence[str], with_imatrix: bool = False) -> list[tuple[str, str]]:
     """["gguf:Q4_K_M,Q8_0", "onnx:int4"] -> [("gguf", "Q4_K_M"), ("gguf", "Q8_0"), ("onnx", "int4")], checked."""
     from quantize.gguf_quantize import check_qtype
     from quantize.onnx_export import LLM_QUANTS
@@ -73,7 +74,7 @@ def parse_targets(targets: Sequence[str]) -> list[tuple[str, str]]:
                                f"{', '.join(FORMATS)} (e.g. gguf:Q4_K_M,Q8_0 or onnx:int4)")
         for qtype in (t.strip() for t in types.split(",")):
             if fmt == "gguf":
-                qtype = check_qtype(qtype)
+                qtype = check_qtype(qtype, with_imatrix)
             elif qtype.lower() not in LLM_QUANTS:
                 raise InvalidInput(f"unknown ONNX type {qtype!r}; accepted: {', '.join(LLM_QUANTS)}")
             else:
@@ -122,12 +123,12 @@ def _decode_tps(path: str, threads: int | None) -> float | None:
 
 
 def _make_variant(fmt: str, qtype: str, name: str, source, reference: Variant, out_dir: Path,
-                  threads: int | None, progress: bool, onnx_options: dict) -> Variant:
+                  threads: int | None, progress: bool, onnx_options: dict, imatrix: Path | None = None) -> Variant:
     if fmt == "gguf":
         from quantize.gguf_quantize import quantize_gguf
 
         r = quantize_gguf(Path(reference.path), out_dir / f"{name}-{qtype}.gguf", qtype, threads=threads,
-                          progress=progress)
+                          progress=progress, imatrix=imatrix)
         return Variant(f"{name}-{qtype}", "gguf", qtype, str(r.path), r.size_bytes, round(r.bits_per_weight, 3),
                        reference.n_params, seconds=round(r.seconds, 2))
     from quantize.hf_source import to_hf_dir
@@ -150,38 +151,58 @@ def quantize(source: str | Path, targets: Sequence[str] = DEFAULT_TARGETS, out_d
              evaluate: bool = False, ctx: int = 512, text: str | Path | None = None,
              max_chunks: int | None = None, threads: int | None = None, decode_speed: bool = True,
              progress: bool = True, log: Callable[[str], None] | None = None,
-             onnx_options: dict | None = None) -> QuantizeReport:
+             onnx_options: dict | None = None, imatrix: str | Path | None = None,
+             calibration: str | Path | None = None) -> QuantizeReport:
     """Make every target variant of `source` (alias, GGUF or HF folder) in `out_dir` and report on them.
 
     targets: "gguf:TYPE[,TYPE]" (any llama.cpp type `quantize.gguf_quantize.GGUF_TYPES` accepts) and
     "onnx:int4|int8|fp32". evaluate: measure PPL/KLD of each against the f16 reference on `text` (default: the
     standard library's pydoc text) with `ctx`-token windows (`max_chunks` limits how many). onnx_options:
     block_size / symmetric / accuracy_level for onnx:int4. Writes report.md, report.json and quality.png.
+    imatrix: "auto" computes an importance matrix on the f16 reference from `calibration` (a text file or folder;
+    default: built-in text) with llama.cpp's llama-imatrix, or a path to one; every GGUF variant is made with it.
     """
     from quantize.report import write_report
 
     log = log or (lambda message: None)
-    parsed = parse_targets(targets)
+    parsed = parse_targets(targets, with_imatrix=imatrix is not None)
     name = _model_name(source)  # ModelNotFound before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = _reference(source, name, out_dir, log)
+    imatrix_info = _imatrix(imatrix, calibration, reference, name, out_dir, threads, log) if imatrix else None
+    imatrix_path = Path(imatrix_info["path"]) if imatrix_info else None
     variants = []
     for fmt, qtype in parsed:
         log(f"making {fmt}:{qtype}")
         variants.append(_make_variant(fmt, qtype, name, source, reference, out_dir, threads, progress,
-                                      onnx_options or {}))
+                                      onnx_options or {}, imatrix_path))
     if decode_speed:
         for variant in [reference, *variants]:
             log(f"timing a short decode of {variant.name}")
             variant.decode_tps = _decode_tps(variant.path, threads)
     report = QuantizeReport(str(source), str(out_dir), reference, variants, ctx, evaluate,
                             text=str(text) if isinstance(text, Path) else
-                            ("user text" if text else "pydoc_data.topics (standard library)"))
+                            ("user text" if text else "pydoc_data.topics (standard library)"), imatrix=imatrix_info)
     if evaluate:
         _evaluate_all(report, text, ctx, max_chunks, threads, log)
     report.files = write_report(report, out_dir)
     return report
+
+
+def _imatrix(imatrix: str | Path, calibration, reference: Variant, name: str, out_dir: Path, threads: int | None,
+             log: Callable[[str], None]) -> dict:
+    """The importance matrix to make GGUF variants with: computed on the reference ("auto") or the file given."""
+    from quantize.imatrix import compute_imatrix, load_imatrix
+
+    if str(imatrix) != "auto":
+        if not Path(imatrix).is_file():
+            raise InvalidInput(f"--imatrix {imatrix}: no such file (give an imatrix GGUF, or auto)")
+        return {"path": str(imatrix), "text": "given", "entries": len(load_imatrix(imatrix))}
+    log(f"computing an importance matrix on {reference.name}")
+    r = compute_imatrix(reference.path, out_dir / f"{name}.imatrix.gguf", calibration, threads=threads, progress=log)
+    return {"path": str(r.path), "text": r.text, "entries": r.n_entries, "chunks": r.n_chunks, "ctx": r.ctx,
+            "seconds": r.seconds}
 
 
 def _evaluate_all(report: QuantizeReport, text, ctx: int, max_chunks: int | None, threads: int | None,

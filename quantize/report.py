@@ -38,6 +38,9 @@ def markdown(report) -> str:
                      f"{report.ctx} tokens, second half of each scored (as `llama-perplexity --kl-divergence`).")
     else:
         lines.append("Quality not evaluated (run with --eval).")
+    if getattr(report, "imatrix", None):
+        lines.append(f"GGUF variants made with an importance matrix ({report.imatrix['entries']} tensors, calibrated "
+                     f"on {report.imatrix['text']}).")
     lines += ["", "| variant | format | type | size MB | bits/weight | PPL | ΔPPL | mean KLD | KLD p99 | same top % "
                   "| RMS Δp % | decode tok/s | made in s |",
               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

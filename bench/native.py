@@ -1,0 +1,150 @@
+"""llama.cpp's own llama-bench on the same file and threads as `ondevice bench`: the native reference.
+
+`ondevice bench --reference` times a bare decode loop on ondevice's own llama context, so it cannot see a settings
+gap (flash attention, thread polling, batch sizes); llama-bench brings llama.cpp's own defaults. The binary is built
+from the installed libllama's source with the same ISA flags on first use (`ondevice.native_tools`), then cached.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ondevice.errors import InvalidInput, OnDeviceError
+from ondevice.native_tools import Progress, ensure_tools
+
+
+@dataclass
+class NativeResult:
+    """What llama.cpp's own llama-bench measured on one file (tokens/s, mean ± standard deviation)."""
+
+    model: str
+    threads: int
+    n_prompt: int
+    n_gen: int
+    repetitions: int
+    tg_ts: float | None
+    tg_stddev: float | None
+    pp_ts: float | None
+    pp_stddev: float | None
+    flash_attn: str          # as llama-bench ran it (its default is "auto")
+    build: str               # "<llama-cpp-python version> <flags digest>"
+    command: list[str] = field(default_factory=list)
+
+
+def native_reference(model_path: str | Path, threads: int, n_gen: int = 128, n_prompt: int = 0,
+                     repetitions: int = 5, flash_attn: str | None = None,
+                     progress: Progress | None = None) -> NativeResult:
+    """llama.cpp's own llama-bench on `model_path` with `threads`: tg`n_gen` (and pp`n_prompt` if > 0) tokens/s.
+
+    Builds the tools on first use (see `ensure_tools`). flash_attn: None keeps llama-bench's default ("auto");
+    "on"/"off" force it. The numbers are llama-bench's own (mean and standard deviation over `repetitions`).
+    """
+    path = Path(model_path)
+    if not path.is_file():
+        raise InvalidInput(f"{path}: llama-bench needs a GGUF file")
+    if threads < 1 or n_gen < 0 or n_prompt < 0 or n_gen + n_prompt == 0 or repetitions < 1:
+        raise InvalidInput("llama-bench needs threads >= 1, repetitions >= 1 and n_gen or n_prompt > 0")
+    tools = ensure_tools(progress)
+    cmd = [str(tools.tool("llama-bench")), "-m", str(path), "-t", str(threads), "-r", str(repetitions),
+           "-p", str(n_prompt), "-n", str(n_gen), "-o", "json"]
+    if flash_attn is not None:
+        cmd += ["-fa", flash_attn]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise OnDeviceError(f"llama-bench failed on {path} (exit {proc.returncode}): {proc.stderr.strip()[-600:]}")
+    rows = json.loads(proc.stdout)
+    tg = next((r for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0), None)
+    pp = next((r for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0), None)
+    fa = {-1: "auto", 0: "off", 1: "on"}.get(int(rows[0].get("flash_attn", -1)), str(rows[0].get("flash_attn")))
+    return NativeResult(
+        model=str(path), threads=threads, n_prompt=n_prompt, n_gen=n_gen, repetitions=repetitions,
+        tg_ts=tg["avg_ts"] if tg else None, tg_stddev=tg["stddev_ts"] if tg else None,
+        pp_ts=pp["avg_ts"] if pp else None, pp_stddev=pp["stddev_ts"] if pp else None, flash_attn=fa,
+        build=f"{tools.version} {tools.bin_dir.parent.name.rsplit('-', 1)[-1]}", command=cmd)
+
+
+@dataclass
+class NativeComparison:
+    """One `ondevice bench` test beside llama-bench's same test (same file, threads, -p/-n, repetitions)."""
+
+    model: str
+    test: str                 # "pp512" / "tg128"
+    threads: int
+    public_ts: float          # ondevice bench, public API
+    native_ts: float | None   # llama-bench
+    native_stddev: float | None
+    ratio: float | None       # public / native
+    flash_attn: str           # llama-bench's setting (its default: auto)
+
+
+def compare_native(results: list, repetitions: int = 5, progress: Progress | None = None) -> list[NativeComparison]:
+    """llama-bench on every GGUF model of an `ondevice bench` run (its `BenchResult`s), one row per test.
+
+    One llama-bench run per model and thread count covers its pp and tg tests. Builds the tools on first use.
+    """
+    rows: list[NativeComparison] = []
+    runs: dict[tuple[str, int], NativeResult] = {}
+    for r in results:
+        if r.backend != "gguf":
+            continue
+        key = (r.model_filename, r.n_threads)
+        if key not in runs:
+            tests = [x for x in results if (x.model_filename, x.n_threads) == key]
+            n_prompt = max((x.n_prompt for x in tests if x.n_gen == 0), default=0)
+            n_gen = max((x.n_gen for x in tests if x.n_prompt == 0), default=0)
+            if progress:
+                progress(f"llama-bench {Path(r.model_filename).name} -t {r.n_threads}")
+            runs[key] = native_reference(r.model_filename, r.n_threads, n_gen, n_prompt, repetitions,
+                                         progress=progress)
+        native = runs[key]
+        ts, sd = (native.tg_ts, native.tg_stddev) if r.n_gen else (native.pp_ts, native.pp_stddev)
+        rows.append(NativeComparison(r.model_filename, r.test, r.n_threads, r.avg_ts, ts, sd,
+                                     round(r.avg_ts / ts, 3) if ts else None, native.flash_attn))
+    return rows
+
+
+def native_table(rows: list[NativeComparison]) -> str:
+    """Markdown: public vs native tokens/s per model and test."""
+    lines = ["| model | threads | test | public t/s | native t/s | public / native |", "|---|---:|---|---:|---:|---:|"]
+    for c in rows:
+        native = f"{c.native_ts:.2f} ± {c.native_stddev:.2f}" if c.native_ts else ""
+        ratio = f"{c.ratio:.3f}" if c.ratio else ""
+        lines.append(f"| {Path(c.model).name} | {c.threads} | {c.test} | {c.public_ts:.2f} | {native} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.native --build` builds the tools; `python -m bench.native MODEL.gguf` runs llama-bench."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.native", description=main.__doc__)
+    parser.add_argument("model", nargs="?", help="a GGUF file to run llama-bench on")
+    parser.add_argument("--build", action="store_true", help="build the tools if they are not built yet")
+    parser.add_argument("-t", "--threads", type=int, default=None)
+    parser.add_argument("-n", "--n-gen", type=int, default=128)
+    parser.add_argument("-p", "--n-prompt", type=int, default=0)
+    parser.add_argument("-r", "--repetitions", type=int, default=5)
+    args = parser.parse_args(argv)
+    say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        tools = ensure_tools(say)
+        print(f"{tools.bin_dir} (llama-cpp-python {tools.version}, flags {tools.flags_from}: "
+              f"{' '.join(tools.cmake_args) or 'defaults'})")
+        if args.model:
+            from ondevice.cpu import detect_cpu
+
+            result = native_reference(args.model, args.threads or detect_cpu().physical_cores, args.n_gen,
+                                      args.n_prompt, args.repetitions)
+            print(json.dumps(result.__dict__, indent=1))
+    except OnDeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
