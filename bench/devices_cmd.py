@@ -84,12 +84,14 @@ def devices_info(name, as_json):
 @ctx_option(default=4096, help="Context length: the RAM check holds it, decode is predicted at that depth.")
 @click.option("--ram", "ram_gb", type=float, default=None, help="Which RAM option of the device (default: largest).")
 @click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True)
+@click.option("--bandwidth", "bandwidth_gbps", type=float, default=None,
+              help="Peak memory bandwidth in GB/s, replacing the catalog's (e.g. for a laptop's actual memory).")
 @json_option
-def predict_command(model, probe, quant, device, backend, threads, n_ctx, ram_gb, kv_type, as_json):
+def predict_command(model, probe, quant, device, backend, threads, n_ctx, ram_gb, kv_type, bandwidth_gbps, as_json):
     """Predict decode tok/s and RAM fit of a model on a catalog device, and the seed targets (PASS/FAIL)."""
     from bench.predict import predict
 
-    pred = predict(model, probe, quant, device, backend, threads, n_ctx, ram_gb, kv_type)
+    pred = predict(model, probe, quant, device, backend, threads, n_ctx, ram_gb, kv_type, bandwidth_gbps)
     if as_json:
         print_json(pred.to_dict())
     else:

@@ -99,12 +99,20 @@ def _ram_needed(info: ModelInfo, n_ctx: int, kv_type: str) -> int:
 
 
 def predict_for(info: ModelInfo, device: Device | str, backend: str | None = None, threads: int | None = None,
-                n_ctx: int = DEFAULT_CTX, ram_gb: float | None = None, kv_type: str = "f16") -> Prediction:
+                n_ctx: int = DEFAULT_CTX, ram_gb: float | None = None, kv_type: str = "f16",
+                bandwidth_gbps: float | None = None) -> Prediction:
     """Predict `info` (a ModelInfo with its tensor table: read from a GGUF, or `bench.ftype.quantized_info`) on
-    `device`: RAM fit first, then decode tok/s at depth `n_ctx`, then the seed targets."""
+    `device`: RAM fit first, then decode tok/s at depth `n_ctx`, then the seed targets. `bandwidth_gbps` replaces
+    the catalog's peak (a laptop fitted with faster or slower memory than the catalog assumes)."""
+    from dataclasses import replace
+
     from ondevice.memory import decode_bytes_per_token
 
     dev = find_device(device) if isinstance(device, str) else device
+    if bandwidth_gbps is not None:
+        if bandwidth_gbps <= 0:
+            raise InvalidInput(f"--bandwidth must be positive, got {bandwidth_gbps:g}")
+        dev = replace(dev, bandwidth_gbps=float(bandwidth_gbps))
     backend, cls = _pick_backend(dev, backend)
     if n_ctx < 16:
         raise InvalidInput(f"--ctx must be at least 16, got {n_ctx}")
@@ -186,7 +194,8 @@ def model_info_for(model: str | None = None, probe: str | None = None, quant: st
 
 def predict(model: str | None = None, probe: str | None = None, quant: str | None = None, device: str = "",
             backend: str | None = None, threads: int | None = None, n_ctx: int = DEFAULT_CTX,
-            ram_gb: float | None = None, kv_type: str = "f16") -> Prediction:
+            ram_gb: float | None = None, kv_type: str = "f16", bandwidth_gbps: float | None = None) -> Prediction:
     """`ondevice predict`: a model file or a family at a quant type, on a catalog device."""
     dev = find_device(device)  # an unknown device is reported before any model is read
-    return predict_for(model_info_for(model, probe, quant), dev, backend, threads, n_ctx, ram_gb, kv_type)
+    return predict_for(model_info_for(model, probe, quant), dev, backend, threads, n_ctx, ram_gb, kv_type,
+                       bandwidth_gbps)

@@ -77,6 +77,13 @@ def test_more_bandwidth_faster_and_more_threads_faster_until_the_bus_limits():
     assert one < two < eight == sixteen  # past a few threads the memory bus is the limit
 
 
+def test_bandwidth_override_scales_the_prediction():
+    catalog = predict(probe="llama3-8b", device="hx370")
+    faster = predict(probe="llama3-8b", device="hx370", bandwidth_gbps=2 * catalog.bandwidth_gbps)
+    assert faster.bandwidth_gbps == 2 * catalog.bandwidth_gbps
+    assert faster.roofline_tg_tok_s == pytest.approx(2 * catalog.roofline_tg_tok_s, rel=1e-3)
+
+
 def test_deeper_context_reads_more_kv_and_is_slower():
     short = predict(probe="llama3-8b", device="apple-m3", n_ctx=256)
     long = predict(probe="llama3-8b", device="apple-m3", n_ctx=8192)
@@ -157,6 +164,7 @@ def test_predict_json_has_the_documented_fields():
     ["predict", "smollm2-135m", "--probe", "llama3.1-8b", "--device", "m2"],
     ["predict", "--probe", "llama3.1-8b", "--device", "m2", "--ram", "12"],
     ["predict", "--device", "m2"],
+    ["predict", "--probe", "llama3.1-8b", "--device", "m2", "--bandwidth", "-5"],
 ])
 def test_bad_input_is_one_line_and_exit_2(args):
     result = invoke(*args)
