@@ -124,3 +124,36 @@ def test_importing_the_whole_runtime_and_its_cli_loads_no_tool():
                           cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def _documented_public_names() -> dict[str, set[str]]:
+    """The table "Public names of `ondevice`" in docs/ARCHITECTURE.md: module -> names."""
+    table: dict[str, set[str]] = {}
+    for line in (ROOT / "docs" / "ARCHITECTURE.md").read_text().splitlines():
+        match = re.match(r"^\| `(ondevice[\w.]*)` \| (.+) \|$", line)
+        if match:
+            table[match.group(1)] = set(re.findall(r"`(\w+)`", match.group(2)))
+    return table
+
+
+def test_the_documented_public_names_exist_and_are_public():
+    import importlib
+
+    table = _documented_public_names()
+    assert {"ondevice", "ondevice.model", "ondevice.store", "ondevice.memory", "ondevice.files"} <= set(table)
+    missing = [f"{module}.{name}" for module, names in table.items() for name in sorted(names)
+               if _private(name) or not hasattr(importlib.import_module(module), name)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("package", TOOLS)
+def test_tools_use_only_documented_runtime_names(package):
+    """Every runtime name the tools import is in docs/ARCHITECTURE.md's table (add it there to use a new one)."""
+    table = _documented_public_names()
+    undocumented = []
+    for path in _sources(package):
+        for line, module, names in _imported_modules(ast.parse(path.read_text())):
+            if _top(module) == "ondevice" and names:
+                undocumented += [f"{path.relative_to(ROOT)}:{line}: {module}.{name}" for name in names
+                                 if name not in table.get(module, set())]
+    assert undocumented == [], "document these in docs/ARCHITECTURE.md section 3 (or stop using them)"
