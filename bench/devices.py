@@ -87,8 +87,10 @@ def find_device(name: str) -> Device:
     names = _names()
     if key in names:
         return _catalog()[0][names[key]]
-    close = difflib.get_close_matches(key, list(names), n=4, cutoff=0.4)
-    close = list(dict.fromkeys(names[c] for c in close))
+    # Rank names and aliases by similarity, favouring those that start like the query ("m5" -> the Apple M chips).
+    scored = sorted(((difflib.SequenceMatcher(None, key, n).ratio() + 0.2 * (n[:1] == key[:1]), n) for n in names),
+                    reverse=True)
+    close = list(dict.fromkeys(names[n] for score, n in scored if score >= 0.6))[:4]
     hint = f"; did you mean: {', '.join(close)}" if close else ""
     raise InvalidInput(f"unknown device {name!r}{hint} (`ondevice devices list` shows all {len(list_devices())})")
 
