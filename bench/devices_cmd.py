@@ -86,12 +86,15 @@ def devices_info(name, as_json):
 @click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True)
 @click.option("--bandwidth", "bandwidth_gbps", type=float, default=None,
               help="Peak memory bandwidth in GB/s, replacing the catalog's (e.g. for a laptop's actual memory).")
+@click.option("--depth", type=click.IntRange(min=0), default=None,
+              help="KV depth decode is predicted at (default: --ctx, a full context; 64 compares with tg128).")
 @json_option
-def predict_command(model, probe, quant, device, backend, threads, n_ctx, ram_gb, kv_type, bandwidth_gbps, as_json):
+def predict_command(model, probe, quant, device, backend, threads, n_ctx, ram_gb, kv_type, bandwidth_gbps, depth,
+                    as_json):
     """Predict decode tok/s and RAM fit of a model on a catalog device, and the seed targets (PASS/FAIL)."""
     from bench.predict import predict
 
-    pred = predict(model, probe, quant, device, backend, threads, n_ctx, ram_gb, kv_type, bandwidth_gbps)
+    pred = predict(model, probe, quant, device, backend, threads, n_ctx, ram_gb, kv_type, bandwidth_gbps, depth)
     if as_json:
         print_json(pred.to_dict())
     else:
@@ -103,7 +106,7 @@ def print_prediction(pred) -> None:
 
     Public so that other commands (`bench --targets --device`, `fit --device`) print predictions the same way."""
     console.print(f"{pred.model} {pred.quant} on {pred.device_title}, {pred.backend} ({pred.calibration_class}), "
-                  f"{pred.ram_gb:g} GB, context {pred.n_ctx}")
+                  f"{pred.ram_gb:g} GB, context {pred.n_ctx}, decode at depth {pred.depth}")
     console.print(f"RAM: needs {pred.ram_needed_bytes / 1e9:.2f} GB of {pred.ram_usable_bytes / 1e9:.1f} GB usable: "
                   f"{pred.verdict}")
     if pred.predicted_tg_tok_s is not None:

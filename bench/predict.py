@@ -58,6 +58,7 @@ class Prediction:
     n_params: int
     size_bytes: int
     n_ctx: int
+    depth: int                    # KV depth the decode speed is predicted at (default: n_ctx, a full context)
     threads: int | None
     bandwidth_gbps: float         # the device's peak
     ram_gb: float                 # the RAM option checked
@@ -100,10 +101,11 @@ def _ram_needed(info: ModelInfo, n_ctx: int, kv_type: str) -> int:
 
 def predict_for(info: ModelInfo, device: Device | str, backend: str | None = None, threads: int | None = None,
                 n_ctx: int = DEFAULT_CTX, ram_gb: float | None = None, kv_type: str = "f16",
-                bandwidth_gbps: float | None = None) -> Prediction:
+                bandwidth_gbps: float | None = None, depth: int | None = None) -> Prediction:
     """Predict `info` (a ModelInfo with its tensor table: read from a GGUF, or `bench.ftype.quantized_info`) on
-    `device`: RAM fit first, then decode tok/s at depth `n_ctx`, then the seed targets. `bandwidth_gbps` replaces
-    the catalog's peak (a laptop fitted with faster or slower memory than the catalog assumes)."""
+    `device`: RAM fit first, then decode tok/s at KV depth `depth` (default `n_ctx`: the end of a full context;
+    64 matches llama-bench's tg128), then the seed targets. `bandwidth_gbps` replaces the catalog's peak (a laptop
+    fitted with faster or slower memory than the catalog assumes)."""
     from dataclasses import replace
 
     from ondevice.memory import decode_bytes_per_token
@@ -116,6 +118,9 @@ def predict_for(info: ModelInfo, device: Device | str, backend: str | None = Non
     backend, cls = _pick_backend(dev, backend)
     if n_ctx < 16:
         raise InvalidInput(f"--ctx must be at least 16, got {n_ctx}")
+    depth = n_ctx if depth is None else depth
+    if not 0 <= depth <= n_ctx:
+        raise InvalidInput(f"--depth must be between 0 and --ctx ({n_ctx}), got {depth}")
     if threads is not None and threads < 1:
         raise InvalidInput(f"--threads must be at least 1, got {threads}")
     if ram_gb is None:
@@ -126,7 +131,7 @@ def predict_for(info: ModelInfo, device: Device | str, backend: str | None = Non
     needed = _ram_needed(info, n_ctx, kv_type)
     usable = int(ram_gb * 1e9 * fraction)
     fits = needed <= usable
-    per_token = decode_bytes_per_token(info, n_ctx, kv_type)
+    per_token = decode_bytes_per_token(info, depth, kv_type)
     roof = dev.bandwidth_gbps * 1e9 / per_token
     params = fitted(cls)
     used_threads = (threads or dev.perf_cores) if backend == "cpu" else None
@@ -137,7 +142,7 @@ def predict_for(info: ModelInfo, device: Device | str, backend: str | None = Non
         eff = round(tg / roof, 3)
         tg = round(tg, 2)
     pred = Prediction(dev.name, dev.title, backend, cls, info.name, info.quant, info.n_params, info.size_bytes, n_ctx,
-                      used_threads, dev.bandwidth_gbps, ram_gb, usable, needed, fits,
+                      depth, used_threads, dev.bandwidth_gbps, ram_gb, usable, needed, fits,
                       "fits" if fits else f"does not fit in {ram_gb:g} GB", per_token, round(roof, 2), tg, eff,
                       params.holdout_median_abs_err_pct,
                       ram_options_that_fit=[r for r in dev.ram_gb if needed <= r * 1e9 * fraction])
@@ -194,8 +199,9 @@ def model_info_for(model: str | None = None, probe: str | None = None, quant: st
 
 def predict(model: str | None = None, probe: str | None = None, quant: str | None = None, device: str = "",
             backend: str | None = None, threads: int | None = None, n_ctx: int = DEFAULT_CTX,
-            ram_gb: float | None = None, kv_type: str = "f16", bandwidth_gbps: float | None = None) -> Prediction:
+            ram_gb: float | None = None, kv_type: str = "f16", bandwidth_gbps: float | None = None,
+            depth: int | None = None) -> Prediction:
     """`ondevice predict`: a model file or a family at a quant type, on a catalog device."""
     dev = find_device(device)  # an unknown device is reported before any model is read
     return predict_for(model_info_for(model, probe, quant), dev, backend, threads, n_ctx, ram_gb, kv_type,
-                       bandwidth_gbps)
+                       bandwidth_gbps, depth)

@@ -112,8 +112,8 @@ def test_targets_have_pass_and_margin():
 def test_a_published_point_is_reproduced():
     """#4167: Apple M2 (10-core GPU), Llama-2-7B Q4_0, tg128 = 21.91 tok/s."""
     info = quantized_info(family("llama2-7b"), "Q4_0")
-    p = predict_for(info, "apple-m2", n_ctx=64)
-    assert p.predicted_tg_tok_s == pytest.approx(21.91, rel=0.10)
+    p = predict_for(info, "apple-m2", n_ctx=4096, depth=64)  # tg128: mean depth 64
+    assert p.depth == 64 and p.predicted_tg_tok_s == pytest.approx(21.91, rel=0.10)
 
 
 def test_prefill_only_where_calibrated():
@@ -165,6 +165,7 @@ def test_predict_json_has_the_documented_fields():
     ["predict", "--probe", "llama3.1-8b", "--device", "m2", "--ram", "12"],
     ["predict", "--device", "m2"],
     ["predict", "--probe", "llama3.1-8b", "--device", "m2", "--bandwidth", "-5"],
+    ["predict", "--probe", "llama3.1-8b", "--device", "m2", "--ctx", "512", "--depth", "1024"],
 ])
 def test_bad_input_is_one_line_and_exit_2(args):
     result = invoke(*args)
