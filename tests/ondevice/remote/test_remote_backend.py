@@ -38,10 +38,10 @@ def test_failing_server_is_remote_unavailable_after_retries(remote_model, proxy,
     assert len(proxy.requests) == 2  # the first try and one retry (max_retries=1)
 
 
-def test_slow_server_times_out(remote_model, proxy):
+def test_slow_server_times_out(impatient_remote, proxy):
     proxy.mode, proxy.slow_s = "slow", 4.0
     with pytest.raises(RemoteUnavailable, match="timed out"):
-        remote_model.chat(QUESTION, max_tokens=5)
+        impatient_remote.chat(QUESTION, max_tokens=5)
 
 
 def test_stream_cut_mid_answer_is_remote_unavailable(remote_model, proxy):
