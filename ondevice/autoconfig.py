@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ondevice.cpu import detect_cpu
+from ondevice.memory import context_that_fits
 from ondevice.model_info import ModelInfo
-
-# Room left for the OS, the Python process and llama.cpp's compute buffers when sizing the context.
-RAM_HEADROOM_BYTES = 1 << 30
-MIN_CTX = 256
 
 
 @dataclass
@@ -30,17 +27,17 @@ def default_threads() -> int:
     return max(1, detect_cpu().physical_cores)
 
 
-def choose_context(info: ModelInfo, requested: int | None, available_bytes: int | None = None) -> int:
-    """The requested context, or the trained length capped so weights + f16 KV cache fit in available RAM."""
-    trained = info.context_length or 2048
+def choose_context(info: ModelInfo, requested: int | None, available_bytes: int | None = None,
+                   kv_type: str = "f16", mmap: bool = False) -> int:
+    """The requested context, or the trained length capped so the model fits in available RAM.
+
+    The fit is `ondevice.memory.context_that_fits` with the same KV cache type and mmap setting the model will run
+    with, so a q8_0 cache (about half of f16) buys about twice the tokens.
+    """
     if requested is not None:
         return int(requested)
     available = memory().available_bytes if available_bytes is None else available_bytes
-    budget = available - info.size_bytes - RAM_HEADROOM_BYTES
-    per_token = info.kv_bytes_per_token() or 1
-    fits = int(budget // per_token) if budget > 0 else MIN_CTX
-    ctx = max(MIN_CTX, min(trained, fits))
-    return ctx - ctx % 256 if ctx > 256 else ctx
+    return context_that_fits(info, available, kv_type, mmap)
 
 
 # ONNX Runtime execution providers that put work on an NPU or GPU, in order of preference.

@@ -18,6 +18,16 @@ GGUF_MAGIC = b"GGUF"
 MIN_HEADER_BYTES = 24  # magic(4) + version(4) + n_tensors(8) + n_kv(8)
 
 
+@dataclass(frozen=True)
+class GGUFTensor:
+    """One entry of a GGUF tensor table: name, ggml type name ("Q4_K", "F32"), element count and data bytes."""
+
+    name: str
+    type: str
+    n_elements: int
+    nbytes: int
+
+
 @dataclass
 class GGUFContents:
     """What a GGUF file declares: its metadata (scalars and short arrays) and tensor table summary."""
@@ -30,6 +40,7 @@ class GGUFContents:
     tensor_types: dict[str, int] = field(default_factory=dict)  # quant type name -> tensor count
     vocab_size: int = 0
     file_size: int = 0
+    tensors: list[GGUFTensor] = field(default_factory=list)  # the tensor table, in file order
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(key, default)
@@ -166,22 +177,26 @@ def read_gguf(path: str | Path) -> GGUFContents:
 
     n_params = 0
     tensor_types: dict[str, int] = {}
+    entries: list[GGUFTensor] = []
     for name, ggml_type, n_elements, offset in tensors:
         try:
             qtype = GGMLQuantizationType(ggml_type)
             block, block_bytes = GGML_QUANT_SIZES[qtype]
         except (ValueError, KeyError):
             raise InvalidModelFile(f"{path}: tensor {name!r} has unknown type {ggml_type}") from None
-        end = data_start + offset + n_elements // block * block_bytes
+        nbytes = n_elements // block * block_bytes
+        end = data_start + offset + nbytes
         if end > size:
             raise InvalidModelFile(
                 f"{path}: truncated GGUF: tensor {name!r} ends at byte {end} but the file has {size} bytes")
         n_params += n_elements
         tensor_types[qtype.name] = tensor_types.get(qtype.name, 0) + 1
+        entries.append(GGUFTensor(name, qtype.name, n_elements, nbytes))
     tokens = metadata.get("tokenizer.ggml.tokens")
     return GGUFContents(
         path=path, version=version, metadata=metadata, n_tensors=len(tensors), n_params=n_params,
         tensor_types=tensor_types, vocab_size=len(tokens) if tokens is not None else 0, file_size=size,
+        tensors=entries,
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, ClassVar
 
 from ondevice.errors import InvalidModelFile
 from ondevice.gguf_file import file_type_name, read_gguf
@@ -37,13 +37,42 @@ class ModelInfo:
     sliding_window: int = 0            # attention window of sliding-window layers; 0 = none
     tied_embeddings: bool = False      # output head shares the token-embedding matrix
     tensor_types: dict[str, str] | None = None  # GGUF tensor name -> ggml type name (GGUF only)
+    tensor_bytes: dict[str, int] | None = None  # GGUF tensor name -> bytes of its data (GGUF only)
+    rope_theta: float = 0.0            # rotary base frequency; 0 when unknown
+    norm_eps: float = 0.0              # RMSNorm epsilon; 0 when unknown
+    qkv_bias: bool = False             # Q, K and V projections have biases (Qwen2)
+    # Architecture-specific settings by their Hugging Face config names (the whole text config for an HF folder;
+    # soft-capping values for a GGUF file or a shape table). Converters and probe writers read them.
+    arch_config: dict = field(default_factory=dict)
+
+    # Large or raw fields left out of to_dict() (the human-readable summary); dataclasses.asdict keeps them.
+    _BULKY: ClassVar[tuple[str, ...]] = ("tensor_types", "tensor_bytes", "arch_config")
 
     def kv_bytes_per_token(self, bytes_per_element: float = 2.0) -> float:
-        """KV cache size per token of context: K and V, every layer, every KV head (f16 by default)."""
+        """KV cache size per token of context: K and V, every layer, every KV head (f16 by default).
+
+        For other cache types use `ondevice.memory.kv_bytes`, which knows their bytes per element."""
         return 2 * self.n_layers * self.n_kv_heads * self.head_dim * bytes_per_element
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The scalar facts (per-tensor tables and raw config left out), for tables and summaries."""
+        return {k: v for k, v in asdict(self).items() if k not in self._BULKY}
+
+    @classmethod
+    def from_shapes(cls, name: str, architecture: str, *, n_layers: int, n_embd: int, n_ff: int, n_heads: int,
+                    n_kv_heads: int, head_dim: int, vocab_size: int, context_length: int, **facts) -> "ModelInfo":
+        """A ModelInfo from shapes alone, with no file (model-family tables, shape probes).
+
+        Size, parameter count and quant stay 0/"" until someone plans its tensors (`bench.probe.probe_info` fills
+        them for a GGUF quant type). Other fields (rope_theta, norm_eps, tied_embeddings, sliding_window,
+        qkv_bias, arch_config, ...) pass through `facts`.
+        """
+        base = dict(path="", format="gguf", quant="", n_params=0, size_bytes=0, bits_per_weight=0.0,
+                    has_chat_template=False)
+        base.update(facts)
+        return cls(name=name, architecture=architecture, n_layers=n_layers, n_embd=n_embd, n_ff=n_ff,
+                   n_heads=n_heads, n_kv_heads=n_kv_heads, head_dim=head_dim, vocab_size=vocab_size,
+                   context_length=context_length, **base)
 
 
 def _dir_size(path: Path) -> int:
@@ -54,19 +83,39 @@ def _bpw(size: int, params: int) -> float:
     return round(size * 8 / params, 3) if params else 0.0
 
 
+# GGUF keys (after the "<arch>." prefix) kept in ModelInfo.arch_config; llama.cpp uses the HF config names for them.
+_GGUF_ARCH_KEYS = ("attn_logit_softcapping", "final_logit_softcapping")
+
+
+def _first(value: Any) -> int:
+    """A per-layer array (some architectures vary n_ff by layer) reduced to its largest value; scalars as is."""
+    if isinstance(value, list):
+        return int(max(value)) if value else 0
+    return int(value or 0)
+
+
 def _from_gguf(ref: ModelRef) -> ModelInfo:
     g = read_gguf(ref.path)
-    n_heads = int(g.arch_value("attention.head_count", 0) or 0)
+    n_heads = _first(g.arch_value("attention.head_count", 0))
     n_embd = int(g.arch_value("embedding_length", 0) or 0)
     head_dim = int(g.arch_value("attention.key_length", 0) or (n_embd // n_heads if n_heads else 0))
+    types = {t.name: t.type for t in g.tensors}
     return ModelInfo(
         name=ref.name, path=str(ref.path), format="gguf", architecture=g.architecture,
         n_layers=int(g.arch_value("block_count", 0) or 0), n_heads=n_heads,
-        n_kv_heads=int(g.arch_value("attention.head_count_kv", n_heads) or n_heads), head_dim=head_dim,
+        n_kv_heads=_first(g.arch_value("attention.head_count_kv", n_heads)) or n_heads, head_dim=head_dim,
         n_embd=n_embd, context_length=int(g.arch_value("context_length", 0) or 0), vocab_size=g.vocab_size,
         quant=file_type_name(g), n_params=g.n_params, size_bytes=g.file_size,
         bits_per_weight=_bpw(g.file_size, g.n_params),
         has_chat_template=bool(g.get("tokenizer.chat_template")), licence=ref.licence,
+        n_ff=_first(g.arch_value("feed_forward_length", 0)),
+        sliding_window=int(g.arch_value("attention.sliding_window", 0) or 0),
+        tied_embeddings="output.weight" not in types, tensor_types=types,
+        tensor_bytes={t.name: t.nbytes for t in g.tensors},
+        rope_theta=float(g.arch_value("rope.freq_base", 0.0) or 0.0),
+        norm_eps=float(g.arch_value("attention.layer_norm_rms_epsilon", 0.0) or 0.0),
+        qkv_bias="blk.0.attn_q.bias" in types,
+        arch_config={k: g.arch_value(k) for k in _GGUF_ARCH_KEYS if g.arch_value(k) is not None},
     )
 
 
@@ -95,23 +144,39 @@ def _hf_params(folder: Path) -> int:
     return total
 
 
-def _from_config(ref: ModelRef, config: dict, fmt: str, quant: str, folder: Path) -> ModelInfo:
+def hf_config_info(config: dict, name: str = "", path: str = "") -> ModelInfo:
+    """The shape facts of a Hugging Face config.json (its `text_config` for multimodal ones), with no file read.
+
+    Sizes and the parameter count stay 0 (`read_info` on the folder fills them from the safetensors headers).
+    Defaults for absent keys are those of the transformers llama config (rope base 10000, RMSNorm eps 1e-6).
+    """
     text = config.get("text_config", config)
     n_heads = int(text.get("num_attention_heads", 0))
     n_embd = int(text.get("hidden_size", 0))
+    return ModelInfo.from_shapes(
+        name, str(text.get("model_type", "unknown")), path=path, format="hf",
+        n_layers=int(text.get("num_hidden_layers", 0)), n_embd=n_embd, n_ff=int(text.get("intermediate_size", 0)),
+        n_heads=n_heads, n_kv_heads=int(text.get("num_key_value_heads", n_heads) or n_heads),
+        head_dim=int(text.get("head_dim") or (n_embd // n_heads if n_heads else 0)),
+        vocab_size=int(text.get("vocab_size", 0)), context_length=int(text.get("max_position_embeddings", 0)),
+        sliding_window=int(text.get("sliding_window") or 0),
+        tied_embeddings=bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))),
+        rope_theta=float(text.get("rope_theta", 10000.0)), norm_eps=float(text.get("rms_norm_eps", 1e-6)),
+        qkv_bias=bool(text.get("attention_bias", False)) or text.get("model_type") == "qwen2", arch_config=text,
+    )
+
+
+def _from_config(ref: ModelRef, config: dict, fmt: str, quant: str, folder: Path) -> ModelInfo:
+    info = hf_config_info(config, ref.name, str(ref.path))
     size = _dir_size(folder)
     params = _hf_params(folder)
     tok_cfg = folder / "tokenizer_config.json"
     has_template = tok_cfg.exists() and "chat_template" in _read_json(tok_cfg)
-    return ModelInfo(
-        name=ref.name, path=str(ref.path), format=fmt, architecture=str(text.get("model_type", "unknown")),
-        n_layers=int(text.get("num_hidden_layers", 0)), n_heads=n_heads,
-        n_kv_heads=int(text.get("num_key_value_heads", n_heads) or n_heads),
-        head_dim=int(text.get("head_dim") or (n_embd // n_heads if n_heads else 0)), n_embd=n_embd,
-        context_length=int(text.get("max_position_embeddings", 0)), vocab_size=int(text.get("vocab_size", 0)),
-        quant=quant, n_params=params, size_bytes=size, bits_per_weight=_bpw(size, params),
-        has_chat_template=has_template or (folder / "chat_template.jinja").exists(), licence=ref.licence,
-    )
+    info.format, info.quant, info.n_params, info.size_bytes = fmt, quant, params, size
+    info.bits_per_weight = _bpw(size, params)
+    info.has_chat_template = has_template or (folder / "chat_template.jinja").exists()
+    info.licence = ref.licence
+    return info
 
 
 def _from_hf(ref: ModelRef) -> ModelInfo:
@@ -158,11 +223,18 @@ def _from_onnx_encoder(ref: ModelRef) -> ModelInfo:
     return info
 
 
+def _from_remote(ref: ModelRef) -> ModelInfo:
+    from ondevice.remote import remote_info  # a model behind an OpenAI-compatible server: nothing on disk to read
+
+    return remote_info(ref)
+
+
 INFO_READERS: dict[str, Callable[[ModelRef], ModelInfo]] = {
     "gguf": _from_gguf,
     "hf": _from_hf,
     "onnx-genai": _from_onnx_genai,
     "onnx-encoder": _from_onnx_encoder,
+    "remote": _from_remote,
 }
 
 
