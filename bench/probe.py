@@ -9,78 +9,46 @@ Probes are cached under `store_dir()/probes/` and reused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from ondevice.errors import InvalidInput
+from ondevice.model_info import ModelInfo
 from ondevice.store import store_dir
+from quantize.gguf_writer import TensorPlan, plan_nbytes, write_gguf
+
+from bench.ftype import assign_types, quantized_info
 
 PROBE_FORMAT_VERSION = 1  # bump when the writer changes what a probe file contains
 
 
-@dataclass(frozen=True)
-class ProbeSpec:
-    """Architecture facts of one model, as llama.cpp's GGUF metadata states them."""
-
-    name: str
-    arch: str              # general.architecture: llama, qwen2, gemma2
-    n_layers: int
-    n_embd: int
-    n_ff: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    vocab_size: int
-    context_length: int
-    rope_theta: float
-    rms_eps: float
-    tied_embeddings: bool = False
-    qkv_bias: bool = False   # Qwen2 has biases on Q, K and V
-    extra: dict = field(default_factory=dict)  # arch-specific metadata (gemma2 soft-capping, sliding window)
+def _shape(name: str, arch: str, n_layers: int, n_embd: int, n_ff: int, n_heads: int, n_kv_heads: int,
+           head_dim: int, vocab_size: int, context_length: int, rope_theta: float, norm_eps: float,
+           **facts) -> ModelInfo:
+    return ModelInfo.from_shapes(name, arch, n_layers=n_layers, n_embd=n_embd, n_ff=n_ff, n_heads=n_heads,
+                                 n_kv_heads=n_kv_heads, head_dim=head_dim, vocab_size=vocab_size,
+                                 context_length=context_length, rope_theta=rope_theta, norm_eps=norm_eps, **facts)
 
 
-PROBES: dict[str, ProbeSpec] = {
+# The probe shapes, as ModelInfos (architecture facts as llama.cpp's GGUF metadata states them).
+PROBES: dict[str, ModelInfo] = {
     s.name: s for s in (
-        ProbeSpec("llama3-8b", "llama", 32, 4096, 14336, 32, 8, 128, 128256, 8192, 500000.0, 1e-5),
-        ProbeSpec("qwen2.5-7b", "qwen2", 28, 3584, 18944, 28, 4, 128, 152064, 32768, 1000000.0, 1e-6,
-                  qkv_bias=True),
-        ProbeSpec("mistral-7b", "llama", 32, 4096, 14336, 32, 8, 128, 32768, 32768, 1000000.0, 1e-5),
-        ProbeSpec("gemma2-9b", "gemma2", 42, 3584, 14336, 16, 8, 256, 256000, 8192, 10000.0, 1e-6,
-                  tied_embeddings=True,
-                  extra={"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "sliding_window": 4096}),
+        _shape("llama3-8b", "llama", 32, 4096, 14336, 32, 8, 128, 128256, 8192, 500000.0, 1e-5),
+        _shape("qwen2.5-7b", "qwen2", 28, 3584, 18944, 28, 4, 128, 152064, 32768, 1000000.0, 1e-6, qkv_bias=True),
+        _shape("mistral-7b", "llama", 32, 4096, 14336, 32, 8, 128, 32768, 32768, 1000000.0, 1e-5),
+        _shape("gemma2-9b", "gemma2", 42, 3584, 14336, 16, 8, 256, 256000, 8192, 10000.0, 1e-6,
+               tied_embeddings=True, sliding_window=4096,
+               arch_config={"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}),
     )
 }
 
 
-# --- quant presets: which GGML type each tensor gets (llama.cpp's llama_tensor_get_type rules, simplified) -----
-
-def _use_more_bits(layer: int, n_layers: int) -> bool:
-    """llama.cpp gives attn_v/ffn_down more bits in the first and last eighth and every third layer between."""
-    return layer < n_layers // 8 or layer >= 7 * n_layers // 8 or (layer - n_layers // 8) % 3 == 2
-
-
-@dataclass(frozen=True)
-class QuantPreset:
-    base: str             # type of most matrices
-    output: str           # output.weight (llama.cpp keeps it at Q6_K unless the file is Q8_0 or wider)
-    more_bits: str | None = None  # type of attn_v / ffn_down in the `_use_more_bits` layers (the *_M mixes)
-
-
-QUANTS: dict[str, QuantPreset] = {
-    "Q4_0": QuantPreset("Q4_0", "Q6_K"),
-    "Q4_1": QuantPreset("Q4_1", "Q6_K"),
-    "Q5_0": QuantPreset("Q5_0", "Q6_K"),
-    "Q5_1": QuantPreset("Q5_1", "Q6_K"),
-    "Q8_0": QuantPreset("Q8_0", "Q8_0"),
-    "Q3_K_M": QuantPreset("Q3_K", "Q6_K", "Q4_K"),
-    "Q4_K_S": QuantPreset("Q4_K", "Q6_K"),
-    "Q4_K_M": QuantPreset("Q4_K", "Q6_K", "Q6_K"),
-    "Q5_K_M": QuantPreset("Q5_K", "Q6_K", "Q6_K"),
-    "Q6_K": QuantPreset("Q6_K", "Q6_K"),
-}
+# Quant types a probe can be written in: those whose tensor mix (`bench.ftype.assign_types`, llama.cpp's rules)
+# uses only types with a scale layout in _SCALES below.
+PROBE_QUANTS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q3_K_M", "Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K")
 
 # Offsets of the f16 scale fields inside one block, and the value written there. The values keep the effective
 # weights around 0.01-0.03 (like trained weights), so K/V fit in an f16 cache and logits stay finite.
@@ -91,79 +59,50 @@ _SCALES: dict[str, list[tuple[int, float]]] = {
 }
 
 
-def check_probe_args(name: str, quant: str) -> tuple[ProbeSpec, QuantPreset]:
-    """The spec and preset for a probe name and quant type, or InvalidInput naming the choices."""
+def check_probe_args(name: str, quant: str) -> tuple[ModelInfo, str]:
+    """The shapes and canonical quant name for a probe, or InvalidInput naming the choices."""
     if name not in PROBES:
         raise InvalidInput(f"unknown probe {name!r}; choose one of: {', '.join(PROBES)}")
     key = quant.upper()
-    if key not in QUANTS:
-        raise InvalidInput(f"unknown quant type {quant!r} for a probe; choose one of: {', '.join(QUANTS)}")
-    return PROBES[name], QUANTS[key]
+    if key not in PROBE_QUANTS:
+        raise InvalidInput(f"unknown quant type {quant!r} for a probe; choose one of: {', '.join(PROBE_QUANTS)}")
+    return PROBES[name], key
 
 
-@dataclass(frozen=True)
-class TensorPlan:
-    """One tensor of a probe: GGUF name, ggml shape (ne0 = row length, ne1 = rows) and type name."""
-
-    name: str
-    shape: tuple[int, ...]
-    type: str
-
-    @property
-    def n_elements(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def nbytes(self) -> int:
-        import gguf
-
-        if self.type == "F32":
-            return self.n_elements * 4
-        block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[self.type]]
-        return self.n_elements // block * size
+def tensor_plan(spec: ModelInfo, quant: str) -> list[TensorPlan]:
+    """Every tensor of a GGUF of these shapes at `quant`, in file order, with llama.cpp's names, shapes and the
+    per-tensor types llama.cpp's quantiser would choose (`bench.ftype.assign_types`)."""
+    return [TensorPlan(t.name, (t.ne0,) if t.ne1 == 1 else (t.ne0, t.ne1), t.type)
+            for t in assign_types(spec, quant)]
 
 
-def tensor_plan(spec: ProbeSpec, quant: str) -> list[TensorPlan]:
-    """Every tensor of the probe, in file order, with llama.cpp's names and shapes for this architecture."""
-    preset = QUANTS[quant.upper()]
-    d, q_dim, kv_dim = spec.n_embd, spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
-    plan = [TensorPlan("token_embd.weight", (d, spec.vocab_size), preset.base),
-            TensorPlan("output_norm.weight", (d,), "F32")]
-    if not spec.tied_embeddings:
-        plan.append(TensorPlan("output.weight", (d, spec.vocab_size), preset.output))
-    for i in range(spec.n_layers):
-        more = preset.more_bits if preset.more_bits and _use_more_bits(i, spec.n_layers) else preset.base
-        b = f"blk.{i}."
-        plan += [TensorPlan(b + "attn_norm.weight", (d,), "F32"),
-                 TensorPlan(b + "attn_q.weight", (d, q_dim), preset.base),
-                 TensorPlan(b + "attn_k.weight", (d, kv_dim), preset.base),
-                 TensorPlan(b + "attn_v.weight", (d, kv_dim), more),
-                 TensorPlan(b + "attn_output.weight", (q_dim, d), preset.base)]
-        if spec.qkv_bias:
-            plan += [TensorPlan(b + "attn_q.bias", (q_dim,), "F32"), TensorPlan(b + "attn_k.bias", (kv_dim,), "F32"),
-                     TensorPlan(b + "attn_v.bias", (kv_dim,), "F32")]
-        if spec.arch == "gemma2":
-            plan.append(TensorPlan(b + "post_attention_norm.weight", (d,), "F32"))
-        plan += [TensorPlan(b + "ffn_norm.weight", (d,), "F32"),
-                 TensorPlan(b + "ffn_gate.weight", (d, spec.n_ff), preset.base),
-                 TensorPlan(b + "ffn_up.weight", (d, spec.n_ff), preset.base),
-                 TensorPlan(b + "ffn_down.weight", (spec.n_ff, d), more)]
-        if spec.arch == "gemma2":
-            plan.append(TensorPlan(b + "post_ffw_norm.weight", (d,), "F32"))
-    return plan
-
-
-def n_params(spec: ProbeSpec) -> int:
+def n_params(spec: ModelInfo) -> int:
     """Parameter count of the named model (Llama-3-8B: 8,030,261,248)."""
     return sum(t.n_elements for t in tensor_plan(spec, "Q8_0"))
 
 
-def probe_nbytes(spec: ProbeSpec, quant: str) -> int:
+def probe_nbytes(spec: ModelInfo, quant: str) -> int:
     """Bytes of tensor data a probe of this quant holds (the file adds metadata and alignment padding)."""
-    return sum(t.nbytes for t in tensor_plan(spec, quant))
+    return plan_nbytes(tensor_plan(spec, quant))
 
 
-def probe_path(spec: ProbeSpec, quant: str) -> Path:
+def probe_info(name_or_info: str | ModelInfo, quant: str) -> ModelInfo:
+    """The ModelInfo of a GGUF with these shapes at `quant`, from shapes alone (no file is read or written).
+
+    `name_or_info` is a probe name (`PROBES`) or any shape-only ModelInfo (`ModelInfo.from_shapes`, a row of
+    `bench.families`). The result carries the per-tensor types and bytes llama.cpp's quantiser would give
+    (`bench.ftype.quantized_info`), so `ondevice.memory` can estimate its RAM and its bytes read per decoded token;
+    `size_bytes` is the tensor data (a real file adds a few MB of vocabulary metadata). Named "<name> <QUANT>".
+    """
+    if isinstance(name_or_info, str):
+        if name_or_info not in PROBES:
+            raise InvalidInput(f"unknown probe {name_or_info!r}; choose one of: {', '.join(PROBES)}")
+        name_or_info = PROBES[name_or_info]
+    info = quantized_info(name_or_info, quant)
+    return replace(info, name=f"{name_or_info.name} {info.quant}", format="gguf")
+
+
+def probe_path(spec: ModelInfo, quant: str) -> Path:
     """Where the probe for (spec, quant) is cached: store_dir()/probes/<name>-<quant>.v<N>.gguf."""
     folder = store_dir() / "probes"
     folder.mkdir(parents=True, exist_ok=True)
@@ -195,7 +134,7 @@ def _block_buffers(plan: list[TensorPlan], seed: int) -> dict[str, np.ndarray]:
     return buffers
 
 
-def _add_metadata(writer, spec: ProbeSpec, quant: str) -> None:
+def _add_metadata(writer, spec: ModelInfo, quant: str) -> None:
     import gguf
 
     writer.add_name(f"{spec.name} shape probe (random weights)")
@@ -210,12 +149,12 @@ def _add_metadata(writer, spec: ProbeSpec, quant: str) -> None:
     writer.add_value_length(spec.head_dim)
     writer.add_rope_dimension_count(spec.head_dim)
     writer.add_rope_freq_base(spec.rope_theta)
-    writer.add_layer_norm_rms_eps(spec.rms_eps)
+    writer.add_layer_norm_rms_eps(spec.norm_eps)
     writer.add_vocab_size(spec.vocab_size)
-    if "attn_logit_softcapping" in spec.extra:
-        writer.add_attn_logit_softcapping(spec.extra["attn_logit_softcapping"])
-        writer.add_final_logit_softcapping(spec.extra["final_logit_softcapping"])
-        writer.add_sliding_window(spec.extra["sliding_window"])
+    if "attn_logit_softcapping" in spec.arch_config:
+        writer.add_attn_logit_softcapping(spec.arch_config["attn_logit_softcapping"])
+        writer.add_final_logit_softcapping(spec.arch_config["final_logit_softcapping"])
+        writer.add_sliding_window(spec.sliding_window)
     _add_vocab(writer, spec.vocab_size)
 
 
@@ -239,47 +178,48 @@ def _add_vocab(writer, vocab_size: int) -> None:
     writer.add_add_bos_token(True)
 
 
-def write_probe(spec: ProbeSpec, quant: str, path: Path, seed: int = 0) -> Path:
+def _tensor_data(plan: list[TensorPlan], buffers: dict[str, np.ndarray]) -> Iterator[np.ndarray]:
+    for t in plan:
+        if t.type == "F32":  # norms at 1, biases at 0: the identity the graph expects
+            yield np.full(t.shape[::-1], 0.0 if t.name.endswith(".bias") else 1.0, dtype=np.float32)
+        else:
+            yield buffers[t.type][:t.nbytes]
+
+
+def write_probe(spec: ModelInfo, quant: str, path: Path, seed: int = 0) -> Path:
     """Write the probe GGUF to `path` (via a temporary name, renamed when complete) and return the path."""
-    import gguf
-
-    from ondevice.files import atomic_output, check_free_space
-
     quant = quant.upper()
     plan = tensor_plan(spec, quant)
     buffers = _block_buffers(plan, seed)
-    check_free_space(path, probe_nbytes(spec, quant))
-    with atomic_output(path) as partial:
-        writer = gguf.GGUFWriter(partial, spec.arch)
-        try:
-            _add_metadata(writer, spec, quant)
-            for t in plan:
-                if t.type == "F32":  # norms at 1, biases at 0: the identity the graph expects
-                    value = 0.0 if t.name.endswith(".bias") else 1.0
-                    writer.add_tensor(t.name, np.full(t.shape[::-1], value, dtype=np.float32))
-                    continue
-                rows = t.n_elements // t.shape[0]
-                data = buffers[t.type][:t.nbytes].reshape(rows, t.nbytes // rows)
-                writer.add_tensor(t.name, data, raw_dtype=gguf.GGMLQuantizationType[t.type])
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_tensors_to_file()
-        finally:
-            writer.close()
-    return path
+    return write_gguf(path, spec.architecture, plan, lambda writer: _add_metadata(writer, spec, quant),
+                      _tensor_data(plan, buffers))
 
 
 def ensure_probe(name: str, quant: str, on_status: Callable[[str], None] | None = None) -> Path:
-    """The cached probe file for (name, quant), written on first use (a few GB; about a minute)."""
-    spec, _ = check_probe_args(name, quant)
+    """The cached probe file for (name, quant), written on first use (a few GB; about a minute).
+
+    A cached file whose tensor table differs from today's plan (the type rules changed) is written again.
+    """
+    spec, quant = check_probe_args(name, quant)
     path = probe_path(spec, quant)
-    if path.exists():
+    if path.exists() and _matches_plan(path, spec, quant):
         return path
     if on_status:
-        on_status(f"writing {spec.name} {quant.upper()} probe ({probe_nbytes(spec, quant) / 2**30:.2f} GiB, once)")
+        on_status(f"writing {spec.name} {quant} probe ({probe_nbytes(spec, quant) / 2**30:.2f} GiB, once)")
     return write_probe(spec, quant, path)
 
 
-def scaled(spec: ProbeSpec, **changes) -> ProbeSpec:
+def _matches_plan(path: Path, spec: ModelInfo, quant: str) -> bool:
+    from ondevice.errors import InvalidModelFile
+    from ondevice.gguf_file import read_gguf
+
+    try:
+        table = [(t.name, t.type) for t in read_gguf(path).tensors]
+    except InvalidModelFile:
+        return False
+    return table == [(t.name, t.type) for t in tensor_plan(spec, quant)]
+
+
+def scaled(spec: ModelInfo, **changes) -> ModelInfo:
     """A copy of `spec` with some shapes changed (tests write small probes of each architecture)."""
     return replace(spec, **changes)

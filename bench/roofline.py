@@ -1,14 +1,14 @@
 """The decode roofline: tokens/s cannot exceed memory bandwidth / bytes read per generated token.
 
 Each generated token reads every weight matrix once (the token embedding only one row, unless the output layer
-reuses it) plus the KV cache up to the current depth.
+reuses it) plus the KV cache up to the current depth; `ondevice.memory.decode_bytes_per_token` counts them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from ondevice.memory import decode_bytes_per_token, weights_read_per_token  # noqa: F401 (re-exported)
 from ondevice.model_info import ModelInfo
 
 
@@ -24,30 +24,16 @@ class Roofline:
     gap_pct: float | None = None     # how far below the ceiling the measurement is, in %
 
 
-def weights_read_per_token(info: ModelInfo) -> int:
-    """Bytes of weights one decode step reads: all tensors but the embedding table (one row of it is read),
-    which is read in full only when it doubles as the output layer (tied embeddings)."""
-    path = Path(info.path)
-    if info.format != "gguf":
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.suffix in (".onnx", ".data", ".bin")]
-        return sum(p.stat().st_size for p in files) or info.size_bytes
-    import gguf
-
-    reader = gguf.GGUFReader(path)
-    sizes = {t.name: int(t.n_bytes) for t in reader.tensors}
-    embd = sizes.get("token_embd.weight", 0)
-    tied = "output.weight" not in sizes
-    return sum(sizes.values()) - (0 if tied else embd)
+def bytes_per_token(info: ModelInfo, depth: int, kv_type: str = "f16") -> int:
+    """Weights read per decode step plus the KV cache read at `depth` tokens of context (`ondevice.memory`)."""
+    return decode_bytes_per_token(info, depth, kv_type)
 
 
-def bytes_per_token(info: ModelInfo, depth: int, kv_bytes_per_element: float = 2.0) -> int:
-    """Weights read per decode step plus the KV cache read at `depth` tokens of context."""
-    return int(weights_read_per_token(info) + info.kv_bytes_per_token(kv_bytes_per_element) * depth)
-
-
-def roofline(info: ModelInfo, bandwidth_gbps: float, depth: int, tg_measured: float | None = None) -> Roofline:
-    """The ceiling for `info` at `bandwidth_gbps`, compared with a measured tg if given."""
-    per_token = bytes_per_token(info, depth)
+def roofline(info: ModelInfo, bandwidth_gbps: float, depth: int, tg_measured: float | None = None,
+             kv_type: str = "f16") -> Roofline:
+    """The ceiling for `info` at `bandwidth_gbps`, compared with a measured tg if given. `info` carries the tensor
+    table (read once per bench run), so no file is opened here."""
+    per_token = bytes_per_token(info, depth, kv_type)
     tg_max = bandwidth_gbps * 1e9 / per_token if per_token else 0.0
     result = Roofline(round(bandwidth_gbps, 2), per_token, round(tg_max, 2), tg_measured)
     if tg_measured and tg_max:

@@ -14,7 +14,10 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from ondevice.catalog import model_info
 from ondevice.errors import InvalidInput, OnDeviceError
+from ondevice.memory import KV_TYPES
+from ondevice.model_info import ModelInfo
 
 DEFAULT_BENCH_CTX = 4096
 
@@ -43,9 +46,16 @@ class BenchConfig:
             raise InvalidInput(f"-t must be at least 1, got {self.threads}")
         if self.n_ctx is not None and self.n_ctx <= self.n_prompt + 1:
             raise InvalidInput(f"--ctx {self.n_ctx} is too small for -p {self.n_prompt}")
-        if self.kv_type not in ("f16", "q8_0"):
-            raise InvalidInput(f"unknown KV cache type {self.kv_type!r} (f16 or q8_0)")
+        if self.kv_type not in KV_TYPES:
+            raise InvalidInput(f"unknown KV cache type {self.kv_type!r} ({', '.join(KV_TYPES)})")
         return self
+
+    def context_for(self, info: ModelInfo) -> int:
+        """The context to bench `info` at: --ctx, else DEFAULT_BENCH_CTX capped at the trained length (but room for
+        -p and -n)."""
+        if self.n_ctx:
+            return self.n_ctx
+        return max(min(DEFAULT_BENCH_CTX, info.context_length or DEFAULT_BENCH_CTX), self.n_prompt + self.n_gen + 16)
 
 
 @dataclass
@@ -113,32 +123,33 @@ def _run_worker(job: dict, progress: Progress | None) -> dict:
     return result
 
 
-def bench_model(model: str, config: BenchConfig, progress: Progress | None = None) -> list[BenchResult]:
-    """pp and tg results for one model (a path or alias), measured in a fresh subprocess."""
-    from ondevice.store import resolve
-
+def bench_model(model: str, config: BenchConfig, progress: Progress | None = None,
+                info: ModelInfo | None = None) -> list[BenchResult]:
+    """pp and tg results for one model (a path or alias), measured in a fresh subprocess. Pass `info` when the
+    caller already read it (bench reads each model's facts once per run)."""
     config.check()
-    resolve(model)  # a missing model fails here with one line, before a subprocess starts
-    rows = _run_worker({"job": "bench", "model": str(model), "config": asdict(config)}, progress)
-    return [BenchResult(**row) for row in rows]
+    info = info or model_info(model)
+    job = {"job": "bench", "model": str(model), "config": asdict(config), "n_ctx": config.context_for(info),
+           "format": info.format}
+    return [BenchResult(**row) for row in _run_worker(job, progress)]
 
 
-def bench_models(models: list[str], config: BenchConfig, progress: Progress | None = None) -> list[BenchResult]:
-    """All tests on all models, one fresh process per model."""
+def bench_models(models: list[str], config: BenchConfig, progress: Progress | None = None,
+                 infos: dict[str, ModelInfo] | None = None) -> list[BenchResult]:
+    """All tests on all models, one fresh process per model (`infos`: model -> its facts, when already read)."""
     if not models:
         raise InvalidInput("give at least one MODEL (or --probe NAME --quant TYPE)")
+    infos = infos or {}
     results: list[BenchResult] = []
     for model in models:
-        results += bench_model(model, config, progress)
+        results += bench_model(model, config, progress, infos.get(model))
     return results
 
 
 def measure_rss(model: str, n_ctx: int, kv_type: str = "f16", threads: int | None = None,
-                progress: Progress | None = None) -> RssMeasurement:
+                progress: Progress | None = None, info: ModelInfo | None = None) -> RssMeasurement:
     """Peak RSS of a fresh process that loads `model` at `n_ctx` and fills the context (what fit predicts)."""
-    from ondevice.store import resolve
-
-    resolve(model)
+    info = info or model_info(model)
     result = _run_worker({"job": "rss", "model": str(model), "n_ctx": n_ctx, "kv_type": kv_type,
-                          "threads": threads}, progress)
+                          "threads": threads, "format": info.format}, progress)
     return RssMeasurement(**result)

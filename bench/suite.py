@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ondevice.model_info import ModelInfo
+
 from bench.roofline import Roofline, roofline
 from bench.runner import BenchConfig, BenchResult, Progress, bench_models
 from bench.targets import TargetReport, check_targets, evaluate_targets
@@ -28,15 +30,24 @@ class BenchReport:
                 "targets": self.targets.to_dict() if self.targets else None, "report_dir": self.report_dir}
 
 
-def rooflines_for(results: list[BenchResult], bandwidth_gbps: float) -> dict[str, Roofline]:
-    from ondevice.model_info import read_info
-    from ondevice.store import resolve
+def _key(path: str) -> str:
+    return str(Path(path).resolve())
 
+
+def rooflines_for(results: list[BenchResult], bandwidth_gbps: float, infos: list[ModelInfo] | None = None,
+                  kv_type: str = "f16") -> dict[str, Roofline]:
+    """The roofline of every tg result, from the ModelInfos bench already read (a result whose model is not among
+    them, such as an HF folder converted on load, is read here)."""
+    from ondevice.catalog import model_info
+
+    by_file = {_key(i.path): i for i in infos or []}
     out = {}
     for r in results:
         if r.n_gen:
-            info = read_info(resolve(r.model_filename))
-            out[r.model_filename] = roofline(info, bandwidth_gbps, depth=r.n_gen // 2, tg_measured=r.avg_ts)
+            info = by_file.get(_key(r.model_filename)) or model_info(r.model_filename)
+            by_file[_key(r.model_filename)] = info
+            out[r.model_filename] = roofline(info, bandwidth_gbps, depth=r.n_gen // 2, tg_measured=r.avg_ts,
+                                               kv_type=kv_type)
     return out
 
 
@@ -46,6 +57,7 @@ def run_bench(models: list[str], config: BenchConfig, probe: str | None = None, 
     """Measure `models` (and the probe, if named); with targets=True check the device targets on the probe
     (llama3-8b Q4_K_M unless named); with report_dir write report.md, report.json and plots there."""
     from ondevice.bandwidth import measure_bandwidth
+    from ondevice.catalog import model_info
 
     from bench.probe import check_probe_args, ensure_probe
 
@@ -64,14 +76,17 @@ def run_bench(models: list[str], config: BenchConfig, probe: str | None = None, 
         from ondevice.errors import InvalidInput
 
         raise InvalidInput("give at least one MODEL, or --probe NAME --quant TYPE, or --targets")
-    results = bench_models(models, config, progress)
+    infos = {m: model_info(m) for m in models}  # each model's facts, read once for the whole run
+    results = bench_models(models, config, progress, infos)
     # Measured after the models, in this (model-free) process, so no model is resident while it runs.
     bandwidth = measure_bandwidth(seconds=1.0, threads=config.threads).gbps
-    report = BenchReport(config, results, bandwidth, rooflines_for(results, bandwidth))
+    report = BenchReport(config, results, bandwidth, rooflines_for(results, bandwidth, list(infos.values()),
+                                                                     config.kv_type))
     if targets:
         probe_path = models[-1]
         probe_results = [r for r in results if Path(r.model_filename) == Path(probe_path).resolve()]
-        report.targets = evaluate_targets(probe, quant, probe_results, bandwidth)
+        report.targets = evaluate_targets(probe, quant, probe_results, bandwidth, infos[probe_path],
+                                          config.kv_type)
     if report_dir is not None:
         from bench.report import write_report
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.probe import check_probe_args, ensure_probe, n_params
+from ondevice.model_info import ModelInfo
+
+from bench.probe import check_probe_args, ensure_probe, probe_info
 from bench.roofline import Roofline, bandwidth_needed_gbps, roofline
 from bench.runner import BenchConfig, BenchResult, Progress, bench_model
 
@@ -51,20 +53,20 @@ class TargetReport:
                 "results": [asdict(r) for r in self.results]}
 
 
-def evaluate_targets(probe: str, quant: str, results: list[BenchResult], bandwidth_gbps: float) -> TargetReport:
-    """Turn measured results of a probe into the target table (no measuring here)."""
-    from ondevice.model_info import read_info
-    from ondevice.store import resolve
-
+def evaluate_targets(probe: str, quant: str, results: list[BenchResult], bandwidth_gbps: float,
+                     info: ModelInfo | None = None, kv_type: str = "f16") -> TargetReport:
+    """Turn measured results of a probe into the target table (no measuring here). `info`: the probe's facts
+    (default: from its shape table, `bench.probe.probe_info`; no file is read)."""
     spec, _ = check_probe_args(probe, quant)
+    info = info or probe_info(probe, quant)
     tg = next((r for r in results if r.n_gen), None)
     if tg is None:
         raise ValueError("the target check needs a tg result (-n > 0)")
     rss_gb = max(r.peak_rss_bytes for r in results) / 1e9
-    info = read_info(resolve(tg.model_filename))
-    roof = roofline(info, bandwidth_gbps, depth=tg.n_gen // 2, tg_measured=tg.avg_ts)
+    roof = roofline(info, bandwidth_gbps, depth=tg.n_gen // 2, tg_measured=tg.avg_ts,
+                    kv_type=kv_type)
     efficiency = roof.efficiency or 1.0
-    params = n_params(spec)
+    params = info.n_params
     rows = [TargetRow("params", "7-10 B", f"{params / 1e9:.2f} B ({spec.name})",
                       PARAMS_RANGE[0] <= params <= PARAMS_RANGE[1])]
     needed = {"device": round(bandwidth_gbps, 1)}
@@ -87,8 +89,11 @@ def check_targets(probe: str = "llama3-8b", quant: str = "Q4_K_M", config: Bench
 
     check_probe_args(probe, quant)
     config = (config or BenchConfig()).check()
+    from ondevice.catalog import model_info
+
     path = ensure_probe(probe, quant, (lambda msg: progress(msg, 0, 1)) if progress else None)
-    results = bench_model(str(path), config, progress)
+    info = model_info(str(path))  # read once for the worker and the roofline
+    results = bench_model(str(path), config, progress, info)
     if bandwidth_gbps is None:
         bandwidth_gbps = measure_bandwidth(seconds=1.0, threads=config.threads).gbps
-    return evaluate_targets(probe, quant, results, bandwidth_gbps)
+    return evaluate_targets(probe, quant, results, bandwidth_gbps, info, config.kv_type)

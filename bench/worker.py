@@ -12,11 +12,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from bench.runner import DEFAULT_BENCH_CTX, BenchConfig, BenchResult, RssMeasurement
+from bench.runner import BenchConfig, BenchResult, RssMeasurement
 from ondevice.errors import OnDeviceError
-
-Q8_0_KV = {"type_k": 8, "type_v": 8, "flash_attn": True}  # GGML_TYPE_Q8_0; llama.cpp needs FA for a quantised V
-
 
 def _emit(**msg) -> None:
     print(json.dumps(msg), flush=True)
@@ -63,14 +60,15 @@ def hwm() -> int:
     return peak_rss()
 
 
-def _load(model: str, n_ctx: int | None, threads: int | None, kv_type: str):
-    import ondevice
-    from ondevice.model_info import read_info
-    from ondevice.store import resolve
+def _kv_options(kv_type: str, fmt: str) -> dict:
+    """Load options for a KV cache type: the runtime's `kv_type` option (GGUF only; it turns flash attention on)."""
+    return {} if kv_type == "f16" or fmt != "gguf" else {"kv_type": kv_type}
 
-    info = read_info(resolve(model))
-    options = {"extra": dict(Q8_0_KV)} if kv_type == "q8_0" and info.format == "gguf" else {}
-    return ondevice.load(model, n_ctx=n_ctx, threads=threads, **options)
+
+def _load(model: str, n_ctx: int | None, threads: int | None, kv_type: str, fmt: str):
+    import ondevice
+
+    return ondevice.load(model, n_ctx=n_ctx, threads=threads, **_kv_options(kv_type, fmt))
 
 
 def _timed_stream(m, tokens: list[int], max_tokens: int):
@@ -89,19 +87,14 @@ def _params_label(n: int) -> str:
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
-def bench_job(model: str, config: dict) -> list[dict]:
+def bench_job(model: str, config: dict, n_ctx: int, fmt: str) -> list[dict]:
+    """Measure one model; `n_ctx` and `fmt` come from the facts the parent process read once."""
     from bench.reference import reference_tg
 
     cfg = BenchConfig(**config).check()
-    from ondevice.model_info import read_info
-    from ondevice.store import resolve
-
-    info = read_info(resolve(model))
-    n_ctx = cfg.n_ctx or max(min(DEFAULT_BENCH_CTX, info.context_length or DEFAULT_BENCH_CTX),
-                             cfg.n_prompt + cfg.n_gen + 16)
     baseline = rss_now()
     t0 = time.perf_counter()
-    m = _load(model, n_ctx, cfg.threads, cfg.kv_type)
+    m = _load(model, n_ctx, cfg.threads, cfg.kv_type, fmt)
     load_ms = (time.perf_counter() - t0) * 1000
     load_peak = hwm()
     reset_peak()  # from here on VmHWM is the running peak (load-time transients excluded)
@@ -156,10 +149,10 @@ def bench_job(model: str, config: dict) -> list[dict]:
     return [asdict(r) for r in rows]
 
 
-def rss_job(model: str, n_ctx: int, kv_type: str, threads: int | None) -> dict:
+def rss_job(model: str, n_ctx: int, kv_type: str, threads: int | None, fmt: str) -> dict:
     """Load, fill the context with random tokens, decode two more, and report the peak RSS."""
     baseline = rss_now()
-    m = _load(model, n_ctx, threads, kv_type)
+    m = _load(model, n_ctx, threads, kv_type, fmt)
     load_peak = hwm()
     reset_peak()
     _emit(progress=f"{m.name}: filling {n_ctx} tokens of context", done=0, total=1)
@@ -175,9 +168,9 @@ def main() -> None:
     job = json.loads(sys.argv[1])
     try:
         if job["job"] == "bench":
-            result = bench_job(job["model"], job["config"])
+            result = bench_job(job["model"], job["config"], job["n_ctx"], job["format"])
         else:
-            result = rss_job(job["model"], job["n_ctx"], job["kv_type"], job.get("threads"))
+            result = rss_job(job["model"], job["n_ctx"], job["kv_type"], job.get("threads"), job["format"])
     except OnDeviceError as exc:
         _emit(error=str(exc))
         sys.exit(2)

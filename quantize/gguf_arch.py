@@ -14,59 +14,30 @@ import gguf
 import numpy as np
 
 from ondevice.errors import InvalidInput
+from ondevice.model_info import ModelInfo
 
 
-@dataclass(frozen=True)
-class HParams:
-    """The hyperparameters every handled architecture has, read once from config.json (or its text_config)."""
-
-    n_layers: int
-    n_embd: int
-    n_ff: int
-    n_head: int
-    n_head_kv: int
-    head_dim: int
-    n_ctx: int
-    rms_eps: float
-    rope_theta: float
-    vocab_size: int
-    tied: bool
-    raw: dict
-
-    @classmethod
-    def from_config(cls, config: dict) -> "HParams":
-        text = config.get("text_config", config)
-        n_head = int(text["num_attention_heads"])
-        n_embd = int(text["hidden_size"])
-        return cls(
-            n_layers=int(text["num_hidden_layers"]), n_embd=n_embd, n_ff=int(text["intermediate_size"]),
-            n_head=n_head, n_head_kv=int(text.get("num_key_value_heads") or n_head),
-            head_dim=int(text.get("head_dim") or n_embd // n_head),
-            n_ctx=int(text.get("max_position_embeddings", 2048)), rms_eps=float(text.get("rms_norm_eps", 1e-6)),
-            rope_theta=float(text.get("rope_theta", 10000.0)), vocab_size=int(text["vocab_size"]),
-            tied=bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))), raw=text,
-        )
-
-
+# Hyperparameters come as a ModelInfo (`ondevice.model_info.hf_config_info` of the config.json); architecture
+# specifics not in its fields are read from `ModelInfo.arch_config`, the text config itself.
 # A tensor edit: (HF tensor name, data as float32, hparams) -> data. Shapes never change, so the writer can
 # declare every tensor's size before reading any weights.
-TensorEdit = Callable[[str, np.ndarray, HParams], np.ndarray]
+TensorEdit = Callable[[str, np.ndarray, ModelInfo], np.ndarray]
 
 
-def _write_common(writer: gguf.GGUFWriter, hp: HParams) -> None:
+def _write_common(writer: gguf.GGUFWriter, hp: ModelInfo) -> None:
     writer.add_block_count(hp.n_layers)
-    writer.add_context_length(hp.n_ctx)
+    writer.add_context_length(hp.context_length or 2048)
     writer.add_embedding_length(hp.n_embd)
     writer.add_feed_forward_length(hp.n_ff)
-    writer.add_head_count(hp.n_head)
-    writer.add_head_count_kv(hp.n_head_kv)
-    writer.add_layer_norm_rms_eps(hp.rms_eps)
+    writer.add_head_count(hp.n_heads)
+    writer.add_head_count_kv(hp.n_kv_heads)
+    writer.add_layer_norm_rms_eps(hp.norm_eps)
     writer.add_rope_freq_base(hp.rope_theta)
     writer.add_vocab_size(hp.vocab_size)
-    if hp.head_dim != hp.n_embd // hp.n_head:  # llama.cpp assumes n_embd / n_head unless told
+    if hp.head_dim != hp.n_embd // hp.n_heads:  # llama.cpp assumes n_embd / n_head unless told
         writer.add_key_length(hp.head_dim)
         writer.add_value_length(hp.head_dim)
-    _write_rope_scaling(writer, hp.raw.get("rope_scaling"))
+    _write_rope_scaling(writer, hp.arch_config.get("rope_scaling"))
 
 
 def _write_rope_scaling(writer: gguf.GGUFWriter, scaling: dict | None) -> None:
@@ -94,19 +65,19 @@ def _permute_for_rope(weights: np.ndarray, n_head: int) -> np.ndarray:
             .swapaxes(1, 2).reshape(weights.shape))
 
 
-def _llama_edit(name: str, data: np.ndarray, hp: HParams) -> np.ndarray:
+def _llama_edit(name: str, data: np.ndarray, hp: ModelInfo) -> np.ndarray:
     if name.endswith("self_attn.q_proj.weight") or name.endswith("self_attn.q_proj.bias"):
-        return _permute_for_rope(data, hp.n_head)
+        return _permute_for_rope(data, hp.n_heads)
     if name.endswith("self_attn.k_proj.weight") or name.endswith("self_attn.k_proj.bias"):
-        return _permute_for_rope(data, hp.n_head_kv)
+        return _permute_for_rope(data, hp.n_kv_heads)
     return data
 
 
-def _no_edit(name: str, data: np.ndarray, hp: HParams) -> np.ndarray:
+def _no_edit(name: str, data: np.ndarray, hp: ModelInfo) -> np.ndarray:
     return data
 
 
-def _gemma_edit(name: str, data: np.ndarray, hp: HParams) -> np.ndarray:
+def _gemma_edit(name: str, data: np.ndarray, hp: ModelInfo) -> np.ndarray:
     # Gemma's RMSNorm computes x * (1 + w); llama.cpp's computes x * w, so store w + 1 (all norms, q/k norms too).
     # The sqrt(n_embd) embedding scale is applied by llama.cpp's gemma3 graph itself: embeddings stay as they are.
     if name.endswith("norm.weight"):
@@ -114,26 +85,26 @@ def _gemma_edit(name: str, data: np.ndarray, hp: HParams) -> np.ndarray:
     return data
 
 
-def _llama_hparams(writer: gguf.GGUFWriter, hp: HParams) -> None:
+def _llama_hparams(writer: gguf.GGUFWriter, hp: ModelInfo) -> None:
     _write_common(writer, hp)
     writer.add_rope_dimension_count(hp.head_dim)
 
 
-def _gemma3_hparams(writer: gguf.GGUFWriter, hp: HParams) -> None:
+def _gemma3_hparams(writer: gguf.GGUFWriter, hp: ModelInfo) -> None:
     _write_common(writer, hp)
-    if hp.head_dim == hp.n_embd // hp.n_head:  # else _write_common wrote them; llama.cpp's gemma3 wants them always
+    if hp.head_dim == hp.n_embd // hp.n_heads:  # else _write_common wrote them; llama.cpp's gemma3 wants them always
         writer.add_key_length(hp.head_dim)
         writer.add_value_length(hp.head_dim)
-    if hp.raw.get("final_logit_softcapping"):
-        writer.add_final_logit_softcapping(float(hp.raw["final_logit_softcapping"]))
-    if hp.raw.get("sliding_window"):
-        writer.add_sliding_window(int(hp.raw["sliding_window"]))
+    if hp.arch_config.get("final_logit_softcapping"):
+        writer.add_final_logit_softcapping(float(hp.arch_config["final_logit_softcapping"]))
+    if hp.sliding_window:
+        writer.add_sliding_window(hp.sliding_window)
         # Local (sliding) layers use their own rope base; llama.cpp reads it from this key.
-        writer.add_rope_freq_base_swa(float(hp.raw.get("rope_local_base_freq", 10000.0)))
-        layer_types = hp.raw.get("layer_types")
+        writer.add_rope_freq_base_swa(float(hp.arch_config.get("rope_local_base_freq", 10000.0)))
+        layer_types = hp.arch_config.get("layer_types")
         if layer_types:
             writer.add_sliding_window_pattern([t == "sliding_attention" for t in layer_types])
-    scalar = hp.raw.get("query_pre_attn_scalar")
+    scalar = hp.arch_config.get("query_pre_attn_scalar")
     if scalar and int(scalar) != hp.head_dim and hp.n_layers != 62:
         # llama.cpp's gemma3 scales queries by 1/sqrt(head_dim) (1/sqrt(n_embd/n_head) for the 27B); any other
         # query_pre_attn_scalar would silently give different attention.
@@ -147,7 +118,7 @@ class ArchHandler:
 
     model_type: str
     gguf_arch: gguf.MODEL_ARCH
-    write_hparams: Callable[[gguf.GGUFWriter, HParams], None]
+    write_hparams: Callable[[gguf.GGUFWriter, ModelInfo], None]
     edit: TensorEdit = _no_edit
     # HF tensors with no GGUF counterpart (rotary caches some checkpoints save)
     skip_suffixes: tuple[str, ...] = ("rotary_emb.inv_freq",)

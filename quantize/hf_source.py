@@ -9,14 +9,13 @@ copies that file's `tokenizer.*` metadata across unchanged.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from ondevice.errors import InvalidInput
 from ondevice.store import content_key, resolve, store_dir
 
 SOURCE_RECORD = "ondevice_source.json"
+TOKENIZER_ALLOWANCE_BYTES = 64 * 1024 * 1024  # tokenizer.json and friends of a large vocabulary
 
 
 def source_gguf(hf_dir: Path) -> Path | None:
@@ -43,13 +42,15 @@ def to_hf_dir(source: str | Path) -> Path:
 
 
 def _dequantize(gguf_path: Path, target: Path) -> Path:
-    """De-quantise `gguf_path` to an fp32 HF folder at `target` (written to a temp folder, then renamed)."""
+    """De-quantise `gguf_path` to an fp32 HF folder at `target` (staged beside it, published when complete)."""
     import torch
     import transformers
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".partial", dir=target.parent))
-    try:
+    from ondevice.files import atomic_dir
+    from ondevice.gguf_file import read_gguf
+
+    needed = read_gguf(gguf_path).n_params * 4 + TOKENIZER_ALLOWANCE_BYTES  # fp32 weights + tokenizer files
+    with atomic_dir(target, needed) as tmp:
         try:
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
@@ -64,11 +65,4 @@ def _dequantize(gguf_path: Path, target: Path) -> Path:
         (tmp / "tokenizer.model").unlink(missing_ok=True)
         (tmp / SOURCE_RECORD).write_text(json.dumps({"gguf": str(gguf_path.resolve())}, indent=1))
         del model
-        if target.exists():  # another process finished first; keep theirs
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

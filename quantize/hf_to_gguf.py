@@ -19,10 +19,11 @@ import gguf
 import numpy as np
 
 from ondevice.errors import InvalidInput, InvalidModelFile
-from quantize.gguf_arch import ArchHandler, HParams, handler_for
+from ondevice.model_info import ModelInfo, hf_config_info
+from quantize.gguf_arch import ArchHandler, handler_for
 from quantize.gguf_vocab import copy_metadata, write_vocab
+from quantize.gguf_writer import TensorPlan, write_gguf
 from quantize.hf_source import source_gguf
-from ondevice.files import atomic_output, check_free_space
 
 OUTTYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
@@ -48,22 +49,12 @@ class ConvertResult:
     tokenizer: str = ""  # where the vocabulary came from
 
 
-@dataclass
-class _PlannedTensor:
+@dataclass(frozen=True)
+class _Source:
+    """Where a planned tensor's data comes from: its HF name and safetensors shard."""
+
     hf_name: str
-    gguf_name: str
-    shape: tuple[int, ...]
-    qtype: gguf.GGMLQuantizationType
     shard: Path
-
-    @property
-    def n_elements(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def nbytes(self) -> int:
-        block, type_size = gguf.GGML_QUANT_SIZES[self.qtype]
-        return self.n_elements // block * type_size
 
 
 def convert_hf_to_gguf(hf_dir: Path, out: Path, outtype: str = "f16") -> ConvertResult:
@@ -74,26 +65,30 @@ def convert_hf_to_gguf(hf_dir: Path, out: Path, outtype: str = "f16") -> Convert
         raise InvalidInput(f"outtype {outtype!r} is not one of {', '.join(OUTTYPES)}")
     config = _read_config(hf_dir)
     handler = handler_for(config)
-    hp = HParams.from_config(config)
-    plan = _plan(hf_dir, handler, hp, OUTTYPES[outtype][0])
-    check_free_space(out, sum(t.nbytes for t in plan) + VOCAB_ALLOWANCE_BYTES)
+    hp = _hparams(hf_dir, config)
+    plan, sources = _plan(hf_dir, handler, hp, OUTTYPES[outtype][0].name)
+    tokenizer = ""
 
-    with atomic_output(out) as tmp:
-        writer = gguf.GGUFWriter(tmp, handler.arch_name)
-        try:
-            tokenizer = _write_metadata(writer, hf_dir, config, handler, hp, OUTTYPES[outtype][1])
-            for t in plan:
-                writer.add_tensor_info(t.gguf_name, t.shape, np.dtype(np.float32), t.nbytes, raw_dtype=t.qtype)
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            for t, data in zip(plan, _tensor_data(plan, handler, hp)):
-                writer.write_tensor_data(data)
-        finally:
-            writer.close()
+    def add_metadata(writer: gguf.GGUFWriter) -> None:
+        nonlocal tokenizer
+        tokenizer = _write_metadata(writer, hf_dir, config, handler, hp, OUTTYPES[outtype][1])
+
+    write_gguf(out, handler.arch_name, plan, add_metadata, _tensor_data(sources, plan, handler, hp),
+               extra_bytes=VOCAB_ALLOWANCE_BYTES)
     return ConvertResult(path=out, architecture=handler.arch_name, n_params=sum(t.n_elements for t in plan),
                          outtype=outtype, size_bytes=out.stat().st_size, seconds=time.perf_counter() - start,
                          tokenizer=tokenizer)
+
+
+def _hparams(hf_dir: Path, config: dict) -> ModelInfo:
+    """The config's shapes; a config missing one the GGUF header needs is refused with one line."""
+    hp = hf_config_info(config, hf_dir.name, str(hf_dir))
+    missing = [key for key, value in (("num_hidden_layers", hp.n_layers), ("hidden_size", hp.n_embd),
+                                      ("intermediate_size", hp.n_ff), ("num_attention_heads", hp.n_heads),
+                                      ("vocab_size", hp.vocab_size)) if not value]
+    if missing:
+        raise InvalidModelFile(f"{hf_dir / 'config.json'}: missing {', '.join(missing)}")
+    return hp
 
 
 def _read_config(hf_dir: Path) -> dict:
@@ -113,42 +108,46 @@ def _shards(hf_dir: Path) -> list[Path]:
     return shards
 
 
-def _plan(hf_dir: Path, handler: ArchHandler, hp: HParams,
-          weight_type: gguf.GGMLQuantizationType) -> list[_PlannedTensor]:
-    """Name, shape and storage type of every tensor to write, from the safetensors headers alone."""
+def _plan(hf_dir: Path, handler: ArchHandler, hp: ModelInfo,
+          weight_type: str) -> tuple[list[TensorPlan], list[_Source]]:
+    """Name, shape and storage type of every tensor to write (and where its data is), from the safetensors headers
+    alone."""
     from safetensors import safe_open
 
     names = handler.tensor_name_map(hp.n_layers)
-    plan: list[_PlannedTensor] = []
+    plan: list[TensorPlan] = []
+    sources: list[_Source] = []
     for shard in _shards(hf_dir):
         with safe_open(shard, framework="pt") as f:
             for name in f.keys():
-                if name.endswith(handler.skip_suffixes) or (hp.tied and name == "lm_head.weight"):
+                if name.endswith(handler.skip_suffixes) or (hp.tied_embeddings and name == "lm_head.weight"):
                     continue  # tied output: llama.cpp reuses token_embd when output.weight is absent
                 gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
                 if gguf_name is None:
                     raise InvalidModelFile(f"{hf_dir}: tensor {name!r} has no {handler.arch_name} GGUF name")
                 shape = tuple(f.get_slice(name).get_shape())
                 # llama.cpp keeps 1-D tensors (norms, biases) in f32: they are tiny and precision-sensitive.
-                qtype = weight_type if len(shape) > 1 else gguf.GGMLQuantizationType.F32
-                plan.append(_PlannedTensor(name, gguf_name, shape, qtype, shard))
-    return plan
+                qtype = weight_type if len(shape) > 1 else "F32"
+                plan.append(TensorPlan(gguf_name, shape[::-1], qtype))  # ggml order: row length first
+                sources.append(_Source(name, shard))
+    return plan, sources
 
 
-def _tensor_data(plan: list[_PlannedTensor], handler: ArchHandler, hp: HParams) -> Iterator[np.ndarray]:
+def _tensor_data(sources: list[_Source], plan: list[TensorPlan], handler: ArchHandler,
+                 hp: ModelInfo) -> Iterator[np.ndarray]:
     """Each planned tensor read as float32, edited for llama.cpp, converted to its storage type."""
     import torch
     from safetensors import safe_open
 
     with ExitStack() as stack:
-        handles = {s: stack.enter_context(safe_open(s, framework="pt")) for s in {t.shard for t in plan}}
-        for t in plan:
-            data = handles[t.shard].get_tensor(t.hf_name).to(torch.float32).numpy()
-            data = handler.edit(t.hf_name, data, hp)
+        handles = {s: stack.enter_context(safe_open(s, framework="pt")) for s in {src.shard for src in sources}}
+        for src, t in zip(sources, plan):
+            data = handles[src.shard].get_tensor(src.hf_name).to(torch.float32).numpy()
+            data = handler.edit(src.hf_name, data, hp)
             yield gguf.quants.quantize(np.ascontiguousarray(data), t.qtype)
 
 
-def _write_metadata(writer: gguf.GGUFWriter, hf_dir: Path, config: dict, handler: ArchHandler, hp: HParams,
+def _write_metadata(writer: gguf.GGUFWriter, hf_dir: Path, config: dict, handler: ArchHandler, hp: ModelInfo,
                     file_type: gguf.LlamaFileType) -> str:
     origin = source_gguf(hf_dir)
     if origin is not None:

@@ -22,13 +22,13 @@ class Recommendation:
     needed_bytes: dict[str, int]  # variant name -> weights + KV cache at ctx
 
 
-def memory_needed(variant, ctx: int) -> int:
-    """Bytes to run `variant` at `ctx` tokens: its weights plus an f16 KV cache (ModelInfo.kv_bytes_per_token)."""
-    from ondevice.model_info import read_info
-    from ondevice.store import resolve
+def memory_needed(variant, ctx: int, kv_type: str = "f16") -> int:
+    """Bytes `variant` itself holds at `ctx` tokens: weights plus its KV cache (`ondevice.memory`'s model terms;
+    the runtime and compute buffers, the same for every variant of a model, are not part of the comparison)."""
+    from ondevice.catalog import model_info
+    from ondevice.memory import estimate_memory
 
-    info = read_info(resolve(variant.path))
-    return int(variant.size_bytes + info.kv_bytes_per_token() * ctx)
+    return estimate_memory(model_info(variant.path), ctx, kv_type).model_bytes
 
 
 def _variants(report_or_variants) -> list:
@@ -47,8 +47,10 @@ def _variants(report_or_variants) -> list:
             for item in variants]
 
 
-def recommend(report_or_variants, ram_gb: float, max_kld: float | None = None, ctx: int = 2048) -> Recommendation:
-    """The smallest variant with mean KLD <= max_kld (when given) that fits in ram_gb at ctx tokens of context."""
+def recommend(report_or_variants, ram_gb: float, max_kld: float | None = None, ctx: int = 2048,
+              kv_type: str = "f16") -> Recommendation:
+    """The smallest variant with mean KLD <= max_kld (when given) that fits in ram_gb at ctx tokens of context
+    with a `kv_type` KV cache."""
     if ram_gb is None or ram_gb <= 0:
         raise InvalidInput(f"ram_gb must be a positive number, got {ram_gb!r}")
     if max_kld is not None and max_kld < 0:
@@ -57,7 +59,7 @@ def recommend(report_or_variants, ram_gb: float, max_kld: float | None = None, c
     if not variants:
         raise InvalidInput("no variants to choose from")
     budget = ram_gb * GB
-    needed = {v.name: memory_needed(v, ctx) for v in variants}
+    needed = {v.name: memory_needed(v, ctx, kv_type) for v in variants}
     if max_kld is not None and all(v.kld_mean is None for v in variants):
         raise InvalidInput("--max-kld needs quality numbers: run quantize with --eval")
     good = [v for v in variants if max_kld is None or (v.kld_mean is not None and v.kld_mean <= max_kld)]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.probe import PROBES, check_probe_args, n_params, probe_nbytes, tensor_plan
+from bench.probe import PROBES, check_probe_args, n_params, probe_info, probe_nbytes, tensor_plan
 from ondevice.errors import InvalidInput
+from ondevice.memory import decode_bytes_per_token, estimate_memory, kv_bytes, weights_read_per_token
+from ondevice.model_info import ModelInfo
 
 
 def test_llama3_8b_has_its_published_parameter_count_and_q4_k_m_size():
@@ -32,6 +34,36 @@ def test_full_size_shape_table_matches_the_architectures():
     assert n_params(PROBES["qwen2.5-7b"]) == pytest.approx(7.62e9, rel=0.01)
     assert n_params(PROBES["mistral-7b"]) == pytest.approx(7.25e9, rel=0.01)
     assert n_params(PROBES["gemma2-9b"]) == pytest.approx(9.24e9, rel=0.01)
+
+
+def test_probe_info_is_a_model_info_with_the_planned_tensor_table():
+    info = probe_info("llama3-8b", "Q4_K_M")
+    assert isinstance(info, ModelInfo) and info.quant == "Q4_K_M" and info.n_params == 8_030_261_248
+    assert info.size_bytes == probe_nbytes(PROBES["llama3-8b"], "Q4_K_M") == sum(info.tensor_bytes.values())
+    assert info.tensor_types["output.weight"] == "Q6_K" and not info.tied_embeddings
+    # any shape-only ModelInfo works the same way (model-family tables)
+    tiny = ModelInfo.from_shapes("tiny", "llama", n_layers=2, n_embd=256, n_ff=512, n_heads=4, n_kv_heads=2,
+                                 head_dim=64, vocab_size=1024, context_length=2048)
+    assert probe_info(tiny, "q8_0").n_params == sum(t.n_elements for t in tensor_plan(tiny, "Q8_0"))
+    with pytest.raises(InvalidInput, match="unknown quant"):
+        probe_info(tiny, "Q7_X")
+
+
+def test_mmap_counts_the_mapped_pages_of_repacked_tensors():
+    q4 = probe_info("llama3-8b", "Q4_K_M")
+    mapped = estimate_memory(q4, 4096, mmap=True).mapped_bytes
+    repacked = sum(b for n, b in q4.tensor_bytes.items() if q4.tensor_types[n] == "Q4_K" and n != "token_embd.weight")
+    assert mapped == repacked and 0.5 * q4.size_bytes < mapped < q4.size_bytes
+    assert estimate_memory(probe_info("llama3-8b", "Q8_0"), 4096, mmap=True).mapped_bytes == 0  # Q8_0 not repacked
+
+
+def test_decode_reads_the_output_head_but_only_rows_of_the_embedding():
+    llama = probe_info("llama3-8b", "Q4_K_M")  # separate output head: the embedding table is only gathered from
+    embd = llama.tensor_bytes["token_embd.weight"]
+    assert weights_read_per_token(llama) == llama.size_bytes - embd + embd // 128256  # one row of 128,256
+    gemma = probe_info("gemma2-9b", "Q4_K_M")  # tied: the embedding is the output head, read in full
+    assert weights_read_per_token(gemma) == gemma.size_bytes
+    assert decode_bytes_per_token(llama, 4096) - weights_read_per_token(llama) == kv_bytes(llama, 4096)
 
 
 def test_unknown_probe_or_quant_is_a_user_error():
@@ -72,3 +104,16 @@ def test_ensure_probe_writes_once_into_the_store_and_reuses(monkeypatch, small_p
     mtime = first.stat().st_mtime_ns
     assert probe.ensure_probe("tiny", "Q8_0") == first and first.stat().st_mtime_ns == mtime
     assert not list(first.parent.glob("*.partial*"))
+
+
+def test_a_cached_probe_with_a_stale_tensor_table_is_written_again(monkeypatch, small_probe_spec, small_probe):
+    import shutil
+
+    import bench.probe as probe
+    from ondevice.gguf_file import read_gguf
+
+    monkeypatch.setitem(probe.PROBES, "tiny-stale", probe.scaled(small_probe_spec, name="tiny-stale"))
+    path = probe.probe_path(probe.PROBES["tiny-stale"], "Q8_0")
+    shutil.copy(small_probe, path)  # a Q4_K_M tensor table under the Q8_0 name
+    assert probe.ensure_probe("tiny-stale", "Q8_0") == path
+    assert {t.type for t in read_gguf(path).tensors} == {"Q8_0", "F32"}
