@@ -8,7 +8,9 @@ A remote model is a `Model` like any other: `generate`, `chat`, `stream`, `embed
 its streaming), and every failure becomes an `OnDeviceError`: `RemoteUnavailable` when the server is down, slow or
 keeps failing; `InvalidInput` when it rejects the request (4xx). Nothing remote has a tokenizer or logits here.
 
-Spec: `remote:MODEL@URL`, where URL is the server's OpenAI base (".../v1" is appended when missing). The API key
+Spec: `remote:MODEL@URL`, where URL is the server's OpenAI base (".../v1" is appended when missing), or
+`remote:URL` for the first model the server lists (asked on first use, so a server that is down at load time
+does not stop a router from starting). The API key
 comes from `api_key=` or the environment variable `ONDEVICE_REMOTE_API_KEY` (then `OPENAI_API_KEY`); servers that
 need none get a placeholder.
 """
@@ -48,7 +50,9 @@ class RemoteSpec:
         """Parse `remote:MODEL@URL` (or `MODEL@URL`); raise InvalidInput naming what is missing."""
         text = spec[len(SCHEME):] if spec.startswith(SCHEME) else spec
         model, sep, url = text.rpartition("@")
-        if not sep or not model or not url:
+        if not sep and text.startswith(("http://", "https://")):
+            model, sep, url = "", "@", text  # a bare URL: the server's first model answers (asked on first use)
+        elif not sep or not model or not url:
             raise InvalidInput(f"bad remote model {spec!r}: expected remote:MODEL@URL, "
                                f"e.g. remote:qwen2.5-7b@http://127.0.0.1:8000/v1")
         if not url.startswith(("http://", "https://")):
@@ -59,7 +63,8 @@ class RemoteSpec:
         return cls(model, url)
 
     def ref(self) -> ModelRef:
-        return ModelRef(f"{SCHEME}{self.model}@{self.base_url}", Path(self.base_url), "remote")
+        name = f"{self.model}@{self.base_url}" if self.model else self.base_url
+        return ModelRef(f"{SCHEME}{name}", Path(self.base_url), "remote")
 
 
 def is_remote(name: object) -> bool:
@@ -117,6 +122,7 @@ class RemoteBackend(Backend):
         import openai
 
         self.spec = RemoteSpec.parse(ref.name)
+        self._model = self.spec.model
         extra = dict(options.extra)
         api_key = extra.get("api_key") or next((os.environ[k] for k in API_KEY_ENV if os.environ.get(k)), None)
         self.timeout = float(extra.get("timeout", DEFAULT_TIMEOUT_S))
@@ -130,11 +136,24 @@ class RemoteBackend(Backend):
 
     @property
     def where(self) -> str:
-        return f"remote {self.spec.model} at {self.spec.base_url}"
+        return f"remote {self._model or 'model'} at {self.spec.base_url}"
 
     # --- generation -------------------------------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        """The model the server is asked for (discovered from its model list for a bare-URL spec)."""
+        if not self._model:
+            try:
+                models = self._client.models.list().data
+            except Exception as exc:
+                raise _map_error(exc, self.where) from None
+            if not models:
+                raise RemoteUnavailable(f"{self.where}: the server lists no models")
+            self._model = models[0].id
+        return self._model
+
     def _request(self, params: SamplingParams) -> dict:
-        request = {"model": self.spec.model, "max_tokens": params.max_tokens, "temperature": params.temperature,
+        request = {"model": self.model_name, "max_tokens": params.max_tokens, "temperature": params.temperature,
                    "top_p": params.top_p, "stream": True}
         if params.seed is not None:
             request["seed"] = params.seed
@@ -198,7 +217,7 @@ class RemoteBackend(Backend):
     # --- embeddings -------------------------------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         try:
-            response = self._client.embeddings.create(model=self.spec.model, input=list(texts))
+            response = self._client.embeddings.create(model=self.model_name, input=list(texts))
         except Exception as exc:
             raise _map_error(exc, self.where) from None
         return np.asarray([d.embedding for d in sorted(response.data, key=lambda d: d.index)], dtype=np.float32)

@@ -85,13 +85,18 @@ class Router:
     - policy: "privacy,size,confidence" or a list of those names.
     - detector: callable text -> list of `ondevice.privacy.Finding` (default: `ondevice.privacy.default_detector`).
     - min_logprob: the confidence policy's threshold.
+    - prefer: who answers when no policy decides: "local" (local first, the default) or "remote" (for example
+      `rag ask --remote`, where the user asked for the larger model; privacy still keeps sensitive text here).
     """
 
     def __init__(self, local, remote, policy: str | Sequence[str] = "privacy,size",
                  detector: Detector | None = None, min_logprob: float = DEFAULT_MIN_LOGPROB,
-                 private_markers: Sequence[str] = ()):
+                 private_markers: Sequence[str] = (), prefer: str = "local"):
+        if prefer not in ("local", "remote"):
+            raise InvalidInput(f"prefer must be 'local' or 'remote', got {prefer!r}")
         self.local = local
         self.remote = remote
+        self.prefer = prefer
         self.policies = parse_policy(policy)
         self.detector = detector or default_detector(private_markers=private_markers)
         self.min_logprob = float(min_logprob)
@@ -112,6 +117,9 @@ class Router:
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         return self.local.tokenize(text, add_special)
+
+    def render_chat(self, messages: Sequence[dict]) -> str:
+        return self.local.render_chat(messages)
 
     def embed(self, texts):
         """Embeddings stay on the device (they are of the user's own text)."""
@@ -152,6 +160,8 @@ class Router:
                 return "remote", decisions[-1], decisions, False
         if private:
             return "local", decisions[0], decisions, False
+        if self.prefer == "remote":
+            return "remote", "default: remote preferred", decisions, False
         return "local", "default: local first", decisions, "confidence" in self.policies
 
     def mean_logprob(self, prompt_tokens: list[int], answer_tokens: list[int]) -> float:

@@ -124,19 +124,31 @@ def _result_json(r) -> dict:
 @click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to consider.")
 @click.option("--rerank", is_flag=True, help="Re-rank candidates by the LLM before answering.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--remote", default=None, metavar="URL",
+              help="Let a remote OpenAI-compatible model answer (remote:MODEL@URL); sources with sensitive data "
+                   "never leave this device.")
 @json_option
-def ask_command(question, index_name, embed_model, model, k, rerank, max_tokens, as_json):
+def ask_command(question, index_name, embed_model, model, k, rerank, max_tokens, remote, as_json):
     """Answer a question from the index with the local model, with numbered citations."""
     on_text = None if as_json else (lambda piece: click.echo(piece, nl=False))
+    if remote and not remote.startswith("remote:"):
+        remote = f"remote:{remote}"
     with _open(index_name, embed_model) as index:
-        answer = index.ask(question, model=model, k=k, on_text=on_text, rerank=rerank, max_tokens=max_tokens)
+        answer = index.ask(question, model=model, k=k, on_text=on_text, rerank=rerank, max_tokens=max_tokens,
+                           remote=remote)
     if as_json:
         print_json({"question": question, "answer": answer.answer, "found": answer.found,
-                    "citations": [{"number": c.number, "path": c.path, "span": c.span} for c in answer.citations]})
+                    "citations": [{"number": c.number, "path": c.path, "span": c.span} for c in answer.citations],
+                    "routed_to": answer.routed_to, "route_reason": answer.route_reason,
+                    "withheld": [{"path": c.path, "span": c.span} for c in answer.withheld]})
         return
     click.echo()
     for citation in answer.citations:
         click.echo(str(citation))
+    if remote:
+        click.echo(f"(answered {answer.routed_to}: {answer.route_reason})", err=True)
+        for kept in answer.withheld:
+            click.echo(f"(kept on this device: {kept.path}{':' + kept.span if kept.span else ''})", err=True)
 
 
 @rag_group.command("eval")

@@ -40,6 +40,9 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     found: bool = True
     sources: list[SearchResult] = field(default_factory=list)
+    routed_to: str = "local"           # "remote" when a remote model wrote it (rag ask --remote)
+    route_reason: str = ""
+    withheld: list[Citation] = field(default_factory=list)  # sources kept on the device (sensitive data)
 
     def render(self) -> str:
         lines = [self.answer.strip()]
@@ -75,6 +78,15 @@ def build_messages(question: str, sources: Sequence[SearchResult]) -> list[dict]
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
+def screen_sources(sources: Sequence[SearchResult], detector) -> tuple[list[SearchResult], list[SearchResult]]:
+    """Split retrieved sources into those that may leave the device and those withheld (sensitive data found by
+    `detector`, e.g. `ondevice.privacy.default_detector()`): what `rag ask --remote` sends, and what it keeps."""
+    clean, withheld = [], []
+    for source in sources:
+        (withheld if detector(source.text) or detector(source.path) else clean).append(source)
+    return clean, withheld
+
+
 def answer_question(question: str, sources: Sequence[SearchResult], model, max_tokens: int = 160,
                     on_text: Callable[[str], None] | None = None) -> Answer:
     """Stream an answer grounded in `sources` (already filtered to relevant ones) from `model` at temperature 0."""
@@ -96,4 +108,31 @@ def answer_question(question: str, sources: Sequence[SearchResult], model, max_t
         if on_text:
             on_text(piece)
     citations = [Citation(i, display_path(s.path), s.span) for i, s in enumerate(sources, start=1)]
-    return Answer(question, "".join(pieces).strip(), citations, True, list(sources))
+    result = getattr(stream, "result", None)  # a Router's stream says who answered
+    return Answer(question, "".join(pieces).strip(), citations, True, list(sources),
+                  routed_to=getattr(result, "routed_to", "local"), route_reason=getattr(result, "route_reason", ""))
+
+
+def answer_routed(question: str, sources: Sequence[SearchResult], local, remote, max_tokens: int = 160,
+                  on_text: Callable[[str], None] | None = None) -> Answer:
+    """Answer through a `Router(local, remote, "privacy", prefer="remote")`, screening every retrieved source first.
+
+    Sources holding sensitive data never leave the device: the remote model answers from the clean ones, and the
+    withheld ones are listed on the answer. When no clean source remains (or the question itself is sensitive),
+    the local model answers from all of them. A failing remote gives a local answer (the router's availability
+    rule)."""
+    from ondevice.privacy import default_detector
+    from ondevice.router import Router
+
+    detector = default_detector()
+    clean, withheld = screen_sources(sources, detector)
+    router = Router(local, remote, policy="privacy", detector=detector, prefer="remote")
+    if clean and not detector(question):
+        answer = answer_question(question, clean, router, max_tokens, on_text)
+    else:
+        answer = answer_question(question, sources, local, max_tokens, on_text)
+        answer.route_reason = "privacy: every relevant source holds sensitive data; answered on the device" \
+            if sources and not clean else "privacy: the question holds sensitive data; answered on the device"
+        withheld = []
+    answer.withheld = [Citation(0, display_path(s.path), s.span) for s in withheld]
+    return answer

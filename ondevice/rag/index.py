@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ondevice.rag.answer import Answer, answer_model, answer_question
+from ondevice.model import load_or_use
+from ondevice.rag.answer import Answer, answer_model, answer_question, answer_routed
 from ondevice.rag.embedder import Embedder, TextEmbedder, as_embedder, load_embedder
 from ondevice.rag.indexer import IndexProgress, IndexSummary, index_paths
 from ondevice.rag.readers import DEFAULT_MAX_BYTES
@@ -93,8 +94,11 @@ class Index:
         return [r for r in results if is_relevant(query, r, self.embedder)]
 
     def ask(self, question: str, model=DEFAULT_MODEL, k: int = 5, on_text: Callable[[str], None] | None = None,
-            rerank: bool = False, max_tokens: int = 160) -> Answer:
-        """Answer from the top `k` relevant chunks, streamed through `on_text`; says so when nothing is relevant."""
+            rerank: bool = False, max_tokens: int = 160, remote=None) -> Answer:
+        """Answer from the top `k` relevant chunks, streamed through `on_text`; says so when nothing is relevant.
+
+        remote: a remote model (`"remote:MODEL@URL"` or a loaded one) that may answer instead of the local model;
+        retrieved chunks are screened first and those with sensitive data never leave (see `answer_routed`)."""
         question = check_query(question)
         self._check_ready()
         llm, owned = answer_model(model) if rerank else (None, False)
@@ -103,6 +107,13 @@ class Index:
             sources = self.relevant(question, results)
             if sources and llm is None:  # load the LLM only when there is something to answer from
                 llm, owned = answer_model(model)
+            if remote is not None and sources:
+                remote_model, remote_owned = load_or_use(remote)
+                try:
+                    return answer_routed(question, sources, llm, remote_model, max_tokens, on_text)
+                finally:
+                    if remote_owned:
+                        remote_model.close()
             return answer_question(question, sources, llm, max_tokens, on_text)
         finally:
             if owned:

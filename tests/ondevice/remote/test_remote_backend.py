@@ -77,3 +77,9 @@ def test_cli_names_an_unreachable_remote_in_one_line():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "cannot connect" in proc.stderr
+
+
+def test_bare_url_asks_the_server_for_its_model(proxy, remote_model):
+    model = ondevice.load(f"remote:{proxy.base_url}", max_retries=0)
+    assert model.chat(QUESTION, max_tokens=24).text == remote_model.chat(QUESTION, max_tokens=24).text
+    assert proxy.requests[-1]["model"] == "smollm2-135m"
