@@ -37,10 +37,9 @@ class FitEstimate:
 def shapes_from_model(model: str, info: ModelInfo | None = None) -> ModelInfo:
     """The ModelInfo of a model on disk (read once, or the one given), refused when fit cannot estimate it."""
     if info is None:
-        from ondevice.model_info import read_info
-        from ondevice.store import resolve
+        from ondevice.catalog import model_info
 
-        info = read_info(resolve(model))
+        info = model_info(model)
     if info.format not in ("gguf", "onnx-genai"):
         raise InvalidInput(f"{model}: fit needs a GGUF file or an ONNX LLM folder, not a {info.format!r} model")
     return info
