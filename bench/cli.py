@@ -12,6 +12,7 @@ import click
 
 from ondevice.cli.common import ProgressBar, console, ctx_option, err_console, json_option, print_json, threads_option
 from ondevice.errors import InvalidInput
+from ondevice.memory import KV_TYPES
 
 
 @click.command("bench")
@@ -21,7 +22,7 @@ from ondevice.errors import InvalidInput
 @click.option("-r", "repetitions", type=int, default=5, show_default=True, help="Repetitions after one warm-up.")
 @threads_option
 @ctx_option(help="Context length (default 4096, capped at trained).")
-@click.option("--kv-type", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True)
+@click.option("--kv-type", type=click.Choice(KV_TYPES), default="f16", show_default=True)
 @click.option("-o", "output", type=click.Choice(["md", "json", "jsonl", "csv"]), default="md", show_default=True)
 @json_option(help="Print JSON (the same as -o json).")
 @click.option("--reference", is_flag=True, help="Also time a bare libllama decode loop and print the ratio.")
@@ -86,7 +87,7 @@ def _gb(n: int) -> str:
 @click.option("--probe", default=None, help="A 7-10B shape: llama3-8b, qwen2.5-7b, mistral-7b, gemma2-9b.")
 @click.option("--quant", default=None, help="Quant type for --probe (default Q4_K_M).")
 @ctx_option(help="Context length (default 4096, capped at trained).")
-@click.option("--kv-type", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True)
+@click.option("--kv-type", type=click.Choice(KV_TYPES), default="f16", show_default=True)
 @click.option("--measure", is_flag=True, help="Also load MODEL in a fresh process, fill the context, and compare "
                                                 "with its peak RSS.")
 @threads_option(help="CPU threads for --measure.")
