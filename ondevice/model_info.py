@@ -159,7 +159,8 @@ def hf_config_info(config: dict, name: str = "", path: str = "") -> ModelInfo:
         n_heads=n_heads, n_kv_heads=int(text.get("num_key_value_heads", n_heads) or n_heads),
         head_dim=int(text.get("head_dim") or (n_embd // n_heads if n_heads else 0)),
         vocab_size=int(text.get("vocab_size", 0)), context_length=int(text.get("max_position_embeddings", 0)),
-        sliding_window=int(text.get("sliding_window") or 0),
+        # Qwen2 configs name a window but switch it off with use_sliding_window
+        sliding_window=int(text.get("sliding_window") or 0) if text.get("use_sliding_window", True) else 0,
         tied_embeddings=bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))),
         rope_theta=float(text.get("rope_theta", 10000.0)), norm_eps=float(text.get("rms_norm_eps", 1e-6)),
         qkv_bias=bool(text.get("attention_bias", False)) or text.get("model_type") == "qwen2", arch_config=text,
