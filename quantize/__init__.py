@@ -5,6 +5,10 @@ Public API (imported lazily, so `import quantize` stays cheap):
     quantize(source, targets, out_dir, evaluate=...) -> QuantizeReport     GGUF/ONNX variants + report files
     evaluate(model, ref, text=None, ctx=512)         -> QualityResult      PPL and KLD against a reference
     recommend(report, ram_gb, max_kld=None, ctx=...) -> Recommendation     smallest variant that fits
+
+Commands: `ondevice quantize`, `eval`, `distill` (quantize/cli.py) join the `ondevice` command through the
+"ondevice.commands" entry points in pyproject.toml, and `quantize.materialize:to_runnable` is the "hf"
+materialiser (HF folders run after a one-time conversion). The runtime imports nothing from this package.
 """
 
 from __future__ import annotations
