@@ -91,3 +91,19 @@ def test_source_must_be_a_gguf(tmp_path):
     bad.write_bytes(b"not a gguf at all, just text" * 4)
     with pytest.raises(OnDeviceError, match="not a GGUF"):
         quantize_gguf(bad, tmp_path / "x.gguf", "Q8_0", progress=False)
+
+
+def test_a_failed_dequantisation_leaves_no_folder(smollm2_path, tmp_path, monkeypatch):
+    """The GGUF -> HF folder step stages its output (ondevice.files.atomic_dir): a failure publishes nothing."""
+    import transformers
+
+    from ondevice.errors import InvalidInput
+    from quantize.hf_source import _dequantize
+
+    def refuse(*args, **kwargs):
+        raise ValueError("GGUF architecture not supported")  # what transformers raises for one it cannot read
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+    with pytest.raises(InvalidInput, match="cannot de-quantise"):
+        _dequantize(Path(smollm2_path), tmp_path / "hf" / "key")
+    assert list((tmp_path / "hf").iterdir()) == []
