@@ -22,7 +22,7 @@ from quantize.gguf_writer import TensorPlan, plan_nbytes, write_gguf
 
 from bench.ftype import assign_types, quantized_info
 
-PROBE_FORMAT_VERSION = 1  # bump when the writer changes what a probe file contains
+PROBE_FORMAT_VERSION = 1  # bump when data or metadata change (a changed tensor table is caught by ensure_probe)
 
 
 def _shape(name: str, arch: str, n_layers: int, n_embd: int, n_ff: int, n_heads: int, n_kv_heads: int,
