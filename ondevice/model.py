@@ -61,7 +61,8 @@ def _content_text(i: int, content) -> str:
     raise InvalidInput(f"message {i} must be a dict with string 'role' and 'content' (a string or text parts)")
 
 
-def _check_messages(messages: Sequence[dict]) -> list[dict]:
+def check_messages(messages: Sequence[dict]) -> list[dict]:
+    """Chat messages as the backends take them: known roles, content as one string (text parts joined)."""
     if not messages:
         raise InvalidInput("messages is empty: give at least one {'role': ..., 'content': ...}")
     checked = []
@@ -112,6 +113,12 @@ class Model:
         return self._backend.options.threads
 
     @property
+    def eos_token(self) -> int | None:
+        """The end-of-sequence token id, or None (encoders, models without one)."""
+        eos = getattr(self._backend, "eos_token", None)
+        return eos() if eos else None
+
+    @property
     def backend(self) -> Backend:
         """The runtime object (for tools such as bench that need low-level access)."""
         return self._backend
@@ -144,10 +151,10 @@ class Model:
     def chat_events(self, messages: Sequence[dict], params: SamplingParams) -> Iterator[StreamEvent]:
         """Low-level streaming of a chat answer (the backend's `stream_chat`), with token ids and timings."""
         self._check_open()
-        return self._backend.stream_chat(_check_messages(messages), params)
+        return self._backend.stream_chat(check_messages(messages), params)
 
     def render_chat(self, messages: Sequence[dict]) -> str:
-        return self._backend.render_chat(_check_messages(messages))
+        return self._backend.render_chat(check_messages(messages))
 
     @staticmethod
     def _run(events: Iterator[StreamEvent], stream: bool) -> Generation | TextStream:
@@ -230,10 +237,13 @@ def load(model: str | os.PathLike = "smollm2-135m", n_ctx: int | None = None, th
     """
     from ondevice.autoconfig import default_threads
 
+    # A remote model's connection settings (api_key, timeout, max_retries) travel in RuntimeOptions.extra.
+    connection = {key: options.pop(key) for key in ("api_key", "timeout", "max_retries") if key in options}
     ref = _materialize(resolve(model))
     info = read_info(ref)
     opts = RuntimeOptions(n_ctx=n_ctx, threads=threads or default_threads(), device=device, backend=backend,
                           **options)
+    opts.extra.update(connection)
     name = backend or backend_for_format(ref.format)
     return Model(backend_class(name)(ref, info, opts))
 

@@ -1,8 +1,14 @@
-"""Runtime options shared by the Python API, the CLI and the server."""
+"""Runtime options shared by the Python API, the CLI and the server; checked once, here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from ondevice.errors import InvalidInput
+
+KV_TYPES = ("f16", "q8_0", "q4_0")
+FLASH_ATTN = ("auto", "on", "off")
+MIN_CTX = 16
 
 
 @dataclass
@@ -18,6 +24,12 @@ class RuntimeOptions:
     - embedding: open a GGUF model in embedding mode.
     - use_mmap: map the file instead of reading it. Off by default: on x86 llama.cpp repacks quantised weights,
       and a mapped file then stays resident beside the repacked copy (measured: 8.5 GB vs 5.4 GB peak RSS, 8B Q4).
+    - kv_type: KV cache element type, "f16" (default), "q8_0" (half the memory) or "q4_0" (a quarter; more
+      loss). GGUF backend only; libllama needs flash attention for a quantised V cache, so it is turned on.
+    - flash_attn: "auto" (on when the KV cache is quantised, else off: llama-cpp-python's default, the one the
+      bench measured), "on" or "off". "off" with a quantised KV cache is refused.
+    - extra: further keyword arguments for the backend's loader (llama_cpp.Llama), for experiments; options
+      the runtime knows (kv_type, flash_attn) must go through their fields.
     """
 
     n_ctx: int | None = None
@@ -27,4 +39,27 @@ class RuntimeOptions:
     logits_all: bool = False
     embedding: bool = False
     use_mmap: bool = False
+    kv_type: str = "f16"
+    flash_attn: str = "auto"
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n_ctx is not None and (not isinstance(self.n_ctx, int) or self.n_ctx < MIN_CTX):
+            raise InvalidInput(f"n_ctx must be an integer of at least {MIN_CTX}, got {self.n_ctx!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise InvalidInput(f"threads must be a positive integer, got {self.threads!r}")
+        if self.kv_type not in KV_TYPES:
+            raise InvalidInput(f"kv_type must be one of {', '.join(KV_TYPES)}, got {self.kv_type!r}")
+        if self.flash_attn not in FLASH_ATTN:
+            raise InvalidInput(f"flash_attn must be one of {', '.join(FLASH_ATTN)}, got {self.flash_attn!r}")
+        if self.kv_type != "f16" and self.flash_attn == "off":
+            raise InvalidInput(f"kv_type {self.kv_type} needs flash attention (llama.cpp cannot quantise the V "
+                               f"cache without it): use flash_attn 'auto' or 'on'")
+        overlap = {"type_k", "type_v", "flash_attn"} & set(self.extra)
+        if overlap:
+            raise InvalidInput(f"set {', '.join(sorted(overlap))} through RuntimeOptions.kv_type / flash_attn, "
+                               f"not extra")
+
+    def flash_attention_enabled(self) -> bool:
+        """Whether to turn flash attention on ("auto" resolves to on exactly when the KV cache is quantised)."""
+        return self.flash_attn == "on" or (self.flash_attn == "auto" and self.kv_type != "f16")

@@ -1,9 +1,12 @@
-"""The one interface every runtime implements, and the plain data it returns."""
+"""The one interface every runtime implements, and the plain data it returns.
+
+Text-generation backends subclass `ondevice.backends.text.TextBackend`, which owns the decode loop.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -11,20 +14,8 @@ import numpy as np
 from ondevice.errors import UnsupportedOperation
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
+from ondevice.sampling import SamplingParams
 from ondevice.store import ModelRef
-
-
-@dataclass
-class SamplingParams:
-    """How to pick tokens. temperature 0 means greedy (deterministic)."""
-
-    max_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    ignore_eos: bool = False  # keep generating past end-of-generation tokens (benchmarks need exactly max_tokens)
 
 
 @dataclass
@@ -37,6 +28,9 @@ class Timings:
     prompt_ms: float = 0.0     # prompt evaluation
     decode_ms: float = 0.0     # first token -> last token
     total_ms: float = 0.0
+    reused_tokens: int = 0     # prompt tokens the context already held (prefix reuse): not evaluated again
+    drafted_tokens: int = 0    # speculative decoding: tokens proposed by the drafter
+    accepted_tokens: int = 0   # speculative decoding: drafted tokens the model accepted
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -54,6 +48,8 @@ class Timings:
             "decode_ms": round(self.decode_ms, 2), "total_ms": round(self.total_ms, 2),
             "prompt_tokens_per_s": round(self.prompt_tokens_per_s, 2),
             "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
+            "reused_tokens": self.reused_tokens, "drafted_tokens": self.drafted_tokens,
+            "accepted_tokens": self.accepted_tokens,
         }
 
 
@@ -84,8 +80,9 @@ class Generation:
 class Backend(ABC):
     """A loaded model in one runtime. Subclasses register by name in `ondevice.backends`.
 
-    Text generation backends implement `stream`, `tokenize`, `detokenize`, `render_chat`; encoders implement
-    `embed`. The rest raise UnsupportedOperation with a clear message.
+    Text generation backends subclass `TextBackend` (ondevice.backends.text), which implements `stream` once on
+    top of a few primitives; a backend that generates elsewhere (a remote service) may override `stream` and
+    `stream_chat` directly. Encoders implement `embed`. The rest raise UnsupportedOperation with a clear message.
     """
 
     name: ClassVar[str]
@@ -101,6 +98,10 @@ class Backend(ABC):
     # --- text generation -------------------------------------------------------------------------------------
     def stream(self, prompt: str | Sequence[int], params: SamplingParams) -> Iterator[StreamEvent]:
         raise UnsupportedOperation(f"{self.ref.name}: the {self.name} backend does not generate text")
+
+    def stream_chat(self, messages: list[dict], params: SamplingParams) -> Iterator[StreamEvent]:
+        """Answer checked chat messages (role/content dicts). Default: render the chat template, then `stream`."""
+        return self.stream(self.render_chat(messages), params)
 
     def render_chat(self, messages: list[dict]) -> str:
         """Format chat messages into a prompt with the model's own chat template."""

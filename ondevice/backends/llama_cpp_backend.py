@@ -7,27 +7,56 @@ close to a bare libllama loop (the bench's `--reference` checks the ratio).
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import random
 import time
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ondevice import chat_template
-from ondevice.autoconfig import choose_context, llama_gpu_offload_supported
-from ondevice.backends.base import Backend, SamplingParams, StreamEvent, Timings
-from ondevice.backends.stops import StopMatcher
-from ondevice.errors import BackendUnavailable, ContextOverflow, InvalidInput, InvalidModelFile, UnsupportedOperation
+from ondevice.autoconfig import llama_gpu_offload_supported
+from ondevice.backends.text import TextBackend
+from ondevice.errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UnsupportedOperation
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
+from ondevice.sampling import SamplingParams
 from ondevice.store import ModelRef
 
 import llama_cpp as lc
 
+# RuntimeOptions.kv_type -> ggml type id of the KV cache (llama_context_params.type_k / type_v).
+GGML_KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
 
-class LlamaCppBackend(Backend):
+
+class ChainSampler:
+    """libllama's C-side sampler chain (no logits copied into Python per token)."""
+
+    def __init__(self, ctx, params: SamplingParams):
+        self._ctx = ctx
+        self.chain = chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if params.greedy:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+            return
+        if params.top_k > 0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(params.top_k))
+        if params.top_p < 1.0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(params.top_p, 1))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(params.temperature))
+        seed = params.seed if params.seed is not None else random.getrandbits(32)
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, index: int = -1) -> int:
+        """The next token from the logits at batch position `index` (default: the last evaluated token)."""
+        return lc.llama_sampler_sample(self.chain, self._ctx, index)
+
+    def close(self) -> None:
+        if self.chain is not None:
+            lc.llama_sampler_free(self.chain)
+            self.chain = None
+
+
+class LlamaCppBackend(TextBackend):
     """Runs GGUF files with libllama (CPU, or GPU offload when the build supports it)."""
 
     name = "gguf"
@@ -35,9 +64,10 @@ class LlamaCppBackend(Backend):
 
     def __init__(self, ref: ModelRef, info: ModelInfo, options: RuntimeOptions):
         super().__init__(ref, info, options)
-        self.n_ctx = choose_context(info, options.n_ctx)
+        self.n_ctx = self.context_length(options.n_ctx)
         n_gpu_layers = self._gpu_layers(options.device)
-        extra = dict(options.extra)
+        kv = GGML_KV_TYPES[options.kv_type]
+        extra = {"type_k": kv, "type_v": kv, "flash_attn": options.flash_attention_enabled(), **options.extra}
         if options.embedding:  # causal LMs default to per-token outputs; one vector per text is what embed() means
             extra.setdefault("pooling_type", lc.LLAMA_POOLING_TYPE_MEAN)
         try:
@@ -54,11 +84,6 @@ class LlamaCppBackend(Backend):
         self._n_vocab = lc.llama_vocab_n_tokens(self._vocab)
         self._bos = lc.llama_vocab_bos(self._vocab)
         self._piece_buf = ctypes.create_string_buffer(256)
-
-    @property
-    def llama(self) -> "lc.Llama":
-        """The underlying llama_cpp.Llama (bench's bare reference loop decodes on its context)."""
-        return self._llm
 
     @staticmethod
     def _gpu_layers(device: str) -> int:
@@ -100,7 +125,7 @@ class LlamaCppBackend(Backend):
             if self._llm.token_bos() >= 0 else ""
         return chat_template.render(template, messages, bos_token=bos, eos_token=eos)
 
-    # --- decoding ---------------------------------------------------------------------------------------------
+    # --- the decode loop's primitives (ondevice.backends.text) ---------------------------------------------------
     def _memory_clear(self) -> None:
         lc.llama_memory_clear(lc.llama_get_memory(self._llm.ctx), True)
         self._llm.reset()
@@ -115,74 +140,23 @@ class LlamaCppBackend(Backend):
             if rc != 0:
                 raise RuntimeError(f"llama_decode failed with code {rc}")
 
-    def _sampler(self, params: SamplingParams):
-        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
-        if params.temperature <= 0:
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
-            return chain
-        if params.top_k > 0:
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(params.top_k))
-        if params.top_p < 1.0:
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(params.top_p, 1))
-        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(params.temperature))
-        seed = params.seed if params.seed is not None else random.getrandbits(32)
-        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        return chain
-
-    def prompt_tokens(self, prompt: str | Sequence[int]) -> list[int]:
-        tokens = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
-        if not tokens:
-            raise InvalidInput("prompt is empty")
-        if len(tokens) >= self.n_ctx:
-            raise ContextOverflow(f"prompt is {len(tokens)} tokens but the context holds {self.n_ctx} "
-                                  f"(load with a larger n_ctx, up to {self.info.context_length})")
-        return tokens
-
-    def stream(self, prompt: str | Sequence[int], params: SamplingParams) -> Iterator[StreamEvent]:
-        tokens = self.prompt_tokens(prompt)  # checked before the generator starts, so errors raise at call time
-        return self._stream(tokens, params)
-
-    def _stream(self, tokens: list[int], params: SamplingParams) -> Iterator[StreamEvent]:
-        budget = min(params.max_tokens, self.n_ctx - len(tokens))
-        timings = Timings(prompt_tokens=len(tokens))
-        t0 = time.perf_counter()
+    def _prefill(self, tokens: list[int]) -> int:
         self._memory_clear()
         self._decode(tokens)
-        t_prompt = time.perf_counter()
-        timings.prompt_ms = (t_prompt - t0) * 1000
-        sampler = self._sampler(params)
-        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(params.stop)
-        finish = "length"
-        t_first = None
-        hit_stop = False
-        try:
-            for step in range(budget):
-                token = lc.llama_sampler_sample(sampler, self._llm.ctx, -1)
-                if t_first is None:
-                    t_first = time.perf_counter()
-                    timings.ttft_ms = (t_first - t0) * 1000
-                if not params.ignore_eos and lc.llama_vocab_is_eog(self._vocab, token):
-                    finish = "stop"
-                    break
-                timings.completion_tokens += 1
-                text, hit_stop = stops.feed(utf8.decode(self._piece(token)))
-                yield StreamEvent(text, token)
-                if hit_stop:
-                    finish = "stop"
-                    break
-                if step + 1 < budget:
-                    self._decode([token])
-        finally:
-            lc.llama_sampler_free(sampler)
-        if not hit_stop:  # emit what was held back as a possible stop-string prefix or partial UTF-8
-            tail = stops.feed(utf8.decode(b"", final=True))[0] + stops.flush()
-            if tail:
-                yield StreamEvent(tail)
-        t_end = time.perf_counter()
-        timings.decode_ms = (t_end - t_first) * 1000 if t_first else 0.0
-        timings.total_ms = (t_end - t0) * 1000
-        yield StreamEvent("", None, finish_reason=finish, timings=timings)
+        return 0
+
+    def _feed(self, tokens: list[int]) -> None:
+        self._decode(tokens)
+
+    def _is_eog(self, token: int) -> bool:
+        return bool(lc.llama_vocab_is_eog(self._vocab, token))
+
+    def eos_token(self) -> int | None:
+        eos = lc.llama_vocab_eos(self._vocab)
+        return eos if eos >= 0 else None
+
+    def _new_sampler(self, params: SamplingParams) -> "ChainSampler":
+        return ChainSampler(self._llm.ctx, params)
 
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
         tokens = [int(t) for t in tokens]
@@ -210,6 +184,27 @@ class LlamaCppBackend(Backend):
         finally:
             lc.llama_batch_free(batch)
         return out
+
+    def reference_decode(self, tokens: Sequence[int]) -> float:
+        """Bare libllama loop: one `llama_decode` of one given token per step, then `llama_synchronize`, exactly as
+        llama.cpp's llama-bench measures tg, on this backend's own context (same threads, size, KV type)."""
+        self._memory_clear()
+        ctx, one = self._llm.ctx, (lc.llama_token * 1)()
+
+        def step(token: int) -> None:
+            one[0] = int(token)
+            if lc.llama_decode(ctx, lc.llama_batch_get_one(one, 1)) != 0:
+                raise RuntimeError("llama_decode failed in the reference loop")
+            lc.llama_synchronize(ctx)
+
+        try:
+            step(tokens[0])  # the public path also starts timing after its first token
+            t0 = time.perf_counter()
+            for token in tokens[1:]:
+                step(token)
+            return time.perf_counter() - t0
+        finally:
+            self._memory_clear()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not self.options.embedding:

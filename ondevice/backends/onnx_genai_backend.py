@@ -1,20 +1,25 @@
-"""ONNX LLM folders (genai_config.json + model.onnx) through onnxruntime-genai, on CPU or an NPU/GPU provider."""
+"""ONNX LLM folders (genai_config.json + model.onnx) through onnxruntime-genai, on CPU or an NPU/GPU provider.
+
+One `og.Generator` lives as long as the backend and holds the KV cache; its sequence is the record of what the
+cache holds. The decode loop (`ondevice.backends.text`) drives it with `append_tokens` (evaluate tokens) and
+`get_logits` (the last position's logits), and samples in NumPy (`ondevice.sampling.LogitsSampler`): sampling options
+are fixed when a generator is created, so sampling ourselves is what lets one generator serve every request.
+"""
 
 from __future__ import annotations
 
-import time
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnxruntime_genai as og
 
 from ondevice import chat_template
 from ondevice.autoconfig import choose_onnx_provider
-from ondevice.backends.base import Backend, SamplingParams, StreamEvent, Timings
-from ondevice.backends.stops import StopMatcher
-from ondevice.errors import ContextOverflow, InvalidInput, InvalidModelFile
+from ondevice.backends.text import TextBackend
+from ondevice.errors import ContextOverflow, InvalidModelFile, UnsupportedOperation
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
+from ondevice.sampling import LogitsSampler, SamplingParams
 from ondevice.store import ModelRef
 
 # onnxruntime provider name -> onnxruntime-genai's name for it.
@@ -32,7 +37,20 @@ def _eos_ids(folder) -> set[int]:
     return {int(e) for e in (eos if isinstance(eos, list) else [eos])}
 
 
-class OnnxGenaiBackend(Backend):
+class _StreamDecoder:
+    """onnxruntime-genai's own streaming detokenizer (it holds back partial UTF-8 itself)."""
+
+    def __init__(self, tokenizer):
+        self._stream = tokenizer.create_stream()
+
+    def decode(self, token: int) -> str:
+        return self._stream.decode(token)
+
+    def flush(self) -> str:
+        return ""
+
+
+class OnnxGenaiBackend(TextBackend):
     """Generates text from an onnxruntime-genai model folder."""
 
     name = "onnx-genai"
@@ -40,6 +58,9 @@ class OnnxGenaiBackend(Backend):
 
     def __init__(self, ref: ModelRef, info: ModelInfo, options: RuntimeOptions):
         super().__init__(ref, info, options)
+        if options.kv_type != "f16":
+            raise UnsupportedOperation(f"{ref.name}: kv_type {options.kv_type!r} is a GGUF (llama.cpp) option; an "
+                                       f"ONNX model's KV cache type is fixed when it is exported")
         provider = choose_onnx_provider(options.device)
         try:
             config = og.Config(str(ref.path))
@@ -51,8 +72,9 @@ class OnnxGenaiBackend(Backend):
         except Exception as exc:
             raise InvalidModelFile(f"{ref.path}: onnxruntime-genai could not load this model ({exc})") from None
         self.device = provider
-        self.n_ctx = min(options.n_ctx or info.context_length or 2048, info.context_length or 1 << 30)
+        self.n_ctx = self.context_length(options.n_ctx)
         self._eos_ids = _eos_ids(ref.path)
+        self._generator: og.Generator | None = None
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         return [int(t) for t in self._tokenizer.encode(text)]
@@ -64,78 +86,46 @@ class OnnxGenaiBackend(Backend):
         template, bos, eos = chat_template.template_from_folder(self.ref.path)
         return chat_template.render(template, messages, bos_token=bos, eos_token=eos)
 
-    def _prompt_tokens(self, prompt: str | Sequence[int]) -> list[int]:
-        tokens = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
-        if not tokens:
-            raise InvalidInput("prompt is empty")
-        if len(tokens) >= self.n_ctx:
-            raise ContextOverflow(f"prompt is {len(tokens)} tokens but the context holds {self.n_ctx}")
-        return tokens
-
-    def _generator(self, tokens: list[int], params: SamplingParams, max_length: int) -> og.Generator:
+    # --- the decode loop's primitives (ondevice.backends.text) ---------------------------------------------------
+    def _new_generator(self, max_length: int) -> og.Generator:
         gp = og.GeneratorParams(self._model)
-        options = {"max_length": max_length, "do_sample": params.temperature > 0}
-        if params.ignore_eos:  # onnxruntime-genai suppresses EOS until min_length
-            options["min_length"] = max_length
-        if params.temperature > 0:
-            options.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0)
-            if params.seed is not None:
-                options["random_seed"] = int(params.seed)
-        gp.set_search_options(**options)
-        generator = og.Generator(self._model, gp)
-        generator.append_tokens(np.asarray(tokens, dtype=np.int32))
-        return generator
+        gp.set_search_options(max_length=max_length, do_sample=False)
+        return og.Generator(self._model, gp)
 
-    def stream(self, prompt: str | Sequence[int], params: SamplingParams) -> Iterator[StreamEvent]:
-        tokens = self._prompt_tokens(prompt)
-        return self._stream(tokens, params)
+    def _prefill(self, tokens: list[int]) -> int:
+        self._generator = None  # free the old cache before allocating a new one
+        self._generator = self._new_generator(self.n_ctx)
+        self._generator.append_tokens(np.asarray(tokens, dtype=np.int32))
+        return 0
 
-    def _stream(self, tokens: list[int], params: SamplingParams) -> Iterator[StreamEvent]:
-        timings = Timings(prompt_tokens=len(tokens))
-        t0 = time.perf_counter()
-        budget = min(params.max_tokens, self.n_ctx - len(tokens))
-        generator = self._generator(tokens, params, len(tokens) + budget)
-        timings.prompt_ms = (time.perf_counter() - t0) * 1000
-        decoder = self._tokenizer.create_stream()
-        stops = StopMatcher(params.stop)
-        finish, hit_stop, t_first = "length", False, None
-        for _ in range(budget):
-            if generator.is_done():
-                finish = "stop"
-                break
-            generator.generate_next_token()
-            token = int(generator.get_next_tokens()[0])
-            if t_first is None:
-                t_first = time.perf_counter()
-                timings.ttft_ms = (t_first - t0) * 1000
-            # Done after this token: EOS (not part of the answer), or max_length reached (a real token).
-            if generator.is_done() and token in self._eos_ids:
-                finish = "stop"
-                break
-            timings.completion_tokens += 1
-            text, hit_stop = stops.feed(decoder.decode(token))
-            yield StreamEvent(text, token)
-            if hit_stop:
-                finish = "stop"
-                break
-        if not hit_stop:
-            tail = stops.flush()
-            if tail:
-                yield StreamEvent(tail)
-        del generator
-        t_end = time.perf_counter()
-        timings.decode_ms = (t_end - t_first) * 1000 if t_first else 0.0
-        timings.total_ms = (t_end - t0) * 1000
-        yield StreamEvent("", None, finish_reason=finish, timings=timings)
+    def _feed(self, tokens: list[int]) -> None:
+        self._generator.append_tokens(np.asarray(tokens, dtype=np.int32))
+
+    def _last_logits(self) -> np.ndarray:
+        return np.asarray(self._generator.get_logits()).reshape(-1)
+
+    def _new_sampler(self, params: SamplingParams) -> LogitsSampler:
+        return LogitsSampler(params, self._last_logits)
+
+    def _is_eog(self, token: int) -> bool:
+        return token in self._eos_ids
+
+    def eos_token(self) -> int | None:
+        return min(self._eos_ids) if self._eos_ids else None
+
+    def _text_decoder(self) -> _StreamDecoder:
+        return _StreamDecoder(self._tokenizer)
 
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
         tokens = [int(t) for t in tokens]
         if len(tokens) > self.n_ctx:
             raise ContextOverflow(f"{len(tokens)} tokens do not fit in the context of {self.n_ctx}")
-        generator = self._generator(tokens, SamplingParams(max_tokens=1), len(tokens) + 1)
+        generator = self._new_generator(len(tokens) + 1)  # a separate generator: the cached one stays as it is
+        generator.append_tokens(np.asarray(tokens, dtype=np.int32))
         out = np.asarray(generator.get_output("logits"), dtype=np.float32)
         return out.reshape(-1, out.shape[-1])[-len(tokens):]
 
     def close(self) -> None:
+        self._generator = None
         self._tokenizer = None
         self._model = None

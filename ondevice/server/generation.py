@@ -7,10 +7,9 @@ decoding within one token (the GGUF backend frees its sampler in its `finally`).
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Iterator
 
-from ondevice.backends import SamplingParams, StreamEvent, Timings
-from ondevice.model import Model
+from ondevice.backends import StreamEvent, Timings
 from ondevice.server.scheduler import Lease, ModelWorker
 
 
@@ -48,15 +47,16 @@ class Run:
         return self.timings.prompt_tokens if self.timings else 0
 
 
-async def start(worker: ModelWorker, model: Model, make_prompt: Callable[[], str], params: SamplingParams) -> Run:
-    """Wait for the model, then render the prompt and start decoding on its thread.
+async def start(worker: ModelWorker, open_events: Callable[[], Iterator[StreamEvent]]) -> Run:
+    """Wait for the model, then open the generation on its thread (`open_events` renders and checks the prompt:
+    `Model.chat_events` or `Model.stream_events`).
 
     Errors that depend on the prompt (over the context, empty) raise here, before any response is sent, so they
     become proper HTTP errors rather than a broken stream.
     """
     lease = await worker.acquire()
     try:
-        events = await worker.call(lambda: model.stream_events(make_prompt(), params))
+        events = await worker.call(open_events)
     except BaseException:
         lease.release()  # an error answer, not a disconnect
         raise

@@ -10,7 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from ondevice.backends import SamplingParams
+from ondevice.errors import InvalidInput
+from ondevice.model import check_messages
+from ondevice.sampling import SamplingParams
 from ondevice.server import generation, schemas
 from ondevice.server.errors import APIError, error_body
 from ondevice.server.state import ServerState
@@ -22,7 +24,8 @@ DISCONNECT_CHECK_EVERY = 8   # tokens between disconnect checks of a non-streame
 
 
 def sampling(req: schemas.SamplingFields, state: ServerState) -> SamplingParams:
-    """OpenAI sampling fields -> the core's SamplingParams; refuse what we cannot honour."""
+    """OpenAI sampling fields -> the core's SamplingParams (which checks the values); refuse what we cannot
+    honour."""
     if req.n != 1:
         raise APIError(400, "n > 1 is not supported: this server generates one choice per request.",
                        "unsupported_parameter", "n")
@@ -34,8 +37,14 @@ def sampling(req: schemas.SamplingFields, state: ServerState) -> SamplingParams:
     temperature, top_p = req.temperature, req.top_p
     if top_p == 0:  # OpenAI allows top_p=0: only the most likely token, i.e. greedy
         temperature, top_p = 0.0, 1.0
-    max_tokens = req.max_completion_tokens or req.max_tokens or state.settings.default_max_tokens
-    return SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=req.seed, stop=stops)
+    max_field = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+    max_tokens = getattr(req, max_field)
+    try:
+        return SamplingParams(max_tokens=state.settings.default_max_tokens if max_tokens is None else max_tokens,
+                              temperature=temperature, top_p=top_p, seed=req.seed, stop=stops)
+    except InvalidInput as exc:
+        param = getattr(exc, "param", None)
+        raise APIError(400, str(exc), "invalid_value", max_field if param == "max_tokens" else param) from None
 
 
 def usage(run: generation.Run) -> schemas.Usage:
@@ -113,13 +122,13 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
         raise APIError(400, "tools / function calling are not supported by this server.", "unsupported_parameter",
                        "tools")
     params = sampling(body, state)
-    messages = [m.to_core() for m in body.messages]
+    messages = check_messages([m.to_core() for m in body.messages])
     citations = None
     if body.rag:
         from ondevice.server.routes_rag import ground  # only with --rag-index
 
         messages, citations = await ground(state, messages, body.rag)
-    run = await generation.start(state.llm, state.model, lambda: state.model.render_chat(messages), params)
+    run = await generation.start(state.llm, lambda: state.model.chat_events(messages, params))
     rid, created, model_id = schemas.new_id("chatcmpl"), schemas.now(), state.model_id
 
     if body.stream:
@@ -160,7 +169,7 @@ async def completions(body: schemas.CompletionRequest, request: Request):
         raise APIError(400, "suffix (fill-in-the-middle) is not supported.", "unsupported_parameter", "suffix")
     prompt = prompts[0]
     params = sampling(body, state)
-    run = await generation.start(state.llm, state.model, lambda: prompt, params)
+    run = await generation.start(state.llm, lambda: state.model.stream_events(prompt, params))
     rid, created, model_id = schemas.new_id("cmpl"), schemas.now(), state.model_id
     prefix = prompt if body.echo else ""
 

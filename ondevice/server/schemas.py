@@ -13,25 +13,16 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, Field
 
 
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
 class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Union[str, list[TextPart], None] = None
-
-    def text(self) -> str:
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text for part in self.content)
+    # A string or OpenAI's list of parts; the core (ondevice.model.check_messages) joins text parts and refuses
+    # image or audio parts by name.
+    content: Union[str, list[dict[str, Any]], None] = None
 
     def to_core(self) -> dict:
         """The core's message dict ("developer" is OpenAI's newer name for "system")."""
-        return {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
+        return {"role": "system" if self.role == "developer" else self.role,
+                "content": "" if self.content is None else self.content}
 
 
 class StreamOptions(BaseModel):
@@ -42,10 +33,12 @@ class SamplingFields(BaseModel):
     """Fields shared by chat and text completions."""
 
     model: str
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, ge=0, le=1)
+    # Value ranges are checked once, by ondevice.SamplingParams (routes_generate.sampling); the only bound kept
+    # here is OpenAI's own temperature ceiling, which is the API's rule rather than the sampler's.
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float = Field(1.0, le=2)
+    top_p: float = 1.0
     seed: int | None = None
     stop: Union[str, list[str], None] = Field(None)
     stream: bool = False

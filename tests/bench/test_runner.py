@@ -47,7 +47,7 @@ def test_csv_and_markdown_carry_every_result(smollm2_bench):
 def test_public_stream_ignores_eos_when_asked(smollm2):
     from ondevice import SamplingParams
 
-    eos = smollm2.backend.llama.token_eos()
+    eos = smollm2.eos_token
     events = list(smollm2.stream_events([eos], SamplingParams(max_tokens=12, ignore_eos=True)))
     assert events[-1].timings.completion_tokens == 12 and events[-1].finish_reason == "length"
 

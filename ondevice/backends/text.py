@@ -1,0 +1,190 @@
+"""The one decode loop: every text-generation backend inherits it from `TextBackend`.
+
+`TextBackend.stream(prompt, params)` does, for every backend:
+
+1. at call time, check the prompt: tokenise, refuse an empty one, refuse one that does not fit `n_ctx`
+   (`ContextOverflow`), so errors raise before any response is sent;
+2. prefill (timed as `prompt_ms`): `self._prefill(tokens)` makes the context hold the prompt and returns how many
+   leading tokens it already held (prefix reuse, `Timings.reused_tokens`);
+3. repeat `self._step(state)` -> 1..k accepted tokens, until `max_tokens`, the end of the context, an
+   end-of-generation token (unless `ignore_eos`), or a stop string;
+4. per token: end-of-generation check, incremental UTF-8 decoding, stop strings (`StopMatcher`), one `StreamEvent`;
+5. a last event with `finish_reason` ("stop" or "length") and `Timings` (TTFT, prompt/decode/total ms).
+
+What a backend supplies (the primitives):
+
+- `_prefill(tokens) -> int`: evaluate the prompt; afterwards the logits of its last token are ready to sample.
+  Return the number of leading tokens reused from the cache (always re-evaluate at least the last one).
+- `_new_sampler(params) -> Sampler`: an object with `sample() -> int` (the next token from the current logits)
+  and `close()`. The loop closes it when the generation ends, however it ends.
+- `_feed(tokens)`: evaluate accepted tokens after what the context holds (the default step feeds lazily: the
+  last token of an answer is never evaluated, so no work is spent on a token nobody reads).
+- `_piece(token) -> bytes`: the token's bytes (the loop decodes UTF-8 incrementally), or override
+  `_text_decoder()` when the runtime has its own streaming detokenizer.
+- `_is_eog(token) -> bool`, plus `tokenize`, `detokenize`, `render_chat`, `logits` from `Backend`.
+
+Extension hooks (so new decoding methods do not rewrite the loop):
+
+- Multi-token steps (speculative / lookup decoding): override or wrap `_step(state) -> list[int]`. On entry,
+  `state.pending` holds accepted tokens that the context has not evaluated yet; the step must leave in
+  `state.pending` whatever it returns that is still unevaluated. A verifier evaluates `pending + draft` in one
+  batch, samples at each position, keeps the longest agreeing prefix plus one token, trims the rest from the
+  cache, and returns those 1..k+1 tokens; it records `state.timings.drafted_tokens` / `accepted_tokens`.
+  The loop truncates a step's tokens to the budget and stops at an end-of-generation token or a stop string.
+- Constrained sampling (JSON schema / grammar): wrap the `Sampler` returned by `_new_sampler(params)` (mask or
+  reject tokens before `sample()` returns); the loop needs no change.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol, Sequence
+
+from ondevice.autoconfig import choose_context
+from ondevice.backends.base import Backend, StreamEvent, Timings
+from ondevice.backends.stops import StopMatcher
+from ondevice.errors import ContextOverflow, InvalidInput, UnsupportedOperation
+from ondevice.sampling import SamplingParams
+
+
+class Sampler(Protocol):
+    """Picks the next token from the context's current logits."""
+
+    def sample(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class DecodeState:
+    """One generation in progress, as the step hook sees it."""
+
+    params: SamplingParams
+    prompt: list[int]
+    budget: int                                          # most tokens this generation may emit
+    sampler: Any = None
+    generated: list[int] = field(default_factory=list)   # tokens emitted so far
+    pending: list[int] = field(default_factory=list)     # accepted but not yet evaluated by the context
+    timings: Timings = field(default_factory=Timings)
+
+
+class Utf8Pieces:
+    """Token -> text through the backend's byte pieces, holding back an incomplete UTF-8 sequence."""
+
+    def __init__(self, backend: "TextBackend"):
+        self._piece = backend._piece
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def decode(self, token: int) -> str:
+        return self._utf8.decode(self._piece(token))
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)
+
+
+class TextBackend(Backend):
+    """A backend that generates text token by token; subclasses supply the primitives listed in the module doc."""
+
+    def context_length(self, requested: int | None) -> int:
+        """The context length to open: the one policy for every text backend (`ondevice.autoconfig`)."""
+        return choose_context(self.info, requested, kv_type=self.options.kv_type, mmap=self.options.use_mmap)
+
+    # --- primitives a backend supplies -------------------------------------------------------------------------
+    def _prefill(self, tokens: list[int]) -> int:
+        raise NotImplementedError
+
+    def _new_sampler(self, params: SamplingParams) -> Sampler:
+        raise NotImplementedError
+
+    def _feed(self, tokens: list[int]) -> None:
+        raise NotImplementedError
+
+    def _piece(self, token: int) -> bytes:
+        raise NotImplementedError
+
+    def _is_eog(self, token: int) -> bool:
+        raise NotImplementedError
+
+    def eos_token(self) -> int | None:
+        """The model's end-of-sequence token id (None if it has none)."""
+        return None
+
+    def _text_decoder(self):
+        """An object with decode(token) -> str and flush() -> str (default: UTF-8 over `_piece` bytes)."""
+        return Utf8Pieces(self)
+
+    # --- the step hook -----------------------------------------------------------------------------------------
+    def _step(self, state: DecodeState) -> list[int]:
+        """One decoding step: evaluate what is pending, sample one token. Returns the accepted tokens."""
+        if state.pending:
+            self._feed(state.pending)
+            state.pending = []
+        token = state.sampler.sample()
+        state.pending = [token]
+        return [token]
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    def prompt_tokens(self, prompt: str | Sequence[int]) -> list[int]:
+        """The prompt as token ids, checked: not empty, and leaving room for at least one generated token."""
+        tokens = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+        if not tokens:
+            raise InvalidInput("prompt is empty")
+        if len(tokens) >= self.n_ctx:
+            raise ContextOverflow(f"prompt is {len(tokens)} tokens but the context holds {self.n_ctx} "
+                                  f"(load with a larger n_ctx, up to {self.info.context_length})")
+        return tokens
+
+    def stream(self, prompt: str | Sequence[int], params: SamplingParams) -> Iterator[StreamEvent]:
+        tokens = self.prompt_tokens(prompt)  # checked before the generator starts, so errors raise at call time
+        return self._decode_loop(tokens, params)
+
+    def _decode_loop(self, tokens: list[int], params: SamplingParams) -> Iterator[StreamEvent]:
+        timings = Timings(prompt_tokens=len(tokens))
+        state = DecodeState(params, tokens, min(params.max_tokens, self.n_ctx - len(tokens)), timings=timings)
+        t0 = time.perf_counter()
+        state.sampler = self._new_sampler(params)
+        finish, hit_stop, t_first = "length", False, None
+        try:
+            timings.reused_tokens = self._prefill(tokens)
+            timings.prompt_ms = (time.perf_counter() - t0) * 1000
+            text = self._text_decoder()
+            stops = StopMatcher(params.stop)
+            done = False
+            while not done and timings.completion_tokens < state.budget:
+                accepted = self._step(state)
+                if t_first is None:
+                    t_first = time.perf_counter()
+                    timings.ttft_ms = (t_first - t0) * 1000
+                if not accepted:  # the runtime ended the sequence itself
+                    finish = "stop"
+                    break
+                for token in accepted[:state.budget - timings.completion_tokens]:
+                    if not params.ignore_eos and self._is_eog(token):
+                        finish, done = "stop", True
+                        break
+                    state.generated.append(token)
+                    timings.completion_tokens += 1
+                    piece, hit_stop = stops.feed(text.decode(token))
+                    yield StreamEvent(piece, token)
+                    if hit_stop:
+                        finish, done = "stop", True
+                        break
+        finally:
+            state.sampler.close()
+        if not hit_stop:  # emit what was held back as a possible stop-string prefix or partial UTF-8
+            tail = stops.feed(text.flush())[0] + stops.flush()
+            if tail:
+                yield StreamEvent(tail)
+        t_end = time.perf_counter()
+        timings.decode_ms = (t_end - t_first) * 1000 if t_first else 0.0
+        timings.total_ms = (t_end - t0) * 1000
+        yield StreamEvent("", None, finish_reason=finish, timings=timings)
+
+    # --- benchmarking ------------------------------------------------------------------------------------------
+    def reference_decode(self, tokens: Sequence[int]) -> float:
+        """Seconds to evaluate tokens[1:] one at a time after an untimed tokens[0], from an empty context, with
+        no sampling and no text: the runtime's bare decode loop, the floor `ondevice bench --reference` compares
+        the public streaming path against. Leaves the context empty."""
+        raise UnsupportedOperation(f"{self.ref.name}: the {self.name} backend has no bare reference loop")
