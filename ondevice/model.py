@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -20,8 +20,9 @@ from ondevice.store import ModelRef, resolve
 class TextStream:
     """Iterates over text pieces as they decode; after the loop, `.result` holds the whole Generation."""
 
-    def __init__(self, events: Iterator[StreamEvent]):
+    def __init__(self, events: Iterator[StreamEvent], finish: Callable[[Generation], Generation] | None = None):
         self._events = events
+        self._finish = finish  # structured output / tool calls: reads parsed JSON or calls from the text
         self.result: Generation | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -35,6 +36,8 @@ class TextStream:
                 yield event.text
             if event.finish_reason is not None:
                 self.result = Generation("".join(pieces), event.finish_reason, tokens, event.timings)
+                if self._finish is not None:
+                    self.result = self._finish(self.result)
 
     def close(self) -> None:
         """Stop the generation early (the backend frees its state at the next step)."""
@@ -126,22 +129,38 @@ class Model:
     # --- generation -------------------------------------------------------------------------------------------
     def generate(self, prompt: str, max_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int | None = None, stop: str | Sequence[str] | None = None, stream: bool = False,
-                 top_k: int = 0) -> Generation | TextStream:
-        """Complete `prompt`. With stream=True returns a TextStream that yields text pieces as they decode."""
-        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop)
+                 top_k: int = 0, schema: Any = None) -> Generation | TextStream:
+        """Complete `prompt`. With stream=True returns a TextStream that yields text pieces as they decode.
+
+        schema: a JSON Schema dict, a pydantic model class or "json" (any object): every token is constrained so
+        the text is JSON that validates; `result.parsed` holds it (docs/structured-output.md).
+        """
+        from ondevice.structured import schema_grammar
+
+        grammar = schema_grammar(schema) if schema is not None else None
+        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop, grammar=grammar)
         if not isinstance(prompt, str):
             raise InvalidInput("prompt must be a string")
-        return self._run(self.stream_events(prompt, params), stream)
+        return self._run(self.stream_events(prompt, params), stream, grammar.finish if grammar else None)
 
     def chat(self, messages: Sequence[dict], max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
              seed: int | None = None, stop: str | Sequence[str] | None = None, stream: bool = False,
-             top_k: int = 0) -> Generation | TextStream:
+             top_k: int = 0, schema: Any = None, tools: Sequence[dict] | None = None, tool_choice: Any = None,
+             parallel_tool_calls: bool = False) -> Generation | TextStream:
         """Answer a conversation, formatted with the model's own chat template.
 
         Each message is {"role": "system"|"user"|"assistant"|"tool", "content": str or [{"type": "text", ...}]}.
+        schema: as in `generate`. tools / tool_choice ("auto", "none", "required" or {"type": "function",
+        "function": {"name": ...}}): OpenAI-style function calling; `result.tool_calls` lists the calls (their
+        arguments validate against each tool's parameters) and finish_reason is "tool_calls". Assistant messages
+        with "tool_calls" and {"role": "tool", "tool_call_id": ...} results continue the conversation.
         """
-        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop)
-        return self._run(self.chat_events(messages, params), stream)
+        from ondevice.tools import plan_chat
+
+        plan = plan_chat(messages, schema, tools, tool_choice, parallel_tool_calls)
+        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop, grammar=plan.grammar)
+        finish = plan.finish if plan.grammar is not None or plan.with_tools else None
+        return self._run(self.chat_events(plan.messages, params), stream, finish)
 
     def stream_events(self, prompt: str | Sequence[int], params: SamplingParams) -> Iterator[StreamEvent]:
         """Low-level streaming of a prompt (text or token ids) with token ids and timings (server, bench)."""
@@ -157,8 +176,9 @@ class Model:
         return self._backend.render_chat(check_messages(messages))
 
     @staticmethod
-    def _run(events: Iterator[StreamEvent], stream: bool) -> Generation | TextStream:
-        text_stream = TextStream(events)
+    def _run(events: Iterator[StreamEvent], stream: bool,
+             finish: Callable[[Generation], Generation] | None = None) -> Generation | TextStream:
+        text_stream = TextStream(events, finish)
         if stream:
             return text_stream
         for _ in text_stream:

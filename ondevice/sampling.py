@@ -48,6 +48,8 @@ class SamplingParams:
     - seed: an int for a reproducible sample, None for a random one.
     - stop: a string or list of strings that end the answer (not included in it).
     - ignore_eos: keep generating past end-of-generation tokens (benchmarks need exactly max_tokens).
+    - grammar: an `ondevice.structured.Grammar` (from `schema_grammar(...)` or tools) that every token must follow;
+      None for free text.
     """
 
     max_tokens: int = 128
@@ -57,6 +59,7 @@ class SamplingParams:
     seed: int | None = None
     stop: list[str] | str | None = field(default_factory=list)
     ignore_eos: bool = False
+    grammar: Any = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.max_tokens) or self.max_tokens < 1:
@@ -76,6 +79,11 @@ class SamplingParams:
             raise _bad("stop", f"stop must be a string or a list of strings, got {self.stop!r}")
         if not isinstance(self.ignore_eos, bool):
             raise _bad("ignore_eos", f"ignore_eos must be True or False, got {self.ignore_eos!r}")
+        if self.grammar is not None:
+            from ondevice.structured import Grammar
+
+            if not isinstance(self.grammar, Grammar):
+                raise _bad("grammar", f"grammar must be an ondevice.structured.Grammar, got {self.grammar!r}")
         self.max_tokens, self.top_k = int(self.max_tokens), int(self.top_k)
         self.temperature, self.top_p = float(self.temperature), float(self.top_p)
         self.seed = None if self.seed is None else int(self.seed)

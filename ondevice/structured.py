@@ -59,6 +59,12 @@ class Grammar:
         """Fresh per-generation state for this grammar over `vocabulary`."""
         return TokenConstraint(self, vocabulary)
 
+    def finish(self, result):
+        """Set `result.parsed` from its text (left None when max_tokens cut the answer short)."""
+        if result.finish_reason == "stop":
+            result.parsed = self.parse(result.text)
+        return result
+
     def parse(self, text: str) -> Any:
         """The answer as Python data: the pydantic instance when the schema came from a class, else the JSON."""
         try:
@@ -149,6 +155,21 @@ def schema_grammar(schema: Any, name: str | None = None) -> Grammar:
     return Grammar(source, kind, schema, model_class, name)
 
 
+def load_schema(path: str | Path) -> dict | str:
+    """A JSON Schema from a file (the CLI's --schema); the literal "json" means any JSON object."""
+    if str(path) == "json":
+        return "json"
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read schema file {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"schema file {path} is not JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise InvalidInput(f"schema file {path} must hold a JSON object (a JSON Schema)")
+    return schema
+
+
 def lark_grammar(lark: str, kind: str = "lark") -> Grammar:
     """Compile a grammar in llguidance's Lark syntax (it may embed JSON Schemas with `%json {...}`)."""
     source = _llg().LLMatcher.grammar_from_lark(lark)
@@ -164,25 +185,41 @@ def json_in_lark(schema: dict) -> str:
 class Vocabulary:
     """A model's tokens as the engine sees them (built once per loaded model: about 0.3 s for 49k tokens)."""
 
-    def __init__(self, tokenizer, n_logits: int):
+    def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        self.n_logits = n_logits            # length of a logits row (may exceed the tokenizer's vocabulary)
         self.words = (tokenizer.vocab_size + 31) // 32
 
     @classmethod
-    def from_llama(cls, vocab, n_logits: int) -> "Vocabulary":
-        """From a libllama vocabulary (token pieces via llama_token_to_piece)."""
-        from llguidance.llamacpp import lltokenizer_from_vocab
+    def from_llama(cls, vocab) -> "Vocabulary":
+        """From a libllama vocabulary: each token's bytes via llama_token_to_piece, control tokens marked as
+        special (llguidance's `llamacpp` helper does the same through an API libllama has deprecated)."""
+        import ctypes
 
-        return cls(lltokenizer_from_vocab(vocab, slices=_llg().LLTokenizer.json_slices()), n_logits)
+        import llama_cpp as lc
+
+        buffer = ctypes.create_string_buffer(16 * 1024)
+        pieces = []
+        for token in range(lc.llama_vocab_n_tokens(vocab)):
+            n = lc.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, True)
+            piece = buffer.raw[:max(n, 0)]
+            attr = lc.llama_vocab_get_attr(vocab, token)
+            if attr & lc.LLAMA_TOKEN_ATTR_CONTROL or (attr & lc.LLAMA_TOKEN_ATTR_USER_DEFINED
+                                                      and piece.startswith(b"<") and piece.endswith(b">")):
+                piece = b"\xff" + piece  # llguidance's marker for a special token
+            pieces.append(piece)
+        tokenize = ctypes.cast(lc.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
+        tokenizer = _llg().LLTokenizer.from_llamacpp(tokens=pieces, vocab_ptr=vocab, tokenize_fptr=tokenize,
+                                                     eos_token=lc.llama_vocab_eos(vocab),
+                                                     slices=_llg().LLTokenizer.json_slices())
+        return cls(tokenizer)
 
     @classmethod
-    def from_tokenizer_json(cls, path: Path, eos_ids: Sequence[int], n_logits: int) -> "Vocabulary":
+    def from_tokenizer_json(cls, path: Path, eos_ids: Sequence[int]) -> "Vocabulary":
         """From an HF `tokenizer.json` (ONNX model folders carry one)."""
         text = Path(path).read_text(encoding="utf-8")
         llg = _llg()
         tokenizer = llg.LLTokenizer(text, eos_token=sorted(eos_ids), slices=llg.LLTokenizer.json_slices())
-        return cls(tokenizer, n_logits)
+        return cls(tokenizer)
 
 
 @dataclass
@@ -200,18 +237,18 @@ class TokenConstraint:
             raise InvalidInput(f"grammar rejected: {self._matcher.get_error()}")
         self._bits = np.zeros(self.vocabulary.words, dtype=np.int32)
 
-    def allowed(self) -> np.ndarray:
-        """Boolean mask over the logits row: True where the grammar accepts the token next."""
+    def allowed(self, n: int) -> np.ndarray:
+        """Boolean mask over a logits row of `n` entries: True where the grammar accepts the token next (a row
+        longer than the tokenizer's vocabulary, as some exports pad it, has its padding forbidden)."""
         self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
         allowed = np.unpackbits(self._bits.view(np.uint8), bitorder="little").view(bool)
-        n = self.vocabulary.n_logits
         if allowed.size < n:
             allowed = np.concatenate([allowed, np.zeros(n - allowed.size, dtype=bool)])
         return allowed[:n]
 
     def apply(self, logits: np.ndarray) -> None:
         """Set (in place) the logits of every token the grammar forbids next to -inf."""
-        logits[~self.allowed()] = -np.inf
+        logits[~self.allowed(logits.size)] = -np.inf
 
     def accept(self, token: int) -> bool:
         """Advance by the sampled token; True when the grammar is complete (nothing but end-of-text may follow)."""

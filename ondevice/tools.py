@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ondevice.errors import InvalidInput
-from ondevice.structured import Grammar, check, json_in_lark, lark_grammar
+from ondevice.structured import Grammar, check, json_in_lark
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _CALL = re.compile(re.escape(OPEN) + r"\n(.*?)\n" + re.escape(CLOSE), re.S)
@@ -160,7 +160,9 @@ def _content_text(content: Any, where: str) -> str:
 
 def prepare_messages(messages: Sequence[dict], tools: list[Tool], parallel: bool = False) -> list[dict]:
     """OpenAI messages (assistant `tool_calls`, role "tool" results) -> plain role/content messages in the generic
-    format, with the tools listed in the system message. A tool result must answer an earlier call."""
+    format, with the tools listed in the system message. A tool result must answer an earlier call, and a call in
+    the history must name one of `tools` (when tools are given). Other messages pass through unchanged (the
+    model's message check reads their content)."""
     calls: dict[str, str] = {}   # tool_call_id -> tool name, from earlier assistant messages
     known = {t.name for t in tools}
     out: list[dict] = []
@@ -168,8 +170,8 @@ def prepare_messages(messages: Sequence[dict], tools: list[Tool], parallel: bool
         if not isinstance(message, dict):
             raise InvalidInput(f"message {i} must be a dict with 'role' and 'content'")
         role = message.get("role")
-        text = _content_text(message.get("content"), f"message {i}")
         if role == "assistant" and message.get("tool_calls"):
+            text = _content_text(message.get("content"), f"message {i}")
             blocks = [text] if text else []
             for call in message["tool_calls"]:
                 function = call.get("function", {}) if isinstance(call, dict) else {}
@@ -191,22 +193,64 @@ def prepare_messages(messages: Sequence[dict], tools: list[Tool], parallel: bool
             if call_id not in calls:
                 raise InvalidInput(f"message {i}: tool message with tool_call_id {call_id!r} answers no earlier "
                                    f"assistant tool call")
+            text = _content_text(message.get("content"), f"message {i}")
             block = f"<tool_response>\n{json.dumps({'name': calls[call_id], 'content': text})}\n</tool_response>"
             if out and out[-1].get("_tool_results"):  # several results of one turn: one user message
                 out[-1]["content"] += "\n" + block
             else:
                 out.append({"role": "user", "content": block, "_tool_results": True})
         else:
-            out.append({"role": role if role != "developer" else "system", "content": text})
+            out.append(message)
     for message in out:
         message.pop("_tool_results", None)
     if tools:
         instructions = system_prompt(tools, parallel)
-        if out and out[0]["role"] == "system":
-            out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{instructions}"}
+        if out and out[0].get("role") in ("system", "developer"):
+            first = _content_text(out[0].get("content"), "message 0")
+            out[0] = {"role": "system", "content": f"{first}\n\n{instructions}"}
         else:
             out.insert(0, {"role": "system", "content": instructions})
     return out
+
+
+@dataclass
+class ChatPlan:
+    """What `Model.chat` decodes for a request with a schema and/or tools: the messages to render, the grammar,
+    and how to read the answer."""
+
+    messages: list[dict]
+    grammar: Grammar | None = None
+    with_tools: bool = False
+
+    def finish(self, result):
+        """Fill `result.tool_calls` (finish_reason "tool_calls" when there are some) and `result.parsed`."""
+        if self.with_tools:
+            content, calls = parse_tool_calls(result.text)
+            result.tool_calls = calls
+            if calls:
+                result.finish_reason = "tool_calls"
+                return result
+        if self.grammar is not None and self.grammar.schema is not None:
+            result = self.grammar.finish(result)
+        return result
+
+
+def plan_chat(messages: Sequence[dict], schema: Any = None, tools: Sequence[dict] | None = None,
+              tool_choice: Any = None, parallel_tool_calls: bool = False) -> ChatPlan:
+    """Check tools, tool_choice and schema, and turn the conversation into the generic tool format."""
+    from ondevice.structured import schema_grammar
+
+    checked = check_tools(tools)
+    has_tool_turns = any(isinstance(m, dict) and (m.get("role") == "tool" or m.get("tool_calls")) for m in messages)
+    if not checked and tool_choice in (None, "none"):
+        prepared = prepare_messages(messages, []) if has_tool_turns else list(messages)
+        return ChatPlan(prepared, schema_grammar(schema) if schema is not None else None)
+    mode, allowed = tool_choice_mode(tool_choice, checked)
+    json_schema = schema_grammar(schema).schema if schema is not None else None
+    grammar = tool_grammar(mode, allowed, parallel_tool_calls, json_schema)
+    if json_schema is not None:
+        grammar = Grammar(grammar.source, grammar.kind, json_schema, schema if isinstance(schema, type) else None)
+    return ChatPlan(prepare_messages(messages, checked, parallel_tool_calls), grammar, True)
 
 
 def parse_tool_calls(text: str) -> tuple[str | None, list[ToolCall]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -71,10 +71,17 @@ class Generation:
     finish_reason: str
     tokens: list[int]
     timings: Timings
+    parsed: Any = None            # with schema=: the JSON (or pydantic instance) the text holds
+    tool_calls: list | None = None  # with tools=: the ondevice.tools.ToolCall list ([] when the model answered)
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "finish_reason": self.finish_reason, "tokens": len(self.tokens),
-                "timings": self.timings.to_dict()}
+        out = {"text": self.text, "finish_reason": self.finish_reason, "tokens": len(self.tokens),
+               "timings": self.timings.to_dict()}
+        if self.parsed is not None:
+            out["parsed"] = self.parsed.model_dump() if hasattr(self.parsed, "model_dump") else self.parsed
+        if self.tool_calls:
+            out["tool_calls"] = [call.to_openai() for call in self.tool_calls]
+        return out
 
 
 class Backend(ABC):

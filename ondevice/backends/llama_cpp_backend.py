@@ -158,6 +158,26 @@ class LlamaCppBackend(TextBackend):
     def _new_sampler(self, params: SamplingParams) -> "ChainSampler":
         return ChainSampler(self._llm.ctx, params)
 
+    def _build_vocabulary(self):
+        from ondevice.structured import Vocabulary
+
+        return Vocabulary.from_llama(self._vocab)
+
+    def _constrained_sampler(self, params: SamplingParams, constraint):
+        """The C sampler chain reads libllama's logits buffer: the grammar masks it in place (no copy)."""
+        from ondevice.structured import ConstrainedSampler
+
+        view: dict = {}
+
+        def row() -> np.ndarray:  # a NumPy view of the buffer, rebuilt only when libllama moves it
+            address = ctypes.cast(lc.llama_get_logits_ith(self._llm.ctx, -1), ctypes.c_void_p).value
+            if view.get("address") != address:
+                buffer = (ctypes.c_float * self._n_vocab).from_address(address)
+                view.update(address=address, array=np.frombuffer(buffer, dtype=np.float32))
+            return view["array"]
+
+        return ConstrainedSampler(self._new_sampler(params), constraint, row)
+
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
         tokens = [int(t) for t in tokens]
         if len(tokens) > self.n_ctx:

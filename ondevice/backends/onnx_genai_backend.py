@@ -107,6 +107,11 @@ class OnnxGenaiBackend(TextBackend):
     def _new_sampler(self, params: SamplingParams) -> LogitsSampler:
         return LogitsSampler(params, self._last_logits)
 
+    def _build_vocabulary(self):
+        from ondevice.structured import Vocabulary
+
+        return Vocabulary.from_tokenizer_json(self.ref.path / "tokenizer.json", self._eos_ids)
+
     def _is_eog(self, token: int) -> bool:
         return token in self._eos_ids
 

@@ -42,6 +42,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 
+import numpy as np
+
 from ondevice.autoconfig import choose_context
 from ondevice.backends.base import Backend, StreamEvent, Timings
 from ondevice.backends.stops import StopMatcher
@@ -125,6 +127,36 @@ class TextBackend(Backend):
         state.pending = [token]
         return [token]
 
+    # --- constrained decoding (ondevice.structured) ----------------------------------------------------------
+    def vocabulary(self):
+        """The tokens as the constraint engine sees them (`_build_vocabulary()` on first use, then kept)."""
+        if getattr(self, "_vocabulary", None) is None:
+            self._vocabulary = self._build_vocabulary()
+        return self._vocabulary
+
+    def _build_vocabulary(self):
+        raise UnsupportedOperation(f"{self.ref.name}: the {self.name} backend has no structured output")
+
+    def _sampler_for(self, params: SamplingParams) -> Sampler:
+        """The backend's sampler; with `params.grammar`, wrapped so every token follows the grammar."""
+        if params.grammar is None:
+            return self._new_sampler(params)
+        return self._constrained_sampler(params, params.grammar.constraint(self.vocabulary()))
+
+    def _constrained_sampler(self, params: SamplingParams, constraint) -> Sampler:
+        """Default for backends that sample in NumPy from `_last_logits()`: the mask is applied to this step's
+        logits row, which the LogitsSampler then reads."""
+        from ondevice.sampling import LogitsSampler
+        from ondevice.structured import ConstrainedSampler
+
+        step: dict = {}
+
+        def fetch():
+            step["row"] = np.array(self._last_logits(), dtype=np.float32).reshape(-1)
+            return step["row"]
+
+        return ConstrainedSampler(LogitsSampler(params, lambda: step["row"]), constraint, fetch)
+
     # --- the loop ----------------------------------------------------------------------------------------------
     def prompt_tokens(self, prompt: str | Sequence[int]) -> list[int]:
         """The prompt as token ids, checked: not empty, and leaving room for at least one generated token."""
@@ -144,7 +176,7 @@ class TextBackend(Backend):
         timings = Timings(prompt_tokens=len(tokens))
         state = DecodeState(params, tokens, min(params.max_tokens, self.n_ctx - len(tokens)), timings=timings)
         t0 = time.perf_counter()
-        state.sampler = self._new_sampler(params)
+        state.sampler = self._sampler_for(params)
         finish, hit_stop, t_first = "length", False, None
         try:
             timings.reused_tokens = self._prefill(tokens)

@@ -1,0 +1,114 @@
+"""Structured output: `schema=` makes the answer parse and validate, enforced token by token on the real SmolLM2
+(GGUF) and on its ONNX export; what the engine cannot enforce is refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from pydantic import BaseModel, Field
+
+from ondevice.errors import InvalidInput
+from ondevice.structured import close_objects, schema_grammar
+
+PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 30},
+                                           "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+          "required": ["name", "age"]}
+CITY = {"type": "object", "properties": {"city": {"enum": ["Paris", "Lyon", "Nice"]},
+                                         "zip": {"type": "string", "pattern": "^[0-9]{5}$"}},
+        "required": ["city", "zip"]}
+ASK = [{"role": "user", "content": "Describe a fictional person."}]
+
+
+class Pet(BaseModel):
+    name: str = Field(max_length=20)
+    species: str = Field(pattern="^(cat|dog|fish)$")
+    legs: int = Field(ge=0, le=4)
+
+
+@pytest.mark.parametrize("schema, keyword", [
+    ({"type": "array", "uniqueItems": True}, "uniqueItems"),
+    ({"type": "object", "dependentRequired": {"a": ["b"]}}, "dependentRequired"),
+    ({"not": {"type": "string"}}, "not"),
+])
+def test_unenforceable_keyword_is_an_error_naming_it(schema, keyword):
+    with pytest.raises(InvalidInput, match=f"keyword {keyword} cannot be enforced"):
+        schema_grammar(schema)
+
+
+def test_bad_schemas_are_clear_errors():
+    with pytest.raises(InvalidInput, match="look-around"):
+        schema_grammar({"type": "string", "pattern": "^(?=a)b$"})
+    with pytest.raises(InvalidInput, match="Unknown format: bogus"):
+        schema_grammar({"type": "string", "format": "bogus"})
+    with pytest.raises(InvalidInput, match="does not exist"):
+        schema_grammar({"$ref": "#/$defs/missing"})
+    with pytest.raises(InvalidInput, match="pydantic model class or \"json\""):
+        schema_grammar("yaml")
+
+
+def test_closing_objects_only_narrows_what_validates():
+    closed = close_objects({"type": "object", "properties": {"a": {"type": "object", "properties": {"b": {}}},
+                                                             "c": {"allOf": [{"properties": {"z": {}}}]}},
+                            "$defs": {"x": {"properties": {"y": {}}}}})
+    assert closed["additionalProperties"] is False is closed["properties"]["a"]["additionalProperties"]
+    assert closed["$defs"]["x"]["additionalProperties"] is False
+    assert "additionalProperties" not in closed["properties"]["c"]["allOf"][0]  # parts of allOf stay open
+    assert close_objects({"type": "object"}) == {"type": "object"}  # "any object" stays any object
+
+
+@pytest.mark.parametrize("schema, temperature", [(PERSON, 0.0), (CITY, 0.8)])
+def test_gguf_answer_validates(smollm2, schema, temperature):
+    result = smollm2.chat(ASK, schema=schema, max_tokens=48, temperature=temperature, seed=7)
+    assert result.finish_reason == "stop"
+    jsonschema.validate(json.loads(result.text), schema)
+    assert result.parsed == json.loads(result.text)
+
+
+def test_streamed_answer_is_the_same_as_the_plain_one_at_temperature_zero(smollm2):
+    stream = smollm2.chat(ASK, schema=PERSON, max_tokens=48, stream=True)
+    text = "".join(stream)
+    assert text == stream.result.text == smollm2.chat(ASK, schema=PERSON, max_tokens=48).text
+    assert stream.result.parsed == json.loads(text)
+
+
+def test_pydantic_class_gives_an_instance(smollm2):
+    result = smollm2.chat([{"role": "user", "content": "Describe a pet."}], schema=Pet, max_tokens=40)
+    assert isinstance(result.parsed, Pet) and result.parsed.species in ("cat", "dog", "fish")
+
+
+def test_generate_with_any_json_object(smollm2):
+    result = smollm2.generate("A JSON object describing the colour red:", schema="json", max_tokens=32)
+    assert result.text.startswith("{")
+    if result.finish_reason == "stop":
+        assert isinstance(result.parsed, dict) and result.parsed == json.loads(result.text)
+    else:  # cut short by max_tokens: a JSON prefix, and nothing parsed
+        assert result.parsed is None
+
+
+def test_bad_schema_fails_before_decoding(smollm2):
+    with pytest.raises(InvalidInput, match="uniqueItems"):
+        smollm2.chat(ASK, schema={"type": "array", "uniqueItems": True})
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    """A tiny random-weight llama exported to ONNX: its answers are noise, so only the grammar makes them valid."""
+    import ondevice
+    from quantize.onnx_export import export_onnx_llm
+    from tests.tiny_models import make_tiny_hf
+
+    hf = make_tiny_hf("llama", tmp_path_factory.mktemp("tiny-hf"))
+    model = ondevice.load(export_onnx_llm(hf, tmp_path_factory.mktemp("onnx") / "tiny", quant="fp32").path,
+                          n_ctx=256)
+    yield model
+    model.close()
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_onnx_answer_validates(tiny_onnx, temperature):
+    for schema in (PERSON, CITY):
+        result = tiny_onnx.chat(ASK, schema=schema, max_tokens=120, temperature=temperature, seed=3)
+        assert result.finish_reason == "stop", result.text
+        jsonschema.validate(json.loads(result.text), schema)
