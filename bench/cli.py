@@ -32,8 +32,12 @@ from ondevice.memory import KV_TYPES
 @click.option("--quant", default=None, help="Quant type of the probe (default Q4_K_M).")
 @click.option("--targets", is_flag=True, help="Check the device targets (7-10B, 10-20 tok/s, 8-16 GB) on the probe.")
 @click.option("--report", "report_dir", default=None, help="Write report.md, report.json and PNG plots here.")
+@click.option("--device", default=None, metavar="NAME",
+              help="Predict for a catalog device (`ondevice devices list`) instead of measuring here: RAM fit, "
+                   "decode tok/s and the targets (bench.predict). A device name, unlike the auto/cpu/gpu "
+                   "--device of run and serve.")
 def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type, output, as_json, reference, native,
-                  probe, quant, targets, report_dir):
+                  probe, quant, targets, report_dir, device):
     """Measure prompt processing and generation speed, TTFT, load time and peak memory, like llama-bench."""
     from bench.report import csv_text, markdown_table, roofline_lines, targets_table
     from bench.runner import BenchConfig
@@ -43,6 +47,10 @@ def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type,
         if output not in ("md", "json"):
             raise InvalidInput(f"--json and -o {output} ask for two formats; give one")
         output = "json"
+    if device:
+        _predict_on_device(list(models), probe, quant, targets, device, threads, n_ctx, kv_type, output,
+                           measuring=bool(reference or native or report_dir))
+        return
     config = BenchConfig(n_prompt, n_gen, repetitions, threads, n_ctx, reference, kv_type).check()
     with ProgressBar() as bar:
         report = run_bench(list(models), config, probe, quant, targets, report_dir, progress=bar)
@@ -78,6 +86,34 @@ def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type,
             click.echo(f"\nreport written to {report.report_dir}")
 
 
+def _predict_on_device(models, probe, quant, targets, device, threads, n_ctx, kv_type, output, measuring) -> None:
+    """`bench --device NAME`: a prediction for each MODEL and the probe (with --probe/--targets) on a catalog device;
+    nothing is measured on this machine."""
+    from bench.devices_cmd import print_prediction
+    from bench.predict import DEFAULT_CTX, predict
+
+    if measuring:
+        raise InvalidInput("--device predicts for a catalog device; --reference, --native and --report measure this "
+                           "machine: give one or the other")
+    if output not in ("md", "json"):
+        raise InvalidInput(f"-o {output} lists measurements; with --device use --json or the default text")
+    if not models and not (probe or targets):
+        raise InvalidInput("give MODELs, --probe NAME or --targets (the llama3-8b Q4_K_M probe) with --device")
+    if quant and not (probe or targets):
+        raise InvalidInput("--quant applies to --probe; give --probe NAME too")
+    args = dict(device=device, threads=threads, n_ctx=n_ctx or DEFAULT_CTX, kv_type=kv_type)
+    predictions = [predict(model=m, **args) for m in models]
+    if probe or targets:
+        predictions.append(predict(probe=probe or "llama3-8b", quant=quant or "Q4_K_M", **args))
+    if output == "json":
+        print_json([p.to_dict() for p in predictions])
+        return
+    for i, pred in enumerate(predictions):
+        if i:
+            console.print()
+        print_prediction(pred)
+
+
 def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB"
 
@@ -90,12 +126,26 @@ def _gb(n: int) -> str:
 @click.option("--kv-type", type=click.Choice(KV_TYPES), default="f16", show_default=True)
 @click.option("--measure", is_flag=True, help="Also load MODEL in a fresh process, fill the context, and compare "
                                                 "with its peak RSS.")
-@threads_option(help="CPU threads for --measure.")
+@threads_option(help="CPU threads for --measure (with --device: threads on that device).")
+@click.option("--device", default=None, metavar="NAME",
+              help="Predict for a catalog device (`ondevice devices list`) instead of this machine: its RAM, "
+                   "then decode tok/s and the targets (bench.predict). A device name, unlike the auto/cpu/gpu "
+                   "--device of run and serve.")
 @json_option
-def fit_command(model, probe, quant, n_ctx, kv_type, measure, threads, as_json):
+def fit_command(model, probe, quant, n_ctx, kv_type, measure, threads, device, as_json):
     """Will a model fit in RAM? weights + KV cache + compute buffer + runtime, against RAM total and available."""
     from bench.fit import fit, fit_and_measure
 
+    if device:
+        from bench.devices_cmd import print_prediction
+        from bench.predict import DEFAULT_CTX, predict
+
+        if measure:
+            raise InvalidInput("--measure loads the model on this machine; --device predicts for a catalog device: "
+                               "give one or the other")
+        pred = predict(model, probe, quant, device, threads=threads, n_ctx=n_ctx or DEFAULT_CTX, kv_type=kv_type)
+        print_json(pred.to_dict()) if as_json else print_prediction(pred)
+        return
     if measure:
         if model is None:
             raise InvalidInput("--measure needs a MODEL file (a probe is measured with `ondevice bench --probe`)")
