@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import AsyncIterator, Callable
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from ondevice.errors import InvalidInput
 from ondevice.model import check_messages
 from ondevice.sampling import SamplingParams
-from ondevice.server import generation, schemas
+from ondevice.server import generation, schemas, tool_calls
 from ondevice.server.errors import APIError, error_body
 from ondevice.server.state import ServerState
 
@@ -118,11 +119,11 @@ def state_of(request: Request) -> ServerState:
 async def chat_completions(body: schemas.ChatCompletionRequest, request: Request):
     state = state_of(request)
     state.check_model(body.model)
-    if body.tools:
-        raise APIError(400, "tools / function calling are not supported by this server.", "unsupported_parameter",
-                       "tools")
     params = sampling(body, state)
-    messages = check_messages([m.to_core() for m in body.messages])
+    plan = tool_calls.chat_plan(body)  # response_format / tools: the grammar and the messages to render
+    if plan.grammar is not None:
+        params = dataclasses.replace(params, grammar=plan.grammar)
+    messages = check_messages(plan.messages)
     citations = None
     if body.rag:
         from ondevice.server.routes_rag import ground  # only with --rag-index
@@ -132,8 +133,12 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
     rid, created, model_id = schemas.new_id("chatcmpl"), schemas.now(), state.model_id
 
     if body.stream:
+        events = tool_calls.ToolCallRun(run) if plan.with_tools else run
+
         def chunk(text: str | None, finish: str | None) -> schemas.ChatCompletionChunk:
             delta = schemas.Delta(content=text) if text is not None else schemas.Delta()
+            if finish == "tool_calls":
+                delta = schemas.Delta(tool_calls=events.tool_calls)
             return schemas.ChatCompletionChunk(id=rid, created=created, model=model_id,
                                                choices=[schemas.ChunkChoice(delta=delta, finish_reason=finish)])
 
@@ -144,7 +149,7 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
             first = schemas.ChatCompletionChunk(id=rid, created=created, model=model_id, choices=[
                 schemas.ChunkChoice(delta=schemas.Delta(role="assistant", content=""))])
             yield sse(first)
-            async for line in stream_body(run, chunk, final if body.include_usage() else None):
+            async for line in stream_body(events, chunk, final if body.include_usage() else None):
                 yield line
 
         return LeasedStream(body_with_role(), run)
@@ -152,10 +157,13 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
     text = await collect(run, request)
     if text is None:
         return None  # nobody is listening
-    return schemas.ChatCompletion(
+    content, calls, finish = tool_calls.answer(plan, text, run.finish_reason)
+    message = schemas.AssistantMessage(content=content, tool_calls=calls)
+    reply = schemas.ChatCompletion(
         id=rid, created=created, model=model_id, usage=usage(run), citations=citations,
-        choices=[schemas.ChatChoice(message=schemas.AssistantMessage(content=text),
-                                    finish_reason=run.finish_reason)]).model_dump(exclude_none=True)
+        choices=[schemas.ChatChoice(message=message, finish_reason=finish)]).model_dump(exclude_none=True)
+    reply["choices"][0]["message"].setdefault("content", None)  # OpenAI sends content: null beside tool_calls
+    return reply
 
 
 @router.post("/v1/completions", response_model=None)

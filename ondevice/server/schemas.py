@@ -1,7 +1,7 @@
 """OpenAI wire types, defined once. Requests are validated here; responses are built from these models.
 
 Unknown request fields are ignored (clients send many optional ones), but the ones we cannot honour and that would
-change the answer (n > 1, logprobs, tools) are refused with a clear 400 by the routes.
+change the answer (n > 1, logprobs) are refused with a clear 400 by the routes.
 """
 
 from __future__ import annotations
@@ -18,11 +18,18 @@ class ChatMessage(BaseModel):
     # A string or OpenAI's list of parts; the core (ondevice.model.check_messages) joins text parts and refuses
     # image or audio parts by name.
     content: Union[str, list[dict[str, Any]], None] = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None                 # a tool result: the call it answers
 
     def to_core(self) -> dict:
         """The core's message dict ("developer" is OpenAI's newer name for "system")."""
-        return {"role": "system" if self.role == "developer" else self.role,
+        core = {"role": "system" if self.role == "developer" else self.role,
                 "content": "" if self.content is None else self.content}
+        if self.tool_calls:
+            core["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            core["tool_call_id"] = self.tool_call_id
+        return core
 
 
 class StreamOptions(BaseModel):
@@ -64,6 +71,9 @@ class RagOptions(BaseModel):
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: Any = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None  # off unless asked for (small models mix calls up)
+    response_format: Any = None              # {"type": "json_object"} or {"type": "json_schema", ...}
     rag: Union[bool, RagOptions, None] = None
 
 
@@ -105,7 +115,8 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChatChoice(BaseModel):
@@ -134,6 +145,7 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChunkChoice(BaseModel):

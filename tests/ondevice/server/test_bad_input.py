@@ -90,9 +90,8 @@ def test_prompt_over_the_context_is_400_context_length_exceeded(client):
     assert err.value.body["code"] == "context_length_exceeded"
 
 
-def test_unsupported_n_logprobs_and_tools_are_clear_400s(client):
-    for extra, param in [({"n": 2}, "n"), ({"logprobs": True}, "logprobs"),
-                         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools")]:
+def test_unsupported_n_and_logprobs_are_clear_400s(client):  # tools: tests/ondevice/server/test_structured_server.py
+    for extra, param in [({"n": 2}, "n"), ({"logprobs": True}, "logprobs")]:
         with pytest.raises(openai.BadRequestError) as err:
             client.chat.completions.create(model="smollm2-135m", messages=HELLO, **extra)
         assert err.value.body["param"] == param
