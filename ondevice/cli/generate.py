@@ -20,17 +20,23 @@ from ondevice.cli.common import err_console, json_option, print_json, runtime_op
 @click.option("--stop", multiple=True, help="Stop string (repeatable).")
 @click.option("--system", default=None, help="System prompt (chat models).")
 @click.option("--raw", is_flag=True, help="Send PROMPT as-is instead of through the chat template.")
+@click.option("--schema", "schema_file", default=None, metavar="FILE",
+              help="JSON Schema file the answer must follow ('json': any JSON object); see docs/structured-output.md.")
 @json_option(help="Print text, tokens and timings as JSON.")
 @runtime_options
-def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, system, raw, as_json, n_ctx, threads,
-                device):
+def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, system, raw, schema_file, as_json, n_ctx,
+                threads, device):
     """Answer PROMPT with MODEL, streaming to stdout.
 
     Chat models get PROMPT as a user message through their chat template; base models (no template) or --raw
     complete the text directly.
     """
+    from ondevice.structured import load_schema, schema_grammar
+
+    schema = schema_grammar(load_schema(schema_file)) if schema_file else None  # bad schema: exit 2 before loading
     with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device) as m:
-        kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=list(stop))
+        kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=list(stop),
+                      schema=schema)
         use_chat = m.info.has_chat_template and not raw
         messages = ([{"role": "system", "content": system}] if system else []) + \
             [{"role": "user", "content": prompt}]

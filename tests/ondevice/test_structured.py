@@ -112,3 +112,31 @@ def test_onnx_answer_validates(tiny_onnx, temperature):
         result = tiny_onnx.chat(ASK, schema=schema, max_tokens=120, temperature=temperature, seed=3)
         assert result.finish_reason == "stop", result.text
         jsonschema.validate(json.loads(result.text), schema)
+
+
+def test_cli_run_with_schema_file(tmp_path):
+    from click.testing import CliRunner
+
+    from ondevice.cli.main import cli
+
+    schema_file = tmp_path / "city.json"
+    schema_file.write_text(json.dumps(CITY))
+    result = CliRunner().invoke(cli, ["run", "smollm2-135m", "A French city and its zip code.", "--schema",
+                                      str(schema_file), "-n", "32", "--ctx", "256", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    jsonschema.validate(json.loads(data["text"]), CITY)
+    assert data["parsed"] == json.loads(data["text"])
+
+
+@pytest.mark.parametrize("content, message", [('{"type": "array", "uniqueItems": true}', "keyword uniqueItems"),
+                                              ("{not json", "is not JSON")])
+def test_cli_bad_schema_is_one_line_and_exit_code_2(tmp_path, content, message):
+    from click.testing import CliRunner
+
+    from ondevice.cli.main import cli
+
+    schema_file = tmp_path / "bad.json"
+    schema_file.write_text(content)
+    result = CliRunner().invoke(cli, ["run", "smollm2-135m", "hi", "--schema", str(schema_file)])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
