@@ -68,8 +68,11 @@ def sweep_command(models, targets, out_dir, do_eval, do_bench, threads, engine, 
                        log=lambda message: err_console.print(f"[dim]{message}[/dim]"))
     if as_json:
         print_json(report.to_dict())
-        return
-    _print(report)
+    else:
+        _print(report)
+    if report.failed:  # the sweep finished, but not every cell: say so to scripts too
+        err_console.print(f"{len(report.failed)} of {len(report.rows)} cells failed (see {report.files['markdown']})")
+        raise SystemExit(1)
 
 
 def _num(value, digits: int) -> str:

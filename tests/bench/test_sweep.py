@@ -10,10 +10,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-ray = pytest.importorskip("ray")
-
-from bench.sweep import SweepConfig, plan_cells, run_sweep  # noqa: E402
-from ondevice.cli.main import cli  # noqa: E402
+from bench.sweep import SweepConfig, plan_cells, run_sweep
+from ondevice.cli.main import cli
 
 # Small on purpose: 2 windows of 64 tokens and -p 16 -n 8 -r 1 keep a cell at seconds of work.
 CONFIG = dict(evaluate=True, bench=True, threads=1, window=64, chunks=2, n_prompt=16, n_gen=8, repetitions=1)
@@ -38,6 +36,7 @@ def _ray_processes() -> list:
 @pytest.fixture(scope="session")
 def ray_cluster(isolated_store):
     """A real single-node Ray cluster on loopback with 2 CPUs, started once; its workers inherit the test store."""
+    ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     yield ray
     ray.shutdown()
@@ -110,6 +109,16 @@ def test_rerun_skips_finished_cells(ray_sweep):
     assert data["ran"] == [] and data["skipped"] == ["smollm2-135m--gguf-Q8_0", "smollm2-135m--gguf-Q4_0"]
     assert {p.name: p.stat().st_mtime_ns for p in (out / "results").iterdir()} == stamps
     assert [r["kld_mean"] for r in data["rows"]] == [r.kld_mean for r in first.rows[:2]]
+
+
+def test_local_engine_retries_a_failing_cell_once_and_exits_1(corrupt_gguf, tmp_path):
+    out = tmp_path / "s"
+    result = CliRunner().invoke(cli, ["sweep", str(corrupt_gguf), "--to", "gguf:Q4_0", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "1 of 1 cells failed" in result.stderr
+    (row,) = json.loads((out / "sweep.json").read_text())["rows"]
+    assert (row["status"], row["attempts"]) == ("failed", 2) and "InvalidModelFile" in row["error"]
+    assert not (out / "results").exists()
 
 
 def test_changed_settings_run_the_cell_again(ray_sweep):
