@@ -67,9 +67,10 @@ def markdown(report: SweepReport, recs: list[tuple[str, float, str]], max_kld: f
     lines = [f"# Sweep: {len(report.rows)} cells on the {report.engine} engine", "",
              f"{len(report.ran)} cells run now, {len(report.skipped)} reused from earlier runs, "
              f"{len(report.failed)} failed; {report.seconds:.0f} s wall.", ""]
-    lines.append(f"Quality: {'mean KLD and PPL against the f16 of the same weights, ' + str(c.chunks) + ' windows of ' + str(c.window) + ' tokens of the pydoc text' if c.evaluate else 'not evaluated (run with --eval)'}. "
-                 f"Speed: {f'bench -p {c.n_prompt} -n {c.n_gen} -r {c.repetitions}' if c.bench else 'not benched (run with --bench)'}, "
-                 f"threads {c.threads or 'default'}.")
+    quality = (f"mean KLD and PPL against the f16 of the same weights, {c.chunks} windows of {c.window} tokens of "
+               f"the pydoc text" if c.evaluate else "not evaluated (run with --eval)")
+    speed = f"bench -p {c.n_prompt} -n {c.n_gen} -r {c.repetitions}" if c.bench else "not benched (run with --bench)"
+    lines.append(f"Quality: {quality}. Speed: {speed}, threads {c.threads or 'default'}.")
     lines += ["", "| cell | size MB | bits/weight | PPL | ΔPPL | mean KLD | KLD p99 | same top % | pp tok/s | "
                   "tg tok/s | peak RSS MB | cell s | host |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
