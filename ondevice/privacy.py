@@ -21,6 +21,7 @@ lines are not joined. Plug in a stronger detector with `Router(..., detector=my_
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -34,8 +35,9 @@ IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 PROVIDER_KEY = re.compile(r"\b(?:sk|pk|rk)-(?:[A-Za-z0-9_-]{2,16}-)?[A-Za-z0-9_-]{20,}|\bxox[abpr]-[A-Za-z0-9-]{10,}"
                           r"|\bhf_[A-Za-z0-9]{30,}")
 TOKEN_CANDIDATE = re.compile(r"[A-Za-z0-9+/_=-]{24,}")
-# detect-secrets plugins that report every word as a candidate; we apply our own entropy rule instead.
-_NOISY_PLUGINS = {"Base64 High Entropy String", "Hex High Entropy String"}
+# detect-secrets plugins we skip: the entropy ones report every word as a candidate (we apply our own entropy rule
+# instead), and an IPv4 address in a question is usually a log line or a config, not a secret.
+_SKIPPED_PLUGINS = {"Base64 High Entropy String", "Hex High Entropy String", "Public IP (ipv4)"}
 HIGH_ENTROPY_BITS = 4.0  # bits per character; random base64 keys sit near 5-6, English words near 3-4
 
 
@@ -90,20 +92,34 @@ def _ibans(text: str) -> Iterable[Finding]:
             yield Finding("iban", m.start(), m.end())
 
 
-def _secrets(text: str) -> Iterable[Finding]:
-    from detect_secrets.core.scan import scan_line
-    from detect_secrets.settings import default_settings
+@functools.lru_cache(maxsize=1)
+def _secret_plugins() -> tuple:
+    """detect-secrets' pattern and keyword plugins, built once (building them per call cost ~50 ms)."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
-    with default_settings():
-        offset = 0
-        for line in text.splitlines(keepends=True):
-            for secret in scan_line(line):
-                if secret.type in _NOISY_PLUGINS or not secret.secret_value:
-                    continue
-                start = line.find(secret.secret_value)
+    return tuple(cls() for name, cls in get_mapping_from_secret_type_to_class().items() if name not in _SKIPPED_PLUGINS)
+
+
+def _word_around(text: str, start: int, end: int) -> tuple[int, int]:
+    """Widen a match to the whitespace-delimited word holding it (some plugins report only a prefix, e.g. 'ghp')."""
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    return start, end
+
+
+def _secrets(text: str) -> Iterable[Finding]:
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        for plugin in _secret_plugins():
+            for value in set(plugin.analyze_string(line)):
+                start = line.find(value) if value else -1
                 if start >= 0:
-                    yield Finding("secret", offset + start, offset + start + len(secret.secret_value))
-            offset += len(line)
+                    lo, hi = _word_around(line, start, start + len(value)) if len(value) < 12 else \
+                        (start, start + len(value))
+                    yield Finding("secret", offset + lo, offset + hi)
+        offset += len(line)
     for m in PROVIDER_KEY.finditer(text):
         yield Finding("secret", m.start(), m.end())
     for m in TOKEN_CANDIDATE.finditer(text):

@@ -29,9 +29,11 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ondevice.backends.base import Generation, Timings
+from ondevice.backends.base import Generation, StreamEvent
 from ondevice.errors import ContextOverflow, InvalidInput, RemoteUnavailable
+from ondevice.model import TextStream, check_messages
 from ondevice.privacy import Detector, default_detector
+from ondevice.sampling import SamplingParams
 
 POLICIES = ("privacy", "size", "confidence")
 DEFAULT_MIN_LOGPROB = -2.5  # mean natural-log probability per answer token; below it the answer is a guess
@@ -58,16 +60,18 @@ class RouteStats:
     local: int = 0
     remote: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
-    overhead_ms: list[float] = field(default_factory=list)  # time spent deciding, per request
+    overhead_ms: list[float] = field(default_factory=list)  # time spent deciding (privacy scan, size), per request
+    scoring_ms: list[float] = field(default_factory=list)   # the confidence pass, per request (0 when not run)
 
-    def record(self, result: RoutedGeneration, overhead_ms: float) -> None:
-        if result.routed_to == "remote":
+    def record(self, routed_to: str, reason: str, overhead_ms: float, scoring_ms: float = 0.0) -> None:
+        if routed_to == "remote":
             self.remote += 1
         else:
             self.local += 1
-        key = result.route_reason.split(":", 1)[0]
+        key = reason.split(":", 1)[0]
         self.reasons[key] = self.reasons.get(key, 0) + 1
         self.overhead_ms.append(overhead_ms)
+        self.scoring_ms.append(scoring_ms)
 
 
 def parse_policy(policy: str | Sequence[str]) -> tuple[str, ...]:
@@ -101,6 +105,7 @@ class Router:
         self.detector = detector or default_detector(private_markers=private_markers)
         self.min_logprob = float(min_logprob)
         self.stats = RouteStats()
+        self.last_result: RoutedEvent | None = None  # the last event of the most recent answer, with its route
 
     # --- Model-like facts -------------------------------------------------------------------------------------
     @property
@@ -177,133 +182,140 @@ class Router:
         return float(logprobs.mean())
 
     # --- generation -------------------------------------------------------------------------------------------
-    def chat(self, messages: Sequence[dict], max_tokens: int = 256, stream: bool = False, **sampling):
-        """Answer a conversation from whoever the policies pick; returns a RoutedGeneration (or a RoutedStream)."""
+    def chat(self, messages: Sequence[dict], max_tokens: int = 256, stream: bool = False, temperature: float = 0.0,
+             top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None, top_k: int = 0):
+        """Answer a conversation from whoever the policies pick: a RoutedGeneration, or a TextStream whose
+        `.result` is one."""
+        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                                stop=stop, top_k=top_k)
+        return _finish(self.chat_events(messages, params), stream)
+
+    def generate(self, prompt: str, max_tokens: int = 128, stream: bool = False, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None, top_k: int = 0):
+        """Complete `prompt` from whoever the policies pick (see `chat`)."""
+        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                                stop=stop, top_k=top_k)
+        return _finish(self.stream_events(prompt, params), stream)
+
+    def chat_events(self, messages: Sequence[dict], params: SamplingParams) -> Iterator[StreamEvent]:
+        """Routed chat events (what the server streams); the last one is a `RoutedEvent`. Decisions that refuse
+        the request (a sensitive prompt too long for the device) raise here, at call time."""
+        messages = check_messages(messages)
         prompt = self.local.render_chat(messages)
-        text = "\n".join(_message_text(m) for m in messages)
-        return self._route(text, prompt, max_tokens, stream, sampling,
-                           local=lambda prefix="", **kw: self._local_call(prompt + prefix, kw),
-                           remote=lambda **kw: self.remote.chat(messages, **kw))
+        text = "\n".join(m["content"] for m in messages)
+        return self._route(text, prompt, params, lambda: self.local.chat_events(messages, params),
+                           lambda: self.remote.chat_events(messages, params))
 
-    def generate(self, prompt: str, max_tokens: int = 128, stream: bool = False, **sampling):
-        """Complete `prompt` from whoever the policies pick; returns a RoutedGeneration (or a RoutedStream)."""
+    def stream_events(self, prompt: str, params: SamplingParams) -> Iterator[StreamEvent]:
+        """Routed completion events (see `chat_events`)."""
         if not isinstance(prompt, str):
-            raise InvalidInput("prompt must be a string")
-        return self._route(prompt, prompt, max_tokens, stream, sampling,
-                           local=lambda prefix="", **kw: self._local_call(prompt + prefix, kw),
-                           remote=lambda **kw: self.remote.generate(prompt, **kw))
+            raise InvalidInput("a routed prompt must be text")
+        return self._route(prompt, prompt, params, lambda: self.local.stream_events(prompt, params),
+                           lambda: self.remote.stream_events(prompt, params))
 
-    def _local_call(self, prompt: str, kw: dict):
-        return self.local.generate(prompt, **kw)
-
-    def _route(self, text: str, prompt: str, max_tokens: int, stream: bool, sampling: dict,
-               local: Callable, remote: Callable):
+    def _route(self, text: str, prompt: str, params: SamplingParams, open_local: Callable,
+               open_remote: Callable) -> Iterator[StreamEvent]:
         t0 = time.perf_counter()
         prompt_tokens = self.local.tokenize(prompt)
-        target, reason, decisions, may_escalate = self._before(text, len(prompt_tokens), max_tokens)
-        kw = dict(sampling, max_tokens=max_tokens)
-        overhead_ms = (time.perf_counter() - t0) * 1000
-        if stream and not may_escalate:
-            return RoutedStream(self, target, reason, decisions, local, remote, kw, overhead_ms)
+        target, reason, decisions, may_escalate = self._before(text, len(prompt_tokens), params.max_tokens)
+        route = _Route(reason, decisions, (time.perf_counter() - t0) * 1000)
         if target == "remote":
-            result = self._remote_or_local(remote, local, kw, reason, decisions)
+            return self._remote_events(open_remote, prompt, params, route, local_answer=None)
+        if may_escalate:
+            return self._confident_events(open_local, open_remote, prompt, prompt_tokens, params, route)
+        return self._local_events(open_local(), route)
+
+    def _finished(self, event: StreamEvent, to: str, route: "_Route") -> "RoutedEvent":
+        routed = RoutedEvent(event.text, event.token, event.finish_reason, event.timings, routed_to=to,
+                             route_reason=route.reason, decisions=list(route.decisions))
+        self.last_result = routed
+        self.stats.record(to, route.reason, route.overhead_ms, route.scoring_ms)
+        return routed
+
+    def _local_events(self, events: Iterator[StreamEvent], route: "_Route") -> Iterator[StreamEvent]:
+        for event in events:
+            yield self._finished(event, "local", route) if event.finish_reason is not None else event
+
+    def _confident_events(self, open_local, open_remote, prompt: str, prompt_tokens: list[int],
+                          params: SamplingParams, route: "_Route") -> Iterator[StreamEvent]:
+        answer = list(open_local())  # the whole local answer: confidence needs all of it
+        t1 = time.perf_counter()
+        score = self.mean_logprob(prompt_tokens, [e.token for e in answer if e.token is not None])
+        route.scoring_ms = (time.perf_counter() - t1) * 1000
+        low = score < self.min_logprob
+        verdict = f"confidence: mean log-prob {score:.2f} {'<' if low else '>='} {self.min_logprob:.2f}"
+        route.decisions.append(verdict)
+        if low:
+            route.reason = verdict
+            yield from self._remote_events(open_remote, prompt, params, route, local_answer=answer)
         else:
-            answer = local(**kw)
-            result = _routed(answer, "local", reason, decisions)
-            if may_escalate:
-                t1 = time.perf_counter()
-                score = self.mean_logprob(prompt_tokens, answer.tokens)
-                overhead_ms += (time.perf_counter() - t1) * 1000
-                low = score < self.min_logprob
-                verdict = (f"confidence: mean log-prob {score:.2f} "
-                           f"{'<' if low else '>='} {self.min_logprob:.2f}")
-                decisions.append(verdict)
-                if low:
-                    result = self._remote_or_local(remote, lambda **_: answer, kw, verdict, decisions)
-        self.stats.record(result, overhead_ms)
-        if stream:
-            return RoutedStream.replay(self, result)
-        return result
+            yield from self._local_events(iter(answer), route)
 
-    def _remote_or_local(self, remote: Callable, local: Callable, kw: dict, reason: str,
-                         decisions: list[str]) -> RoutedGeneration:
-        try:
-            return _routed(remote(**kw), "remote", reason, decisions)
-        except RemoteUnavailable as exc:
-            decisions.append(f"availability: {exc}")
-            return _routed(local(**kw), "local", f"availability: remote failed ({exc}); answered locally",
-                           decisions)
-
-
-def _message_text(message: dict) -> str:
-    content = message.get("content")
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return str(content or "")
-
-
-def _routed(answer: Generation, to: str, reason: str, decisions: list[str]) -> RoutedGeneration:
-    return RoutedGeneration(answer.text, answer.finish_reason, list(answer.tokens), answer.timings,
-                            routed_to=to, route_reason=reason, decisions=list(decisions))
-
-
-class RoutedStream:
-    """Text pieces as they arrive from whoever answers; `.result` is the RoutedGeneration afterwards.
-
-    A remote stream that fails before its first piece falls back to a local answer; one cut mid-answer is
-    finished by the local model, continuing from the text already streamed (so the reader sees one answer).
-    """
-
-    def __init__(self, router: Router, target: str, reason: str, decisions: list[str], local: Callable,
-                 remote: Callable, kw: dict, overhead_ms: float):
-        self._router, self._target, self._reason, self._decisions = router, target, reason, decisions
-        self._local, self._remote, self._kw, self._overhead_ms = local, remote, kw, overhead_ms
-        self._replay: RoutedGeneration | None = None
-        self.result: RoutedGeneration | None = None
-
-    @classmethod
-    def replay(cls, router: Router, result: RoutedGeneration) -> "RoutedStream":
-        stream = cls(router, result.routed_to, result.route_reason, result.decisions, None, None, {}, 0.0)
-        stream._replay = result
-        return stream
-
-    def __iter__(self) -> Iterator[str]:
-        if self._replay is not None:
-            self.result = self._replay
-            if self._replay.text:
-                yield self._replay.text
-            return
-        if self._target == "local":
-            yield from self._from_local("", self._reason)
-        else:
-            yield from self._from_remote()
-        self._router.stats.record(self.result, self._overhead_ms)
-
-    def _from_local(self, prefix: str, reason: str) -> Iterator[str]:
-        stream = self._local(prefix, **dict(self._kw, stream=True))
-        yield from stream
-        answer = stream.result
-        self.result = _routed(Generation(prefix + answer.text, answer.finish_reason, answer.tokens, answer.timings),
-                              "local", reason, self._decisions)
-
-    def _from_remote(self) -> Iterator[str]:
+    def _remote_events(self, open_remote, prompt: str, params: SamplingParams, route: "_Route",
+                       local_answer: list[StreamEvent] | None) -> Iterator[StreamEvent]:
         sent: list[str] = []
         try:
-            stream = self._remote(**dict(self._kw, stream=True))
-            for piece in stream:
-                sent.append(piece)
-                yield piece
+            for event in open_remote():
+                if event.finish_reason is not None:
+                    yield self._finished(event, "remote", route)
+                    return
+                sent.append(event.text)
+                yield event
         except RemoteUnavailable as exc:
-            self._decisions.append(f"availability: {exc}")
+            route.decisions.append(f"availability: {exc}")
             where = "mid-answer" if sent else "before answering"
-            reason = f"availability: remote failed {where} ({exc}); answered locally"
-            yield from self._from_local("".join(sent), reason)
-            return
-        answer = stream.result or Generation("".join(sent), "stop", [], Timings())
-        self.result = _routed(answer, "remote", self._reason, self._decisions)
+            route.reason = f"availability: remote failed {where} ({exc}); answered locally"
+            if sent:  # the reader already has part of an answer: the local model continues it
+                events = self.local.stream_events(prompt + "".join(sent), params)
+            else:
+                events = iter(local_answer) if local_answer is not None else self._open_local_fallback(prompt,
+                                                                                                      params)
+            yield from self._local_events(events, route)
 
-    def close(self) -> None:
-        """Nothing to free: the underlying streams close when their iterators are dropped."""
+    def _open_local_fallback(self, prompt: str, params: SamplingParams) -> Iterator[StreamEvent]:
+        return self.local.stream_events(prompt, params)
 
 
-__all__ = ["Router", "RoutedGeneration", "RoutedStream", "RouteStats", "POLICIES", "parse_policy"]
+@dataclass
+class _Route:
+    """A request's routing record while it runs."""
+
+    reason: str
+    decisions: list[str]
+    overhead_ms: float
+    scoring_ms: float = 0.0
+
+
+@dataclass
+class RoutedEvent(StreamEvent):
+    """The last event of a routed generation: who answered and why."""
+
+    routed_to: str = "local"
+    route_reason: str = ""
+    decisions: list[str] = field(default_factory=list)
+
+
+def _finish(events: Iterator[StreamEvent], stream: bool):
+    """Events -> a RoutedGeneration (or a TextStream whose `.result` becomes one)."""
+    last: dict[str, RoutedEvent] = {}
+
+    def tap() -> Iterator[StreamEvent]:
+        for event in events:
+            if isinstance(event, RoutedEvent):
+                last["event"] = event
+            yield event
+
+    def routed(g: Generation) -> RoutedGeneration:
+        e = last["event"]
+        return RoutedGeneration(g.text, g.finish_reason, g.tokens, g.timings, routed_to=e.routed_to,
+                                route_reason=e.route_reason, decisions=list(e.decisions))
+
+    text_stream = TextStream(tap(), routed)
+    if stream:
+        return text_stream
+    for _ in text_stream:
+        pass
+    return text_stream.result
+
+
+__all__ = ["Router", "RoutedGeneration", "RoutedEvent", "RouteStats", "POLICIES", "parse_policy"]
