@@ -63,6 +63,13 @@ class RouteStats:
     overhead_ms: list[float] = field(default_factory=list)  # time spent deciding (privacy scan, size), per request
     scoring_ms: list[float] = field(default_factory=list)   # the confidence pass, per request (0 when not run)
 
+    def summary(self) -> dict:
+        """Counts and the median decision overhead (what /health shows)."""
+        import statistics
+
+        return {"local": self.local, "remote": self.remote, "reasons": dict(self.reasons),
+                "median_overhead_ms": round(statistics.median(self.overhead_ms), 2) if self.overhead_ms else 0.0}
+
     def record(self, routed_to: str, reason: str, overhead_ms: float, scoring_ms: float = 0.0) -> None:
         if routed_to == "remote":
             self.remote += 1
@@ -265,15 +272,15 @@ class Router:
             route.decisions.append(f"availability: {exc}")
             where = "mid-answer" if sent else "before answering"
             route.reason = f"availability: remote failed {where} ({exc}); answered locally"
-            if sent:  # the reader already has part of an answer: the local model continues it
-                events = self.local.stream_events(prompt + "".join(sent), params)
-            else:
-                events = iter(local_answer) if local_answer is not None else self._open_local_fallback(prompt,
-                                                                                                      params)
+            try:
+                if sent:  # the reader already has part of an answer: the local model continues it
+                    events = self.local.stream_events(prompt + "".join(sent), params)
+                else:
+                    events = iter(local_answer) if local_answer is not None else \
+                        self.local.stream_events(prompt, params)
+            except ContextOverflow as overflow:
+                raise RemoteUnavailable(f"{exc}; the local model cannot answer instead: {overflow}") from None
             yield from self._local_events(events, route)
-
-    def _open_local_fallback(self, prompt: str, params: SamplingParams) -> Iterator[StreamEvent]:
-        return self.local.stream_events(prompt, params)
 
 
 @dataclass

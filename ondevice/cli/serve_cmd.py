@@ -24,9 +24,14 @@ from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
               help="Largest request body in bytes (413 beyond).")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this browser origin (repeatable). Off "
               "by default.")
+@click.option("--remote", default=None, metavar="URL",
+              help="A larger remote model (remote:MODEL@URL or an OpenAI base URL) that answers what --route sends "
+                   "away; sensitive text never leaves.")
+@click.option("--route", default="privacy,size", show_default=True,
+              help="Routing policies with --remote: privacy, size, confidence (comma-separated).")
 @runtime_options
 def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue, max_body_bytes, cors_origins,
-                  n_ctx, threads, device):
+                  remote, route, n_ctx, threads, device):
     """Serve MODEL with the OpenAI API (chat, completions, embeddings, models) on HOST:PORT."""
     from ondevice.server import ServerSettings, serve
     from ondevice.store import resolve
@@ -35,8 +40,14 @@ def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue,
     resolve(model)
     if embed_model:
         resolve(embed_model)
+    if remote:
+        from ondevice.router import parse_policy
+
+        resolve(remote if remote.startswith("remote:") else f"remote:{remote}")  # a malformed spec fails here
+        parse_policy(route)
     settings = ServerSettings(model=model, host=host, port=port, api_key=api_key, embed_model=embed_model,
                               rag_index=rag_index, max_queue=max_queue, max_body_bytes=max_body_bytes,
-                              cors_origins=list(cors_origins), n_ctx=n_ctx, threads=threads, device=device)
+                              cors_origins=list(cors_origins), n_ctx=n_ctx, threads=threads, device=device,
+                              remote=remote, route=route)
     err_console.print(f"[dim]serving {model} on http://{host}:{port}/v1 (Ctrl-C stops)[/dim]")
     serve(settings)

@@ -22,6 +22,7 @@ class Run:
         self._events = events
         self.finish_reason: str | None = None
         self.timings: Timings | None = None
+        self.final: StreamEvent | None = None  # the last event (a router's says who answered and why)
         self.tokens = 0
 
     async def events(self) -> AsyncIterator[StreamEvent]:
@@ -35,7 +36,7 @@ class Run:
                 self.tokens += 1
                 self.worker.stats.tokens += 1
             if event.finish_reason is not None:
-                self.finish_reason, self.timings = event.finish_reason, event.timings
+                self.finish_reason, self.timings, self.final = event.finish_reason, event.timings, event
             yield event
 
     def close(self) -> None:

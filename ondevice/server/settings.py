@@ -24,5 +24,8 @@ class ServerSettings(BaseModel):
     threads: int | None = Field(None, ge=1)
     device: str = "auto"
     default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request gives none.")
+    remote: str | None = Field(None, description="A remote OpenAI-compatible model (remote:MODEL@URL or a URL) that "
+                                                 "answers what the routing policies send away (ondevice.Router).")
+    route: str = Field("privacy,size", description="Routing policies with --remote: privacy, size, confidence.")
 
     model_config = {"extra": "forbid"}
