@@ -1,9 +1,9 @@
 """HF model dir -> ONNX folders that `ondevice.load` runs: LLMs for onnxruntime-genai, sentence encoders for onnxruntime.
 
 LLMs go through onnxruntime-genai's model builder (it writes model.onnx with GroupQueryAttention, genai_config.json
-and the tokenizer files; int4 is weight-only MatMulNBits). int8 is the builder's fp32 graph with onnxruntime's
-dynamic int8 quantisation of every MatMul. Encoders go through optimum-onnx's exporter, int8 through the same
-dynamic quantisation. Every export is written to a temporary folder beside the target and renamed at the end, so an
+and the tokenizer files; int4 is weight-only MatMulNBits). int8 is the builder's fp32 graph with every MatMul weight
+quantised to 8 bits, weight-only (quantize/onnx_weights.py says why not onnxruntime's dynamic quantisation: it breaks
+on CPUs without VNNI). Encoders go through optimum-onnx's exporter, int8 through the same weight-only quantiser. Every export is written to a temporary folder beside the target and renamed at the end, so an
 interrupted run never leaves a half model under the final name.
 """
 
@@ -79,36 +79,14 @@ def _run_builder(hf_dir: Path, out: Path, precision: str, cache: Path, extra: di
         raise InvalidInput(f"{hf_dir}: onnxruntime-genai's builder failed: {' | '.join(tail)}")
 
 
-def _dynamic_int8(model_path: Path, out_path: Path, external_data: bool) -> None:
-    """Dynamic (activation-time) int8 quantisation of MatMul weights, per output channel."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def _quantize_llm_int8(folder: Path, block_size: int, symmetric: bool, accuracy_level: int) -> None:
+    """The builder's fp32 model.onnx -> weight-only 8-bit MatMulNBits, the tied embedding sharing the head's bytes."""
+    from quantize.onnx_weights import quantize_matmuls, replace_model
 
-    quantize_dynamic(str(model_path), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], use_external_data_format=external_data,
-                     extra_options={"MatMulConstBOnly": True})
-
-
-def _quantize_llm_int8(folder: Path) -> None:
-    src, tmp = folder / "model.onnx", folder / "model.int8.onnx"
-    _dynamic_int8(src, tmp, external_data=True)
-    for stale in [src, *folder.glob("model.onnx.data")]:
-        stale.unlink()
-    os.replace(tmp, src)
-    data = folder / "model.int8.onnx.data"
-    if data.exists():  # the graph refers to its data file by name; keep both names consistent
-        _rename_external_data(src, data, "model.onnx.data")
-
-
-def _rename_external_data(model_path: Path, data_path: Path, new_name: str) -> None:
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    for tensor in onnx.external_data_helper._get_all_tensors(model):
-        for entry in tensor.external_data:
-            if entry.key == "location" and entry.value == data_path.name:
-                entry.value = new_name
-    onnx.save(model, str(model_path))
-    os.replace(data_path, model_path.parent / new_name)
+    staged = folder / ".int8"
+    quantize_matmuls(folder / "model.onnx", staged, bits=8, block_size=block_size, symmetric=symmetric,
+                     accuracy_level=accuracy_level)
+    replace_model(folder, staged)
 
 
 def _fix_tokenizer(folder: Path, hf_dir: Path, tokenizer_gguf: Path | None) -> None:
@@ -129,7 +107,8 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
                     tokenizer_gguf: str | Path | None = None) -> OnnxExportResult:
     """Export a causal LM (llama, qwen2, gemma3, ...) to an onnxruntime-genai folder.
 
-    quant: "int4" (MatMulNBits, `block_size`, `symmetric`, `accuracy_level` 1-4), "int8" (dynamic) or "fp32".
+    quant: "int4" or "int8" (weight-only MatMulNBits with `block_size`, `symmetric`, `accuracy_level`: 4 multiplies
+    in int8 with signed activations, 1 in fp32) or "fp32".
     tokenizer_gguf: the GGUF the HF dir was de-quantised from (default: the one `quantize.hf_source` recorded);
     its tokenizer replaces transformers' reconstruction, which onnxruntime-genai mis-tokenises (byte-level BPE).
     """
@@ -152,13 +131,14 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
         _run_builder(hf_dir, staging, "int4" if quant == "int4" else "fp32", cache, extra)
         shutil.rmtree(cache, ignore_errors=True)
         if quant == "int8":
-            _quantize_llm_int8(staging)
+            _quantize_llm_int8(staging, block_size, symmetric, accuracy_level)
         _fix_tokenizer(staging, hf_dir, Path(tokenizer_gguf) if tokenizer_gguf else None)
         shutil.copy2(hf_dir / "config.json", staging / "config.json")
         n_params = _hf_param_count(hf_dir)
         meta = {"quant": quant, "n_params": n_params, "source": str(hf_dir), "kind": "llm"}
-        if quant == "int4":
-            meta.update(block_size=block_size, symmetric=symmetric, accuracy_level=accuracy_level)
+        if quant in ("int4", "int8"):
+            meta.update(block_size=block_size, symmetric=symmetric, accuracy_level=accuracy_level,
+                        method="MatMulNBits weight-only")
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
         _publish(staging, out_dir)
     except BaseException:
@@ -169,11 +149,12 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
                             time.perf_counter() - t0)
 
 
-def export_encoder(hf_dir: str | Path, out_dir: str | Path, quant: str = "int8") -> Path:
+def export_encoder(hf_dir: str | Path, out_dir: str | Path, quant: str = "int8", block_size: int = 32) -> Path:
     """Export a sentence encoder (BERT-style, e.g. all-MiniLM-L6-v2) to an "onnx-encoder" folder.
 
     The folder holds model.onnx (last_hidden_state; the runtime mean-pools and L2-normalises), tokenizer.json,
-    config.json and ondevice_onnx.json. quant: "int8" (dynamic, per channel) or "fp32".
+    config.json and ondevice_onnx.json. quant: "int8" (weight-only MatMulNBits in blocks of `block_size`, as for
+    LLMs) or "fp32".
     """
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
     _check_hf_dir(hf_dir)
@@ -189,7 +170,10 @@ def export_encoder(hf_dir: str | Path, out_dir: str | Path, quant: str = "int8")
         main_export(str(hf_dir), raw, task="feature-extraction", library_name="transformers",
                     local_files_only=True, do_validation=False)
         if quant == "int8":
-            _dynamic_int8(raw / "model.onnx", staging / "model.onnx", external_data=False)
+            from quantize.onnx_weights import quantize_matmuls
+
+            quantize_matmuls(raw / "model.onnx", staging, bits=8, block_size=block_size, accuracy_level=4,
+                             external_data=False)
         else:
             shutil.copy2(raw / "model.onnx", staging / "model.onnx")
         shutil.rmtree(raw)

@@ -12,16 +12,21 @@ EVAL_CTX = 256
 EVAL_CHUNKS = 2
 
 
-@pytest.fixture(scope="session")
-def smollm2_onnx_int4(smollm2_hf_dir, tmp_path_factory):
-    """SmolLM2 exported to onnx:int4 (its HF folder was de-quantised from the embedded GGUF)."""
+def _exported(hf_dir, tmp_path_factory, quant: str, n_ctx: int):
+    """Export SmolLM2's HF folder to onnx:<quant> and yield it loaded (closed at the end of the session)."""
     import ondevice
     from quantize.onnx_export import export_onnx_llm
 
-    result = export_onnx_llm(smollm2_hf_dir, tmp_path_factory.mktemp("onnx-int4") / "smollm2-int4", "int4")
-    model = ondevice.load(result.path, n_ctx=512)
+    result = export_onnx_llm(hf_dir, tmp_path_factory.mktemp(f"onnx-{quant}") / f"smollm2-{quant}", quant)
+    model = ondevice.load(result.path, n_ctx=n_ctx)
     yield model
     model.close()
+
+
+@pytest.fixture(scope="session")
+def smollm2_onnx_int4(smollm2_hf_dir, tmp_path_factory):
+    """SmolLM2 exported to onnx:int4 (its HF folder was de-quantised from the embedded GGUF)."""
+    yield from _exported(smollm2_hf_dir, tmp_path_factory, "int4", 512)
 
 
 @pytest.fixture(scope="session")
@@ -37,10 +42,10 @@ def smollm2_report(smollm2_f16_gguf, tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2_onnx_fp32(smollm2_hf_dir, tmp_path_factory):
     """SmolLM2 exported to onnx:fp32: the export without quantisation, to compare with the f16 GGUF."""
-    import ondevice
-    from quantize.onnx_export import export_onnx_llm
+    yield from _exported(smollm2_hf_dir, tmp_path_factory, "fp32", 256)
 
-    result = export_onnx_llm(smollm2_hf_dir, tmp_path_factory.mktemp("onnx-fp32") / "smollm2-fp32", "fp32")
-    model = ondevice.load(result.path, n_ctx=256)
-    yield model
-    model.close()
+
+@pytest.fixture(scope="session")
+def smollm2_onnx_int8(smollm2_hf_dir, tmp_path_factory):
+    """SmolLM2 exported to onnx:int8 (weight-only 8-bit MatMulNBits)."""
+    yield from _exported(smollm2_hf_dir, tmp_path_factory, "int8", 512)
