@@ -23,8 +23,9 @@ from ondevice.structured import Grammar, check, json_in_lark
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _CALL = re.compile(re.escape(OPEN) + r"\n(.*?)\n" + re.escape(CLOSE), re.S)
-# Free text that does not begin a tool call (llguidance lexeme algebra: `&` intersection, `~` complement).
-_TEXT = r'TEXT: /(?s:.+)/ & ~/(?s:<tool_call>.*)/'
+# Free text that does not begin a tool call, nor parrot a tool result back (`<tool...`) (llguidance lexeme algebra: `&`
+# intersection, `~` complement).
+_TEXT = r'TEXT: /(?s:.+)/ & ~/(?s:<tool.*)/'
 
 
 @dataclass(frozen=True)
