@@ -23,12 +23,13 @@ from ondevice.errors import (  # noqa: E402
 from ondevice.model import Model, TextStream, load  # noqa: E402
 from ondevice.model_info import ModelInfo  # noqa: E402
 from ondevice.options import RuntimeOptions  # noqa: E402
+from ondevice.session import Chat  # noqa: E402
 from ondevice.store import ALIASES, DEFAULT_EMBED_MODEL, DEFAULT_MODEL, resolve  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "Model", "TextStream", "Generation", "SamplingParams", "StreamEvent", "Timings", "ModelInfo",
+    "load", "Model", "Chat", "TextStream", "Generation", "SamplingParams", "StreamEvent", "Timings", "ModelInfo",
     "RuntimeOptions", "register_backend", "resolve", "ALIASES", "DEFAULT_MODEL", "DEFAULT_EMBED_MODEL",
     "OnDeviceError", "ModelNotFound", "InvalidModelFile", "ContextOverflow", "UnsupportedOperation",
     "BackendUnavailable", "InvalidInput", "__version__",

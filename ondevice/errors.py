@@ -55,3 +55,9 @@ class RemoteUnavailable(OnDeviceError):
 
     http_status = 502
     code = "remote_unavailable"
+
+
+class InvalidSession(OnDeviceError):
+    """A saved chat session cannot be used: another model or setting, or a truncated or corrupt file."""
+
+    code = "invalid_session"

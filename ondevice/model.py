@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from ondevice.errors import BackendUnavailable, InvalidInput
 from ondevice.model_info import ModelInfo, read_info
 from ondevice.options import RuntimeOptions
 from ondevice.store import ModelRef, resolve
+
+if TYPE_CHECKING:
+    from ondevice.session import Chat
 
 # Formats that are not run directly but converted once into one that is are handled by "ondevice.materializers"
 # entry points (ondevice/plugins.py): the quantize package registers "hf" (HF folder -> GGUF or ONNX encoder).
@@ -162,6 +165,12 @@ class Model:
         finish = plan.finish if plan.grammar is not None or plan.with_tools else None
         return self._run(self.chat_events(plan.messages, params), stream, finish)
 
+    def session(self, system: str | None = None) -> Chat:
+        """A conversation on this model (history + KV cache; `save` it, resume with `ondevice.Chat.load`)."""
+        from ondevice.session import Chat
+
+        return Chat(self, system=system)
+
     def stream_events(self, prompt: str | Sequence[int], params: SamplingParams) -> Iterator[StreamEvent]:
         """Low-level streaming of a prompt (text or token ids) with token ids and timings (server, bench)."""
         self._check_open()
@@ -206,6 +215,14 @@ class Model:
         """Logits at every position of `tokens`, shape [len(tokens), vocab]."""
         self._check_open()
         return self._backend.logits(tokens)
+
+    def clear_cache(self) -> None:
+        """Forget what the context holds: the next prompt is evaluated from its first token (a cold start).
+        Generation reuses the longest prefix it already holds otherwise; the output is the same either way."""
+        self._check_open()
+        clear = getattr(self._backend, "clear_cache", None)
+        if clear:
+            clear()
 
     def reference_decode(self, tokens: Sequence[int]) -> float:
         """Benchmarking: seconds for the runtime's bare decode loop over tokens[1:] (after an untimed tokens[0]),

@@ -16,6 +16,7 @@ import numpy as np
 
 from ondevice import chat_template
 from ondevice.autoconfig import llama_gpu_offload_supported
+from ondevice.backends.cache import CacheState, common_prefix
 from ondevice.backends.text import TextBackend
 from ondevice.errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UnsupportedOperation
 from ondevice.model_info import ModelInfo
@@ -84,6 +85,8 @@ class LlamaCppBackend(TextBackend):
         self._n_vocab = lc.llama_vocab_n_tokens(self._vocab)
         self._bos = lc.llama_vocab_bos(self._vocab)
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._n_swa = int(lc.llama_model_n_swa(self._llm.model)) if hasattr(lc, "llama_model_n_swa") else 0
+        self._cached: list[int] = []
 
     @staticmethod
     def _gpu_layers(device: str) -> int:
@@ -126,9 +129,13 @@ class LlamaCppBackend(TextBackend):
         return chat_template.render(template, messages, bos_token=bos, eos_token=eos)
 
     # --- the decode loop's primitives (ondevice.backends.text) ---------------------------------------------------
+    # The context holds one sequence (id 0); `self._cached` is the record of its tokens, position by position. Every
+    # path that changes the KV cache keeps it exact, so a new prompt evaluates only what follows the longest common
+    # prefix (the cache is trimmed there with llama_memory_seq_rm, never cleared needlessly).
     def _memory_clear(self) -> None:
         lc.llama_memory_clear(lc.llama_get_memory(self._llm.ctx), True)
         self._llm.reset()
+        self._cached = []
 
     def _decode(self, tokens: Sequence[int]) -> None:
         """Feed tokens (in n_batch chunks); logits of the last one become available to the sampler."""
@@ -138,12 +145,59 @@ class LlamaCppBackend(TextBackend):
             arr = (lc.llama_token * len(chunk))(*chunk)
             rc = lc.llama_decode(self._llm.ctx, lc.llama_batch_get_one(arr, len(chunk)))
             if rc != 0:
+                self._memory_clear()  # what the cache holds is unknown now
                 raise RuntimeError(f"llama_decode failed with code {rc}")
+            self._cached.extend(chunk)
+
+    def _trim(self, n: int) -> int:
+        """Cut the cache back to its first `n` tokens; returns how many it keeps (0 when it had to clear)."""
+        mem = lc.llama_get_memory(self._llm.ctx)
+        # A sliding-window cache no longer holds the early positions a suffix would attend to: start over.
+        if n > 0 and self._n_swa > 0 and lc.llama_memory_seq_pos_min(mem, 0) > max(0, n - self._n_swa):
+            n = 0
+        if n == 0:
+            self._memory_clear()
+            return 0
+        if n < len(self._cached):
+            if not lc.llama_memory_seq_rm(mem, 0, n, -1):  # e.g. a recurrent model: no partial removal
+                self._memory_clear()
+                return 0
+            del self._cached[n:]
+        return n
 
     def _prefill(self, tokens: list[int]) -> int:
+        # Always evaluate at least the last prompt token, so its logits are fresh for the sampler.
+        n = self._trim(min(common_prefix(self._cached, tokens), len(tokens) - 1))
+        self._decode(tokens[n:])
+        return n
+
+    def cached_tokens(self) -> list[int]:
+        return list(self._cached)
+
+    def clear_cache(self) -> None:
         self._memory_clear()
-        self._decode(tokens)
-        return 0
+
+    def export_cache(self) -> CacheState:
+        ctx = self._llm.ctx
+        size = lc.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_ubyte * max(1, size))()
+        written = lc.llama_state_seq_get_data(ctx, buf, size, 0)
+        return CacheState(tuple(self._cached), ctypes.string_at(buf, written))
+
+    def import_cache(self, state: CacheState) -> bool:
+        self._memory_clear()
+        if not state.data or len(state.tokens) >= self.n_ctx:
+            return False
+        buf = (ctypes.c_ubyte * len(state.data)).from_buffer_copy(state.data)
+        if lc.llama_state_seq_set_data(self._llm.ctx, buf, len(state.data), 0) == 0:
+            self._memory_clear()
+            return False
+        pos_max = lc.llama_memory_seq_pos_max(lc.llama_get_memory(self._llm.ctx), 0)
+        if pos_max != len(state.tokens) - 1:  # the bytes do not describe these tokens
+            self._memory_clear()
+            return False
+        self._cached = list(state.tokens)
+        return True
 
     def _feed(self, tokens: list[int]) -> None:
         self._decode(tokens)
@@ -198,7 +252,9 @@ class LlamaCppBackend(TextBackend):
                 batch.n_tokens = len(chunk)
                 rc = lc.llama_decode(self._llm.ctx, batch)
                 if rc != 0:
+                    self._memory_clear()
                     raise RuntimeError(f"llama_decode failed with code {rc}")
+                self._cached.extend(chunk)  # the cache now holds these: a later prompt may reuse them
                 ptr = lc.llama_get_logits(self._llm.ctx)
                 out[start:start + len(chunk)] = np.ctypeslib.as_array(ptr, shape=(len(chunk), self._n_vocab))
         finally:
@@ -229,6 +285,7 @@ class LlamaCppBackend(TextBackend):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not self.options.embedding:
             raise UnsupportedOperation(f"{self.ref.name}: load with embedding=True to get embeddings from a GGUF")
+        self._cached = []  # Llama.embed clears the cache itself
         return np.asarray(self._llm.embed(list(texts), normalize=True), dtype=np.float32)
 
     def close(self) -> None:

@@ -4,6 +4,10 @@ One `og.Generator` lives as long as the backend and holds the KV cache; its sequ
 cache holds. The decode loop (`ondevice.backends.text`) drives it with `append_tokens` (evaluate tokens) and
 `get_logits` (the last position's logits), and samples in NumPy (`ondevice.sampling.LogitsSampler`): sampling options
 are fixed when a generator is created, so sampling ourselves is what lets one generator serve every request.
+
+Prefix reuse: a new prompt rewinds the generator to the longest common prefix (`rewind_to`) and appends the rest.
+What onnxruntime-genai 0.11 cannot do: serialise its KV cache (a saved session keeps the tokens, and the first turn
+after loading re-reads them), or hold several sequences in one generator (one live prefix, no snapshot slots).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import onnxruntime_genai as og
 
 from ondevice import chat_template
 from ondevice.autoconfig import choose_onnx_provider
+from ondevice.backends.cache import common_prefix
 from ondevice.backends.text import TextBackend
 from ondevice.errors import ContextOverflow, InvalidModelFile, UnsupportedOperation
 from ondevice.model_info import ModelInfo
@@ -93,13 +98,31 @@ class OnnxGenaiBackend(TextBackend):
         return og.Generator(self._model, gp)
 
     def _prefill(self, tokens: list[int]) -> int:
-        self._generator = None  # free the old cache before allocating a new one
-        self._generator = self._new_generator(self.n_ctx)
-        self._generator.append_tokens(np.asarray(tokens, dtype=np.int32))
-        return 0
+        # Reuse the longest common prefix: rewind the generator there (always re-evaluating at least the last
+        # prompt token, so its logits are fresh) and append the rest.
+        n = min(common_prefix(self.cached_tokens(), tokens), len(tokens) - 1)
+        try:
+            if self._generator is not None and n > 0:
+                self._generator.rewind_to(n)
+            else:
+                n = 0
+                self._generator = None  # free the old cache before allocating a new one
+                self._generator = self._new_generator(self.n_ctx)
+            self._feed(tokens[n:])
+        except Exception:
+            self._generator = None  # its state is unknown now
+            raise
+        return n
 
     def _feed(self, tokens: list[int]) -> None:
         self._generator.append_tokens(np.asarray(tokens, dtype=np.int32))
+
+    def clear_cache(self) -> None:
+        self._generator = None
+
+    def cached_tokens(self) -> list[int]:
+        """The generator's sequence is the record of what its cache holds."""
+        return [] if self._generator is None else [int(t) for t in self._generator.get_sequence(0)]
 
     def _last_logits(self) -> np.ndarray:
         return np.asarray(self._generator.get_logits()).reshape(-1)

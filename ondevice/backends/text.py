@@ -22,6 +22,9 @@ What a backend supplies (the primitives):
 - `_piece(token) -> bytes`: the token's bytes (the loop decodes UTF-8 incrementally), or override
   `_text_decoder()` when the runtime has its own streaming detokenizer.
 - `_is_eog(token) -> bool`, plus `tokenize`, `detokenize`, `render_chat`, `logits` from `Backend`.
+- The cache record (`ondevice.backends.cache`): `cached_tokens()` (exactly what the context holds, kept exact by
+  every path that touches it, `logits()` included), `clear_cache()`, and where the runtime can serialise its
+  cache, `export_cache()` / `import_cache()` (saved sessions, the server's prefix slots).
 
 Extension hooks (so new decoding methods do not rewrite the loop):
 
@@ -46,6 +49,7 @@ import numpy as np
 
 from ondevice.autoconfig import choose_context
 from ondevice.backends.base import Backend, StreamEvent, Timings
+from ondevice.backends.cache import CacheState, PrefixCache, common_prefix
 from ondevice.backends.stops import StopMatcher
 from ondevice.errors import ContextOverflow, InvalidInput, UnsupportedOperation
 from ondevice.sampling import SamplingParams
@@ -89,6 +93,8 @@ class Utf8Pieces:
 class TextBackend(Backend):
     """A backend that generates text token by token; subclasses supply the primitives listed in the module doc."""
 
+    prefix_cache: PrefixCache | None = None  # snapshots of past contexts (the server turns this on)
+
     def context_length(self, requested: int | None) -> int:
         """The context length to open: the one policy for every text backend (`ondevice.autoconfig`)."""
         return choose_context(self.info, requested, kv_type=self.options.kv_type, mmap=self.options.use_mmap)
@@ -108,6 +114,33 @@ class TextBackend(Backend):
 
     def _is_eog(self, token: int) -> bool:
         raise NotImplementedError
+
+    def cached_tokens(self) -> list[int]:
+        """The tokens the context holds now, from position 0 (what the next prompt can reuse)."""
+        return []
+
+    def export_cache(self) -> CacheState:
+        """The context as data (tokens, and the KV bytes where the runtime can serialise them)."""
+        return CacheState(tuple(self.cached_tokens()))
+
+    def import_cache(self, state: CacheState) -> bool:
+        """Load a state from `export_cache` into the context; False if this runtime cannot (or it does not fit),
+        in which case the context is left empty."""
+        return False
+
+    def clear_cache(self) -> None:
+        """Empty the context (the next prompt is evaluated from scratch; benchmarks use it for cold starts)."""
+
+    def keep_prefixes(self, slots: int = 4, max_bytes: int = 256 << 20) -> PrefixCache:
+        """Keep up to `slots` snapshots of past contexts (at most `max_bytes`) and restore the best one before
+        each prompt: requests that share a prefix with any recent one reuse it, not only with the last one."""
+        self.prefix_cache = PrefixCache(slots, max_bytes)
+        return self.prefix_cache
+
+    def prefill(self, prompt: str | Sequence[int]) -> int:
+        """Make the context hold `prompt` (reusing what it already holds) without generating; returns the number
+        of tokens reused. Sessions use it to bring the cache up to date before saving it."""
+        return self._prefill(self.prompt_tokens(prompt))
 
     def eos_token(self) -> int | None:
         """The model's end-of-sequence token id (None if it has none)."""
@@ -179,7 +212,13 @@ class TextBackend(Backend):
         state.sampler = self._sampler_for(params)
         finish, hit_stop, t_first = "length", False, None
         try:
+            if self.prefix_cache is not None:
+                best = self.prefix_cache.best(tokens, common_prefix(self.cached_tokens(), tokens))
+                if best is not None:
+                    self.import_cache(best)
             timings.reused_tokens = self._prefill(tokens)
+            if self.prefix_cache is not None:
+                self.prefix_cache.count(len(tokens), timings.reused_tokens)
             timings.prompt_ms = (time.perf_counter() - t0) * 1000
             text = self._text_decoder()
             stops = StopMatcher(params.stop)
@@ -212,6 +251,8 @@ class TextBackend(Backend):
         t_end = time.perf_counter()
         timings.decode_ms = (t_end - t_first) * 1000 if t_first else 0.0
         timings.total_ms = (t_end - t0) * 1000
+        if self.prefix_cache is not None and not self.prefix_cache.covers(self.cached_tokens()):
+            self.prefix_cache.put(self.export_cache())  # file this context before the caller moves on
         yield StreamEvent("", None, finish_reason=finish, timings=timings)
 
     # --- benchmarking ------------------------------------------------------------------------------------------

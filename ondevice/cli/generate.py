@@ -61,12 +61,18 @@ def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, syste
 @click.option("--system", default=None, help="System prompt.")
 @click.option("--max-tokens", "-n", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--session", "session_file", type=click.Path(dir_okay=False), default=None,
+              help="Resume the conversation saved in this file (created if missing; saved after each turn).")
 @runtime_options
-def chat_command(model, system, max_tokens, temperature, n_ctx, threads, device):
+def chat_command(model, system, max_tokens, temperature, session_file, n_ctx, threads, device):
     """Interactive chat with history. Empty line or Ctrl-D ends; Ctrl-C stops the current answer."""
-    history = [{"role": "system", "content": system}] if system else []
+    from pathlib import Path
+
     with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device) as m:
-        err_console.print(f"[dim]{m.name} ({m.backend_name} on {m.device}, ctx {m.n_ctx}). Empty line to quit.[/dim]")
+        resume = session_file is not None and Path(session_file).exists()
+        chat = ondevice.Chat.load(session_file, m) if resume else ondevice.Chat(m, system=system)
+        err_console.print(f"[dim]{m.name} ({m.backend_name} on {m.device}, ctx {m.n_ctx}). Empty line to quit."
+                          + (f" Resumed {len(chat.messages)} messages." if resume else "") + "[/dim]")
         while True:
             try:
                 line = input("> ")
@@ -74,16 +80,14 @@ def chat_command(model, system, max_tokens, temperature, n_ctx, threads, device)
                 break
             if not line.strip():
                 break
-            history.append({"role": "user", "content": line})
-            stream = m.chat(history, max_tokens=max_tokens, temperature=temperature, stream=True)
-            answer = []
+            stream = chat.send(line, max_tokens=max_tokens, temperature=temperature, stream=True)
             try:
                 for piece in stream:
-                    answer.append(piece)
                     sys.stdout.write(piece)
                     sys.stdout.flush()
             except KeyboardInterrupt:
                 stream.close()
                 sys.stdout.write(" [stopped]")
             sys.stdout.write("\n")
-            history.append({"role": "assistant", "content": "".join(answer)})
+            if session_file is not None:
+                chat.save(session_file)

@@ -38,4 +38,5 @@ async def health(request: Request) -> dict:
         "status": "ok", "model": state.model_id, "embed_model": state.embed_model_id, "rag": state.rag is not None,
         "busy": worker.busy, "waiting": worker.waiting, "max_queue": worker.max_queue,
         "stats": dataclasses.asdict(worker.stats),
+        "prefix_cache": state.prefix_cache.to_dict() if state.prefix_cache is not None else None,
     }

@@ -13,6 +13,11 @@ from ondevice.server.errors import APIError
 from ondevice.server.scheduler import ModelWorker
 from ondevice.server.settings import ServerSettings
 
+# Snapshots of past contexts kept for prefix reuse: a few conversations' worth, capped in memory (a 135M model's
+# cache is ~23 KB per token, an 8B model's 128 KB: 256 MiB holds 2,000 tokens of the latter).
+PREFIX_SLOTS = 4
+PREFIX_MAX_BYTES = 256 << 20
+
 
 def _names(given: str, model: Model | None) -> set[str]:
     """Every name a client may use for a served model: as configured, its alias, its file name with and without
@@ -31,6 +36,7 @@ class ServerState:
         self.model: Model | None = None
         self.embedder: Model | None = None
         self.rag = None  # an ondevice.rag.Index when --rag-index is given
+        self.prefix_cache = None  # ondevice.backends.cache.PrefixCache of the served model, when it has one
         self.llm = ModelWorker("llm", settings.max_queue)
         self.embed_worker = ModelWorker("embed", settings.max_queue)
         self.created = int(time.time())
@@ -39,6 +45,9 @@ class ServerState:
     def load(self) -> None:
         s = self.settings
         self.model = ondevice.load(s.model, n_ctx=s.n_ctx, threads=s.threads, device=s.device)
+        keep = getattr(self.model.backend, "keep_prefixes", None)
+        if keep is not None:  # requests sharing a prefix with any recent one (system prompt, a conversation) reuse it
+            self.prefix_cache = keep(PREFIX_SLOTS, PREFIX_MAX_BYTES)
         if s.rag_index:
             from ondevice.rag import Index  # optional extra: only needed with --rag-index
 

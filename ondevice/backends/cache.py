@@ -1,0 +1,120 @@
+"""What a text backend's context holds, as data: for prefix reuse, saved sessions and the server's prefix slots.
+
+- `CacheState`: the tokens the KV cache holds (in order, from position 0) and, where the runtime can serialise it,
+  the cache itself (libllama's per-sequence state). ONNX Runtime GenAI cannot serialise its cache: `data` is None.
+- `PrefixCache`: a bounded, least-recently-used set of `CacheState` snapshots. Before a prompt is evaluated, the
+  backend restores the snapshot sharing the longest prefix with it when that beats what the live cache holds;
+  after a generation it files the live cache as a snapshot. The server turns this on (`TextBackend.keep_prefixes`)
+  so requests that share a system prompt or continue a conversation reuse it even after other requests ran.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass(frozen=True)
+class CacheState:
+    """A context's KV cache: the tokens it holds and, if the runtime can serialise it, its bytes."""
+
+    tokens: tuple[int, ...]
+    data: bytes | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data or b"") + 4 * len(self.tokens)
+
+
+@dataclass
+class PrefixStats:
+    """Counters for /health: a hit is a generation that reused at least one cached prompt token."""
+
+    hits: int = 0
+    misses: int = 0
+    restored: int = 0          # snapshots loaded back into the context because they beat the live cache
+    reused_tokens: int = 0     # prompt tokens not evaluated again, all requests
+    prompt_tokens: int = 0     # prompt tokens, all requests
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class PrefixCache:
+    """A few snapshots of the context, least recently used evicted, capped in count and bytes."""
+
+    def __init__(self, slots: int = 4, max_bytes: int = 256 << 20, min_tokens: int = 16):
+        self.slots, self.max_bytes, self.min_tokens = slots, max_bytes, min_tokens
+        self._entries: OrderedDict[tuple[int, ...], CacheState] = OrderedDict()
+        self.stats = PrefixStats()
+        self._lock = threading.Lock()  # the server reads the counters from another thread
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.nbytes for s in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def best(self, tokens: Sequence[int], live: int) -> CacheState | None:
+        """The snapshot sharing the longest prefix with `tokens`, if longer than `live` (what the context holds
+        already) by at least `min_tokens` (restoring costs a copy)."""
+        best, best_n = None, live + self.min_tokens - 1
+        with self._lock:
+            for key, state in self._entries.items():
+                n = common_prefix(key, tokens)
+                if n > best_n:
+                    best, best_n = state, n
+            if best is not None:
+                self._entries.move_to_end(best.tokens)
+                self.stats.restored += 1
+        return best
+
+    def covers(self, tokens: Sequence[int]) -> bool:
+        """Whether a snapshot already holds `tokens` (or more): filing them again would only cost a copy."""
+        with self._lock:
+            return any(common_prefix(key, tokens) == len(tokens) for key in self._entries)
+
+    def put(self, state: CacheState) -> None:
+        """File a snapshot; a snapshot that another one extends is dropped (the longer one serves both)."""
+        if state.data is None or len(state.tokens) < self.min_tokens or state.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            self._put(state)
+
+    def _put(self, state: CacheState) -> None:
+        for key in self._entries:
+            if common_prefix(key, state.tokens) == len(state.tokens):  # an existing snapshot already covers it
+                self._entries.move_to_end(key)
+                return
+        for key in list(self._entries):
+            if common_prefix(key, state.tokens) == len(key):  # key is a prefix of the new state
+                del self._entries[key]
+        self._entries[state.tokens] = state
+        while len(self._entries) > self.slots or self.nbytes > self.max_bytes:
+            self._entries.popitem(last=False)
+
+    def count(self, prompt_tokens: int, reused: int) -> None:
+        with self._lock:
+            self.stats.prompt_tokens += prompt_tokens
+            self.stats.reused_tokens += reused
+            if reused > 0:
+                self.stats.hits += 1
+            else:
+                self.stats.misses += 1
+
+    def to_dict(self) -> dict:
+        with self._lock:
+            return {"slots": self.slots, "used": len(self._entries), "bytes": self.nbytes,
+                    "max_bytes": self.max_bytes, **self.stats.to_dict()}
