@@ -98,16 +98,18 @@ def check(source: str, what: str = "schema") -> None:
     raise InvalidInput(f"{what} cannot be enforced during decoding: {detail}")
 
 
+SAFE_INTEGER = 2 ** 53 - 1  # the largest integer every JSON parser reads exactly (RFC 8259, section 6)
 _DATA_KEYS = {"enum", "const", "default", "examples", "required"}  # values that are data, not subschemas
 
 
 def close_objects(schema: Any, in_all_of: bool = False) -> Any:
     """A copy of `schema` where objects that list `properties` but say nothing about other keys get
-    `additionalProperties: false`.
+    `additionalProperties: false`, and integers without bounds get +-(2**53 - 1).
 
-    Every answer to the closed schema also validates against the original (it only forbids extra keys the user did
-    not ask for), and it keeps small models from inventing key after key until max_tokens runs out. Members of an
-    `allOf` stay open: closing each part separately would make their combination unsatisfiable.
+    Every answer to the narrowed schema also validates against the original (it only forbids extra keys the user
+    did not ask for, and integers no JSON parser reads exactly), and it keeps small models from inventing key after
+    key, or digit after digit, until max_tokens runs out. Members of an `allOf` stay open: narrowing each part
+    separately could make their combination unsatisfiable.
     """
     if isinstance(schema, list):
         return [close_objects(item, in_all_of) for item in schema]
@@ -126,6 +128,12 @@ def close_objects(schema: Any, in_all_of: bool = False) -> Any:
     if "properties" in out and not in_all_of and not {"additionalProperties", "patternProperties",
                                                          "unevaluatedProperties", "allOf"} & out.keys():
         out["additionalProperties"] = False
+    kinds = out.get("type") if isinstance(out.get("type"), list) else [out.get("type")]
+    if "integer" in kinds and not in_all_of:  # at most 16 digits: a small model can repeat a digit forever
+        if "minimum" not in out and "exclusiveMinimum" not in out:
+            out["minimum"] = -SAFE_INTEGER
+        if "maximum" not in out and "exclusiveMaximum" not in out:
+            out["maximum"] = SAFE_INTEGER
     return out
 
 
@@ -269,12 +277,15 @@ class ConstrainedSampler:
     advances by the drawn token. Once the grammar is complete only end-of-text tokens stay allowed, so the decode
     loop ends the answer through its usual end-of-generation check."""
 
+    MAX_RUN = 12  # the same token this many times in a row: a loop (digits of an unbounded number, ...)
+
     def __init__(self, inner, constraint: TokenConstraint, logits):
         self.inner = inner
         self.constraint = constraint
         self._logits = logits
         self._eos = np.asarray(constraint.vocabulary.tokenizer.eos_tokens, dtype=np.int64)
         self.complete = False
+        self._last, self._run = -1, 0
 
     def sample(self) -> int:
         row = self._logits()
@@ -284,7 +295,14 @@ class ConstrainedSampler:
             row[self._eos] = keep
         else:
             self.constraint.apply(row)
+            # A small model can repeat one token forever where the grammar allows it (a number's digits, a
+            # string's letters) and never finish the JSON; after MAX_RUN repeats, steer it to any other token the
+            # grammar allows. The answer stays valid: this only removes one option while others remain.
+            if self._run >= self.MAX_RUN and np.isfinite(row).sum() > 1:
+                row[self._last] = -np.inf
         token = self.inner.sample()
+        self._run = self._run + 1 if token == self._last else 1
+        self._last = token
         if not self.complete:
             self.complete = self.constraint.accept(token)
         return token
