@@ -129,3 +129,18 @@ def test_related_sentences_score_higher(minilm_int8):
     e = minilm_int8.embed(SENTENCES)
     related = float(e[0] @ e[1])
     assert related > float(e[0] @ e[2]) and related > float(e[0] @ e[3])
+
+
+def test_prefix_reuse_gives_the_cold_start_tokens(tiny_onnx):
+    base = "class Foo:\n    def bar(self):\n        return 1\n    def"
+    variants = [base, base[:20], "class Baz:" + base[10:], base + " baz"]
+    cold = {}
+    for text in variants:
+        tiny_onnx.clear_cache()
+        cold[text] = tiny_onnx.generate(text, max_tokens=8)
+        assert cold[text].timings.reused_tokens == 0
+    for text in variants:
+        tiny_onnx.generate(base, max_tokens=8)  # the generator now holds base and its answer
+        warm = tiny_onnx.generate(text, max_tokens=8)
+        assert warm.tokens == cold[text].tokens, text
+        assert warm.timings.reused_tokens > 0 or text.startswith("class Baz"), text
