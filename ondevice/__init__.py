@@ -17,18 +17,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from ondevice.backends import Generation, SamplingParams, StreamEvent, Timings, register_backend  # noqa: E402
 from ondevice.errors import (  # noqa: E402
-    BackendUnavailable, ContextOverflow, InvalidInput, InvalidModelFile, ModelNotFound, OnDeviceError,
+    BackendUnavailable, ContextOverflow, RemoteUnavailable, InvalidInput, InvalidModelFile, ModelNotFound, OnDeviceError,
     UnsupportedOperation,
 )
 from ondevice.model import Model, TextStream, load  # noqa: E402
 from ondevice.model_info import ModelInfo  # noqa: E402
 from ondevice.options import RuntimeOptions  # noqa: E402
 from ondevice.session import Chat  # noqa: E402
+from ondevice.router import RoutedGeneration, Router  # noqa: E402
 from ondevice.store import ALIASES, DEFAULT_EMBED_MODEL, DEFAULT_MODEL, resolve  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Router", "RoutedGeneration", "RemoteUnavailable",
     "load", "Model", "Chat", "TextStream", "Generation", "SamplingParams", "StreamEvent", "Timings", "ModelInfo",
     "RuntimeOptions", "register_backend", "resolve", "ALIASES", "DEFAULT_MODEL", "DEFAULT_EMBED_MODEL",
     "OnDeviceError", "ModelNotFound", "InvalidModelFile", "ContextOverflow", "UnsupportedOperation",
