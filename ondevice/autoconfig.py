@@ -51,12 +51,38 @@ PROVIDER_ALIASES = {
 
 
 def onnx_providers() -> list[str]:
+    """onnxruntime's providers here, plugin EPs that offer a device included (ondevice.providers)."""
     try:
-        import onnxruntime
+        from ondevice.providers import available_providers
 
-        return list(onnxruntime.get_available_providers())
+        return available_providers()
     except Exception:
         return []
+
+
+@dataclass
+class OnnxDevice:
+    """Where an ONNX model will run: the provider, the plugin device kind ("CPU"/"GPU"/"NPU", or None for the
+    provider's default) and, when a request fell back to the CPU provider, the one-line reason."""
+
+    provider: str
+    kind: str | None = None
+    note: str = ""
+
+
+def resolve_onnx_device(device: str, available: list[str] | None = None) -> OnnxDevice:
+    """`choose_onnx_provider`, plus a device kind ("openvino:gpu") and the fallback of an installed plugin EP that
+    offers no device on this machine: that runs on the CPU provider with a ProviderFallback warning."""
+    from ondevice.providers import CPU, fallback_warning, unusable_plugin
+
+    name, _, kind = device.partition(":")
+    wanted = PROVIDER_ALIASES.get(name.lower(), name)
+    available = onnx_providers() if available is None else available
+    if name != "auto" and wanted not in available:
+        plugin = unusable_plugin(wanted)
+        if plugin is not None:
+            return OnnxDevice(CPU, None, fallback_warning(wanted, plugin.note))
+    return OnnxDevice(choose_onnx_provider(name, available), kind.upper() or None)
 
 
 def choose_onnx_provider(device: str, available: list[str] | None = None) -> str:
@@ -71,8 +97,10 @@ def choose_onnx_provider(device: str, available: list[str] | None = None) -> str
         return "CPUExecutionProvider"
     wanted = PROVIDER_ALIASES.get(device.lower(), device)
     if wanted not in available:
+        hint = " (install it with `pip install ondevice-toolkit[openvino]`)" if wanted == "OpenVINOExecutionProvider" \
+            else ""
         raise BackendUnavailable(f"device {device!r} ({wanted}) is not offered by this onnxruntime; "
-                                 f"available: {', '.join(available) or 'none'}")
+                                 f"available: {', '.join(available) or 'none'}{hint}")
     return wanted
 
 

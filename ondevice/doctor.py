@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from ondevice.autoconfig import llama_gpu_offload_supported, memory, onnx_providers
 from ondevice.bandwidth import measure_bandwidth
 from ondevice.cpu import detect_cpu
+from ondevice.providers import PluginProvider, plugin_providers
 
 GB = 1024 ** 3
 
@@ -40,6 +41,7 @@ class DoctorReport:
     onnxruntime_genai_version: str | None
     onnxruntime_providers: list[str]
     hazards: list[str]
+    onnxruntime_plugins: list[PluginProvider] = field(default_factory=list)  # plugin EP packages (the openvino extra)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,9 +78,14 @@ def _version(module: str) -> str | None:
         return None
 
 
-def find_hazards(cpu, llama: LlamaCppFacts, ram_available_gb: float) -> list[str]:
+def find_hazards(cpu, llama: LlamaCppFacts, ram_available_gb: float,
+                 plugins: list[PluginProvider] | None = None) -> list[str]:
     """Known ways this machine + these builds can crash or run badly, each as one sentence."""
     hazards = []
+    for plugin in plugins or []:
+        if not plugin.usable:
+            hazards.append(f"{plugin.name} ({plugin.package}) is installed but not usable here (see its row): ONNX "
+                           f"models asked to run on it run on CPUExecutionProvider")
     if cpu.has_amx and any(v for k, v in llama.features.items() if k.startswith("AMX")):
         hazards.append("AMX present and the installed libllama has AMX kernels: decode may crash "
                        "(llama.cpp #20824); rebuild with `make install` (it turns AMX off)")
@@ -97,6 +104,7 @@ def diagnose(bandwidth_seconds: float = 1.0) -> DoctorReport:
     mem = memory()
     llama = llama_cpp_facts()
     avail_gb = round(mem.available_bytes / GB, 2)
+    plugins = list(plugin_providers().values())
     return DoctorReport(
         os=f"{platform.system()} {platform.release()}", python=sys.version.split()[0], cpu=cpu.model, arch=cpu.arch,
         cores={"physical": cpu.physical_cores, "logical": cpu.logical_cores}, isa=cpu.flags,
@@ -104,5 +112,5 @@ def diagnose(bandwidth_seconds: float = 1.0) -> DoctorReport:
         bandwidth_gbps=measure_bandwidth(seconds=bandwidth_seconds, threads=cpu.physical_cores).gbps,
         llama_cpp=llama, onnxruntime_version=_version("onnxruntime"),
         onnxruntime_genai_version=_version("onnxruntime-genai"), onnxruntime_providers=onnx_providers(),
-        hazards=find_hazards(cpu, llama, avail_gb),
+        hazards=find_hazards(cpu, llama, avail_gb, plugins), onnxruntime_plugins=plugins,
     )

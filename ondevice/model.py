@@ -111,6 +111,11 @@ class Model:
         return self._backend.device
 
     @property
+    def device_note(self) -> str:
+        """Why the model runs somewhere other than the device asked for (a provider fallback); "" when it does not."""
+        return getattr(self._backend, "device_note", "")
+
+    @property
     def n_ctx(self) -> int:
         return self._backend.n_ctx
 

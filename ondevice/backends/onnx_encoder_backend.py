@@ -9,11 +9,12 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from ondevice.autoconfig import choose_onnx_provider
+from ondevice.autoconfig import resolve_onnx_device
 from ondevice.backends.base import Backend
 from ondevice.errors import InvalidModelFile
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
+from ondevice.providers import inference_session
 from ondevice.store import ModelRef
 
 DEFAULT_MAX_LENGTH = 256
@@ -40,16 +41,23 @@ class OnnxEncoderBackend(Backend):
         from tokenizers import Tokenizer
 
         folder = ref.path if ref.path.is_dir() else ref.path.parent
-        provider = choose_onnx_provider(options.device)
-        so = ort.SessionOptions()
-        if options.threads:
-            so.intra_op_num_threads = options.threads
+        choice = resolve_onnx_device(options.device)
+
+        def session_options() -> ort.SessionOptions:
+            so = ort.SessionOptions()
+            if options.threads:
+                so.intra_op_num_threads = options.threads
+            return so
+
         try:
-            self._session = ort.InferenceSession(str(_onnx_file(ref.path)), so, providers=[provider])
+            # A provider that cannot take the model falls back to the CPU provider with one warning.
+            self._session, provider, note = inference_session(str(_onnx_file(ref.path)), session_options,
+                                                              choice.provider, choice.kind)
             self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as exc:
             raise InvalidModelFile(f"{ref.path}: could not load ONNX encoder ({exc})") from None
         self.device = provider
+        self.device_note = choice.note or note  # why the requested provider is not the one used ("" when it is)
         self.n_ctx = min(options.n_ctx or DEFAULT_MAX_LENGTH, info.context_length or DEFAULT_MAX_LENGTH)
         self._tokenizer.enable_truncation(self.n_ctx)
         pad_id = self._pad_id(folder)

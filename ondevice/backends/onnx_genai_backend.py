@@ -18,12 +18,13 @@ import numpy as np
 import onnxruntime_genai as og
 
 from ondevice import chat_template
-from ondevice.autoconfig import choose_onnx_provider
+from ondevice.autoconfig import resolve_onnx_device
 from ondevice.backends.cache import common_prefix
 from ondevice.backends.text import TextBackend
 from ondevice.errors import ContextOverflow, InvalidModelFile, UnsupportedOperation
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
+from ondevice.providers import CPU, fallback_warning, register_for_genai
 from ondevice.sampling import LogitsSampler, SamplingParams
 from ondevice.store import ModelRef
 
@@ -32,6 +33,19 @@ GENAI_PROVIDER = {
     "CUDAExecutionProvider": "cuda", "DmlExecutionProvider": "dml", "QNNExecutionProvider": "qnn",
     "OpenVINOExecutionProvider": "OpenVINO", "CoreMLExecutionProvider": "CoreML",
 }
+
+
+def _genai_model(folder, provider: str, kind: str | None = None) -> og.Model:
+    """An og.Model on `provider` (`kind`: its device_type, e.g. "GPU"); a plugin EP (ondevice.providers) is
+    registered with onnxruntime-genai first."""
+    config = og.Config(str(folder))
+    config.clear_providers()
+    if provider in GENAI_PROVIDER:
+        register_for_genai(provider)
+        config.append_provider(GENAI_PROVIDER[provider])
+        if kind:
+            config.set_provider_option(GENAI_PROVIDER[provider], "device_type", kind)
+    return og.Model(config)
 
 
 def _eos_ids(folder) -> set[int]:
@@ -66,13 +80,16 @@ class OnnxGenaiBackend(TextBackend):
         if options.kv_type != "f16":
             raise UnsupportedOperation(f"{ref.name}: kv_type {options.kv_type!r} is a GGUF (llama.cpp) option; an "
                                        f"ONNX model's KV cache type is fixed when it is exported")
-        provider = choose_onnx_provider(options.device)
+        choice = resolve_onnx_device(options.device)
+        provider, self.device_note = choice.provider, choice.note
         try:
-            config = og.Config(str(ref.path))
-            config.clear_providers()
-            if provider in GENAI_PROVIDER:
-                config.append_provider(GENAI_PROVIDER[provider])
-            self._model = og.Model(config)
+            try:
+                self._model = _genai_model(ref.path, provider, choice.kind)
+            except Exception as exc:  # the provider cannot take this model: the CPU provider runs it
+                if provider == CPU:
+                    raise
+                provider, self.device_note = CPU, fallback_warning(provider, f"it could not take this model ({exc})")
+                self._model = _genai_model(ref.path, CPU)
             self._tokenizer = og.Tokenizer(self._model)
         except Exception as exc:
             raise InvalidModelFile(f"{ref.path}: onnxruntime-genai could not load this model ({exc})") from None

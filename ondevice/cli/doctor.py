@@ -32,5 +32,8 @@ def doctor_command(as_json):
         table.add_row("libllama features", " ".join(on))
     table.add_row("onnxruntime", f"{report.onnxruntime_version} (genai {report.onnxruntime_genai_version}); "
                                  f"providers: {', '.join(report.onnxruntime_providers)}")
+    for plugin in report.onnxruntime_plugins:
+        table.add_row(f"  plugin EP {plugin.name}", f"{plugin.package} {plugin.version}: " + (
+            f"devices {', '.join(plugin.devices)}" if plugin.usable else plugin.note))
     table.add_row("Hazards", "\n".join(report.hazards) or "none found")
     console.print(table)

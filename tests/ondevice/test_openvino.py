@@ -1,0 +1,144 @@
+"""The OpenVINO execution provider, for real: the `openvino` extra's plugin EP (onnxruntime-ep-openvino) registered
+into the stock onnxruntime, used by the encoder (onnxruntime) and LLM (onnxruntime-genai) paths, reported by
+`Model.device` and `doctor`, and a CPU-provider fallback with one clear warning when it cannot take a request.
+
+The plugin offers Intel CPUs, GPUs and NPUs only: on other CPUs (AMD, ARM) it registers and offers no device, so the
+tests that need a device skip with that reason and the fallback tests run instead; on Intel it is the other way.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import ondevice
+from ondevice.providers import CPU, ProviderFallback, plugin_providers
+
+OV = "OpenVINOExecutionProvider"
+TEXTS = ["The cat sat on the mat.", "Vector search finds the nearest notes.", "OpenVINO compiles ONNX graphs.",
+         "Paris is the capital of France."]
+
+ov_plugin = pytest.importorskip("onnxruntime_ep_openvino", reason="the `openvino` extra is not installed")
+
+
+def _ov_devices() -> list[str]:
+    return plugin_providers()[OV].devices
+
+
+needs_device = pytest.mark.skipif(not _ov_devices(), reason=f"{OV} offers no device here: "
+                                  f"{plugin_providers()[OV].note}")
+without_device = pytest.mark.skipif(bool(_ov_devices()), reason=f"{OV} offers {_ov_devices()} here; the no-device "
+                                    f"fallback is for CPUs the plugin does not serve")
+
+
+@pytest.fixture(scope="module")
+def encoder_fp32(tmp_path_factory):
+    """all-MiniLM-L6-v2 exported to fp32 ONNX (int8 MatMulNBits differs across providers by design)."""
+    from ondevice.store import resolve
+    from quantize.onnx_export import export_encoder
+
+    return export_encoder(resolve("minilm-l6").path, tmp_path_factory.mktemp("ov") / "minilm-fp32", quant="fp32")
+
+
+@pytest.fixture(scope="module")
+def cpu_vectors(encoder_fp32):
+    with ondevice.load(encoder_fp32, device="cpu", threads=2) as model:
+        return model.embed(TEXTS)
+
+
+def _load_warned(model, device, **kw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = ondevice.load(model, device=device, threads=2, **kw)
+    return loaded, [str(w.message) for w in caught if issubclass(w.category, ProviderFallback)]
+
+
+def test_the_plugin_registers_with_the_real_onnxruntime():
+    import onnxruntime as ort
+
+    plugin = plugin_providers()[OV]
+    assert plugin.registered and plugin.version == "1.8.1"
+    assert plugin.library == ov_plugin.get_library_path()
+    offered = {d for d in ort.get_ep_devices() if d.ep_name == OV}
+    assert len(plugin.devices) == len(offered)  # what we report is what onnxruntime itself lists
+    if not plugin.devices:
+        cpu = next(d.device for d in ort.get_ep_devices() if d.ep_name == CPU)
+        assert cpu.vendor in plugin.note and "Intel" in plugin.note  # says why: the plugin serves Intel only
+    assert plugin_providers() is plugin_providers()  # registered once per process
+
+
+def test_doctor_json_lists_the_plugin():
+    from click.testing import CliRunner
+
+    from ondevice.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (plugin,) = [p for p in report["onnxruntime_plugins"] if p["name"] == OV]
+    assert plugin["package"] == "onnxruntime-ep-openvino" and plugin["registered"] is True
+    if plugin["devices"]:
+        assert OV in report["onnxruntime_providers"]
+    else:
+        assert OV not in report["onnxruntime_providers"]
+        assert any(OV in h for h in report["hazards"])
+
+
+@needs_device
+def test_embeddings_on_openvino_match_the_cpu_provider(encoder_fp32, cpu_vectors):
+    model, fallbacks = _load_warned(encoder_fp32, "openvino")
+    with model:
+        assert model.device == OV and model.device_note == "" and not fallbacks
+        vectors = model.embed(TEXTS)
+    assert vectors.shape == cpu_vectors.shape
+    assert np.min(np.sum(vectors * cpu_vectors, axis=1)) > 0.999
+
+
+@needs_device
+def test_auto_prefers_openvino_when_it_offers_a_device(encoder_fp32):
+    with ondevice.load(encoder_fp32, device="auto", threads=2) as model:
+        assert model.device == OV
+
+
+@without_device
+def test_openvino_without_a_device_falls_back_to_cpu_with_a_message(encoder_fp32, cpu_vectors):
+    model, fallbacks = _load_warned(encoder_fp32, "openvino")
+    with model:
+        assert model.device == CPU
+        assert len(fallbacks) == 1 and "offers no device" in fallbacks[0] and CPU in fallbacks[0]
+        assert model.device_note == fallbacks[0]
+        np.testing.assert_allclose(model.embed(TEXTS), cpu_vectors, atol=1e-6)
+    with ondevice.load(encoder_fp32, device="auto", threads=2) as model:
+        assert model.device == CPU  # auto never picks a provider that offers nothing
+
+
+def test_a_device_kind_the_plugin_does_not_offer_falls_back_to_cpu(encoder_fp32, cpu_vectors):
+    kind = next(k for k in ("NPU", "GPU", "CPU") if k not in _ov_devices()) if len(_ov_devices()) < 3 else None
+    if kind is None:
+        pytest.skip("this machine's OpenVINO offers CPU, GPU and NPU: no kind is missing")
+    model, fallbacks = _load_warned(encoder_fp32, f"openvino:{kind.lower()}")
+    with model:
+        assert model.device == CPU and len(fallbacks) == 1 and fallbacks[0].startswith(f"{OV} not used")
+        np.testing.assert_allclose(model.embed(TEXTS), cpu_vectors, atol=1e-6)
+
+
+def test_the_llm_path_runs_on_openvino_or_says_why_not(tmp_path_factory):
+    """onnxruntime-genai: the same greedy text on the requested provider as on the CPU one; when OpenVINO cannot
+    run it here (no device, or genai cannot drive the plugin) the model says so and runs on the CPU provider."""
+    from quantize.onnx_export import export_onnx_llm
+    from tests.tiny_models import make_tiny_hf
+
+    hf = make_tiny_hf("llama", tmp_path_factory.mktemp("ov-tiny-hf"))
+    path = export_onnx_llm(hf, tmp_path_factory.mktemp("ov-onnx") / "tiny", quant="fp32").path
+    with ondevice.load(path, device="cpu", n_ctx=64) as cpu:
+        expected = cpu.generate("The function returns", max_tokens=8, temperature=0).tokens
+    model, fallbacks = _load_warned(path, "openvino", n_ctx=64)
+    with model:
+        if model.device == CPU:
+            assert len(fallbacks) == 1 and model.device_note == fallbacks[0]
+        else:
+            assert model.device == OV and not fallbacks
+        assert model.generate("The function returns", max_tokens=8, temperature=0).tokens == expected
