@@ -77,6 +77,8 @@ def resolve_onnx_device(device: str, available: list[str] | None = None) -> Onnx
 
     name, _, kind = device.partition(":")
     wanted = PROVIDER_ALIASES.get(name.lower(), name)
+    if wanted == CPU:
+        return OnnxDevice(CPU)  # always there; and a CPU run never loads (or trips on) a plugin library
     available = onnx_providers() if available is None else available
     if name != "auto" and wanted not in available:
         plugin = unusable_plugin(wanted)

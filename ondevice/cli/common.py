@@ -20,10 +20,31 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _one_line_provider_fallbacks() -> None:
+    """Print an execution provider's fallback to the CPU provider (ondevice.providers) as one line on stderr."""
+    import warnings
+
+    from ondevice.providers import ProviderFallback
+
+    shown = warnings.showwarning
+    if getattr(shown, "ondevice_one_line", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ProviderFallback):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.ondevice_one_line = True
+    warnings.showwarning = show
+
+
 class OnDeviceGroup(click.Group):
     """A click group that turns user errors into one line on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        _one_line_provider_fallbacks()
         try:
             return super().invoke(ctx)
         except OnDeviceError as exc:
