@@ -12,7 +12,8 @@ from ondevice.errors import InvalidInput
 from quantize.distill.data import split_texts, synthetic_texts, token_chunks
 from quantize.distill.prune import METHODS, PruneChoice, choose_blocks, pruned_student
 from quantize.distill.report import DistillReport, HeldoutPPL, perplexity, write_report
-from quantize.distill.train import CHECKPOINT, TrainConfig, load_checkpoint, pick_device, train
+from quantize.distill.train import (CHECKPOINT, TrainConfig, load_checkpoint, pick_device, resolve_dtype,
+                                    train)
 from quantize.hf_source import SOURCE_RECORD
 
 # Files copied from the teacher so the student is a complete HF model (tokenizer, chat template, generation defaults);
@@ -122,7 +123,10 @@ def distill(teacher: str | Path, out_dir: str | Path, keep_layers: int | None = 
     cfg = TrainConfig(steps=steps, seq_len=seq_len, batch=batch, grad_accum=grad_accum, lr=lr,
                       temperature=temperature, checkpoint_every=checkpoint_every, seed=seed, **train_options)
 
-    device = pick_device()
+    if cfg.dtype not in ("auto", "fp32", "bf16") or cfg.teacher_topk < 0 or cfg.threads < 0:
+        raise InvalidInput(f"dtype must be auto, fp32 or bf16 (got {cfg.dtype!r}); teacher_topk and threads >= 0")
+    device = pick_device(cfg.threads)
+    cfg.dtype = resolve_dtype(cfg.dtype, device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tpath)
     model = transformers.AutoModelForCausalLM.from_pretrained(tpath, dtype=torch.float32).to(device).eval()
     train_texts = list(split.train)

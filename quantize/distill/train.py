@@ -36,8 +36,11 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     checkpoint_every: int = 50
     seed: int = 0
-    dtype: str = "fp32"  # "fp32" or "bf16" (autocast; master weights stay fp32)
+    dtype: str = "auto"  # "fp32", "bf16" (autocast; master weights stay fp32) or "auto" (bf16 where fast)
     time_limit_s: float | None = None  # stop early (and checkpoint) after this much training wall time
+    cpu_limit_s: float | None = None  # the same with process CPU time (all threads): fair on a busy machine
+    threads: int = 0  # CPU threads; 0 = one per physical core
+    teacher_topk: int = 0  # >0: cache the teacher's top-k log-probs per chunk (one teacher pass per chunk)
     stop_after: int | None = None  # stop (and checkpoint) at this step, as if interrupted; `resume` goes on
 
 
@@ -57,16 +60,30 @@ class TrainResult:
         return self.steps / self.wall_s if self.wall_s else 0.0
 
 
-def pick_device() -> str:
-    """CUDA when present, else CPU with one thread per physical core (hyper-threads add nothing to GEMMs)."""
+def pick_device(threads: int = 0) -> str:
+    """CUDA when present, else CPU with `threads` threads (0: one per physical core; hyper-threads add nothing)."""
     import torch
 
     if torch.cuda.is_available():
         return "cuda"
     from ondevice.autoconfig import default_threads
 
-    torch.set_num_threads(default_threads())
+    torch.set_num_threads(threads or default_threads())
     return "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """"auto" -> "bf16" where bf16 matmuls are native (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else fp32."""
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    except (AttributeError, RuntimeError):  # a build without oneDNN: stay exact
+        return "fp32"
 
 
 def batch_indices(n_chunks: int, seed: int, micro: int, batch: int) -> list[int]:
@@ -110,6 +127,48 @@ def kd_loss(student_logits, teacher_logits, temperature: float):
     s = F.log_softmax(student_logits.float() / temperature, dim=-1)
     kl = F.kl_div(s.flatten(0, -2), t.flatten(0, -2), log_target=True, reduction="batchmean")
     return kl * temperature ** 2
+
+
+def topk_kd_loss(student_logits, teacher_lp, teacher_idx, temperature: float):
+    """KL(teacher || student) over the teacher's top-k tokens plus one bucket for the rest of the vocabulary, x T².
+
+    `teacher_lp` [.., k] are the teacher's log-probs at T (full softmax), `teacher_idx` their token ids; with k of a
+    few dozen the rest bucket holds little mass, so this is close to the full KL at a fraction of the storage.
+    """
+    import torch
+
+    s_all = torch.log_softmax(student_logits.float() / temperature, dim=-1)
+    s_lp = s_all.gather(-1, teacher_idx.long())
+    t_p = teacher_lp.exp()
+    eps = 1e-6
+    t_rest = (1 - t_p.sum(-1)).clamp_min(eps)
+    s_rest = (1 - s_lp.exp().sum(-1)).clamp_min(eps)
+    kl = (t_p * (teacher_lp - s_lp)).sum(-1) + t_rest * (t_rest.log() - s_rest.log())
+    return kl.mean() * temperature ** 2
+
+
+class TeacherCache:
+    """Teacher top-k log-probs per chunk index, computed on first use: a chunk seen again costs no teacher pass.
+
+    Values depend only on (teacher, chunk, T), so a resumed run that recomputes them gets the same numbers.
+    """
+
+    def __init__(self, teacher, chunks, k: int, temperature: float, autocast):
+        self.teacher, self.chunks, self.k, self.temperature, self.autocast = teacher, chunks, k, temperature, autocast
+        self.store: dict[int, tuple] = {}
+
+    def get(self, indices: list[int], device):
+        import torch
+
+        missing = [i for i in dict.fromkeys(indices) if i not in self.store]
+        if missing:
+            with torch.no_grad(), self.autocast:
+                logits = self.teacher(input_ids=self.chunks[missing].to(device), use_cache=False).logits
+            lp = torch.log_softmax(logits.float() / self.temperature, dim=-1)
+            values, idx = lp.topk(self.k, dim=-1)
+            for row, i in enumerate(missing):
+                self.store[i] = (values[row].clone(), idx[row].to(torch.int32).clone())
+        return (torch.stack([self.store[i][0] for i in indices]), torch.stack([self.store[i][1] for i in indices]))
 
 
 def hidden_loss(student_hidden, teacher_hidden, kept: list[int]):
@@ -186,6 +245,7 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
     extra = extra or {}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
     want_hidden = cfg.hidden_weight > 0
+    cache = TeacherCache(teacher, chunks, cfg.teacher_topk, cfg.temperature, autocast) if cfg.teacher_topk else None
     bar = _progress(progress, cfg.steps, result.steps)
     started = time.perf_counter() - result.wall_s
     cpu_started = time.process_time() - result.cpu_s
@@ -194,13 +254,17 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for a in range(cfg.grad_accum):
-                ids = chunks[batch_indices(len(chunks), cfg.seed, result.steps * cfg.grad_accum + a, cfg.batch)]
-                ids = ids.to(device)
+                picked = batch_indices(len(chunks), cfg.seed, result.steps * cfg.grad_accum + a, cfg.batch)
+                ids = chunks[picked].to(device)
                 with autocast:
-                    with torch.no_grad():
-                        t_out = teacher(input_ids=ids, use_cache=False, output_hidden_states=want_hidden)
+                    if cache is None or want_hidden:
+                        with torch.no_grad():
+                            t_out = teacher(input_ids=ids, use_cache=False, output_hidden_states=want_hidden)
                     s_out = student(input_ids=ids, use_cache=False, output_hidden_states=want_hidden)
-                    loss = cfg.kd_weight * kd_loss(s_out.logits, t_out.logits, cfg.temperature)
+                    if cache is not None:
+                        loss = cfg.kd_weight * topk_kd_loss(s_out.logits, *cache.get(picked, device), cfg.temperature)
+                    else:
+                        loss = cfg.kd_weight * kd_loss(s_out.logits, t_out.logits, cfg.temperature)
                     if cfg.ce_weight:
                         logits = s_out.logits[:, :-1].float()
                         loss = loss + cfg.ce_weight * torch.nn.functional.cross_entropy(
@@ -212,9 +276,9 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
                 result.tokens_seen += ids.numel()
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            if cfg.time_limit_s:  # a time budget: the cosine runs over whichever ends first, steps or time
-                elapsed = time.perf_counter() - started
-                at = max(result.steps, int(elapsed / cfg.time_limit_s * cfg.steps))
+            used = _budget_used(cfg, time.perf_counter() - started, time.process_time() - cpu_started)
+            if used is not None:  # a time budget: the cosine runs over whichever ends first, steps or time
+                at = max(result.steps, int(used * cfg.steps))
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * lr_factor(at, cfg)
             optimizer.step()
@@ -224,7 +288,7 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
             result.wall_s = time.perf_counter() - started
             result.cpu_s = time.process_time() - cpu_started
             bar.update(step_loss, result)
-            out_of_time = (cfg.time_limit_s is not None and result.wall_s >= cfg.time_limit_s
+            out_of_time = ((_budget_used(cfg, result.wall_s, result.cpu_s) or 0.0) >= 1.0
                            or cfg.stop_after is not None and result.steps >= cfg.stop_after)
             if result.steps % cfg.checkpoint_every == 0 or result.steps == cfg.steps or out_of_time:
                 save_checkpoint(ckpt, student, optimizer, scheduler, result, extra)
@@ -232,6 +296,12 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
                 result.stopped_early = True
                 break
     return result
+
+
+def _budget_used(cfg: TrainConfig, wall_s: float, cpu_s: float) -> float | None:
+    """Fraction of the time budget spent (the larger of wall and CPU), or None without a budget."""
+    fractions = [spent / limit for spent, limit in ((wall_s, cfg.time_limit_s), (cpu_s, cfg.cpu_limit_s)) if limit]
+    return max(fractions) if fractions else None
 
 
 class _Bar:
