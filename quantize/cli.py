@@ -192,8 +192,15 @@ def report_table(report):
 @click.option("--hidden-weight", type=float, default=0.0, show_default=True, help="Weight of hidden-state loss.")
 @click.option("--prune-method", type=click.Choice(["cosine", "iterative", "iterative-ppl"]), default="iterative",
               show_default=True)
-@click.option("--bf16", is_flag=True, help="bf16 autocast (fp32 master weights).")
+@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Autocast dtype (fp32 master weights); auto = bf16 where the CPU/GPU has native bf16.")
+@click.option("--bf16", is_flag=True, help="Same as --dtype bf16.")
+@click.option("--teacher-topk", type=int, default=0, show_default=True,
+              help="Cache the teacher's top-k log-probs per chunk (no teacher pass when a chunk is seen again).")
 @click.option("--max-minutes", type=float, default=None, help="Stop training after this much wall time.")
+@click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0: one per physical core).")
+@click.option("--max-cpu-minutes", type=float, default=None,
+              help="Stop training after this much process CPU time (all threads): fair on a busy machine.")
 @click.option("--eval-tokens", type=int, default=8192, show_default=True, help="Tokens per held-out text.")
 @click.option("--checkpoint-every", type=int, default=50, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from DIR/checkpoint.pt exactly.")
@@ -201,8 +208,8 @@ def report_table(report):
 @click.option("--then", "then", default=None, help="Chain into quantisation, e.g. gguf:Q4_K_M.")
 @json_option(help="Print the report as JSON.")
 def distill_command(teacher, out_dir, keep_layers, drop_layers, steps, data, synthetic, seq_len, batch, grad_accum,
-                    lr, warmup, temperature, ce_weight, hidden_weight, prune_method, bf16, max_minutes, eval_tokens,
-                    checkpoint_every, resume, seed, then, as_json):
+                    lr, warmup, temperature, ce_weight, hidden_weight, prune_method, dtype, bf16, teacher_topk,
+                    max_minutes, threads, max_cpu_minutes, eval_tokens, checkpoint_every, resume, seed, then, as_json):
     """Distil TEACHER (HF folder, GGUF or alias) into a student with fewer layers, saved as an HF folder."""
     from quantize.distill import distill
 
@@ -211,8 +218,9 @@ def distill_command(teacher, out_dir, keep_layers, drop_layers, steps, data, syn
                      temperature=temperature, checkpoint_every=checkpoint_every, resume=resume, seed=seed,
                      then=then, prune_method=prune_method, eval_tokens=eval_tokens, progress=not as_json,
                      warmup=warmup, ce_weight=ce_weight, hidden_weight=hidden_weight,
-                     dtype="bf16" if bf16 else "fp32",
-                     time_limit_s=max_minutes * 60 if max_minutes else None)
+                     dtype="bf16" if bf16 else dtype, teacher_topk=teacher_topk, threads=threads,
+                     time_limit_s=max_minutes * 60 if max_minutes else None,
+                     cpu_limit_s=max_cpu_minutes * 60 if max_cpu_minutes else None)
     if as_json:
         print_json(report.to_dict())
     else:
