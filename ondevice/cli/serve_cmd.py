@@ -29,9 +29,12 @@ from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
                    "away; sensitive text never leaves.")
 @click.option("--route", default="privacy,size", show_default=True,
               help="Routing policies with --remote: privacy, size, confidence (comma-separated).")
+@click.option("--parallel", default="1", show_default=True, metavar="N|auto",
+              help="Requests decoded together in one batch (slots, each with the full context); auto sizes it "
+                   "from RAM (up to 4); 1 serves one request at a time.")
 @runtime_options
 def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue, max_body_bytes, cors_origins,
-                  remote, route, n_ctx, threads, device):
+                  remote, route, parallel, n_ctx, threads, device):
     """Serve MODEL with the OpenAI API (chat, completions, embeddings, models) on HOST:PORT."""
     from ondevice.server import ServerSettings, serve
     from ondevice.store import resolve
@@ -48,6 +51,17 @@ def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue,
     settings = ServerSettings(model=model, host=host, port=port, api_key=api_key, embed_model=embed_model,
                               rag_index=rag_index, max_queue=max_queue, max_body_bytes=max_body_bytes,
                               cors_origins=list(cors_origins), n_ctx=n_ctx, threads=threads, device=device,
-                              remote=remote, route=route)
+                              remote=remote, route=route, parallel=parse_parallel(parallel))
     err_console.print(f"[dim]serving {model} on http://{host}:{port}/v1 (Ctrl-C stops)[/dim]")
     serve(settings)
+
+
+def parse_parallel(value: str) -> int | None:
+    """--parallel: "auto" (None: sized from RAM) or a slot count 1..64."""
+    from ondevice.errors import InvalidInput
+
+    if value.strip().lower() == "auto":
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= 64:
+        raise InvalidInput(f"--parallel must be auto or a number of slots 1..64, got {value!r}")
+    return int(value)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from ondevice.errors import InvalidInput
 from ondevice.model import check_messages
 from ondevice.sampling import SamplingParams
-from ondevice.server import generation, schemas, tool_calls
+from ondevice.server import batching, generation, schemas, tool_calls
 from ondevice.server.errors import APIError, error_body
 from ondevice.server.state import ServerState
 
@@ -129,7 +129,8 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
         from ondevice.server.routes_rag import ground  # only with --rag-index
 
         messages, citations = await ground(state, messages, body.rag)
-    run = await generation.start(state.llm, lambda: state.model.chat_events(messages, params))
+    run = await batching.maybe_start(state, params, messages=messages) \
+        or await generation.start(state.llm, lambda: state.model.chat_events(messages, params))
     rid, created, model_id = schemas.new_id("chatcmpl"), schemas.now(), state.model_id
 
     if body.stream:
@@ -177,7 +178,8 @@ async def completions(body: schemas.CompletionRequest, request: Request):
         raise APIError(400, "suffix (fill-in-the-middle) is not supported.", "unsupported_parameter", "suffix")
     prompt = prompts[0]
     params = sampling(body, state)
-    run = await generation.start(state.llm, lambda: state.model.stream_events(prompt, params))
+    run = await batching.maybe_start(state, params, prompt=prompt) \
+        or await generation.start(state.llm, lambda: state.model.stream_events(prompt, params))
     rid, created, model_id = schemas.new_id("cmpl"), schemas.now(), state.model_id
     prefix = prompt if body.echo else ""
 

@@ -36,7 +36,9 @@ async def health(request: Request) -> dict:
     worker = state.llm
     return {
         "status": "ok", "model": state.model_id, "embed_model": state.embed_model_id, "rag": state.rag is not None,
-        "busy": worker.busy, "waiting": worker.waiting, "max_queue": worker.max_queue,
+        "busy": worker.busy or (state.batcher is not None and state.batcher.busy),
+        "waiting": worker.waiting + (state.batcher.waiting if state.batcher is not None else 0),
+        "max_queue": worker.max_queue, "batch": state.batcher.info() if state.batcher is not None else None,
         "stats": dataclasses.asdict(worker.stats),
         "prefix_cache": state.prefix_cache.to_dict() if state.prefix_cache is not None else None,
     }

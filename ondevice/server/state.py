@@ -37,6 +37,7 @@ class ServerState:
         self.embedder: Model | None = None
         self.rag = None  # an ondevice.rag.Index when --rag-index is given
         self.prefix_cache = None  # ondevice.backends.cache.PrefixCache of the served model, when it has one
+        self.batcher = None  # ondevice.server.batching.Batcher with --parallel N > 1
         self.llm = ModelWorker("llm", settings.max_queue)
         self.embed_worker = ModelWorker("embed", settings.max_queue)
         self.created = int(time.time())
@@ -52,8 +53,13 @@ class ServerState:
             from ondevice.rag import Index  # optional extra: only needed with --rag-index
 
             self.rag = Index(s.rag_index, create=False, threads=s.threads)  # a typo is an error, not a new index
+        from ondevice.server.batching import Batcher  # --parallel: decode concurrent requests in one batch
+
+        self.batcher = Batcher.create(self.model, self.llm, s.parallel, s.max_queue)
 
     def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
         if self.model is not None:
             self.model.close()
         close_rag = getattr(self.rag, "close", None)
