@@ -25,6 +25,8 @@ CPU = "CPUExecutionProvider"
 PLUGIN_PACKAGES = {"OpenVINOExecutionProvider": ("onnxruntime_ep_openvino", "onnxruntime-ep-openvino")}
 # Which of a plugin's devices a bare request ("openvino") takes: the accelerator first, the CPU last.
 DEVICE_PREFERENCE = ("GPU", "NPU", "CPU")
+# A compiled-in EP (not a plugin) takes the device kind as this provider option.
+KIND_OPTION = {"OpenVINOExecutionProvider": "device_type"}
 
 
 class ProviderFallback(UserWarning):
@@ -67,6 +69,8 @@ def _cpu_vendor(ort) -> str:
 
 
 def _register(ort, ep_name: str, module_name: str, dist: str) -> PluginProvider | None:
+    if ep_name in ort.get_available_providers():
+        return None  # this onnxruntime build has the EP compiled in (e.g. onnxruntime-openvino): used by name
     try:
         module = importlib.import_module(module_name)
     except ImportError:
@@ -158,7 +162,10 @@ def session_options_for(provider: str, options, kind: str | None = None, ep_opti
     if provider in plugin_providers() and provider not in ort.get_available_providers():
         options.add_provider_for_devices([_ep_device(ort, provider, kind)], dict(ep_options or {}))
         return []
-    return [(provider, dict(ep_options))] if ep_options else [provider]
+    ep_options = dict(ep_options or {})
+    if kind and provider in KIND_OPTION:  # a built-in EP takes its device as a provider option
+        ep_options[KIND_OPTION[provider]] = kind
+    return [(provider, ep_options)] if ep_options else [provider]
 
 
 def inference_session(path: str, options_factory, provider: str, kind: str | None = None):
@@ -174,11 +181,17 @@ def inference_session(path: str, options_factory, provider: str, kind: str | Non
         return ort.InferenceSession(path, options, providers=[CPU]), CPU, ""
     try:
         providers = session_options_for(provider, options, kind)
-        return ort.InferenceSession(path, options, providers=providers or None), provider, ""
+        session = ort.InferenceSession(path, options, providers=providers or None)
     except Exception as exc:
         reason = " ".join(str(exc).split())[:300]
         note = fallback_warning(provider, f"it could not take this model ({reason})")
         return ort.InferenceSession(path, options_factory(), providers=[CPU]), CPU, note
+    if provider not in session.get_providers():
+        # onnxruntime's Python API only logs when a listed provider fails to start, and runs on the CPU: say so.
+        what = f"its {kind} device" if kind else "it"
+        note = fallback_warning(provider, f"onnxruntime could not start {what} for this session (see its log)")
+        return session, CPU, note
+    return session, provider, ""
 
 
 def register_for_genai(provider: str) -> bool:
