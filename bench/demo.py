@@ -30,7 +30,7 @@ class DemoReport:
 def _quantize(source: str, out_dir: Path, threads: int | None, log: Callable[[str], None], max_chunks: int):
     from quantize.pipeline import quantize
 
-    return quantize(source, targets=list(DEMO_TARGETS), out_dir=out_dir, evaluate=True, ctx=256,
+    return quantize(source, targets=list(DEMO_TARGETS), out_dir=out_dir, evaluate=True, window=256,
                     max_chunks=max_chunks, threads=threads, decode_speed=False, progress=False, log=log)
 
 
@@ -46,7 +46,7 @@ def run_demo(out_dir: str | Path, source: str = "smollm2-135m", probe: str = "ll
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"1/3 quantising {source} to {', '.join(DEMO_TARGETS)} and measuring quality")
     qreport = _quantize(source, out_dir / "models", threads, log, eval_chunks)
-    models = [v.path for v in qreport.variants]
+    models = [v.path for v in qreport.variants if v.status == "ok"]  # broken ones are not benchmarked
     log(f"2/3 benchmarking {len(models)} variants and the {probe} {quant} shape probe")
     config = BenchConfig(threads=threads, **DEMO_CONFIG)
     report = run_bench(models, config, probe, quant, targets=True, progress=progress)

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = args.to or ["gguf:Q4_K_M,Q8_0", "onnx:int4"]
     try:
         # 1. Variants + quality against the f16 reference of the same weights (PPL, KLD, same-top %).
-        report = quantize.quantize(args.model, targets=targets, out_dir=out, evaluate=True, ctx=256,
+        report = quantize.quantize(args.model, targets=targets, out_dir=out, evaluate=True, window=256,
                                    max_chunks=args.eval_chunks, decode_speed=False, progress=False,
                                    log=lambda m: print(f"[quantize] {m}", file=sys.stderr))
         print(quality_table(report))

@@ -3,7 +3,7 @@
 Public API (imported lazily, so `import quantize` stays cheap):
     convert(source, out, outtype="f16")              -> ConvertResult      any source -> f32/f16/bf16 GGUF
     quantize(source, targets, out_dir, evaluate=...) -> QuantizeReport     GGUF/ONNX variants + report files
-    evaluate(model, ref, text=None, ctx=512)         -> QualityResult      PPL and KLD against a reference
+    evaluate(model, ref, text=None, window=512)      -> QualityResult      PPL and KLD against a reference
     recommend(report, ram_gb, max_kld=None, ctx=...) -> Recommendation     smallest variant that fits
 
 Commands: `ondevice quantize`, `eval`, `distill` (quantize/cli.py) join the `ondevice` command through the

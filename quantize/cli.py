@@ -43,7 +43,8 @@ def _num(value, digits: int) -> str:
               help="Folder for the variants and report.md / report.json / quality.png.")
 @click.option("--eval", "do_eval", is_flag=True, help="Measure PPL and KL divergence against the f16 reference.")
 @window_option
-@click.option("--chunks", type=click.IntRange(min=1), default=None, help="Evaluate only the first N windows.")
+@click.option("--chunks", default="20", show_default=True, metavar="N|all",
+              help="Windows to score (the first N; 'all' scores the whole text, which takes much longer).")
 @click.option("--text", "text_file", type=click.Path(path_type=Path), default=None,
               help="UTF-8 text to evaluate on (default: the standard library's pydoc text).")
 @click.option("--imatrix", default=None, metavar="auto|FILE",
@@ -76,7 +77,10 @@ def quantize_command(source, targets, out_dir, do_eval, window, chunks, text_fil
         raise InvalidInput("--calibration is the text for --imatrix auto; give --imatrix auto too")
     targets = list(targets) or list(DEFAULT_TARGETS)
     parse_targets(targets, with_imatrix=imatrix is not None)  # fail on a bad type before any work
-    report = quantize(source, targets, out_dir, evaluate=do_eval, ctx=window, text=text_file, max_chunks=chunks,
+    from quantize.evaluate import parse_chunks
+
+    report = quantize(source, targets, out_dir, evaluate=do_eval, window=window, text=text_file,
+                      max_chunks=parse_chunks(chunks),
                       threads=threads, log=lambda message: err_console.print(f"[dim]{message}[/dim]"),
                       imatrix=imatrix, calibration=calibration)
     choice = recommend(report, ram_gb, max_kld, n_ctx) if do_recommend else None
@@ -114,7 +118,8 @@ def _print_report(report) -> None:
               help="UTF-8 text to evaluate on (default: the standard library's pydoc text).")
 @window_option
 @old_ctx_option
-@click.option("--chunks", type=click.IntRange(min=1), default=None, help="Evaluate only the first N windows.")
+@click.option("--chunks", default="20", show_default=True, metavar="N|all",
+              help="Windows to score (the first N; 'all' scores the whole text, which takes much longer).")
 @threads_option
 @json_option(help="Print the statistics as JSON.")
 def eval_command(model, ref, text_file, window, chunks, threads, as_json):
@@ -123,14 +128,18 @@ def eval_command(model, ref, text_file, window, chunks, threads, as_json):
 
     if text_file is not None and not text_file.is_file():
         raise InvalidInput(f"--text {text_file}: no such file")
-    result = evaluate(model, ref, text=text_file, ctx=window, max_chunks=chunks, threads=threads,
-                      progress=lambda i, n: err_console.print(f"[dim]window {i}/{n}[/dim]"))
+    from quantize.evaluate import parse_chunks
+    from quantize.progress import window_bar
+
+    with window_bar("evaluating") as bar:
+        result = evaluate(model, ref, text=text_file, window=window, max_chunks=parse_chunks(chunks),
+                          threads=threads, progress=bar)
     if as_json:
         print_json(result)
         return
     r = result
     lines = [
-        f"{r.n_chunks} windows of {r.ctx} tokens, {r.n_tokens} tokens scored",
+        f"{r.n_chunks} windows of {r.window} tokens, {r.n_tokens} tokens scored",
         f"Mean PPL(Q)                   : {r.ppl:10.6f} ± {r.ppl_err:10.6f}",
         f"Mean PPL(base)                : {r.ppl_base:10.6f} ± {r.ppl_base_err:10.6f}",
         f"Cor(ln(PPL(Q)), ln(PPL(base))): {100 * r.ppl_correlation:6.2f}%",

@@ -23,7 +23,7 @@ class QualityResult:
 
     model: str
     ref: str
-    ctx: int
+    window: int              # tokens per evaluation window
     n_chunks: int
     n_tokens: int            # scored tokens (second half of every window)
     ppl: float
@@ -114,7 +114,7 @@ class KLDAccumulator:
         self.kld_values.append(kld.astype(np.float32))
         self.p_diff_values.append(p_diff.astype(np.float32))
 
-    def result(self, model: str, ref: str, ctx: int, seconds: float = 0.0) -> QualityResult:
+    def result(self, model: str, ref: str, window: int, seconds: float = 0.0) -> QualityResult:
         """The final statistics, computed as llama.cpp's kl_divergence() prints them."""
         n = self.count
         for name in ("sum_nll", "sum_nll2", "sum_nll_base", "sum_nll_base2", "sum_nll_nll_base", "sum_kld",
@@ -135,7 +135,7 @@ class KLDAccumulator:
         rms = math.sqrt(mse)
         same = self.n_same_top / n if n else 0.0
         return QualityResult(
-            model=model, ref=ref, ctx=ctx, n_chunks=self.n_chunks, n_tokens=n,
+            model=model, ref=ref, window=window, n_chunks=self.n_chunks, n_tokens=n,
             ppl=ppl, ppl_err=ppl_err, ppl_base=ppl_base, ppl_base_err=ppl_base_err,
             ln_ppl_ratio=ratio, ln_ppl_ratio_err=ratio_err, ppl_ratio=math.exp(ratio),
             delta_ppl=ppl - ppl_base, delta_ppl_err=diff_err,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ondevice.errors import InvalidInput
+from quantize.evaluate import DEFAULT_CHUNKS
 
 DEFAULT_TARGETS = ("gguf:Q4_K_M", "gguf:Q8_0", "onnx:int4")
 FORMATS = ("gguf", "onnx")
@@ -38,10 +39,13 @@ class Variant:
     ppl_err: float | None = None
     delta_ppl: float | None = None
     kld_mean: float | None = None
+    kld_err: float | None = None     # standard error of the mean KLD (as llama-perplexity prints it)
     kld_p99: float | None = None
     same_top_pct: float | None = None
     rms_dp_pct: float | None = None
     quality: dict | None = None      # the full QualityResult, when evaluated
+    status: str = "ok"               # "broken": failed the sanity check on this machine (quantize/sanity.py)
+    sanity: dict | None = None       # the SanityCheck: mean KLD and same-top % on one short window, reason if broken
 
 
 @dataclass
@@ -52,7 +56,7 @@ class QuantizeReport:
     out_dir: str
     reference: Variant
     variants: list[Variant]
-    ctx: int
+    window: int                      # evaluation window in tokens
     evaluated: bool
     text: str = "pydoc_data.topics (standard library)"
     eval_chunks: int = 0
@@ -143,22 +147,26 @@ def _attach_quality(variant: Variant, quality) -> None:
     variant.ppl, variant.ppl_err = round(quality.ppl, 4), round(quality.ppl_err, 4)
     variant.delta_ppl = round(quality.delta_ppl, 4)
     variant.kld_mean, variant.kld_p99 = round(quality.kld_mean, 6), round(quality.kld_p99, 6)
+    variant.kld_err = round(quality.kld_err, 6)
     variant.same_top_pct, variant.rms_dp_pct = round(quality.same_top_pct, 3), round(quality.rms_dp_pct, 3)
     variant.quality = quality.to_dict()
 
 
 def quantize(source: str | Path, targets: Sequence[str] = DEFAULT_TARGETS, out_dir: str | Path = "quantized",
-             evaluate: bool = False, ctx: int = 512, text: str | Path | None = None,
-             max_chunks: int | None = None, threads: int | None = None, decode_speed: bool = True,
+             evaluate: bool = False, window: int = 512, text: str | Path | None = None,
+             max_chunks: int | None = DEFAULT_CHUNKS, threads: int | None = None, decode_speed: bool = True,
              progress: bool = True, log: Callable[[str], None] | None = None,
              onnx_options: dict | None = None, imatrix: str | Path | None = None,
-             calibration: str | Path | None = None) -> QuantizeReport:
+             calibration: str | Path | None = None, check: bool = True) -> QuantizeReport:
     """Make every target variant of `source` (alias, GGUF or HF folder) in `out_dir` and report on them.
 
     targets: "gguf:TYPE[,TYPE]" (any llama.cpp type `quantize.gguf_quantize.GGUF_TYPES` accepts) and
     "onnx:int4|int8|fp32". evaluate: measure PPL/KLD of each against the f16 reference on `text` (default: the
-    standard library's pydoc text) with `ctx`-token windows (`max_chunks` limits how many). onnx_options:
-    block_size / symmetric / accuracy_level for onnx:int4. Writes report.md, report.json and quality.png.
+    standard library's pydoc text) on the first `max_chunks` windows of `window` tokens (None: the whole text),
+    with a progress bar when `progress`. onnx_options: block_size / symmetric / accuracy_level for onnx:int4/int8.
+    check: score every variant on one short window right after it is written; one whose predictions do not match
+    the reference's on this machine is marked broken (status "broken", renamed to NAME.broken, skipped by decode
+    timing, evaluation and recommend). Writes report.md, report.json and quality.png.
     imatrix: "auto" computes an importance matrix on the f16 reference from `calibration` (a text file or folder;
     default: built-in text) with llama.cpp's llama-imatrix, or a path to one; every GGUF variant is made with it.
     """
@@ -177,15 +185,18 @@ def quantize(source: str | Path, targets: Sequence[str] = DEFAULT_TARGETS, out_d
         log(f"making {fmt}:{qtype}")
         variants.append(_make_variant(fmt, qtype, name, source, reference, out_dir, threads, progress,
                                       onnx_options or {}, imatrix_path))
+    if check:
+        _check_all(reference, variants, threads, log)
+    usable = [v for v in variants if v.status == "ok"]
     if decode_speed:
-        for variant in [reference, *variants]:
+        for variant in [reference, *usable]:
             log(f"timing a short decode of {variant.name}")
             variant.decode_tps = _decode_tps(variant.path, threads)
-    report = QuantizeReport(str(source), str(out_dir), reference, variants, ctx, evaluate,
+    report = QuantizeReport(str(source), str(out_dir), reference, variants, window, evaluate,
                             text=str(text) if isinstance(text, Path) else
                             ("user text" if text else "pydoc_data.topics (standard library)"), imatrix=imatrix_info)
     if evaluate:
-        _evaluate_all(report, text, ctx, max_chunks, threads, log)
+        _evaluate_all(report, text, window, max_chunks, threads, log, progress)
     report.files = write_report(report, out_dir)
     return report
 
@@ -205,14 +216,46 @@ def _imatrix(imatrix: str | Path, calibration, reference: Variant, name: str, ou
             "seconds": r.seconds}
 
 
-def _evaluate_all(report: QuantizeReport, text, ctx: int, max_chunks: int | None, threads: int | None,
-                  log: Callable[[str], None]) -> None:
-    from quantize.evaluate import evaluate_many
+def _check_all(reference: Variant, variants: list[Variant], threads: int | None, log: Callable[[str], None]) -> None:
+    """Sanity-check every variant against the reference on one short window; mark and rename the broken ones."""
+    import os
 
-    log(f"evaluating {len(report.variants)} variants against {report.reference.name} (ctx {ctx})")
-    paths = [report.reference.path, *(v.path for v in report.variants)]
-    results = evaluate_many(paths, report.reference.path, text=text, ctx=ctx, max_chunks=max_chunks,
-                            threads=threads, progress=lambda i, n: log(f"  window {i}/{n}"))
-    for variant, quality in zip([report.reference, *report.variants], results):
+    import ondevice
+    from quantize.sanity import check_model, sanity_tokens
+
+    log(f"checking {len(variants)} variants against {reference.name} on a short window")
+    with ondevice.load(reference.path, n_ctx=512, threads=threads) as ref:
+        tokens = sanity_tokens(ref)
+        ref_logits = ref.logits(tokens)
+        for variant in variants:
+            verdict = check_model(variant.path, ref, tokens, ref_logits, threads)
+            variant.sanity = verdict.to_dict()
+            if verdict.ok:
+                continue
+            variant.status = "broken"
+            broken = f"{variant.path}.broken"  # not under a name that looks shippable
+            if os.path.exists(broken):
+                import shutil
+
+                shutil.rmtree(broken) if os.path.isdir(broken) else os.remove(broken)
+            os.replace(variant.path, broken)
+            variant.path = broken
+            log(f"BROKEN: {variant.name} is not usable on this machine: {verdict.reason}; kept as {broken}, "
+                f"left out of the evaluation and the recommendation")
+
+
+def _evaluate_all(report: QuantizeReport, text, window: int, max_chunks: int | None, threads: int | None,
+                  log: Callable[[str], None], progress: bool = True) -> None:
+    from quantize.evaluate import evaluate_many
+    from quantize.progress import window_bar
+
+    usable = [v for v in report.variants if v.status == "ok"]
+    log(f"evaluating {len(usable)} variants against {report.reference.name} (windows of {window} tokens, "
+        + (f"the first {max_chunks})" if max_chunks else "the whole text)"))
+    paths = [report.reference.path, *(v.path for v in usable)]
+    with window_bar("evaluating", progress) as bar:
+        results = evaluate_many(paths, report.reference.path, text=text, window=window, max_chunks=max_chunks,
+                                threads=threads, progress=bar)
+    for variant, quality in zip([report.reference, *usable], results):
         _attach_quality(variant, quality)
     report.eval_chunks = results[0].n_chunks

@@ -55,9 +55,10 @@ def recommend(report_or_variants, ram_gb: float, max_kld: float | None = None, c
         raise InvalidInput(f"ram_gb must be a positive number, got {ram_gb!r}")
     if max_kld is not None and max_kld < 0:
         raise InvalidInput(f"max_kld must be >= 0, got {max_kld}")
-    variants = _variants(report_or_variants)
+    # a variant that failed its sanity check on the machine that made it (quantize/sanity.py) is never chosen
+    variants = [v for v in _variants(report_or_variants) if getattr(v, "status", "ok") == "ok"]
     if not variants:
-        raise InvalidInput("no variants to choose from")
+        raise InvalidInput("no usable variants to choose from")
     budget = ram_gb * GB
     needed = {v.name: memory_needed(v, ctx, kv_type) for v in variants}
     if max_kld is not None and all(v.kld_mean is None for v in variants):

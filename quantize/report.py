@@ -35,21 +35,28 @@ def markdown(report) -> str:
     lines = [f"# Quantisation report: {report.source}", ""]
     if report.evaluated:
         lines.append(f"Quality against **{report.reference.name}** on {report.text}: {report.eval_chunks} windows of "
-                     f"{report.ctx} tokens, second half of each scored (as `llama-perplexity --kl-divergence`).")
+                     f"{report.window} tokens, second half of each scored (as `llama-perplexity --kl-divergence`).")
     else:
         lines.append("Quality not evaluated (run with --eval).")
     if getattr(report, "imatrix", None):
         lines.append(f"GGUF variants made with an importance matrix ({report.imatrix['entries']} tensors, calibrated "
                      f"on {report.imatrix['text']}).")
-    lines += ["", "| variant | format | type | size MB | bits/weight | PPL | ΔPPL | mean KLD | KLD p99 | same top % "
-                  "| RMS Δp % | decode tok/s | made in s |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| variant | format | type | size MB | bits/weight | PPL ± se | ΔPPL | mean KLD ± se | KLD p99 "
+                  "| same top % | RMS Δp % | decode tok/s | made in s | status |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for v in [report.reference, *report.variants]:
-        lines.append(f"| {v.name} | {v.format} | {v.qtype} | {v.size_bytes / MB:.1f} | {v.bpw:.2f} | "
-                     f"{_fmt(v.ppl, 3)} | {_fmt(v.delta_ppl, 3)} | {_fmt(v.kld_mean, 5)} | {_fmt(v.kld_p99, 4)} | "
+        ppl = "—" if v.ppl is None else f"{v.ppl:.3f} ± {v.ppl_err or 0:.3f}"
+        kld = "—" if v.kld_mean is None else f"{v.kld_mean:.5f} ± {v.kld_err or 0:.5f}"
+        status = getattr(v, "status", "ok")
+        if status != "ok" and v.sanity:
+            status = f"**{status}**: {v.sanity.get('reason', '')}"
+        lines.append(f"| {v.name} | {v.format} | {v.qtype} | {v.size_bytes / MB:.1f} | {v.bpw:.2f} | {ppl} | "
+                     f"{_fmt(v.delta_ppl, 3)} | {kld} | {_fmt(v.kld_p99, 4)} | "
                      f"{_fmt(v.same_top_pct, 2)} | {_fmt(v.rms_dp_pct, 2)} | {_fmt(v.decode_tps, 1)} | "
-                     f"{_fmt(v.seconds, 1)} |")
-    lines += ["", "Size is the file (GGUF) or folder (ONNX) on disk; bits/weight = size × 8 / parameters.", ""]
+                     f"{_fmt(v.seconds, 1)} | {status} |")
+    lines += ["", "Size is the file (GGUF) or folder (ONNX) on disk; bits/weight = size × 8 / parameters. ± se: "
+                  "standard error of the mean. status: every variant is checked on a short window right after it "
+                  "is written; a broken one (wrong on this machine) is renamed NAME.broken and not evaluated.", ""]
     return "\n".join(lines)
 
 
@@ -60,7 +67,7 @@ def plot(report, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = [v for v in report.variants if v.kld_mean is not None]
+    variants = [v for v in report.variants if v.kld_mean is not None and getattr(v, "status", "ok") == "ok"]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     if variants:
         points = [(v.size_bytes / MB, max(v.kld_mean, 1e-6)) for v in variants]

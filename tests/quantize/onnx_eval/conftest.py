@@ -35,7 +35,7 @@ def smollm2_report(smollm2_f16_gguf, tmp_path_factory):
     from quantize import quantize
 
     out = tmp_path_factory.mktemp("report")
-    return quantize(smollm2_f16_gguf, ["gguf:Q4_K_M,Q8_0"], out, evaluate=True, ctx=EVAL_CTX,
+    return quantize(smollm2_f16_gguf, ["gguf:Q4_K_M,Q8_0"], out, evaluate=True, window=EVAL_CTX,
                     max_chunks=EVAL_CHUNKS, decode_speed=False, progress=False)
 
 

@@ -22,6 +22,8 @@ def _run(*args):
     ["quantize", "smollm2-135m", "--to", "gguf:Q4_K_M", "--out", "OUT", "--text", "missing.txt", "--eval"],
     ["eval", "no-such-model.gguf", "--ref", "smollm2-135m"],
     ["eval", "smollm2-135m", "--ref", "smollm2-135m", "--text", "missing.txt"],
+    ["eval", "smollm2-135m", "--ref", "smollm2-135m", "--chunks", "some"],
+    ["quantize", "smollm2-135m", "--to", "gguf:Q4_K_M", "--out", "OUT", "--eval", "--chunks", "0"],
 ])
 def test_bad_input_is_one_line_exit_2(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

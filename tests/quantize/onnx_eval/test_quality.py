@@ -36,7 +36,7 @@ def test_ppl_base_is_the_references_own_ppl(smollm2_report):
         q = variant.quality
         assert q["ppl_base"] == pytest.approx(ref_ppl, rel=1e-9)
         assert math.log(q["ppl"] / q["ppl_base"]) == pytest.approx(q["ln_ppl_ratio"], rel=1e-9)
-        assert q["n_tokens"] == smollm2_report.eval_chunks * (smollm2_report.ctx // 2 - 1)
+        assert q["n_tokens"] == smollm2_report.eval_chunks * (smollm2_report.window // 2 - 1)
         assert q["kld_median"] <= q["kld_p99"] <= q["kld_p999"] <= q["kld_max"]
 
 
@@ -78,7 +78,7 @@ def test_statistics_match_llama_perplexity_formulas():
     targets = np.where(rng.random(n) < 0.5, base.argmax(-1), rng.integers(0, vocab, n))
     acc = KLDAccumulator()
     acc.add(quant, base, targets)
-    ours = acc.result("q", "base", ctx=2 * n)
+    ours = acc.result("q", "base", window=2 * n)
     theirs = _llama_perplexity_kld(quant, base, targets)
     for key, value in theirs.items():
         assert getattr(ours, key) == pytest.approx(value, rel=0.02), key
