@@ -73,7 +73,7 @@ class OnnxDevice:
 def resolve_onnx_device(device: str, available: list[str] | None = None) -> OnnxDevice:
     """`choose_onnx_provider`, plus a device kind ("openvino:gpu") and the fallback of an installed plugin EP that
     offers no device on this machine: that runs on the CPU provider with a ProviderFallback warning."""
-    from ondevice.providers import CPU, fallback_warning, unusable_plugin
+    from ondevice.providers import CPU, fallback_warning, plugin_providers, unusable_plugin
 
     name, _, kind = device.partition(":")
     wanted = PROVIDER_ALIASES.get(name.lower(), name)
@@ -84,7 +84,12 @@ def resolve_onnx_device(device: str, available: list[str] | None = None) -> Onnx
         plugin = unusable_plugin(wanted)
         if plugin is not None:
             return OnnxDevice(CPU, None, fallback_warning(wanted, plugin.note))
-    return OnnxDevice(choose_onnx_provider(name, available), kind.upper() or None)
+    kind = kind.upper() or None
+    plugin = plugin_providers().get(wanted)
+    if kind and plugin is not None and plugin.usable and kind not in plugin.devices:
+        return OnnxDevice(CPU, None, fallback_warning(wanted, f"it offers no {kind} here (it offers: "
+                                                              f"{', '.join(plugin.devices)})"))
+    return OnnxDevice(choose_onnx_provider(name, available), kind)
 
 
 def choose_onnx_provider(device: str, available: list[str] | None = None) -> str:

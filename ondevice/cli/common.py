@@ -104,7 +104,8 @@ def json_option(func=None, *, help: str = "Print JSON instead of a table."):
 def runtime_options(func):
     """--ctx, --threads, --device: the RuntimeOptions bundle every model-taking command shares."""
     func = click.option("--device", default="auto", show_default=True,
-                        help="auto, cpu, gpu, or an ONNX Runtime provider (QNN, OpenVINO, CoreML, DML).")(func)
+                        help="auto, cpu, gpu, or an ONNX Runtime provider (QNN, OpenVINO, CoreML, DML); "
+                             "openvino:gpu / :npu / :cpu picks its device (docs/npu.md).")(func)
     func = threads_option(func)
     func = ctx_option(func)
     return func

@@ -128,19 +128,24 @@ def test_a_device_kind_the_plugin_does_not_offer_falls_back_to_cpu(encoder_fp32,
         np.testing.assert_allclose(model.embed(TEXTS), cpu_vectors, atol=1e-6)
 
 
-def test_the_llm_path_runs_on_openvino_or_says_why_not(tmp_path_factory):
-    """onnxruntime-genai: the same logits on the requested provider as on the CPU one (OpenVINO may compute in bf16
-    on CPUs that have it, so close, not equal); when OpenVINO cannot run it here (no device, or genai cannot drive
-    the plugin) the model says so in one warning and runs on the CPU provider."""
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory):
+    """A tiny random-weight llama exported to an onnxruntime-genai folder (fp32)."""
     from quantize.onnx_export import export_onnx_llm
     from tests.tiny_models import make_tiny_hf
 
     hf = make_tiny_hf("llama", tmp_path_factory.mktemp("ov-tiny-hf"))
-    path = export_onnx_llm(hf, tmp_path_factory.mktemp("ov-onnx") / "tiny", quant="fp32").path
-    with ondevice.load(path, device="cpu", n_ctx=64) as cpu:
+    return export_onnx_llm(hf, tmp_path_factory.mktemp("ov-onnx") / "tiny", quant="fp32").path
+
+
+def test_the_llm_path_runs_on_openvino_or_says_why_not(tiny_llm):
+    """onnxruntime-genai: the same logits on the requested provider as on the CPU one (OpenVINO may compute in bf16
+    on CPUs that have it, so close, not equal); when OpenVINO cannot run it here (no device, or genai cannot drive
+    the plugin) the model says so in one warning and runs on the CPU provider."""
+    with ondevice.load(tiny_llm, device="cpu", n_ctx=64) as cpu:
         tokens = cpu.tokenize("The function returns the value of")
         expected = cpu.logits(tokens)
-    model, fallbacks = _load_warned(path, "openvino", n_ctx=64)
+    model, fallbacks = _load_warned(tiny_llm, "openvino", n_ctx=64)
     with model:
         if model.device == CPU:
             assert len(fallbacks) == 1 and model.device_note == fallbacks[0]
@@ -150,3 +155,20 @@ def test_the_llm_path_runs_on_openvino_or_says_why_not(tmp_path_factory):
         assert model.generate("The function returns", max_tokens=4, temperature=0).finish_reason in ("stop", "length")
     assert logits.shape == expected.shape
     assert np.corrcoef(logits.ravel(), expected.ravel())[0, 1] > 0.999
+
+
+def test_the_cli_prints_a_fallback_as_one_warning_line(tiny_llm):
+    from click.testing import CliRunner
+
+    from ondevice.cli.main import cli
+
+    offered = PLUGIN.devices if PLUGIN else ["CPU"]
+    kind = next((k for k in ("NPU", "GPU") if k not in offered), None)
+    if kind is None:
+        pytest.skip("this machine's OpenVINO offers both a GPU and an NPU: no kind is missing")
+    result = CliRunner().invoke(cli, ["run", str(tiny_llm), "The function", "--device", f"openvino:{kind.lower()}",
+                                      "--max-tokens", "2", "--ctx", "64"])
+    assert result.exit_code == 0, result.output
+    warning_lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning_lines) == 1 and f"{OV} not used, running on {CPU}" in warning_lines[0]
+    assert "Traceback" not in result.stderr
