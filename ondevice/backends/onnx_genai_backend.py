@@ -74,6 +74,7 @@ class OnnxGenaiBackend(TextBackend):
 
     name = "onnx-genai"
     formats = ("onnx-genai",)
+    can_exceed_trained_context = False
 
     def __init__(self, ref: ModelRef, info: ModelInfo, options: RuntimeOptions):
         super().__init__(ref, info, options)

@@ -74,6 +74,7 @@ class DecodeState:
     generated: list[int] = field(default_factory=list)   # tokens emitted so far
     pending: list[int] = field(default_factory=list)     # accepted but not yet evaluated by the context
     timings: Timings = field(default_factory=Timings)
+    speculator: Any = None                               # a backend's multi-token stepper (ondevice.speculative)
 
 
 class Utf8Pieces:
@@ -95,8 +96,16 @@ class TextBackend(Backend):
 
     prefix_cache: PrefixCache | None = None  # snapshots of past contexts (the server turns this on)
 
+    # Whether the runtime can open a context longer than the trained one (llama.cpp can, with a warning about
+    # quality; onnxruntime-genai refuses a max_length over the model's context_length).
+    can_exceed_trained_context: bool = True
+
     def context_length(self, requested: int | None) -> int:
         """The context length to open: the one policy for every text backend (`ondevice.autoconfig`)."""
+        trained = self.info.context_length
+        if requested is not None and trained and requested > trained and not self.can_exceed_trained_context:
+            raise InvalidInput(f"n_ctx {requested} is longer than {self.ref.name}'s trained context of {trained} "
+                               f"tokens, which the {self.name} backend cannot exceed")
         return choose_context(self.info, requested, kv_type=self.options.kv_type, mmap=self.options.use_mmap)
 
     # --- primitives a backend supplies -------------------------------------------------------------------------

@@ -144,3 +144,8 @@ def test_prefix_reuse_gives_the_cold_start_tokens(tiny_onnx):
         warm = tiny_onnx.generate(text, max_tokens=8)
         assert warm.tokens == cold[text].tokens, text
         assert warm.timings.reused_tokens > 0 or text.startswith("class Baz"), text
+
+
+def test_context_longer_than_trained_is_refused_at_load(tiny_onnx):
+    with pytest.raises(ondevice.InvalidInput, match="trained context"):
+        ondevice.load(tiny_onnx.ref.path, n_ctx=tiny_onnx.info.context_length * 2)
