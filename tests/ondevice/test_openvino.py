@@ -100,9 +100,12 @@ def test_embeddings_on_openvino_match_the_cpu_provider(encoder_fp32, cpu_vectors
 
 
 @needs_device
-def test_auto_prefers_openvino_when_it_offers_a_device(encoder_fp32):
+def test_auto_takes_openvino_for_an_accelerator_not_for_the_cpu_alone(encoder_fp32):
+    # The plugin's CPU device is the same silicon as the CPU provider (and slower on int8/int4 graphs): auto takes
+    # OpenVINO when it offers a GPU or NPU, or when this onnxruntime build has it compiled in.
+    accelerator = PLUGIN is None or bool(set(PLUGIN.devices) - {"CPU"})
     with ondevice.load(encoder_fp32, device="auto", threads=2) as model:
-        assert model.device == OV
+        assert model.device == (OV if accelerator else CPU)
 
 
 @without_device
