@@ -32,12 +32,15 @@ from ondevice.memory import KV_TYPES
 @click.option("--quant", default=None, help="Quant type of the probe (default Q4_K_M).")
 @click.option("--targets", is_flag=True, help="Check the device targets (7-10B, 10-20 tok/s, 8-16 GB) on the probe.")
 @click.option("--report", "report_dir", default=None, help="Write report.md, report.json and PNG plots here.")
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(["rag", "summarize", "rewrite", "chat", "all"]),
+              help="Real-prompt scenarios instead of pp/tg: plain vs lookup decoding side by side (repeatable; "
+                   "-n tokens, -r repetitions; with --probe also the verify cost and an 8B prediction).")
 @click.option("--device", default=None, metavar="NAME",
               help="Predict for a catalog device (`ondevice devices list`) instead of measuring here: RAM fit, "
                    "decode tok/s and the targets (bench.predict). A device name, unlike the auto/cpu/gpu "
                    "--device of run and serve.")
 def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type, output, as_json, reference, native,
-                  probe, quant, targets, report_dir, device):
+                  probe, quant, targets, report_dir, scenarios, device):
     """Measure prompt processing and generation speed, TTFT, load time and peak memory, like llama-bench."""
     from bench.report import csv_text, markdown_table, roofline_lines, targets_table
     from bench.runner import BenchConfig
@@ -50,6 +53,12 @@ def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type,
     if device:
         _predict_on_device(list(models), probe, quant, targets, device, threads, n_ctx, kv_type, output,
                            measuring=bool(reference or native or report_dir))
+        return
+    if scenarios:
+        from bench.scenarios import bench_scenarios
+
+        report = bench_scenarios(list(models), scenarios, threads, n_gen, repetitions, probe, quant)
+        print_json(report) if output == "json" else click.echo(report["markdown"])
         return
     config = BenchConfig(n_prompt, n_gen, repetitions, threads, n_ctx, reference, kv_type).check()
     with ProgressBar() as bar:

@@ -137,16 +137,19 @@ class Model:
     # --- generation -------------------------------------------------------------------------------------------
     def generate(self, prompt: str, max_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int | None = None, stop: str | Sequence[str] | None = None, stream: bool = False,
-                 top_k: int = 0, schema: Any = None) -> Generation | TextStream:
+                 top_k: int = 0, schema: Any = None, speculative: str | None = None) -> Generation | TextStream:
         """Complete `prompt`. With stream=True returns a TextStream that yields text pieces as they decode.
 
         schema: a JSON Schema dict, a pydantic model class or "json" (any object): every token is constrained so
         the text is JSON that validates; `result.parsed` holds it (docs/structured-output.md).
+        speculative: "auto", "off" or "lookup" lookup decoding for this call (default: the load option); the output
+        is the same either way (docs/speculative.md).
         """
         from ondevice.structured import schema_grammar
 
         grammar = schema_grammar(schema) if schema is not None else None
-        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop, grammar=grammar)
+        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop, grammar=grammar,
+                                speculative=speculative)
         if not isinstance(prompt, str):
             raise InvalidInput("prompt must be a string")
         return self._run(self.stream_events(prompt, params), stream, grammar.finish if grammar else None)
@@ -154,7 +157,7 @@ class Model:
     def chat(self, messages: Sequence[dict], max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
              seed: int | None = None, stop: str | Sequence[str] | None = None, stream: bool = False,
              top_k: int = 0, schema: Any = None, tools: Sequence[dict] | None = None, tool_choice: Any = None,
-             parallel_tool_calls: bool = False) -> Generation | TextStream:
+             parallel_tool_calls: bool = False, speculative: str | None = None) -> Generation | TextStream:
         """Answer a conversation, formatted with the model's own chat template.
 
         Each message is {"role": "system"|"user"|"assistant"|"tool", "content": str or [{"type": "text", ...}]}.
@@ -166,7 +169,8 @@ class Model:
         from ondevice.tools import plan_chat
 
         plan = plan_chat(messages, schema, tools, tool_choice, parallel_tool_calls)
-        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop, grammar=plan.grammar)
+        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop, grammar=plan.grammar,
+                                speculative=speculative)
         finish = plan.finish if plan.grammar is not None or plan.with_tools else None
         return self._run(self.chat_events(plan.messages, params), stream, finish)
 

@@ -28,6 +28,8 @@ class RuntimeOptions:
       loss). GGUF backend only; libllama needs flash attention for a quantised V cache, so it is turned on.
     - flash_attn: "auto" (on when the KV cache is quantised, else off: llama-cpp-python's default, the one the
       bench measured), "on" or "off". "off" with a quantised KV cache is refused.
+    - speculative: lookup decoding for this model's generations: "off" (default), "auto" (draft from the prompt and
+      the answer so far, pausing when it does not pay), or "lookup" (always draft); see `ondevice.speculative`.
     - extra: further keyword arguments for the backend's loader (llama_cpp.Llama), for experiments; options
       the runtime knows (kv_type, flash_attn) must go through their fields.
     """
@@ -41,6 +43,7 @@ class RuntimeOptions:
     use_mmap: bool = False
     kv_type: str = "f16"
     flash_attn: str = "auto"
+    speculative: str = "off"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -55,6 +58,9 @@ class RuntimeOptions:
         if self.kv_type != "f16" and self.flash_attn == "off":
             raise InvalidInput(f"kv_type {self.kv_type} needs flash attention (llama.cpp cannot quantise the V "
                                f"cache without it): use flash_attn 'auto' or 'on'")
+        from ondevice.speculative import check_mode
+
+        check_mode(self.speculative)
         overlap = {"type_k", "type_v", "flash_attn"} & set(self.extra)
         if overlap:
             raise InvalidInput(f"set {', '.join(sorted(overlap))} through RuntimeOptions.kv_type / flash_attn, "

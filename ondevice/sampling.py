@@ -50,6 +50,9 @@ class SamplingParams:
     - ignore_eos: keep generating past end-of-generation tokens (benchmarks need exactly max_tokens).
     - grammar: an `ondevice.structured.Grammar` (from `schema_grammar(...)` or tools) that every token must follow;
       None for free text.
+    - speculative: lookup decoding for this generation, "auto", "off" or "lookup" (`ondevice.speculative`); None
+      uses the model's `RuntimeOptions.speculative`. The output is the same either way (token-identical at
+      temperature 0, the same distribution above).
     """
 
     max_tokens: int = 128
@@ -60,6 +63,7 @@ class SamplingParams:
     stop: list[str] | str | None = field(default_factory=list)
     ignore_eos: bool = False
     grammar: Any = None
+    speculative: str | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.max_tokens) or self.max_tokens < 1:
@@ -84,6 +88,10 @@ class SamplingParams:
 
             if not isinstance(self.grammar, Grammar):
                 raise _bad("grammar", f"grammar must be an ondevice.structured.Grammar, got {self.grammar!r}")
+        if self.speculative is not None:
+            from ondevice.speculative import check_mode
+
+            check_mode(self.speculative)
         self.max_tokens, self.top_k = int(self.max_tokens), int(self.top_k)
         self.temperature, self.top_p = float(self.temperature), float(self.top_p)
         self.seed = None if self.seed is None else int(self.seed)

@@ -22,6 +22,7 @@ from ondevice.errors import BackendUnavailable, ContextOverflow, InvalidModelFil
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
 from ondevice.sampling import SamplingParams
+from ondevice.speculative import lookup_decoder
 from ondevice.store import ModelRef
 
 import llama_cpp as lc
@@ -201,6 +202,33 @@ class LlamaCppBackend(TextBackend):
 
     def _feed(self, tokens: list[int]) -> None:
         self._decode(tokens)
+
+    # --- lookup decoding (ondevice.speculative): a multi-token step over two more primitives ---------------------
+    def _step(self, state) -> list[int]:
+        if state.speculator is None:
+            state.speculator = lookup_decoder(self, state, self.options.speculative) or False
+        return state.speculator.step(state) if state.speculator else super()._step(state)
+
+    def _feed_all(self, tokens: list[int]) -> None:
+        """Evaluate tokens after the cache in one batch, with logits kept at every position (sampler index i)."""
+        batch = lc.llama_batch_init(len(tokens), 0, 1)
+        try:
+            start = len(self._cached)
+            for i, tok in enumerate(tokens):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = tok, start + i, 1, 1
+                batch.seq_id[i][0] = 0
+            batch.n_tokens = len(tokens)
+            rc = lc.llama_decode(self._llm.ctx, batch)
+            if rc != 0:
+                self._memory_clear()
+                raise RuntimeError(f"llama_decode failed with code {rc}")
+            self._cached.extend(tokens)
+        finally:
+            lc.llama_batch_free(batch)
+
+    def _output_logits(self, index: int) -> np.ndarray:
+        """Logits row `index` of the last batch, a view of libllama's buffer."""
+        return np.ctypeslib.as_array(lc.llama_get_logits_ith(self._llm.ctx, index), shape=(self._n_vocab,))
 
     def _is_eog(self, token: int) -> bool:
         return bool(lc.llama_vocab_is_eog(self._vocab, token))

@@ -22,10 +22,12 @@ from ondevice.cli.common import err_console, json_option, print_json, runtime_op
 @click.option("--raw", is_flag=True, help="Send PROMPT as-is instead of through the chat template.")
 @click.option("--schema", "schema_file", default=None, metavar="FILE",
               help="JSON Schema file the answer must follow ('json': any JSON object); see docs/structured-output.md.")
+@click.option("--speculative", type=click.Choice(["auto", "off", "lookup"]), default="off", show_default=True,
+              help="Lookup decoding: draft from the prompt and answer, verify in one batch (docs/speculative.md).")
 @json_option(help="Print text, tokens and timings as JSON.")
 @runtime_options
-def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, system, raw, schema_file, as_json, n_ctx,
-                threads, device):
+def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, system, raw, schema_file, speculative,
+                as_json, n_ctx, threads, device):
     """Answer PROMPT with MODEL, streaming to stdout.
 
     Chat models get PROMPT as a user message through their chat template; base models (no template) or --raw
@@ -34,7 +36,7 @@ def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, syste
     from ondevice.structured import load_schema, schema_grammar
 
     schema = schema_grammar(load_schema(schema_file)) if schema_file else None  # bad schema: exit 2 before loading
-    with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device) as m:
+    with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device, speculative=speculative) as m:
         kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=list(stop),
                       schema=schema)
         use_chat = m.info.has_chat_template and not raw

@@ -42,7 +42,8 @@ def sampling(req: schemas.SamplingFields, state: ServerState) -> SamplingParams:
     max_tokens = getattr(req, max_field)
     try:
         return SamplingParams(max_tokens=state.settings.default_max_tokens if max_tokens is None else max_tokens,
-                              temperature=temperature, top_p=top_p, seed=req.seed, stop=stops)
+                              temperature=temperature, top_p=top_p, seed=req.seed, stop=stops,
+                              speculative=req.speculative)
     except InvalidInput as exc:
         param = getattr(exc, "param", None)
         raise APIError(400, str(exc), "invalid_value", max_field if param == "max_tokens" else param) from None

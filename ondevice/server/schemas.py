@@ -53,6 +53,7 @@ class SamplingFields(BaseModel):
     n: int = Field(1, ge=1, le=128)
     logprobs: Any = None
     user: str | None = None
+    speculative: str | None = None  # ondevice extension: lookup decoding "auto" | "off" | "lookup" (same output)
 
     def stops(self) -> list[str]:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
