@@ -203,7 +203,11 @@ def register_for_genai(provider: str) -> bool:
         if provider not in _genai_registered:
             import onnxruntime_genai as og
 
-            og.register_execution_provider_library(provider, plugin.library)
+            try:
+                og.register_execution_provider_library(provider, plugin.library)
+            except Exception as exc:  # registered already by the application: that is what we wanted
+                if "already registered" not in str(exc):
+                    raise
             _genai_registered.add(provider)
     return True
 
