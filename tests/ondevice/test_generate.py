@@ -94,3 +94,14 @@ def test_embedding_mode_gguf_gives_normalised_vectors():
         vectors = m.embed(["a cat", "a dog"])
     assert vectors.shape == (2, m.info.n_embd)
     assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-3
+
+
+def test_quantised_kv_cache_is_an_option_and_bad_combinations_are_refused():
+    with ondevice.load("smollm2-135m", n_ctx=256, kv_type="q8_0") as m:
+        assert m.generate("The capital of France is", max_tokens=2).text.strip().startswith("Paris")
+    with pytest.raises(ondevice.InvalidInput, match="needs flash attention"):
+        ondevice.load("smollm2-135m", n_ctx=256, kv_type="q4_0", flash_attn="off")
+    with pytest.raises(ondevice.InvalidInput, match="kv_type must be one of"):
+        ondevice.load("smollm2-135m", n_ctx=256, kv_type="q5")
+    with pytest.raises(ondevice.InvalidInput, match="through RuntimeOptions.kv_type"):
+        ondevice.load("smollm2-135m", n_ctx=256, extra={"type_k": 8})
