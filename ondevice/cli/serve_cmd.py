@@ -29,7 +29,7 @@ from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
                    "away; sensitive text never leaves.")
 @click.option("--route", default="privacy,size", show_default=True,
               help="Routing policies with --remote: privacy, size, confidence (comma-separated).")
-@click.option("--parallel", default="1", show_default=True, metavar="N|auto",
+@click.option("--parallel", default="auto", show_default=True, metavar="N|auto",
               help="Requests decoded together in one batch (slots, each with the full context); auto sizes it "
                    "from RAM (up to 4); 1 serves one request at a time.")
 @runtime_options

@@ -6,7 +6,8 @@ steps run on the model's own thread (`ModelWorker`), one executor task per step 
 is FIFO, so a request on the single-stream path (a grammar, a router, a prompt too long for a slot) interleaves with
 the steps instead of waiting for the batch to drain, and the two never touch libllama at the same time.
 
-Each request's events cross to the event loop through its own `asyncio.Queue`. Admission is bounded like the
+Each request's events reach the event loop through its own `asyncio.Queue`, a step's events in one hand-over (one
+wake-up of the loop per step, not per token). Admission is bounded like the
 single-stream queue: with every slot busy and `max_queue` requests already waiting, a request gets 429 with
 Retry-After. A client that goes away cancels its job; the engine frees the slot before its next step.
 """
@@ -52,6 +53,8 @@ class Batcher:
         self.admitted = 0          # requests in the engine (waiting for a slot or decoding)
         self.served = 0
         self._scheduled = False    # a step task is queued on the worker (touched on the worker thread only)
+        self._outbox: list = []    # (queue, event) pairs of the running step, handed to the event loop at its end
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._mean_s = 1.0
 
     @classmethod
@@ -81,6 +84,9 @@ class Batcher:
         except Exception as exc:  # a bug must not leave every client of the batch waiting forever
             log.exception("batched decoding step failed")
             self.engine.fail_all(exc)
+        if self._outbox:  # one wake-up of the event loop per step, not one per token
+            outbox, self._outbox = self._outbox, []
+            self._loop.call_soon_threadsafe(_deliver, outbox)
         self._kick()
 
     def _submit(self, job) -> None:
@@ -123,8 +129,8 @@ class Batcher:
         if len(tokens) >= self.engine.slot_ctx:  # fits the model's context but not a slot: one at a time
             self.admitted -= 1
             return None
-        loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-        job = Job(tokens, params, lambda event: loop.call_soon_threadsafe(queue.put_nowait, event))
+        self._loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+        job = Job(tokens, params, lambda event: self._outbox.append((queue, event)))  # on the worker thread
         try:
             await self.worker.call(self._submit, job)
         except ContextOverflow:
@@ -143,6 +149,11 @@ class Batcher:
     def close(self) -> None:
         """Free the engine (on the worker thread, after the last step)."""
         self.engine.close()
+
+
+def _deliver(outbox: list) -> None:
+    for queue, event in outbox:
+        queue.put_nowait(event)
 
 
 class BatchRun:

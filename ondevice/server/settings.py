@@ -27,7 +27,7 @@ class ServerSettings(BaseModel):
     remote: str | None = Field(None, description="A remote OpenAI-compatible model (remote:MODEL@URL or a URL) that "
                                                  "answers what the routing policies send away (ondevice.Router).")
     route: str = Field("privacy,size", description="Routing policies with --remote: privacy, size, confidence.")
-    parallel: int | None = Field(1, ge=1, le=64, description="Requests decoded together in one batch (slots); "
+    parallel: int | None = Field(None, ge=1, le=64, description="Requests decoded together in one batch (slots); "
                                  "None sizes it from RAM (up to 4); 1 = one request at a time.")
 
     model_config = {"extra": "forbid"}

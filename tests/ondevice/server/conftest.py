@@ -92,7 +92,7 @@ class Server:
 def start_server(*args: str, api_key: str | None = None, cwd=None) -> Server:
     port = free_port()
     cmd = [sys.executable, "-m", "ondevice", "serve", "smollm2-135m", "--port", str(port), "--ctx", str(N_CTX),
-           "--threads", "1", "--embed-model", EMBED_MODEL, *args]
+           "--threads", "1", "--embed-model", EMBED_MODEL, "--parallel", "1", *args]  # batching: test_batching.py
     if api_key:
         cmd += ["--api-key", api_key]
     # stderr to a file, not a pipe: nobody reads a pipe while tests run, and a full one would block the server

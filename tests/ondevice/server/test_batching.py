@@ -136,3 +136,13 @@ def test_a_bad_parallel_value_is_one_line_and_exit_code_2():
     result = CliRunner().invoke(cli, ["serve", "smollm2-135m", "--parallel", "0", "--port", "0"])
     assert result.exit_code == 2
     assert "--parallel" in result.output and "Traceback" not in result.output
+
+
+def test_auto_slots_fit_half_the_available_ram(smollm2):
+    from ondevice.memory import kv_bytes
+    from ondevice.server.batching import DEFAULT_MAX_SLOTS, auto_slots
+
+    per_slot = kv_bytes(smollm2.info, 8192, smollm2.backend.options.kv_type)
+    assert auto_slots(smollm2, 8192, available_bytes=100 * per_slot) == DEFAULT_MAX_SLOTS
+    assert auto_slots(smollm2, 8192, available_bytes=5 * per_slot) == 2  # half of it holds 2.5 slots
+    assert auto_slots(smollm2, 8192, available_bytes=per_slot) == 1      # no room for a batch: one at a time
