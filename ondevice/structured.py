@@ -98,18 +98,20 @@ def check(source: str, what: str = "schema") -> None:
     raise InvalidInput(f"{what} cannot be enforced during decoding: {detail}")
 
 
+MAX_FORMAT_LENGTH = 128
 SAFE_INTEGER = 2 ** 53 - 1  # the largest integer every JSON parser reads exactly (RFC 8259, section 6)
 _DATA_KEYS = {"enum", "const", "default", "examples", "required"}  # values that are data, not subschemas
 
 
 def close_objects(schema: Any, in_all_of: bool = False) -> Any:
     """A copy of `schema` where objects that list `properties` but say nothing about other keys get
-    `additionalProperties: false`, and integers without bounds get +-(2**53 - 1).
+    `additionalProperties: false`, integers without bounds get +-(2**53 - 1), and strings with a `format` but
+    no `maxLength` get 128.
 
     Every answer to the narrowed schema also validates against the original (it only forbids extra keys the user
-    did not ask for, and integers no JSON parser reads exactly), and it keeps small models from inventing key after
-    key, or digit after digit, until max_tokens runs out. Members of an `allOf` stay open: narrowing each part
-    separately could make their combination unsatisfiable.
+    did not ask for, integers no JSON parser reads exactly, and very long formatted strings), and it keeps small
+    models from inventing key after key, or digit after digit, until max_tokens runs out. Members of an `allOf`
+    stay open: narrowing each part separately could make their combination unsatisfiable.
     """
     if isinstance(schema, list):
         return [close_objects(item, in_all_of) for item in schema]
@@ -129,6 +131,8 @@ def close_objects(schema: Any, in_all_of: bool = False) -> Any:
                                                          "unevaluatedProperties", "allOf"} & out.keys():
         out["additionalProperties"] = False
     kinds = out.get("type") if isinstance(out.get("type"), list) else [out.get("type")]
+    if "format" in out and "maxLength" not in out and not in_all_of:  # an e-mail, URI, ... of at most 128
+        out["maxLength"] = MAX_FORMAT_LENGTH                         # characters: it can always still end
     if "integer" in kinds and not in_all_of:  # at most 16 digits: a small model can repeat a digit forever
         if "minimum" not in out and "exclusiveMinimum" not in out:
             out["minimum"] = -SAFE_INTEGER
@@ -203,6 +207,18 @@ class Vocabulary:
             decode = self.tokenizer.decode_bytes
             self._bytes = [decode([t]) for t in range(self.tokenizer.vocab_size)]
         return self._bytes
+
+    def closers(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(tokens that are only closing JSON and start with `"`, those made of `]`/`}` only, the id of the token
+        "q"): what `ConstrainedSampler` uses to end an answer near its budget ("q" is allowed only inside a
+        string)."""
+        if getattr(self, "_closers", None) is None:
+            pieces = self.token_bytes()
+            only = np.array([bool(b) and not b.strip(b'"]}') for b in pieces], dtype=bool)
+            quote = only & np.array([b.startswith(b'"') for b in pieces], dtype=bool)
+            letter = pieces.index(b"q") if b"q" in pieces else 0
+            self._closers = (quote, only & ~quote & np.array([b'"' not in b for b in pieces], dtype=bool), letter)
+        return self._closers
 
     @classmethod
     def from_llama(cls, vocab) -> "Vocabulary":
@@ -289,12 +305,15 @@ class ConstrainedSampler:
     # 2-32 tokens.
     MAX_PERIOD, SINGLE_REPEATS, REPEATS = 32, 12, 3
 
-    def __init__(self, inner, constraint: TokenConstraint, logits):
+    CLOSING_MARGIN = 24  # tokens before the budget ends (at most a quarter of it) when the answer starts closing
+
+    def __init__(self, inner, constraint: TokenConstraint, logits, budget: int | None = None):
         self.inner = inner
         self.constraint = constraint
         self._logits = logits
         self._eos = np.asarray(constraint.vocabulary.tokenizer.eos_tokens, dtype=np.int64)
         self.complete = False
+        self.budget = budget  # max_tokens, when known: near it, prefer tokens that close strings/arrays/objects
         self._history: list[int] = []
 
     def _cycle_period(self) -> int:
@@ -321,6 +340,20 @@ class ConstrainedSampler:
         if 0 < len(looping) < len(allowed):
             row[looping] = -np.inf
 
+    def _close(self, row: np.ndarray) -> None:
+        """Near the end of the budget, end what is open while the grammar allows it: a string with a token that
+        starts with `"`, else (outside a string) a number, array or object with `]`/`}` tokens. A string that
+        cannot end yet (a format or pattern still incomplete) is left alone."""
+        quote, bracket, letter = self.constraint.vocabulary.closers()
+        n = min(row.size, quote.size)
+        allowed = np.isfinite(row[:n])
+        for group in (quote[:n], None if allowed[letter] else bracket[:n]):
+            if group is not None and (allowed & group).any():
+                keep = np.zeros(row.size, dtype=bool)
+                keep[:n] = allowed & group
+                row[~keep] = -np.inf
+                return
+
     def sample(self) -> int:
         row = self._logits()
         if self.complete:
@@ -332,6 +365,9 @@ class ConstrainedSampler:
             period = self._cycle_period()
             if period:
                 self._break_cycle(row, period)
+            if self.budget is not None and \
+                    len(self._history) >= self.budget - min(self.CLOSING_MARGIN, self.budget // 4):
+                self._close(row)
         token = self.inner.sample()
         self._history.append(token)
         if not self.complete:

@@ -183,7 +183,9 @@ class TextBackend(Backend):
         """The backend's sampler; with `params.grammar`, wrapped so every token follows the grammar."""
         if params.grammar is None:
             return self._new_sampler(params)
-        return self._constrained_sampler(params, params.grammar.constraint(self.vocabulary()))
+        sampler = self._constrained_sampler(params, params.grammar.constraint(self.vocabulary()))
+        sampler.budget = params.max_tokens  # near the end, the answer closes what it opened (still valid JSON)
+        return sampler
 
     def _constrained_sampler(self, params: SamplingParams, constraint) -> Sampler:
         """Default for backends that sample in NumPy from `_last_logits()`: the mask is applied to this step's
