@@ -159,6 +159,15 @@ class RemoteBackend(Backend):
             request["seed"] = params.seed
         if params.stop:
             request["stop"] = list(params.stop)
+        grammar = params.grammar  # structured output: the remote server enforces it (never an unconstrained answer)
+        if grammar is not None:
+            if grammar.kind == "json_object":
+                request["response_format"] = {"type": "json_object"}
+            elif grammar.kind == "json_schema":
+                request["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": grammar.name or "answer", "schema": grammar.schema, "strict": True}}
+            else:
+                raise InvalidInput(f"{self.where}: {grammar.kind} constraints run on local models only")
         return request
 
     def stream(self, prompt: str | Sequence[int], params: SamplingParams) -> Iterator[StreamEvent]:
