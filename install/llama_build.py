@@ -14,10 +14,10 @@ CMake flags from the CPU (`ondevice/cpu.py`, loaded by path), build a wheel once
 by version + flags + Python (pip's own wheel cache ignores CMAKE_ARGS, so we bypass it), install it, and prove it
 decodes in a child process. A build that crashes is thrown away and rebuilt with a conservative flag set.
 
-Only what the Python package loads is compiled: libllama and ggml (llama-cpp-python's CMakeLists forces llama.cpp's
-small `common` library on; tests, tools, examples and the server are already off for a sub-project build), not the
-multimodal library (`LLAVA_BUILD=OFF`: libmtmd is loaded only by the multimodal chat handlers, which ondevice does
-not use). llama.cpp's own command-line tools (llama-bench, llama-quantize, llama-imatrix) are built from the same
+Only what the Python package loads is compiled: libllama and ggml. Tests, tools, examples and the server are already
+off for a sub-project build; we also leave out the multimodal library (`LLAVA_BUILD=OFF`: libmtmd is loaded only by
+the multimodal chat handlers, which ondevice does not use) and llama.cpp's `common` library, which llama-cpp-python's
+CMakeLists forces on although the package never loads it (`install/no_common.cmake`). llama.cpp's own command-line tools (llama-bench, llama-quantize, llama-imatrix) are built from the same
 source only when first needed (`bench/native.py`), never here.
 
 Standard library only: nothing else is installed yet when this runs.
@@ -41,8 +41,9 @@ from pathlib import Path
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Build scope, not kernels: left out of the wheel folder's key (a wheel built with libmtmd is just as good).
-SCOPE_ARGS = ["-DLLAVA_BUILD=OFF"]
+# Build scope, not kernels: left out of the wheel folder's key (a wheel that also has libmtmd is just as good).
+SCOPE_ARGS = ["-DLLAVA_BUILD=OFF",
+              f"-DCMAKE_PROJECT_llama.cpp_INCLUDE={REPO_ROOT / 'install' / 'no_common.cmake'}"]
 BUILD_RECORD = "build.json"  # in each wheel folder: version + CMake args, read by bench/native.py
 
 
