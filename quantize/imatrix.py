@@ -84,13 +84,15 @@ def compute_imatrix(model: str | Path, out: str | Path, text: str | Path | None 
     out = Path(out)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, atomic_output(out) as partial:
-        text_file = Path(tmp) / "calibration.txt"
+        # llama-imatrix records the text file's name as the dataset in the imatrix: name it after the text.
+        text_file = Path(tmp) / (re.sub(r"[^\w.-]+", "-", Path(described).name.split(" (")[0]).strip("-") + ".txt")
         text_file.write_text(body, encoding="utf-8")
-        cmd = [str(tool), "-m", str(ref.path), "-f", str(text_file), "-o", str(partial), "-c", str(ctx),
+        cmd = [str(tool), "-m", str(ref.path.resolve()), "-f", text_file.name, "-o", str(partial.resolve()),
+               "-c", str(ctx),
                "-b", str(ctx), "-t", str(threads or detect_cpu().physical_cores), "--output-format", "gguf"]
         if chunks is not None:
             cmd += ["--chunks", str(chunks)]
-        n_done, ppl, tail = _run_imatrix(cmd, say)
+        n_done, ppl, tail = _run_imatrix(cmd, say, cwd=tmp)
         if not partial.exists():
             raise OnDeviceError(f"llama-imatrix wrote no file: {''.join(tail[-8:])}")
     entries = load_imatrix(out)
@@ -98,9 +100,9 @@ def compute_imatrix(model: str | Path, out: str | Path, text: str | Path | None 
                          round(time.perf_counter() - start, 2))
 
 
-def _run_imatrix(cmd: list[str], say: Callable[[str], None]) -> tuple[int, float | None, list[str]]:
+def _run_imatrix(cmd: list[str], say: Callable[[str], None], cwd: str) -> tuple[int, float | None, list[str]]:
     """Run llama-imatrix, reporting windows done from its `[i]ppl,` lines; (windows, final PPL, output tail)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
     tail: list[str] = []
     done, total, ppl = 0, 0, None
     buffer = ""
