@@ -69,7 +69,12 @@ class Batcher:
         slots = auto_slots(model, model.n_ctx) if parallel is None else parallel
         if slots <= 1:
             return None
-        return cls(BatchEngine(model.backend, slots, model.n_ctx), worker, max_queue)
+        try:
+            engine = BatchEngine(model.backend, slots, model.n_ctx)
+        except MemoryError as exc:  # the slots' KV cache did not fit after all: serve one at a time
+            log.warning("no batching: %s", exc)
+            return None
+        return cls(engine, worker, max_queue)
 
     # --- the step loop (worker thread) -------------------------------------------------------------------------
     def _kick(self) -> None:
