@@ -146,3 +146,14 @@ def test_auto_slots_fit_half_the_available_ram(smollm2):
     assert auto_slots(smollm2, 8192, available_bytes=100 * per_slot) == DEFAULT_MAX_SLOTS
     assert auto_slots(smollm2, 8192, available_bytes=5 * per_slot) == 2  # half of it holds 2.5 slots
     assert auto_slots(smollm2, 8192, available_bytes=per_slot) == 1      # no room for a batch: one at a time
+
+
+def test_a_grammar_request_falls_back_to_the_single_stream_path(batched_server):
+    before = batched_server.wait_idle()
+    reply = batched_server.client().chat.completions.create(
+        model="smollm2-135m", messages=ask("Give a fruit and its colour as JSON."), max_tokens=24, temperature=0,
+        response_format={"type": "json_object"})
+    after = batched_server.wait_idle()
+    assert reply.choices[0].message.content.lstrip().startswith("{")  # constrained by the grammar
+    assert after["batch"]["steps"] == before["batch"]["steps"]       # not one batch step: the single-stream path
+    assert after["stats"]["served"] == before["stats"]["served"] + 1
