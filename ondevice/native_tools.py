@@ -5,10 +5,11 @@ These tools are *not* part of the install (they would double the 2-core compile)
 downloads that source distribution with pip (the package registry, not a model), compiles llama.cpp's tools with
 the same ISA flags the installed wheel was built with (read from the wheel folder's build record that
 `install/llama_build.py` writes, else computed as it computes them), and keeps only the three static binaries in the
-store, in a folder keyed by version + flags. About 8 minutes on 2 idle cores, once; later calls find the folder.
+store, in a folder keyed by version + flags. 8.4 CPU-minutes (about 5 minutes on 2 idle cores), once; later calls
+find the folder.
 
-Used by `bench.native` (llama-bench beside `ondevice bench`) and `quantize.imatrix` (llama-imatrix, and
-llama-quantize with an importance matrix). Build them ahead with `make native-tools` or `python -m bench.native --build`.
+Used by `bench.native` (llama-bench beside `ondevice bench`) and `quantize.imatrix` (llama-imatrix); llama-quantize
+is there to cross-check our quantiser. Build them ahead with `make native-tools` or `python -m bench.native --build`.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def ensure_tools(progress: Progress | None = None) -> NativeTools:
     args, source = build_flags()
     folder = _tools_dir(version, args)
     say(f"building llama.cpp's own tools ({', '.join(TOOLS)}) from llama-cpp-python {version}'s source with the "
-        f"installed wheel's flags, once (about 8 minutes on 2 cores) -> {folder}")
+        f"installed wheel's flags, once (about 5 minutes on 2 idle cores) -> {folder}")
     start = time.monotonic()
     with atomic_dir(folder, _NEEDED_BYTES) as staging:
         src = _unpack_source(version, staging / "src", say)
