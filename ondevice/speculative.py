@@ -151,9 +151,10 @@ class VerifyTarget(Protocol):
 
 
 def top_margin(logits: np.ndarray) -> float:
-    """Gap between the largest and second largest logit."""
-    top2 = np.partition(logits, -2)[-2:]
-    return float(top2[1] - top2[0])
+    """Gap between the largest and second largest logit (two vectorised max passes; no sort of the vocabulary)."""
+    top = int(logits.argmax())
+    rest = max(logits[:top].max(initial=-np.inf), logits[top + 1:].max(initial=-np.inf))
+    return float(logits[top] - rest)
 
 
 @dataclass

@@ -1,0 +1,105 @@
+"""What a quantised KV cache costs and saves: quality (KLD / same-top vs an f16 cache), memory, decode speed.
+
+Quality uses the quantisation statistics (`quantize.evaluate.evaluate_many`, as `llama-perplexity
+--kl-divergence`): the same GGUF opened three times, with an f16, q8_0 and q4_0 KV cache, scored on the standard
+library's pydoc text; the f16-cache model is the reference. Attention reads K and V back from the cache even inside
+one prompt batch, so the windows' logits carry the cache's rounding. Memory is the runtime's own estimate of the KV
+cache (`ondevice.memory.kv_bytes`, the formula llama.cpp allocates by). Decode speed is measured at a context depth:
+the prompt fills the cache to `depth` tokens, then tokens are generated one at a time.
+
+    python -m bench.kv_cache smollm2-135m gemma3-270m --chunks 8 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import asdict, dataclass
+
+import ondevice
+from ondevice.memory import kv_bytes
+from ondevice.model_info import read_info
+from ondevice.store import resolve
+
+
+@dataclass
+class KVTypeResult:
+    model: str
+    kv_type: str
+    flash_attn: str
+    kld_mean: float
+    kld_err: float
+    kld_p99: float
+    same_top_pct: float
+    ppl: float
+    ppl_base: float
+    kv_bytes_at_ctx: int         # KV cache bytes at `long_ctx`
+    long_ctx: int
+    decode_tok_s: dict           # context depth -> tok/s
+
+
+def decode_speed(model: ondevice.Model, depth: int, n_gen: int = 32) -> float:
+    """Decode tok/s after a prompt of `depth` random tokens (as llama-bench's tg at depth, -d)."""
+    rng = random.Random(depth)
+    vocab = model.info.vocab_size or 32000
+    prompt = [rng.randrange(100, min(vocab, 30000)) for _ in range(depth)]
+    params = ondevice.SamplingParams(max_tokens=n_gen, ignore_eos=True, speculative="off")
+    timings = None
+    for event in model.stream_events(prompt, params):
+        timings = event.timings or timings
+    return timings.decode_tokens_per_s
+
+
+def measure(model: str, chunks: int = 8, ctx: int = 512, threads: int | None = None, long_ctx: int = 8192,
+            depths: tuple[int, ...] = (512, 4096)) -> list[KVTypeResult]:
+    """Quality, memory and speed of each KV type on one model (f16 with flash attention is the reference)."""
+    from quantize.evaluate import evaluate_many
+
+    n_ctx = max(depths) + 64
+    # The reference is an f16 cache WITH flash attention (a quantised V cache needs it), so the rows isolate the
+    # KV type; "f16, flash off" (the default context) shows what flash attention alone moves.
+    configs = [("f16", "on"), ("f16", "off"), ("q8_0", "on"), ("q4_0", "on")]
+    loaded = {c: ondevice.load(model, n_ctx=n_ctx, threads=threads, kv_type=c[0], flash_attn=c[1],
+                               speculative="off") for c in configs}
+    try:
+        quality = evaluate_many([loaded[c] for c in configs], loaded[configs[0]], window=ctx, max_chunks=chunks)
+        info = read_info(resolve(model))
+        out = []
+        for (kv, fa), q in zip(configs, quality):
+            speeds = {d: round(decode_speed(loaded[(kv, fa)], d), 2) for d in depths}
+            out.append(KVTypeResult(model, kv, fa, q.kld_mean, q.kld_err, q.kld_p99, q.same_top_pct, q.ppl,
+                                    q.ppl_base, kv_bytes(info, long_ctx, kv), long_ctx, speeds))
+        return out
+    finally:
+        for m in loaded.values():
+            m.close()
+
+
+def markdown(results: list[KVTypeResult]) -> str:
+    depths = list(results[0].decode_tok_s) if results else []
+    lines = ["| model | KV type | flash attn | mean KLD vs f16 KV | 99th pct KLD | same top | PPL (f16 KV) | KV at "
+             f"{results[0].long_ctx if results else 0} ctx | " + " | ".join(f"decode tok/s @{d}" for d in depths) + " |",
+             "|---|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(depths)]
+    for r in results:
+        lines.append(f"| {r.model} | {r.kv_type} | {r.flash_attn} | {r.kld_mean:.5f} ± {r.kld_err:.5f} | {r.kld_p99:.4f} | "
+                     f"{r.same_top_pct:.2f}% | {r.ppl:.3f} ({r.ppl_base:.3f}) | {r.kv_bytes_at_ctx / 2**20:.0f} MiB | "
+                     + " | ".join(f"{r.decode_tok_s[d]:.1f}" for d in depths) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--chunks", type=int, default=8, help="512-token windows of pydoc text to score")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--depths", default="512,4096", help="context depths for decode speed")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    depths = tuple(int(d) for d in args.depths.split(","))
+    results = [r for m in args.models for r in measure(m, args.chunks, threads=args.threads, depths=depths)]
+    print(json.dumps([asdict(r) for r in results], indent=1) if args.json else markdown(results))
+
+
+if __name__ == "__main__":
+    main()

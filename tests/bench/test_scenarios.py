@@ -1,0 +1,48 @@
+"""Scenario benchmarks: shipped prompts, plain vs lookup decoding side by side, and the 8B projection's arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.scenarios import SCENARIOS, ModeRun, ScenarioResult, VerifyCost, load_scenario, project, run_scenarios
+from ondevice.errors import InvalidInput
+
+
+def test_every_scenario_ships_a_real_prompt():
+    for name in SCENARIOS:
+        s = load_scenario(name)
+        assert s.name == name and len(s.user) > 60
+    assert "sunflower-meadow-42" in load_scenario("rag").user  # the RAG example's own notes
+    with pytest.raises(InvalidInput, match="unknown scenario"):
+        load_scenario("poetry")
+
+
+def test_rag_scenario_runs_both_modes_with_identical_greedy_output(smollm2):
+    report = run_scenarios(smollm2, ["rag"], max_tokens=24, repetitions=1)
+    (result,) = report.results
+    assert result.identical
+    assert result.plain.drafted_tokens == 0 and result.lookup.drafted_tokens > 0
+    assert result.plain.decode_tok_s > 0 and result.lookup.decode_tok_s > 0
+    assert "| rag |" in report.markdown()
+    assert json.dumps(report.to_dict())
+
+
+def test_projection_counts_decode_steps_and_verify_cost():
+    run = ModeRun("auto", completion_tokens=100, decode_tok_s=1, ttft_ms=1, drafted_tokens=80, accepted_tokens=60)
+    result = ScenarioResult("rag", run, run, True, "")
+    cost = VerifyCost("probe", [1, 2], [0.2, 0.21], [1.0, 1.05], slope=0.05, plain_tok_s=5.0)
+    row = project(result, cost)
+    assert row["predicted_speedup"] == pytest.approx(100 / (40 + 0.05 * 80), rel=1e-3)
+    assert row["predicted_tok_s"] == pytest.approx(5.0 * 100 / 44, rel=1e-3) and row["label"] == "prediction"
+
+
+def test_bench_cli_scenario_prints_the_side_by_side_table():
+    from click.testing import CliRunner
+
+    from ondevice.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["bench", "smollm2-135m", "--scenario", "rewrite", "-n", "16", "-r", "1"])
+    assert result.exit_code == 0, result.output
+    assert "| rewrite |" in result.output and "identical" in result.output
