@@ -197,7 +197,7 @@ def run_cell(cell: Cell, config: SweepConfig, out_dir: str | Path,
     work = Path(out_dir) / CELLS / cell.id
     # ONNX variants are exported from the model's HF weights (the pipeline's own path); GGUF ones from the shared f16.
     source = cell.model if cell.format == "onnx" else _reference_source(cell.model)
-    report = quantize(source, [cell.target], work, evaluate=config.evaluate, ctx=config.window,
+    report = quantize(source, [cell.target], work, evaluate=config.evaluate, window=config.window,
                       max_chunks=config.chunks, threads=config.threads, decode_speed=False, progress=False, log=log)
     v = report.variants[0]
     if cell.format == "gguf":  # made from the store's f16, whose name is a cache key: give it the model's name
