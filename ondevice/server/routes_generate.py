@@ -55,6 +55,14 @@ def usage(run: generation.Run) -> schemas.Usage:
     return schemas.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
+def with_route(reply: dict, run: generation.Run) -> dict:
+    """With --remote, say who answered and why (an extra field; OpenAI clients ignore it)."""
+    routed_to = getattr(run.final, "routed_to", None)
+    if routed_to is not None:
+        reply["ondevice_route"] = {"routed_to": routed_to, "reason": run.final.route_reason}
+    return reply
+
+
 def sse(payload: BaseModel | dict) -> str:
     data = payload.model_dump_json(exclude_none=False) if isinstance(payload, BaseModel) else json.dumps(payload)
     return f"data: {data}\n\n"
@@ -131,7 +139,7 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
 
         messages, citations = await ground(state, messages, body.rag)
     run = await batching.maybe_start(state, params, messages=messages) \
-        or await generation.start(state.llm, lambda: state.model.chat_events(messages, params))
+        or await generation.start(state.llm, lambda: state.answerer.chat_events(messages, params))
     rid, created, model_id = schemas.new_id("chatcmpl"), schemas.now(), state.model_id
 
     if body.stream:
@@ -165,7 +173,7 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
         id=rid, created=created, model=model_id, usage=usage(run), citations=citations,
         choices=[schemas.ChatChoice(message=message, finish_reason=finish)]).model_dump(exclude_none=True)
     reply["choices"][0]["message"].setdefault("content", None)  # OpenAI sends content: null beside tool_calls
-    return reply
+    return with_route(reply, run)
 
 
 @router.post("/v1/completions", response_model=None)
@@ -180,7 +188,7 @@ async def completions(body: schemas.CompletionRequest, request: Request):
     prompt = prompts[0]
     params = sampling(body, state)
     run = await batching.maybe_start(state, params, prompt=prompt) \
-        or await generation.start(state.llm, lambda: state.model.stream_events(prompt, params))
+        or await generation.start(state.llm, lambda: state.answerer.stream_events(prompt, params))
     rid, created, model_id = schemas.new_id("cmpl"), schemas.now(), state.model_id
     prefix = prompt if body.echo else ""
 
@@ -203,6 +211,6 @@ async def completions(body: schemas.CompletionRequest, request: Request):
     text = await collect(run, request)
     if text is None:
         return None
-    return schemas.Completion(
+    return with_route(schemas.Completion(
         id=rid, created=created, model=model_id, usage=usage(run),
-        choices=[schemas.TextChoice(text=prefix + text, finish_reason=run.finish_reason)]).model_dump()
+        choices=[schemas.TextChoice(text=prefix + text, finish_reason=run.finish_reason)]).model_dump(), run)

@@ -41,4 +41,5 @@ async def health(request: Request) -> dict:
         "max_queue": worker.max_queue, "batch": state.batcher.info() if state.batcher is not None else None,
         "stats": dataclasses.asdict(worker.stats),
         "prefix_cache": state.prefix_cache.to_dict() if state.prefix_cache is not None else None,
+        "routing": state.router.stats.summary() if state.router is not None else None,
     }

@@ -34,6 +34,7 @@ class ServerState:
     def __init__(self, settings: ServerSettings):
         self.settings = settings
         self.model: Model | None = None
+        self.router = None  # an ondevice.Router over the local model when --remote is given
         self.embedder: Model | None = None
         self.rag = None  # an ondevice.rag.Index when --rag-index is given
         self.prefix_cache = None  # ondevice.backends.cache.PrefixCache of the served model, when it has one
@@ -53,13 +54,30 @@ class ServerState:
             from ondevice.rag import Index  # optional extra: only needed with --rag-index
 
             self.rag = Index(s.rag_index, create=False, threads=s.threads)  # a typo is an error, not a new index
-        from ondevice.server.batching import Batcher  # --parallel: decode concurrent requests in one batch
+        self.load_router()
+        if self.router is None:  # a routed server answers one request at a time (the router decides per request)
+            from ondevice.server.batching import Batcher  # --parallel: decode concurrent requests in one batch
 
-        self.batcher = Batcher.create(self.model, self.llm, s.parallel, s.max_queue)
+            self.batcher = Batcher.create(self.model, self.llm, s.parallel, s.max_queue)
+
+    def load_router(self) -> None:
+        """With --remote: route every generation through `Router(local, remote, policy=route)`. The remote is not
+        contacted here, so a remote that is down at start-up only makes answers local (availability)."""
+        s = self.settings
+        if s.remote:
+            spec = s.remote if s.remote.startswith("remote:") else f"remote:{s.remote}"
+            self.router = ondevice.Router(self.model, ondevice.load(spec), policy=s.route)
+
+    @property
+    def answerer(self):
+        """What generations run on: the router when there is one, else the local model."""
+        return self.router if self.router is not None else self.model
 
     def close(self) -> None:
         if self.batcher is not None:
             self.batcher.close()
+        if self.router is not None:
+            self.router.remote.close()
         if self.model is not None:
             self.model.close()
         close_rag = getattr(self.rag, "close", None)
