@@ -3,7 +3,7 @@
 import pytest
 
 import ondevice
-from ondevice.errors import ContextOverflow, InvalidInput
+from ondevice.errors import ContextOverflow, InvalidInput, RemoteUnavailable
 from ondevice.router import Router
 
 PLAIN = [{"role": "system", "content": "Answer in one short sentence."},
@@ -63,7 +63,7 @@ def test_failing_remote_gives_a_local_answer_marked_as_such(smollm2, impatient_r
     remote_model = impatient_remote
     proxy.mode, proxy.slow_s = mode, 4.0
     long = [{"role": "user", "content": "Say hi. " + "x " * 1100}]
-    with pytest.raises(ContextOverflow):  # it cannot fit locally either: a clear error, not a hang
+    with pytest.raises(RemoteUnavailable, match="cannot answer instead"):  # nor locally: a clear error, no hang
         router(smollm2, remote_model).chat(long, max_tokens=4)
     result = router(smollm2, remote_model, policy="confidence", min_logprob=0.0).chat(PLAIN, max_tokens=8)
     assert result.routed_to == "local" and result.route_reason.startswith("availability")
