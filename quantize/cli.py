@@ -207,7 +207,7 @@ def report_table(report):
 @click.option("--teacher-topk", type=int, default=0, show_default=True,
               help="Cache the teacher's top-k log-probs per chunk (no teacher pass when a chunk is seen again).")
 @click.option("--max-minutes", type=float, default=None, help="Stop training after this much wall time.")
-@click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0: one per physical core).")
+@threads_option(help="CPU threads for training (default: one per physical core).")
 @click.option("--max-cpu-minutes", type=float, default=None,
               help="Stop training after this much process CPU time (all threads): fair on a busy machine.")
 @click.option("--eval-tokens", type=int, default=8192, show_default=True, help="Tokens per held-out text.")
@@ -227,7 +227,7 @@ def distill_command(teacher, out_dir, keep_layers, drop_layers, steps, data, syn
                      temperature=temperature, checkpoint_every=checkpoint_every, resume=resume, seed=seed,
                      then=then, prune_method=prune_method, eval_tokens=eval_tokens, progress=not as_json,
                      warmup=warmup, ce_weight=ce_weight, hidden_weight=hidden_weight,
-                     dtype="bf16" if bf16 else dtype, teacher_topk=teacher_topk, threads=threads,
+                     dtype="bf16" if bf16 else dtype, teacher_topk=teacher_topk, threads=threads or 0,
                      time_limit_s=max_minutes * 60 if max_minutes else None,
                      cpu_limit_s=max_cpu_minutes * 60 if max_cpu_minutes else None)
     if as_json:
