@@ -22,6 +22,13 @@ from pathlib import Path
 from ondevice.errors import InvalidInput
 
 LLM_QUANTS = ("int4", "int8", "fp32")
+INT4_ALGORITHMS = ("rtn", "k_quant", "k_quant_mixed", "hqq")
+# (algorithm, head_bits) -> the builder's int4_algo_config; "_last" keeps the output head (tied: also the embedding)
+# at 8 bits, shared through GatherBlockQuantized. The rest (rtn with an 8-bit head, hqq) is quantize/onnx_weights.py
+# on the builder's fp32 graph: the builder's own "rtn_last" writes a graph that does not load when symmetric (its
+# shared embedding names a zero-point tensor that symmetric RTN does not make; onnxruntime-genai 0.11.4).
+_BUILDER_ALGO = {("rtn", 4): "default", ("k_quant", 8): "k_quant_last", ("k_quant", 4): "k_quant",
+                 ("k_quant_mixed", 8): "k_quant_mixed"}
 ENCODER_QUANTS = ("int8", "fp32")
 META_FILE = "ondevice_onnx.json"  # read by ondevice/model_info.py
 
@@ -103,12 +110,15 @@ def _fix_tokenizer(folder: Path, hf_dir: Path, tokenizer_gguf: Path | None) -> N
 
 
 def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4", block_size: int = 32,
-                    symmetric: bool = True, accuracy_level: int = 4,
+                    symmetric: bool = True, accuracy_level: int = 4, algorithm: str = "rtn", head_bits: int = 8,
                     tokenizer_gguf: str | Path | None = None) -> OnnxExportResult:
     """Export a causal LM (llama, qwen2, gemma3, ...) to an onnxruntime-genai folder.
 
     quant: "int4" or "int8" (weight-only MatMulNBits with `block_size`, `symmetric`, `accuracy_level`: 4 multiplies
-    in int8 with signed activations, 1 in fp32) or "fp32".
+    in int8 with signed activations, 1 in fp32) or "fp32". int4 only: `algorithm` "rtn" (round to nearest),
+    "k_quant" (llama.cpp-style scale search), "k_quant_mixed" (some layers in 8 bits, like Q4_K_M) or "hqq"
+    (half-quadratic, asymmetric); `head_bits` 8 keeps the tied output head / embedding at 8 bits (4: all 4-bit).
+    docs/quantize-quality.md measures each choice.
     tokenizer_gguf: the GGUF the HF dir was de-quantised from (default: the one `quantize.hf_source` recorded);
     its tokenizer replaces transformers' reconstruction, which onnxruntime-genai mis-tokenises (byte-level BPE).
     """
@@ -120,18 +130,30 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
         raise InvalidInput(f"block_size must be 16, 32, 64, 128 or 256, got {block_size}")
     if accuracy_level not in (0, 1, 2, 3, 4):
         raise InvalidInput(f"accuracy_level must be 0-4, got {accuracy_level}")
+    if algorithm not in INT4_ALGORITHMS or head_bits not in (4, 8) or (algorithm == "k_quant_mixed" and head_bits != 8):
+        raise InvalidInput(f"algorithm must be one of {', '.join(INT4_ALGORITHMS)} and head_bits 4 or 8 "
+                           f"(k_quant_mixed: 8), got {algorithm!r} / {head_bits}")
     t0 = time.perf_counter()
     staging = _staging_dir(out_dir)
     try:
         extra = {}
-        if quant == "int4":
+        by_builder = quant == "int4" and (algorithm, head_bits) in _BUILDER_ALGO
+        if by_builder:
             extra = {"int4_block_size": str(block_size), "int4_is_symmetric": str(symmetric).lower(),
-                     "int4_accuracy_level": str(accuracy_level)}
+                     "int4_accuracy_level": str(accuracy_level),
+                     "int4_algo_config": _BUILDER_ALGO[(algorithm, head_bits)]}
         cache = staging / ".cache"
-        _run_builder(hf_dir, staging, "int4" if quant == "int4" else "fp32", cache, extra)
+        _run_builder(hf_dir, staging, "int4" if by_builder else "fp32", cache, extra)
         shutil.rmtree(cache, ignore_errors=True)
         if quant == "int8":
             _quantize_llm_int8(staging, block_size, symmetric, accuracy_level)
+        elif quant == "int4" and not by_builder:
+            from quantize.onnx_weights import quantize_matmuls, replace_model
+
+            quantize_matmuls(staging / "model.onnx", staging / ".q", bits=4, block_size=block_size,
+                             symmetric=symmetric and algorithm == "rtn", accuracy_level=accuracy_level,
+                             algorithm=algorithm, head_bits=head_bits)
+            replace_model(staging, staging / ".q")
         _fix_tokenizer(staging, hf_dir, Path(tokenizer_gguf) if tokenizer_gguf else None)
         shutil.copy2(hf_dir / "config.json", staging / "config.json")
         n_params = _hf_param_count(hf_dir)
@@ -139,6 +161,8 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
         if quant in ("int4", "int8"):
             meta.update(block_size=block_size, symmetric=symmetric, accuracy_level=accuracy_level,
                         method="MatMulNBits weight-only")
+        if quant == "int4":
+            meta.update(algorithm=algorithm, head_bits=head_bits)
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
         _publish(staging, out_dir)
     except BaseException:

@@ -116,8 +116,10 @@ def _share_embedding(model, head_weight: str) -> None:
            helper.make_node("Reshape", [head.input[2], shape_scales.name], [f"{prefix}/scales"],
                             name=f"{prefix}/scales")]
     gbq_inputs = [f"{prefix}/data", gather.input[1], f"{prefix}/scales"]
-    if len(head.input) > 3 and head.input[3]:  # asymmetric: one uint8 zero point per block
+    if len(head.input) > 3 and head.input[3]:  # asymmetric: one zero point per block
         zp = numpy_helper.to_array(inits[head.input[3]]).reshape(n_rows, k_blocks)
+        if zp.dtype != np.uint8:  # HQQ keeps float zero points, which GatherBlockQuantized does not take
+            return
         gbq_inputs.append(f"{prefix}/zero_points")
     else:  # symmetric 8-bit MatMulNBits means zero point 128; say so explicitly to the gather
         zp = np.full((n_rows, k_blocks), 128, np.uint8)
