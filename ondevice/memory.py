@@ -165,16 +165,18 @@ def context_that_fits(info: ModelInfo, available_bytes: int, kv_type: str = "f16
 
 
 def weights_read_per_token(info: ModelInfo) -> int:
-    """Bytes of weights one decode step reads: every tensor but the token-embedding table (one row of it is
-    gathered), which is read in full only when it doubles as the output head (tied embeddings).
+    """Bytes of weights one decode step reads: every tensor, but of the token-embedding table only the one row it
+    gathers — unless the table doubles as the output head (tied embeddings), which reads it in full.
 
     Needs the tensor table (GGUF files, shape tables); for other formats, the model's size on disk.
     """
     if not info.tensor_bytes:
         return info.size_bytes
+    total = sum(info.tensor_bytes.values())
     embd = info.tensor_bytes.get("token_embd.weight", 0)
-    tied = "output.weight" not in info.tensor_bytes
-    return sum(info.tensor_bytes.values()) - (0 if tied else embd)
+    if "output.weight" not in info.tensor_bytes or not info.vocab_size:  # tied: the output head reads it all
+        return total
+    return total - embd + embd // info.vocab_size
 
 
 def decode_bytes_per_token(info: ModelInfo, depth: int, kv_type: str = "f16") -> int:
