@@ -153,7 +153,7 @@ class TeacherCache:
     Values depend only on (teacher, chunk, T), so a resumed run that recomputes them gets the same numbers.
     """
 
-    def __init__(self, teacher, chunks, k: int, temperature: float, autocast):
+    def __init__(self, teacher, chunks, k: int, temperature: float, autocast):  # autocast: a factory of context managers
         self.teacher, self.chunks, self.k, self.temperature, self.autocast = teacher, chunks, k, temperature, autocast
         self.store: dict[int, tuple] = {}
 
@@ -162,7 +162,7 @@ class TeacherCache:
 
         missing = [i for i in dict.fromkeys(indices) if i not in self.store]
         if missing:
-            with torch.no_grad(), self.autocast:
+            with torch.no_grad(), self.autocast():
                 logits = self.teacher(input_ids=self.chunks[missing].to(device), use_cache=False).logits
             lp = torch.log_softmax(logits.float() / self.temperature, dim=-1)
             values, idx = lp.topk(self.k, dim=-1)
@@ -243,7 +243,11 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
         result.losses = [tuple(x) for x in result.losses]
     ckpt = Path(out_dir) / CHECKPOINT
     extra = extra or {}
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
+    # A factory, not one object: torch.autocast is not re-entrant, and the teacher cache enters it inside the
+    # training step's own block; re-entering one instance leaves autocast switched on for the whole process.
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
+
     want_hidden = cfg.hidden_weight > 0
     cache = TeacherCache(teacher, chunks, cfg.teacher_topk, cfg.temperature, autocast) if cfg.teacher_topk else None
     bar = _progress(progress, cfg.steps, result.steps)
@@ -256,7 +260,7 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
             for a in range(cfg.grad_accum):
                 picked = batch_indices(len(chunks), cfg.seed, result.steps * cfg.grad_accum + a, cfg.batch)
                 ids = chunks[picked].to(device)
-                with autocast:
+                with autocast():
                     if cache is None or want_hidden:
                         with torch.no_grad():
                             t_out = teacher(input_ids=ids, use_cache=False, output_hidden_states=want_hidden)

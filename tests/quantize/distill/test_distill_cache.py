@@ -27,7 +27,7 @@ def test_a_chunk_seen_again_costs_no_teacher_pass(tiny_teacher):
     calls = []
     teacher.register_forward_hook(lambda module, args, out: calls.append(1))
     chunks = torch.randint(3, 100, (4, 16))
-    cache = TeacherCache(teacher, chunks, k=8, temperature=1.0, autocast=contextlib.nullcontext())
+    cache = TeacherCache(teacher, chunks, k=8, temperature=1.0, autocast=contextlib.nullcontext)
     lp, idx = cache.get([2, 0], "cpu")
     again_lp, again_idx = cache.get([0, 2, 0], "cpu")
     assert len(calls) == 1  # [0, 2, 0] were all cached by the first call
