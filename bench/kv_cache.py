@@ -23,6 +23,21 @@ from ondevice.model_info import read_info
 from ondevice.store import resolve
 
 
+class _Labelled(ondevice.Model):
+    """A second handle on a loaded model whose repr names its KV type: evaluate_many reuses the reference for a
+    model whose str() equals the reference's, and one GGUF opened with several caches would otherwise match."""
+
+    def __init__(self, model: ondevice.Model, label: str):
+        super().__init__(model.backend)
+        self._label = label
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()[:-1]} {self._label}>"
+
+    def close(self) -> None:  # the original handle owns the backend
+        pass
+
+
 @dataclass
 class KVTypeResult:
     model: str
@@ -56,14 +71,15 @@ def measure(model: str, chunks: int = 8, ctx: int = 512, threads: int | None = N
     """Quality, memory and speed of each KV type on one model (f16 with flash attention is the reference)."""
     from quantize.evaluate import evaluate_many
 
-    n_ctx = max(depths) + 64
+    n_ctx = max(depths + (ctx,)) + 64
     # The reference is an f16 cache WITH flash attention (a quantised V cache needs it), so the rows isolate the
     # KV type; "f16, flash off" (the default context) shows what flash attention alone moves.
     configs = [("f16", "on"), ("f16", "off"), ("q8_0", "on"), ("q4_0", "on")]
     loaded = {c: ondevice.load(model, n_ctx=n_ctx, threads=threads, kv_type=c[0], flash_attn=c[1],
                                speculative="off") for c in configs}
     try:
-        quality = evaluate_many([loaded[c] for c in configs], loaded[configs[0]], window=ctx, max_chunks=chunks)
+        handles = {c: _Labelled(loaded[c], f"kv={c[0]} flash={c[1]}") for c in configs}
+        quality = evaluate_many([handles[c] for c in configs], handles[configs[0]], window=ctx, max_chunks=chunks)
         info = read_info(resolve(model))
         out = []
         for (kv, fa), q in zip(configs, quality):
@@ -96,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--depths", default="512,4096", help="context depths for decode speed")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    depths = tuple(int(d) for d in args.depths.split(","))
+    depths = tuple(int(d) for d in args.depths.split(",") if d)
     results = [r for m in args.models for r in measure(m, args.chunks, threads=args.threads, depths=depths)]
     print(json.dumps([asdict(r) for r in results], indent=1) if args.json else markdown(results))
 
