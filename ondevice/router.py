@@ -24,6 +24,7 @@ policy needs the whole local answer, so when it is on, a local answer is generat
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -36,7 +37,8 @@ from ondevice.privacy import Detector, default_detector
 from ondevice.sampling import SamplingParams
 
 POLICIES = ("privacy", "size", "confidence")
-DEFAULT_MIN_LOGPROB = -2.5  # mean natural-log probability per answer token; below it the answer is a guess
+DEFAULT_MIN_LOGPROB = -2.5
+RECENT = 1000  # requests whose timings RouteStats keeps  # mean natural-log probability per answer token; below it the answer is a guess
 
 
 @dataclass
@@ -60,8 +62,9 @@ class RouteStats:
     local: int = 0
     remote: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
-    overhead_ms: list[float] = field(default_factory=list)  # time spent deciding (privacy scan, size), per request
-    scoring_ms: list[float] = field(default_factory=list)   # the confidence pass, per request (0 when not run)
+    # Per-request timings of the most recent requests (bounded: a server's router lives as long as the server).
+    overhead_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))  # deciding (privacy scan, size)
+    scoring_ms: deque = field(default_factory=lambda: deque(maxlen=RECENT))   # the confidence pass (0 when not run)
 
     def summary(self) -> dict:
         """Counts and the median decision overhead (what /health shows)."""
