@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.signals import interruptible
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "local_app.py"
 
 
@@ -23,7 +25,8 @@ def test_answers_two_questions_with_history():
 
 def test_ctrl_c_stops_the_current_answer_and_the_app_exits_cleanly():
     proc = subprocess.Popen([sys.executable, "-u", str(EXAMPLE), "--max-tokens", "2000"], text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=interruptible)
     proc.stdin.write("Write a very long story about a dragon who learns to code.\n")
     proc.stdin.flush()
     seen = ""

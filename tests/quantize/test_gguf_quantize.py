@@ -16,6 +16,7 @@ import pytest
 from ondevice.errors import InvalidInput, OnDeviceError
 from ondevice.gguf_file import file_type_name, read_gguf
 from quantize.gguf_quantize import GGUF_TYPES, quantize_gguf
+from tests.signals import interruptible
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_interrupted_quantisation_leaves_no_file(smollm2_f16_gguf, tmp_path):
     code = ("import sys; from quantize.gguf_quantize import quantize_gguf; "
             "quantize_gguf(sys.argv[1], sys.argv[2], 'Q4_K_M', threads=1, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(smollm2_f16_gguf), str(dst)],
-                            cwd=Path(__file__).parents[2], stderr=subprocess.PIPE)
+                            cwd=Path(__file__).parents[2], stderr=subprocess.PIPE, preexec_fn=interruptible)
     partial = dst.with_name(dst.name + ".partial")
     deadline = time.monotonic() + 120
     while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
