@@ -23,6 +23,8 @@ from ondevice.memory import KV_TYPES
 @threads_option
 @ctx_option(help="Context length (default 4096, capped at trained).")
 @click.option("--kv-type", type=click.Choice(KV_TYPES), default="f16", show_default=True)
+@click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Flash attention for GGUF models (the runtime option; auto = the runtime's default).")
 @click.option("-o", "output", type=click.Choice(["md", "json", "jsonl", "csv"]), default="md", show_default=True)
 @json_option(help="Print JSON (the same as -o json).")
 @click.option("--reference", is_flag=True, help="Also time a bare libllama decode loop and print the ratio.")
@@ -39,8 +41,8 @@ from ondevice.memory import KV_TYPES
               help="Predict for a catalog device (`ondevice devices list`) instead of measuring here: RAM fit, "
                    "decode tok/s and the targets (bench.predict). A device name, unlike the auto/cpu/gpu "
                    "--device of run and serve.")
-def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type, output, as_json, reference, native,
-                  probe, quant, targets, report_dir, scenarios, device):
+def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type, flash_attn, output, as_json, reference,
+                  native, probe, quant, targets, report_dir, scenarios, device):
     """Measure prompt processing and generation speed, TTFT, load time and peak memory, like llama-bench."""
     from bench.report import csv_text, markdown_table, roofline_lines, targets_table
     from bench.runner import BenchConfig
@@ -60,7 +62,7 @@ def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type,
         report = bench_scenarios(list(models), scenarios, threads, n_gen, repetitions, probe, quant)
         print_json(report) if output == "json" else click.echo(report["markdown"])
         return
-    config = BenchConfig(n_prompt, n_gen, repetitions, threads, n_ctx, reference, kv_type).check()
+    config = BenchConfig(n_prompt, n_gen, repetitions, threads, n_ctx, reference, kv_type, flash_attn=flash_attn).check()
     with ProgressBar() as bar:
         report = run_bench(list(models), config, probe, quant, targets, report_dir, progress=bar)
     natives = None

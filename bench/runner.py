@@ -14,6 +14,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from ondevice import RuntimeOptions
 from ondevice.catalog import model_info
 from ondevice.errors import InvalidInput, OnDeviceError
 from ondevice.memory import KV_TYPES
@@ -36,6 +37,7 @@ class BenchConfig:
     reference: bool = False    # also time the bare libllama loop (GGUF only)
     kv_type: str = "f16"
     seed: int = 1234
+    flash_attn: str = "auto"   # the runtime option (RuntimeOptions.flash_attn); GGUF only
 
     def check(self) -> "BenchConfig":
         if self.n_prompt < 0 or self.n_gen < 0 or (self.n_prompt == 0 and self.n_gen == 0):
@@ -48,6 +50,7 @@ class BenchConfig:
             raise InvalidInput(f"--ctx {self.n_ctx} is too small for -p {self.n_prompt}")
         if self.kv_type not in KV_TYPES:
             raise InvalidInput(f"unknown KV cache type {self.kv_type!r} ({', '.join(KV_TYPES)})")
+        RuntimeOptions(kv_type=self.kv_type, flash_attn=self.flash_attn)  # the runtime's own checks, one clear line
         return self
 
     def context_for(self, info: ModelInfo) -> int:

@@ -60,15 +60,17 @@ def hwm() -> int:
     return peak_rss()
 
 
-def _kv_options(kv_type: str, fmt: str) -> dict:
-    """Load options for a KV cache type: the runtime's `kv_type` option (GGUF only; it turns flash attention on)."""
-    return {} if kv_type == "f16" or fmt != "gguf" else {"kv_type": kv_type}
+def _kv_options(kv_type: str, fmt: str, flash_attn: str = "auto") -> dict:
+    """Load options for a KV cache type and flash attention (GGUF only: the runtime's `kv_type` / `flash_attn`)."""
+    if fmt != "gguf":
+        return {}
+    return {"kv_type": kv_type, "flash_attn": flash_attn}
 
 
-def _load(model: str, n_ctx: int | None, threads: int | None, kv_type: str, fmt: str):
+def _load(model: str, n_ctx: int | None, threads: int | None, kv_type: str, fmt: str, flash_attn: str = "auto"):
     import ondevice
 
-    return ondevice.load(model, n_ctx=n_ctx, threads=threads, **_kv_options(kv_type, fmt))
+    return ondevice.load(model, n_ctx=n_ctx, threads=threads, **_kv_options(kv_type, fmt, flash_attn))
 
 
 def _timed_stream(m, tokens: list[int], max_tokens: int):
@@ -94,7 +96,7 @@ def bench_job(model: str, config: dict, n_ctx: int, fmt: str) -> list[dict]:
     cfg = BenchConfig(**config).check()
     baseline = rss_now()
     t0 = time.perf_counter()
-    m = _load(model, n_ctx, cfg.threads, cfg.kv_type, fmt)
+    m = _load(model, n_ctx, cfg.threads, cfg.kv_type, fmt, cfg.flash_attn)
     load_ms = (time.perf_counter() - t0) * 1000
     load_peak = hwm()
     reset_peak()  # from here on VmHWM is the running peak (load-time transients excluded)
