@@ -22,6 +22,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "chat_template.json", "generation_config.json", "tokenizer.model", "vocab.json", "merges.txt",
                    "added_tokens.json", SOURCE_RECORD)
 CALIB_CHUNKS = 4
+# Held-out perplexity and the pruning calibration always use windows of this many tokens, whatever the training
+# --seq-len: a run that trains on shorter sequences (more optimizer steps for the same tokens) prunes the same blocks
+# and is scored exactly like the others.
+EVAL_SEQ_LEN = 256
 
 
 def teacher_dir(teacher: str | Path) -> Path:
@@ -123,8 +127,9 @@ def distill(teacher: str | Path, out_dir: str | Path, keep_layers: int | None = 
     cfg = TrainConfig(steps=steps, seq_len=seq_len, batch=batch, grad_accum=grad_accum, lr=lr,
                       temperature=temperature, checkpoint_every=checkpoint_every, seed=seed, **train_options)
 
-    if cfg.dtype not in ("auto", "fp32", "bf16") or cfg.teacher_topk < 0 or cfg.threads < 0:
-        raise InvalidInput(f"dtype must be auto, fp32 or bf16 (got {cfg.dtype!r}); teacher_topk and threads >= 0")
+    if cfg.dtype not in ("auto", "fp32", "bf16") or min(cfg.teacher_topk, cfg.threads, cfg.train_chunks) < 0:
+        raise InvalidInput(f"dtype must be auto, fp32 or bf16 (got {cfg.dtype!r}); teacher_topk, threads and "
+                           "train_chunks >= 0")
     device = pick_device(cfg.threads)
     cfg.dtype = resolve_dtype(cfg.dtype, device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(tpath)
@@ -133,7 +138,7 @@ def distill(teacher: str | Path, out_dir: str | Path, keep_layers: int | None = 
     if synthetic:
         train_texts += synthetic_texts(model, tokenizer, synthetic, seed=seed)
     chunks = token_chunks(tokenizer, train_texts, seq_len)
-    heldout = {name: token_chunks(tokenizer, [text], min(seq_len, 256), max_tokens=eval_tokens)
+    heldout = {name: token_chunks(tokenizer, [text], EVAL_SEQ_LEN, max_tokens=eval_tokens)
                for name, text in split.heldout.items()}
 
     if state is not None:
@@ -142,7 +147,8 @@ def distill(teacher: str | Path, out_dir: str | Path, keep_layers: int | None = 
             raise InvalidInput(f"--resume: the checkpoint keeps {len(choice.kept)} layers, not {n_keep}")
         before = state["before"]
     else:
-        calib = chunks[torch.linspace(0, len(chunks) - 1, min(CALIB_CHUNKS, len(chunks))).long()]
+        windows = chunks if seq_len == EVAL_SEQ_LEN else token_chunks(tokenizer, train_texts, EVAL_SEQ_LEN)
+        calib = windows[torch.linspace(0, len(windows) - 1, min(CALIB_CHUNKS, len(windows))).long()]
         choice = choose_blocks(model, calib, n_keep, prune_method)
         before = None
     student = pruned_student(model, choice)

@@ -41,6 +41,8 @@ class TrainConfig:
     cpu_limit_s: float | None = None  # the same with process CPU time (all threads): fair on a busy machine
     threads: int = 0  # CPU threads; 0 = one per physical core
     teacher_topk: int = 0  # >0: cache the teacher's top-k log-probs per chunk (one teacher pass per chunk)
+    train_chunks: int = 0  # >0: train on this many chunks spread evenly over the data (with teacher_topk, a chunk
+    #                        seen again in a later epoch costs no teacher pass); 0 = all of them
     stop_after: int | None = None  # stop (and checkpoint) at this step, as if interrupted; `resume` goes on
 
 
@@ -98,6 +100,13 @@ def batch_indices(n_chunks: int, seed: int, micro: int, batch: int) -> list[int]
     return out
 
 
+def pool(n_chunks: int, train_chunks: int) -> list[int]:
+    """Indices of the chunks a run trains on: all of them, or `train_chunks` spread evenly over the data."""
+    if not train_chunks or train_chunks >= n_chunks:
+        return list(range(n_chunks))
+    return [i * n_chunks // train_chunks for i in range(train_chunks)]
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up then cosine decay to `min_lr_ratio`."""
     if step < cfg.warmup:
@@ -120,13 +129,57 @@ def trainable_parameters(student, cfg: TrainConfig) -> list:
 
 
 def kd_loss(student_logits, teacher_logits, temperature: float):
-    """Forward KL(teacher || student) per token at temperature T, times T² (Hinton et al.)."""
-    import torch.nn.functional as F
+    """Forward KL(teacher || student) per token at temperature T, times T² (Hinton et al.), averaged over tokens."""
+    return _ForwardKL.apply(student_logits, teacher_logits, temperature)
 
-    t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
-    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    kl = F.kl_div(s.flatten(0, -2), t.flatten(0, -2), log_target=True, reduction="batchmean")
-    return kl * temperature ** 2
+
+def _forward_kl_class():
+    import torch
+
+    class ForwardKL(torch.autograd.Function):
+        """The KD loss with a hand-written backward, T * (softmax(s / T) - softmax(t / T)) / tokens: the same value
+        and gradient as log_softmax + kl_div, in fewer passes over the [tokens, vocabulary] logits (at one thread
+        on 256 tokens x 49152 SmolLM2 entries: 0.18 s instead of 0.38 s, forward and backward)."""
+
+        @staticmethod
+        def forward(ctx, s_logits, t_logits, temperature):
+            s = s_logits.detach().flatten(0, -2).float()  # fresh fp32 copies: edited in place below
+            t = t_logits.detach().flatten(0, -2).float()
+            if s_logits.dtype == torch.float32:
+                s = s.clone()
+            if t_logits.dtype == torch.float32:
+                t = t.clone()
+            if temperature != 1:
+                s.div_(temperature)
+                t.div_(temperature)
+            s.sub_(s.logsumexp(-1, keepdim=True))  # student log-probs
+            t.sub_(t.logsumexp(-1, keepdim=True))  # teacher log-probs
+            p = t.exp()
+            n = s.shape[0]
+            loss = torch.dot(p.view(-1), t.sub_(s).view(-1)) / n * temperature ** 2
+            ctx.save_for_backward(s, p)
+            ctx.temperature, ctx.shape, ctx.dtype = temperature, s_logits.shape, s_logits.dtype
+            return loss
+
+        @staticmethod
+        def backward(ctx, grad):
+            s, p = ctx.saved_tensors
+            out = s.exp().sub_(p).mul_(grad * ctx.temperature / s.shape[0])
+            return out.view(ctx.shape).to(ctx.dtype), None, None
+
+    return ForwardKL
+
+
+class _ForwardKL:
+    """The autograd Function, built on first use: importing this module does not import torch."""
+
+    function = None
+
+    @classmethod
+    def apply(cls, *args):
+        if cls.function is None:
+            cls.function = _forward_kl_class()
+        return cls.function.apply(*args)
 
 
 def topk_kd_loss(student_logits, teacher_lp, teacher_idx, temperature: float):
@@ -169,6 +222,17 @@ class TeacherCache:
             for row, i in enumerate(missing):
                 self.store[i] = (values[row].clone(), idx[row].to(torch.int32).clone())
         return (torch.stack([self.store[i][0] for i in indices]), torch.stack([self.store[i][1] for i in indices]))
+
+
+def _adamw(params, cfg: TrainConfig):
+    """AdamW, fused where this torch has the kernel: one pass over each tensor instead of a dozen (measured at one
+    thread on a 20-block SmolLM2 student: 0.11 s per step instead of 0.36, about a tenth of a 256-token step)."""
+    import torch
+
+    try:
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # an older torch or a device without the fused kernel
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
 
 
 def hidden_loss(student_hidden, teacher_hidden, kept: list[int]):
@@ -224,6 +288,7 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
     import torch
 
     device = next(student.parameters()).device
+    chunks = chunks[pool(len(chunks), cfg.train_chunks)]
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     teacher.eval()
@@ -231,7 +296,7 @@ def train(teacher, student, chunks, cfg: TrainConfig, kept: list[int], out_dir: 
     params = trainable_parameters(student, cfg)
     for p in teacher.parameters():
         p.requires_grad_(False)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    optimizer = _adamw(params, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     result = TrainResult(steps=0, tokens_seen=0, wall_s=0.0)
     if resume_state is not None:

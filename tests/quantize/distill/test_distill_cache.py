@@ -42,3 +42,28 @@ def test_cpu_budget_stops_a_cached_run_after_one_step(tiny_teacher, tiny_data, t
                      cpu_limit_s=1e-9, **SMALL)
     assert report.steps == 1 and report.stopped_early and report.cpu_s > 0
     assert report.config["dtype"] == resolve_dtype("auto", "cpu") and (tmp_path / "checkpoint.pt").exists()
+
+
+def test_pool_spreads_the_chunks_evenly_over_the_data():
+    from quantize.distill.train import pool
+
+    assert pool(10, 0) == list(range(10)) and pool(10, 12) == list(range(10))
+    assert pool(10, 4) == [0, 2, 5, 7]
+
+
+def test_a_small_pool_seen_twice_costs_one_teacher_pass_per_chunk(tiny_teacher, tmp_path):
+    import transformers
+
+    from quantize.distill.prune import PruneChoice, pruned_student
+    from quantize.distill.train import TrainConfig, train
+
+    teacher = transformers.AutoModelForCausalLM.from_pretrained(tiny_teacher).eval()
+    student = pruned_student(teacher, PruneChoice(kept=[0, 1, 2, 3], dropped=[4, 5], method="cosine"))
+    calls = []  # hooked after the copy: the student must not inherit the counter
+    teacher.register_forward_hook(lambda module, args, out: calls.append(1))
+    chunks = torch.randint(3, 100, (12, 16))
+    cfg = TrainConfig(steps=4, seq_len=16, batch=2, lr=1e-3, warmup=1, temperature=1.0, teacher_topk=8,
+                      train_chunks=2, checkpoint_every=100, dtype="fp32")
+    result = train(teacher, student, chunks, cfg, [0, 1, 2, 3], tmp_path)
+    assert result.steps == 4 and result.tokens_seen == 4 * 2 * 16
+    assert len(calls) == 1  # 4 steps x 2 chunks = 4 epochs of a 2-chunk pool: only the first step ran the teacher

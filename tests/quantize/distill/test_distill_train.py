@@ -52,6 +52,15 @@ def test_distillation_steps_reduce_the_kd_loss(tiny_teacher, tiny_data, tmp_path
     assert after < 0.95 * before  # deterministic: 0.176 -> 0.159 here
 
 
+def test_training_seq_len_changes_neither_the_pruning_nor_the_held_out_measurement(six_step_run, tiny_teacher,
+                                                                                     tiny_data, tmp_path):
+    _, report = six_step_run  # trained on 32-token sequences
+    other = distill(tiny_teacher, tmp_path, keep_layers=4, steps=1, data=tiny_data, seed=1, **{**SMALL, "seq_len": 16})
+    assert other.dropped_layers == report.dropped_layers
+    for name, ppl in report.heldout.items():  # teacher and pruned PPL: same 256-token windows, same numbers
+        assert (other.heldout[name].teacher, other.heldout[name].pruned) == (ppl.teacher, ppl.pruned)
+
+
 def test_student_has_the_asked_layers_and_loads_with_transformers(six_step_run, tiny_teacher):
     import transformers
 
