@@ -26,8 +26,13 @@ class RuntimeOptions:
       and a mapped file then stays resident beside the repacked copy (measured: 8.5 GB vs 5.4 GB peak RSS, 8B Q4).
     - kv_type: KV cache element type, "f16" (default), "q8_0" (half the memory) or "q4_0" (a quarter; more
       loss). GGUF backend only; libllama needs flash attention for a quantised V cache, so it is turned on.
-    - flash_attn: "auto" (on when the KV cache is quantised, else off: llama-cpp-python's default, the one the
-      bench measured), "on" or "off". "off" with a quantised KV cache is refused.
+    - flash_attn: "auto" (on when the KV cache is quantised, else off), "on" or "off". "off" with a quantised KV
+      cache is refused. Why not on by default, although llama.cpp's own tools default to it and it decodes ~15%
+      faster on SmolLM2: libllama's CPU flash attention picks a different kernel for a batch of 32+ query rows
+      (tiled) than for fewer, so a prompt's logits depend on how it was split into batches, and reusing a cached
+      prefix (which splits it differently) changed greedy answers (docs/kv-cache.md). Off keeps them exact.
+    - huge_pages: back the loaded model's weights and KV cache with transparent huge pages where Linux allows it
+      (GGUF backend; see `ondevice.hugepages`: about +25% decode on the development machine). True by default.
     - speculative: lookup decoding for this model's generations: "off" (default), "auto" (draft from the prompt and
       the answer so far, pausing when it does not pay), or "lookup" (always draft); see `ondevice.speculative`.
     - extra: further keyword arguments for the backend's loader (llama_cpp.Llama), for experiments; options
@@ -43,6 +48,7 @@ class RuntimeOptions:
     use_mmap: bool = False
     kv_type: str = "f16"
     flash_attn: str = "auto"
+    huge_pages: bool = True
     speculative: str = "off"
     extra: dict = field(default_factory=dict)
 

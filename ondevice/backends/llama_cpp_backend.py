@@ -19,6 +19,7 @@ from ondevice.autoconfig import llama_gpu_offload_supported
 from ondevice.backends.cache import CacheState, common_prefix
 from ondevice.backends.text import TextBackend
 from ondevice.errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UnsupportedOperation
+from ondevice.hugepages import huge_pages
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
 from ondevice.sampling import SamplingParams
@@ -73,12 +74,13 @@ class LlamaCppBackend(TextBackend):
         if options.embedding:  # causal LMs default to per-token outputs; one vector per text is what embed() means
             extra.setdefault("pooling_type", lc.LLAMA_POOLING_TYPE_MEAN)
         try:
-            self._llm = lc.Llama(
-                model_path=str(ref.path), n_ctx=self.n_ctx, n_batch=min(512, self.n_ctx),
-                n_ubatch=min(512, self.n_ctx), n_threads=options.threads, n_threads_batch=options.threads,
-                n_gpu_layers=n_gpu_layers, use_mmap=options.use_mmap, embedding=options.embedding,
-                verbose=False, **extra,
-            )
+            with huge_pages(options.huge_pages) as self.huge_pages:
+                self._llm = lc.Llama(
+                    model_path=str(ref.path), n_ctx=self.n_ctx, n_batch=min(512, self.n_ctx),
+                    n_ubatch=min(512, self.n_ctx), n_threads=options.threads, n_threads_batch=options.threads,
+                    n_gpu_layers=n_gpu_layers, use_mmap=options.use_mmap, embedding=options.embedding,
+                    verbose=False, **extra,
+                )
         except ValueError as exc:
             raise InvalidModelFile(f"{ref.path}: libllama could not load this GGUF ({exc})") from None
         self.device = "gpu" if n_gpu_layers else "cpu"
