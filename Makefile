@@ -35,7 +35,9 @@ $(VENV)/.installed: pyproject.toml Makefile install/llama_build.py install/no_co
 demo: install
 	$(VENV)/bin/ondevice demo --out demo-report
 
-test: install
+# The tests of the importance matrix and the native llama-bench comparison need llama.cpp's own tools: built
+# here (minutes, once per machine, cached in the model store) so a fresh machine runs those tests too.
+test: install native-tools
 	$(PY) -m pytest -q tests
 
 bench: install
