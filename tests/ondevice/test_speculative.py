@@ -36,9 +36,13 @@ def test_controller_grows_on_full_acceptance_shrinks_on_rejection_and_pauses_whe
     assert c.k == 2
     slow = DraftController()
     slow.record_plain(0.010)
-    for _ in range(4):  # drafted steps at 12 ms per token vs 10 ms plain: drafting does not pay
+    for _ in range(2):  # drafted steps at 12 ms per token vs 10 ms plain: drafting does not pay
         slow.record_draft(2, 0, 1, 0.012)
     assert slow.draft_length() == 0 and slow.paused_steps == 15
+    while slow.draft_length() == 0:  # the pause runs out ...
+        pass
+    slow.record_draft(2, 0, 1, 0.012)  # ... and one more slow step is enough to pause again, for twice as long
+    assert slow.draft_length() == 0 and slow.paused_steps == 31
 
 
 def test_lookup_mode_never_pauses():
