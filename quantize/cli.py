@@ -37,7 +37,9 @@ def _num(value, digits: int) -> str:
 @click.command("quantize")
 @click.argument("source")
 @click.option("--to", "targets", multiple=True, metavar="FORMAT:TYPE[,TYPE]",
-              help="Variants to make, e.g. gguf:Q4_K_M,Q8_0 or onnx:int4 (repeatable). "
+              help="Variants to make, e.g. gguf:Q4_K_M,Q8_0 or onnx:int4 (repeatable). ONNX types take options "
+                   "after '-': an int4 algorithm (rtn, wls, k_quant, k_quant_mixed, hqq), head4/head8, b16..b128, "
+                   "e.g. onnx:int4-rtn-head4. "
                    "Default: gguf:Q4_K_M,Q8_0 and onnx:int4.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the variants and report.md / report.json / quality.png.")
@@ -206,6 +208,8 @@ def report_table(report):
 @click.option("--bf16", is_flag=True, help="Same as --dtype bf16.")
 @click.option("--teacher-topk", type=int, default=0, show_default=True,
               help="Cache the teacher's top-k log-probs per chunk (no teacher pass when a chunk is seen again).")
+@click.option("--train-chunks", type=int, default=0, show_default=True,
+              help="Train on N chunks spread over the data (0 = all); with --teacher-topk, repeats are cheap.")
 @click.option("--max-minutes", type=float, default=None, help="Stop training after this much wall time.")
 @threads_option(help="CPU threads for training (default: one per physical core).")
 @click.option("--max-cpu-minutes", type=float, default=None,
@@ -218,7 +222,8 @@ def report_table(report):
 @json_option(help="Print the report as JSON.")
 def distill_command(teacher, out_dir, keep_layers, drop_layers, steps, data, synthetic, seq_len, batch, grad_accum,
                     lr, warmup, temperature, ce_weight, hidden_weight, prune_method, dtype, bf16, teacher_topk,
-                    max_minutes, threads, max_cpu_minutes, eval_tokens, checkpoint_every, resume, seed, then, as_json):
+                    train_chunks, max_minutes, threads, max_cpu_minutes, eval_tokens, checkpoint_every, resume, seed,
+                    then, as_json):
     """Distil TEACHER (HF folder, GGUF or alias) into a student with fewer layers, saved as an HF folder."""
     from quantize.distill import distill
 
@@ -228,6 +233,7 @@ def distill_command(teacher, out_dir, keep_layers, drop_layers, steps, data, syn
                      then=then, prune_method=prune_method, eval_tokens=eval_tokens, progress=not as_json,
                      warmup=warmup, ce_weight=ce_weight, hidden_weight=hidden_weight,
                      dtype="bf16" if bf16 else dtype, teacher_topk=teacher_topk, threads=threads or 0,
+                     train_chunks=train_chunks,
                      time_limit_s=max_minutes * 60 if max_minutes else None,
                      cpu_limit_s=max_cpu_minutes * 60 if max_cpu_minutes else None)
     if as_json:

@@ -22,7 +22,7 @@ from pathlib import Path
 from ondevice.errors import InvalidInput
 
 LLM_QUANTS = ("int4", "int8", "fp32")
-INT4_ALGORITHMS = ("rtn", "k_quant", "k_quant_mixed", "hqq")
+INT4_ALGORITHMS = ("rtn", "k_quant", "k_quant_mixed", "hqq", "wls")
 # (algorithm, head_bits) -> the builder's int4_algo_config; "_last" keeps the output head (tied: also the embedding)
 # at 8 bits, shared through GatherBlockQuantized. The rest (rtn with an 8-bit head, hqq) is quantize/onnx_weights.py
 # on the builder's fp32 graph: the builder's own "rtn_last" writes a graph that does not load when symmetric (its
@@ -43,6 +43,31 @@ class OnnxExportResult:
     n_params: int
     bits_per_weight: float
     seconds: float
+
+
+def parse_llm_type(spec: str) -> tuple[str, dict]:
+    """"int4", "int4-rtn", "int4-wls-b16", "int4-k_quant_mixed", "int4-rtn-head4", "int8-b64" -> (quant, options for
+    `export_onnx_llm`). Options after the type, separated by "-": an int4 algorithm (INT4_ALGORITHMS), headN (the
+    output head's bits: head4 or head8), bN (block size). Raises InvalidInput with the accepted forms otherwise."""
+    quant, *parts = str(spec).strip().lower().split("-")
+    options: dict = {}
+    usage = (f"write TYPE[-OPTION...] with TYPE one of {', '.join(LLM_QUANTS)} and OPTION an int4 algorithm "
+             f"({', '.join(INT4_ALGORITHMS)}), head4 / head8 or a block size b16 / b32 / b64 / b128 "
+             f"(e.g. onnx:int4-rtn-head4)")
+    if quant not in LLM_QUANTS:
+        raise InvalidInput(f"unknown ONNX type {spec!r}: {usage}")
+    for part in parts:
+        if quant == "int4" and part in INT4_ALGORITHMS and "algorithm" not in options:
+            options["algorithm"] = part
+        elif quant == "int4" and part in ("head4", "head8") and "head_bits" not in options:
+            options["head_bits"] = int(part[4:])
+        elif quant != "fp32" and part in ("b16", "b32", "b64", "b128") and "block_size" not in options:
+            options["block_size"] = int(part[1:])
+        else:
+            raise InvalidInput(f"bad ONNX type {spec!r} (option {part!r}): {usage}")
+    if options.get("algorithm") == "k_quant_mixed" and options.get("head_bits") == 4:
+        raise InvalidInput(f"bad ONNX type {spec!r}: k_quant_mixed keeps the head at 8 bits (head8)")
+    return quant, options
 
 
 def _dir_size(folder: Path) -> int:
@@ -116,8 +141,9 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
 
     quant: "int4" or "int8" (weight-only MatMulNBits with `block_size`, `symmetric`, `accuracy_level`: 4 multiplies
     in int8 with signed activations, 1 in fp32) or "fp32". int4 only: `algorithm` "rtn" (round to nearest),
-    "k_quant" (llama.cpp-style scale search), "k_quant_mixed" (some layers in 8 bits, like Q4_K_M) or "hqq"
-    (half-quadratic, asymmetric); `head_bits` 8 keeps the tied output head / embedding at 8 bits (4: all 4-bit).
+    "k_quant" (llama.cpp-style scale search), "k_quant_mixed" (some layers in 8 bits, like Q4_K_M), "hqq"
+    (half-quadratic, asymmetric) or "wls" (least-squares scale and float minimum per block, quantize/onnx_wls.py);
+    `head_bits` 8 keeps the tied output head / embedding at 8 bits (4: all 4-bit).
     docs/quantize-quality.md measures each choice.
     tokenizer_gguf: the GGUF the HF dir was de-quantised from (default: the one `quantize.hf_source` recorded);
     its tokenizer replaces transformers' reconstruction, which onnxruntime-genai mis-tokenises (byte-level BPE).
@@ -150,9 +176,14 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
         elif quant == "int4" and not by_builder:
             from quantize.onnx_weights import quantize_matmuls, replace_model
 
-            quantize_matmuls(staging / "model.onnx", staging / ".q", bits=4, block_size=block_size,
-                             symmetric=symmetric and algorithm == "rtn", accuracy_level=accuracy_level,
-                             algorithm=algorithm, head_bits=head_bits)
+            if algorithm == "wls":
+                from quantize.onnx_wls import quantize_wls
+
+                quantize_wls(staging / "model.onnx", staging / ".q", block_size, accuracy_level, head_bits)
+            else:
+                quantize_matmuls(staging / "model.onnx", staging / ".q", bits=4, block_size=block_size,
+                                 symmetric=symmetric and algorithm == "rtn", accuracy_level=accuracy_level,
+                                 algorithm=algorithm, head_bits=head_bits)
             replace_model(staging, staging / ".q")
         _fix_tokenizer(staging, hf_dir, Path(tokenizer_gguf) if tokenizer_gguf else None)
         shutil.copy2(hf_dir / "config.json", staging / "config.json")

@@ -67,7 +67,7 @@ class QuantizeReport:
 def parse_targets(targets: Sequence[str], with_imatrix: bool = False) -> list[tuple[str, str]]:
     """["gguf:Q4_K_M,Q8_0", "onnx:int4"] -> [("gguf", "Q4_K_M"), ("gguf", "Q8_0"), ("onnx", "int4")], checked."""
     from quantize.gguf_quantize import check_qtype
-    from quantize.onnx_export import LLM_QUANTS
+    from quantize.onnx_export import parse_llm_type
 
     parsed: list[tuple[str, str]] = []
     for target in targets:
@@ -79,9 +79,8 @@ def parse_targets(targets: Sequence[str], with_imatrix: bool = False) -> list[tu
         for qtype in (t.strip() for t in types.split(",")):
             if fmt == "gguf":
                 qtype = check_qtype(qtype, with_imatrix)
-            elif qtype.lower() not in LLM_QUANTS:
-                raise InvalidInput(f"unknown ONNX type {qtype!r}; accepted: {', '.join(LLM_QUANTS)}")
-            else:
+            else:  # int4 | int8 | fp32, with options: int4-rtn-head4 (quantize.onnx_export.parse_llm_type)
+                parse_llm_type(qtype)
                 qtype = qtype.lower()
             if (fmt, qtype) not in parsed:
                 parsed.append((fmt, qtype))
@@ -136,9 +135,11 @@ def _make_variant(fmt: str, qtype: str, name: str, source, reference: Variant, o
         return Variant(f"{name}-{qtype}", "gguf", qtype, str(r.path), r.size_bytes, round(r.bits_per_weight, 3),
                        reference.n_params, seconds=round(r.seconds, 2))
     from quantize.hf_source import to_hf_dir
-    from quantize.onnx_export import export_onnx_llm
+    from quantize.onnx_export import export_onnx_llm, parse_llm_type
 
-    r = export_onnx_llm(to_hf_dir(source), out_dir / f"{name}-onnx-{qtype}", qtype, **onnx_options)
+    quant, type_options = parse_llm_type(qtype)
+    r = export_onnx_llm(to_hf_dir(source), out_dir / f"{name}-onnx-{qtype}", quant,
+                        **{**onnx_options, **type_options})
     return Variant(f"{name}-onnx-{qtype}", "onnx", qtype, str(r.path), r.size_bytes, r.bits_per_weight,
                    r.n_params, seconds=round(r.seconds, 2))
 
@@ -161,8 +162,8 @@ def quantize(source: str | Path, targets: Sequence[str] = DEFAULT_TARGETS, out_d
     """Make every target variant of `source` (alias, GGUF or HF folder) in `out_dir` and report on them.
 
     targets: "gguf:TYPE[,TYPE]" (any llama.cpp type `quantize.gguf_quantize.GGUF_TYPES` accepts) and
-    "onnx:int4|int8|fp32". evaluate: measure PPL/KLD of each against the f16 reference on `text` (default: the
-    standard library's pydoc text) on the first `max_chunks` windows of `window` tokens (None: the whole text),
+    "onnx:int4|int8|fp32[-OPTION...]" (options: quantize.onnx_export.parse_llm_type). evaluate: measure PPL/KLD of
+    each against the f16 reference on `text` (default: the standard library's pydoc text) on the first `max_chunks` windows of `window` tokens (None: the whole text),
     with a progress bar when `progress`. onnx_options: block_size / symmetric / accuracy_level for onnx:int4/int8.
     check: score every variant on one short window right after it is written; one whose predictions do not match
     the reference's on this machine is marked broken (status "broken", renamed to NAME.broken, skipped by decode

@@ -12,12 +12,12 @@ EVAL_CTX = 256
 EVAL_CHUNKS = 2
 
 
-def _exported(hf_dir, tmp_path_factory, quant: str, n_ctx: int):
+def _exported(hf_dir, tmp_path_factory, quant: str, n_ctx: int, **options):
     """Export SmolLM2's HF folder to onnx:<quant> and yield it loaded (closed at the end of the session)."""
     import ondevice
     from quantize.onnx_export import export_onnx_llm
 
-    result = export_onnx_llm(hf_dir, tmp_path_factory.mktemp(f"onnx-{quant}") / f"smollm2-{quant}", quant)
+    result = export_onnx_llm(hf_dir, tmp_path_factory.mktemp(f"onnx-{quant}") / f"smollm2-{quant}", quant, **options)
     model = ondevice.load(result.path, n_ctx=n_ctx)
     yield model
     model.close()
@@ -49,3 +49,9 @@ def smollm2_onnx_fp32(smollm2_hf_dir, tmp_path_factory):
 def smollm2_onnx_int8(smollm2_hf_dir, tmp_path_factory):
     """SmolLM2 exported to onnx:int8 (weight-only 8-bit MatMulNBits)."""
     yield from _exported(smollm2_hf_dir, tmp_path_factory, "int8", 512)
+
+
+@pytest.fixture(scope="session")
+def smollm2_onnx_int4_wls(smollm2_hf_dir, tmp_path_factory):
+    """SmolLM2 exported to onnx:int4-wls (least-squares scale and float minimum per block, quantize/onnx_wls.py)."""
+    yield from _exported(smollm2_hf_dir, tmp_path_factory, "int4", 256, algorithm="wls")

@@ -16,6 +16,7 @@ def _run(*args):
     ["quantize", "smollm2-135m", "--to", "gguf:Q9_9", "--out", "OUT"],
     ["quantize", "smollm2-135m", "--to", "tflite:int8", "--out", "OUT"],
     ["quantize", "smollm2-135m", "--to", "onnx:int3", "--out", "OUT"],
+    ["quantize", "smollm2-135m", "--to", "onnx:int4-nosuchalgo", "--out", "OUT"],
     ["quantize", "smollm2-135m", "--to", "gguf:IQ2_XXS", "--out", "OUT"],
     ["quantize", "no-such-model.gguf", "--to", "gguf:Q4_K_M", "--out", "OUT"],
     ["quantize", "smollm2-135m", "--to", "gguf:Q4_K_M", "--out", "OUT", "--recommend"],

@@ -1,0 +1,208 @@
+"""4-bit weights with a float minimum per block (llama.cpp's Q4_1 / Q4_K idea) for onnxruntime's MatMulNBits.
+
+Why: onnxruntime's own int4 quantisers (RTN, k_quant, asymmetric RTN) measured within one standard error of each
+other on SmolLM2 (docs/quantize-quality.md), far from GGUF Q4_K_M. Their asymmetric form stores an *integer*
+zero point per block, so a block's minimum can only sit on a multiple of its scale: up to half a step of offset
+error shared by all 32 weights of the block, which does not average out. llama.cpp's Q4_1 and Q4_K store the
+minimum as a float, and Q4_K fits scale and minimum by weighted least squares (`make_qkx2_quants` in
+ggml-quants.c). This module does the same fit.
+
+How it runs fast: MatMulNBits also accepts float zero points, but onnxruntime 1.32's CPU kernel then skips its
+prepacked integer kernels and de-quantises the whole matrix on every call (`has_unquantized_zero_point_` in
+matmul_nbits.cc). Instead each weight is written as w = s·(q − 8) + c: the symmetric MatMulNBits (the fast kernel,
+no zero points) plus c, the block's offset, in fp32. Because c is constant over a block of k,
+sum_k a_k·c = c · (sum of a over the block), so the offset costs one small MatMul of the activations' block sums
+([.., K/32] x [K/32, N]) and an Add per weight; the block sums are shared by the MatMuls that read the same input.
+
+The output head (tied to the embedding in small models) is written as 8-bit blocks with scale max|w|/127, as
+llama.cpp's Q8_0 does, so `quantize.onnx_weights` can share it with the embedding through GatherBlockQuantized.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from quantize.onnx_weights import HEAD, _drop_unused_initializers, _head_weight, _share_embedding
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BlockFit:
+    """A [K, N] MatMul weight in blocks of `block` along K: w[k, n] ≈ q·scale + minimum of its block."""
+
+    q: np.ndarray        # [N, K/block, block] uint8 in 0..nmax
+    scale: np.ndarray    # [N, K/block] float32
+    minimum: np.ndarray  # [N, K/block] float32
+
+    def dequantize(self) -> np.ndarray:
+        """Back to a [K, N] float32 matrix."""
+        w = self.q.astype(np.float32) * self.scale[..., None] + self.minimum[..., None]
+        return w.reshape(w.shape[0], -1).T
+
+
+def block_weights(x: np.ndarray, importance: np.ndarray | None = None) -> np.ndarray:
+    """Per-value weights of the least-squares fit, as llama.cpp's Q4_K: mean-magnitude + |x| without an importance
+    vector; importance · sqrt(2·mean(x²) + x²) with one (per input channel, broadcast over the block)."""
+    if importance is None:
+        return np.sqrt(np.mean(x * x, axis=-1, keepdims=True)) + np.abs(x)
+    return importance * np.sqrt(2 * np.mean(x * x, axis=-1, keepdims=True) + x * x)
+
+
+def fit_scale_min(x: np.ndarray, weights: np.ndarray, nmax: int = 15, nstep: int = 20, rmin: float = -1.0,
+                  rdelta: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted least-squares scale and minimum for each row of `x` ([blocks, n]): llama.cpp's make_qkx2_quants,
+    vectorised over blocks. Start from min/max rounding, then try nstep+1 slightly different step sizes; for each,
+    round, solve the 2x2 weighted least-squares system for (scale, min), and keep whichever has the least weighted
+    squared error. Unlike Q4_K the minimum is not clamped to <= 0 (it is stored as a float offset here, not as a
+    positive 6-bit multiple), so a block that already is on a 4-bit grid (a Q4_1 source) is reproduced exactly.
+    Returns (q uint8 [blocks, n], scale [blocks], minimum [blocks])."""
+    x = x.astype(np.float32, copy=False)
+    w = weights.astype(np.float32, copy=False)
+    lo, hi = x.min(axis=1), x.max(axis=1)
+    span = hi - lo
+    flat = span <= 0
+    span = np.where(flat, 1.0, span)
+    sum_w, sum_x = w.sum(axis=1), (w * x).sum(axis=1)
+    shifted = x - lo[:, None]
+
+    def rounded(inv_scale):
+        return np.clip(np.rint(inv_scale[:, None] * shifted), 0, nmax)
+
+    def error(levels, scale, minimum):
+        diff = scale[:, None] * levels + minimum[:, None] - x
+        return (w * diff * diff).sum(axis=1)
+
+    best_q = rounded(nmax / span)
+    best_scale, best_min = span / nmax, lo.copy()
+    best_err = error(best_q, best_scale, best_min)
+    for step in range(nstep + 1):
+        levels = rounded((rmin + rdelta * step + nmax) / span)
+        wl = w * levels
+        sum_l, sum_l2, sum_xl = wl.sum(axis=1), (wl * levels).sum(axis=1), (wl * x).sum(axis=1)
+        det = sum_w * sum_l2 - sum_l * sum_l
+        ok = det > 0
+        det = np.where(ok, det, 1.0)
+        scale = (sum_w * sum_xl - sum_x * sum_l) / det
+        minimum = (sum_l2 * sum_x - sum_l * sum_xl) / det
+        err = error(levels, scale, minimum)
+        better = ok & (err < best_err)
+        best_q[better], best_scale[better], best_min[better], best_err[better] = \
+            levels[better], scale[better], minimum[better], err[better]
+    best_q[flat], best_scale[flat], best_min[flat] = 0, 0.0, x[flat, 0]
+    return best_q.astype(np.uint8), best_scale.astype(np.float32), best_min.astype(np.float32)
+
+
+def fit_matrix(w: np.ndarray, block: int = 32, importance: np.ndarray | None = None) -> BlockFit:
+    """Fit a [K, N] MatMul weight (K a multiple of `block`) block by block along K. importance: [K] or None."""
+    k, n = w.shape
+    x = np.ascontiguousarray(w.T, dtype=np.float32).reshape(n * (k // block), block)
+    imp = None if importance is None else np.tile(np.asarray(importance, np.float32).reshape(-1, block), (n, 1))
+    q, scale, minimum = fit_scale_min(x, block_weights(x, imp))
+    return BlockFit(q.reshape(n, k // block, block), scale.reshape(n, -1), minimum.reshape(n, -1))
+
+
+def rtn_symmetric(w: np.ndarray, block: int = 32, bits: int = 4) -> BlockFit:
+    """Round-to-nearest symmetric blocks, scale = max|w| / (2^(bits-1) - 1) (llama.cpp's Q8_0 for 8 bits), written
+    in the same form as `fit_matrix` (minimum = -half·scale) to compare or to pack."""
+    k, n = w.shape
+    half = 1 << (bits - 1)
+    x = np.ascontiguousarray(w.T, dtype=np.float32).reshape(n, k // block, block)
+    scale = np.abs(x).max(axis=-1) / (half - 1)
+    safe = np.where(scale > 0, scale, 1.0)
+    q = np.clip(np.rint(x / safe[..., None]), -half + 1, half - 1) + half
+    return BlockFit(q.astype(np.uint8), scale.astype(np.float32), (-half * scale).astype(np.float32))
+
+
+def weighted_error(w: np.ndarray, fit: BlockFit, block: int = 32) -> float:
+    """The fit's error in the metric it minimises (block weights as `block_weights`), summed over the matrix."""
+    k, n = w.shape
+    x = np.ascontiguousarray(w.T, dtype=np.float32).reshape(-1, block)
+    diff = np.ascontiguousarray(fit.dequantize().T).reshape(-1, block) - x
+    return float((block_weights(x) * diff * diff).sum())
+
+
+def _pack(q: np.ndarray, bits: int) -> np.ndarray:
+    """[N, blocks, block] levels -> MatMulNBits' B bytes [N, blocks, block·bits/8] (4 bits: low nibble first)."""
+    if bits == 8:
+        return q
+    return (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+
+
+def quantize_wls(src: Path, dst_dir: Path, block_size: int = 32, accuracy_level: int = 4, head_bits: int = 8) -> Path:
+    """Write `dst_dir/model.onnx` (+ .data): every constant MatMul of an LLM graph (activations [batch, seq, K]) as
+    symmetric 4-bit MatMulNBits with a least-squares-fitted scale and float offset per block (module docstring);
+    the output head at `head_bits` 8 (Q8_0-style, shared with a tied embedding) or 4 (fitted like the rest)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    head_weight = _head_weight(model)
+    block_sums: dict[str, str] = {}  # activation -> its block sums, made once per activation
+    summers: dict[int, str] = {}  # K -> a [K, K/block] 0/1 matrix: activation @ it = the block sums (one MatMul)
+    new_nodes, new_inits = [], []
+
+    def sums_of(activation: str, k: int) -> str:
+        if k not in summers:
+            ones = np.kron(np.eye(k // block_size, dtype=np.float32), np.ones((block_size, 1), np.float32))
+            summers[k] = f"/wls/block_summer_{k}"
+            new_inits.append(numpy_helper.from_array(ones, summers[k]))
+        if activation not in block_sums:
+            sums = f"{activation}/wls_block_sums"
+            new_nodes.append(helper.make_node("MatMul", [activation, summers[k]], [sums], name=sums))
+            block_sums[activation] = sums
+        return block_sums[activation]
+
+    for node in graph.node:
+        weight = inits.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+        w = numpy_helper.to_array(weight) if weight is not None else None
+        if w is None or w.ndim != 2 or w.shape[0] % block_size:
+            new_nodes.append(node)
+            continue
+        k, n = w.shape
+        is_head = node.name == HEAD
+        bits = head_bits if is_head else 4
+        if bits == 8:
+            fit = rtn_symmetric(w, block_size, 8)
+        else:
+            fit = fit_matrix(w, block_size)
+        half = 1 << (bits - 1)
+        base = f"{node.name}_Q{bits}" if not is_head else f"{HEAD}_Q{bits}"
+        b = numpy_helper.from_array(_pack(fit.q, bits), f"{weight.name}_Q{bits}G{block_size}")
+        s = numpy_helper.from_array(fit.scale.reshape(-1), f"{weight.name}_scale")
+        new_inits.extend([b, s])
+        offset = fit.minimum + half * fit.scale  # w = s·(q - half) + offset: what symmetric MatMulNBits leaves out
+        attrs = dict(K=k, N=n, bits=bits, block_size=block_size, accuracy_level=accuracy_level)
+        if bits == 8 or not np.any(offset):
+            new_nodes.append(helper.make_node("MatMulNBits", [node.input[0], b.name, s.name], list(node.output),
+                                              name=base, domain="com.microsoft", **attrs))
+            continue
+        raw = f"{base}/output_0"
+        new_nodes.append(helper.make_node("MatMulNBits", [node.input[0], b.name, s.name], [raw], name=base,
+                                          domain="com.microsoft", **attrs))
+        c = numpy_helper.from_array(np.ascontiguousarray(offset.T), f"{weight.name}_block_offset")  # [K/block, N]
+        new_inits.append(c)
+        corr = f"{base}/offset"
+        new_nodes.append(helper.make_node("MatMul", [sums_of(node.input[0], k), c.name], [corr], name=corr))
+        new_nodes.append(helper.make_node("Add", [raw, corr], list(node.output), name=f"{base}/add_offset"))
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    graph.initializer.extend(new_inits)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    if head_weight is not None and head_bits == 8:
+        _share_embedding(model, head_weight)
+    _drop_unused_initializers(model)
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    out = dst_dir / "model.onnx"
+    onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.onnx.data", size_threshold=1024)
+    os.chmod(dst_dir / "model.onnx.data", 0o644)
+    return out
