@@ -140,3 +140,31 @@ def test_cli_bad_schema_is_one_line_and_exit_code_2(tmp_path, content, message):
     schema_file.write_text(content)
     result = CliRunner().invoke(cli, ["run", "smollm2-135m", "hi", "--schema", str(schema_file)])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+TREE = {"$defs": {"node": {"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 40},
+    "children": {"type": "array", "items": {"$ref": "#/$defs/node"}, "maxItems": 2}},
+    "required": ["name", "children"]}}, "$ref": "#/$defs/node"}
+
+
+def _nesting(value) -> int:
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return (1 + max([_nesting(v) for v in children] + [0])) if isinstance(value, (dict, list)) else 0
+
+
+def test_a_recursive_schema_stops_nesting_at_the_limit(smollm2):
+    from ondevice.structured import ConstrainedSampler
+
+    ask = [{"role": "user", "content": "A family tree of twenty generations: every person has exactly one child."}]
+    result = smollm2.chat(ask, schema=TREE, max_tokens=200, temperature=0)
+    tree = json.loads(result.text)
+    jsonschema.validate(tree, TREE)
+    assert _nesting(tree) == ConstrainedSampler.MAX_NESTING  # it wanted to go deeper (20 levels without the limit)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_onnx_recursive_schema_answer_ends_and_validates(tiny_onnx, temperature):
+    result = tiny_onnx.chat(ASK, schema=TREE, max_tokens=160, temperature=temperature, seed=5)
+    assert result.finish_reason == "stop", result.text
+    jsonschema.validate(json.loads(result.text), TREE)
