@@ -38,7 +38,8 @@ def _num(value, digits: int) -> str:
 @click.argument("source")
 @click.option("--to", "targets", multiple=True, metavar="FORMAT:TYPE[,TYPE]",
               help="Variants to make, e.g. gguf:Q4_K_M,Q8_0 or onnx:int4 (repeatable). ONNX types take options "
-                   "after '-': an int4 algorithm (rtn, wls, k_quant, k_quant_mixed, hqq), head4/head8, b16..b128, "
+                   "after '-': an int4 algorithm (rtn, wls, wls_mixed, k_quant, k_quant_mixed, hqq), head4/head8, "
+                   "b16..b128, "
                    "e.g. onnx:int4-rtn-head4. "
                    "Default: gguf:Q4_K_M,Q8_0 and onnx:int4.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,

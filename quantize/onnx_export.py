@@ -22,7 +22,7 @@ from pathlib import Path
 from ondevice.errors import InvalidInput
 
 LLM_QUANTS = ("int4", "int8", "fp32")
-INT4_ALGORITHMS = ("rtn", "k_quant", "k_quant_mixed", "hqq", "wls")
+INT4_ALGORITHMS = ("rtn", "k_quant", "k_quant_mixed", "hqq", "wls", "wls_mixed")
 # (algorithm, head_bits) -> the builder's int4_algo_config; "_last" keeps the output head (tied: also the embedding)
 # at 8 bits, shared through GatherBlockQuantized. The rest (rtn with an 8-bit head, hqq) is quantize/onnx_weights.py
 # on the builder's fp32 graph: the builder's own "rtn_last" writes a graph that does not load when symmetric (its
@@ -142,7 +142,8 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
     quant: "int4" or "int8" (weight-only MatMulNBits with `block_size`, `symmetric`, `accuracy_level`: 4 multiplies
     in int8 with signed activations, 1 in fp32) or "fp32". int4 only: `algorithm` "rtn" (round to nearest),
     "k_quant" (llama.cpp-style scale search), "k_quant_mixed" (some layers in 8 bits, like Q4_K_M), "hqq"
-    (half-quadratic, asymmetric) or "wls" (least-squares scale and float minimum per block, quantize/onnx_wls.py);
+    (half-quadratic, asymmetric), "wls" (least-squares scale and float minimum per block, quantize/onnx_wls.py)
+    or "wls_mixed" (wls with Q4_K_M's layers' value / down projections at 8 bits);
     `head_bits` 8 keeps the tied output head / embedding at 8 bits (4: all 4-bit).
     docs/quantize-quality.md measures each choice.
     tokenizer_gguf: the GGUF the HF dir was de-quantised from (default: the one `quantize.hf_source` recorded);
@@ -176,10 +177,11 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
         elif quant == "int4" and not by_builder:
             from quantize.onnx_weights import quantize_matmuls, replace_model
 
-            if algorithm == "wls":
+            if algorithm in ("wls", "wls_mixed"):
                 from quantize.onnx_wls import quantize_wls
 
-                quantize_wls(staging / "model.onnx", staging / ".q", block_size, accuracy_level, head_bits)
+                quantize_wls(staging / "model.onnx", staging / ".q", block_size, accuracy_level, head_bits,
+                             mixed=algorithm == "wls_mixed")
             else:
                 quantize_matmuls(staging / "model.onnx", staging / ".q", bits=4, block_size=block_size,
                                  symmetric=symmetric and algorithm == "rtn", accuracy_level=accuracy_level,

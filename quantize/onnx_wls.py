@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,10 +135,24 @@ def _pack(q: np.ndarray, bits: int) -> np.ndarray:
     return (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
 
 
-def quantize_wls(src: Path, dst_dir: Path, block_size: int = 32, accuracy_level: int = 4, head_bits: int = 8) -> Path:
+def more_bits(layer: int, n_layers: int) -> bool:
+    """llama.cpp's Q4_K_M rule (`use_more_bits` in src/llama-quant.cpp) for which layers' attn_v / ffn_down get
+    more bits: the first and last eighth of the layers and every third layer between."""
+    return layer < n_layers // 8 or layer >= 7 * n_layers // 8 or (layer - n_layers // 8) % 3 == 2
+
+
+def _layer_of(node_name: str) -> int | None:
+    match = re.match(r"/model/layers\.(\d+)/", node_name)
+    return int(match.group(1)) if match else None
+
+
+def quantize_wls(src: Path, dst_dir: Path, block_size: int = 32, accuracy_level: int = 4, head_bits: int = 8,
+                 mixed: bool = False) -> Path:
     """Write `dst_dir/model.onnx` (+ .data): every constant MatMul of an LLM graph (activations [batch, seq, K]) as
     symmetric 4-bit MatMulNBits with a least-squares-fitted scale and float offset per block (module docstring);
-    the output head at `head_bits` 8 (Q8_0-style, shared with a tied embedding) or 4 (fitted like the rest)."""
+    the output head at `head_bits` 8 (Q8_0-style, shared with a tied embedding) or 4 (fitted like the rest).
+    mixed: as Q4_K_M keeps attn_v and ffn_down at 6 bits in the layers `more_bits` picks, write those layers' value
+    projection (the builder fuses q, k and v into one MatMul: the whole qkv) and down projection at 8 bits."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -145,6 +160,7 @@ def quantize_wls(src: Path, dst_dir: Path, block_size: int = 32, accuracy_level:
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     head_weight = _head_weight(model)
+    n_layers = 1 + max((_layer_of(n.name) or 0) for n in graph.node)
     block_sums: dict[str, str] = {}  # activation -> its block sums, made once per activation
     summers: dict[int, str] = {}  # K -> a [K, K/block] 0/1 matrix: activation @ it = the block sums (one MatMul)
     new_nodes, new_inits = [], []
@@ -169,12 +185,16 @@ def quantize_wls(src: Path, dst_dir: Path, block_size: int = 32, accuracy_level:
         k, n = w.shape
         is_head = node.name == HEAD
         bits = head_bits if is_head else 4
+        layer = _layer_of(node.name)
+        if mixed and layer is not None and more_bits(layer, n_layers) and \
+                any(part in node.name for part in ("/qkv_proj/", "/v_proj/", "/down_proj/")):
+            bits = 8
         if bits == 8:
             fit = rtn_symmetric(w, block_size, 8)
         else:
             fit = fit_matrix(w, block_size)
         half = 1 << (bits - 1)
-        base = f"{node.name}_Q{bits}" if not is_head else f"{HEAD}_Q{bits}"
+        base = f"{node.name}_Q{bits}"
         b = numpy_helper.from_array(_pack(fit.q, bits), f"{weight.name}_Q{bits}G{block_size}")
         s = numpy_helper.from_array(fit.scale.reshape(-1), f"{weight.name}_scale")
         new_inits.extend([b, s])

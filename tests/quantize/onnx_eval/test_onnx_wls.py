@@ -88,3 +88,16 @@ def test_wls_export_is_stable_and_close_to_the_reference(smollm2_onnx_int4_wls, 
         ids = ref.tokenize(text, add_special=True)
         agree = np.mean(ref.logits(ids).argmax(-1) == model.logits(ids).argmax(-1))
     assert agree >= 0.9, agree
+
+
+def test_mixed_layers_are_the_ones_llama_cpp_gives_more_bits(smollm2_report):
+    """wls_mixed upgrades the layers llama.cpp's Q4_K_M upgrades: those whose ffn_down libllama wrote as Q6_K."""
+    import gguf
+
+    from quantize.onnx_wls import more_bits
+
+    path = next(v.path for v in smollm2_report.variants if v.qtype == "Q4_K_M")
+    down = {int(t.name.split(".")[1]): t.tensor_type.name for t in gguf.GGUFReader(path).tensors
+            if t.name.endswith("ffn_down.weight")}
+    assert sorted(i for i, kind in down.items() if kind == "Q6_K") == [i for i in range(len(down))
+                                                                       if more_bits(i, len(down))]
