@@ -28,6 +28,15 @@ CALIB_CHUNKS = 4
 EVAL_SEQ_LEN = 256
 
 
+def _windows(tokenizer, texts: list[str], seq_len: int, max_tokens: int | None = None):
+    """`EVAL_SEQ_LEN`-token windows of `texts`; a text (or token budget) shorter than one window falls back to
+    windows of the training length, so tiny data still gets a measurement."""
+    try:
+        return token_chunks(tokenizer, texts, EVAL_SEQ_LEN, max_tokens=max_tokens)
+    except InvalidInput:
+        return token_chunks(tokenizer, texts, min(seq_len, EVAL_SEQ_LEN), max_tokens=max_tokens)
+
+
 def teacher_dir(teacher: str | Path) -> Path:
     """An HF folder for the teacher: itself when it is one, else de-quantised from a GGUF or alias (cached)."""
     from quantize.hf_source import to_hf_dir
@@ -83,7 +92,7 @@ def to_gguf(student_dir: Path, qtype: str) -> Path:
 
 def distill(teacher: str | Path, out_dir: str | Path, keep_layers: int | None = None,
             drop_layers: int | None = None, steps: int = 200, data: str | Path | None = None, synthetic: int = 0,
-            seq_len: int = 256, batch: int = 4, grad_accum: int = 1, lr: float = 5e-4, temperature: float = 2.0,
+            seq_len: int = 128, batch: int = 2, grad_accum: int = 1, lr: float = 3e-4, temperature: float = 1.0,
             checkpoint_every: int = 50, resume: bool = False, seed: int = 0, then: str | None = None,
             prune_method: str = "iterative", eval_tokens: int = 8192, progress: bool = False,
             **train_options) -> DistillReport:
@@ -138,8 +147,7 @@ def distill(teacher: str | Path, out_dir: str | Path, keep_layers: int | None = 
     if synthetic:
         train_texts += synthetic_texts(model, tokenizer, synthetic, seed=seed)
     chunks = token_chunks(tokenizer, train_texts, seq_len)
-    heldout = {name: token_chunks(tokenizer, [text], EVAL_SEQ_LEN, max_tokens=eval_tokens)
-               for name, text in split.heldout.items()}
+    heldout = {name: _windows(tokenizer, [text], seq_len, eval_tokens) for name, text in split.heldout.items()}
 
     if state is not None:
         choice = PruneChoice(**state["choice"])
@@ -147,7 +155,7 @@ def distill(teacher: str | Path, out_dir: str | Path, keep_layers: int | None = 
             raise InvalidInput(f"--resume: the checkpoint keeps {len(choice.kept)} layers, not {n_keep}")
         before = state["before"]
     else:
-        windows = chunks if seq_len == EVAL_SEQ_LEN else token_chunks(tokenizer, train_texts, EVAL_SEQ_LEN)
+        windows = chunks if seq_len == EVAL_SEQ_LEN else _windows(tokenizer, train_texts, seq_len)
         calib = windows[torch.linspace(0, len(windows) - 1, min(CALIB_CHUNKS, len(windows))).long()]
         choice = choose_blocks(model, calib, n_keep, prune_method)
         before = None

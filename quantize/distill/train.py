@@ -21,15 +21,15 @@ class TrainConfig:
     """Knobs of one distillation run (all saved in the report)."""
 
     steps: int = 200
-    seq_len: int = 256
-    batch: int = 4
+    seq_len: int = 128
+    batch: int = 2
     grad_accum: int = 1
-    lr: float = 5e-4
+    lr: float = 3e-4
     warmup: int = 10  # linear warm-up steps, then cosine decay to min_lr_ratio * lr
     min_lr_ratio: float = 0.1
-    temperature: float = 2.0
+    temperature: float = 1.0
     kd_weight: float = 1.0
-    ce_weight: float = 0.0  # cross-entropy on the data's next tokens
+    ce_weight: float = 0.5  # cross-entropy on the data's next tokens (measured: 94.7% -> 98.8% of the gap, docs)
     hidden_weight: float = 0.0  # normalised MSE between matched student/teacher block outputs
     train_embeddings: bool = False  # the (tied) embedding/head matrix dominates optimizer cost; frozen by default
     weight_decay: float = 0.0

@@ -37,8 +37,8 @@ def test_distillation_steps_reduce_the_kd_loss(tiny_teacher, tiny_data, tmp_path
     from quantize.distill.prune import keep_blocks
     from quantize.distill.train import kd_loss
 
-    report = distill(tiny_teacher, tmp_path, keep_layers=3, steps=10, data=tiny_data, seed=0,
-                     **{**SMALL, "lr": 1e-3, "checkpoint_every": 100})
+    report = distill(tiny_teacher, tmp_path, keep_layers=3, steps=10, data=tiny_data, seed=0, temperature=2.0,
+                     ce_weight=0.0, **{**SMALL, "lr": 1e-3, "checkpoint_every": 100})  # KD alone
     assert len(report.losses) == 10
     teacher = transformers.AutoModelForCausalLM.from_pretrained(tiny_teacher).eval()
     pruned = keep_blocks(transformers.AutoModelForCausalLM.from_pretrained(tiny_teacher), report.kept_layers).eval()
