@@ -92,6 +92,9 @@ class _Libc:
         self.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         self.mincore = libc.mincore
         self.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        self.memmove = libc.memmove  # not ctypes.memmove: that one releases the GIL
+        self.memmove.restype = ctypes.c_void_p
+        self.memmove.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
         self.mremap = libc.mremap
         self.mremap.restype = ctypes.c_void_p
         self.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
@@ -115,7 +118,7 @@ def _move_chunk(libc: _Libc, start: int, size: int) -> bool:
     if raw + 2 * size > new + size:
         libc.munmap(new + size, raw + 2 * size - (new + size))
     libc.madvise(new, size, _MADV_HUGEPAGE)
-    ctypes.memmove(new, start, size)
+    libc.memmove(new, start, size)
     if libc.mremap(new, size, size, _MREMAP_MAYMOVE_FIXED, start) != start:
         libc.munmap(new, size)  # the old pages are untouched: nothing lost
         return False
