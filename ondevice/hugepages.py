@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import time
@@ -75,6 +76,11 @@ def _anonymous_regions() -> set[tuple[int, int]]:
                 start, end = (int(x, 16) for x in parts[0].split("-"))
                 regions.add((start, end))
     return regions
+
+
+@functools.cache
+def _libc() -> "_Libc":
+    return _Libc()
 
 
 class _Libc:
@@ -127,7 +133,7 @@ def _move_chunk(libc: _Libc, start: int, size: int) -> bool:
 
 def resident_chunks(regions: set[tuple[int, int]], hp: int) -> list[int]:
     """Start addresses of the huge-page-aligned chunks of `regions` whose every page is resident."""
-    libc, page = _Libc(), os.sysconf("SC_PAGE_SIZE")
+    libc, page = _libc(), os.sysconf("SC_PAGE_SIZE")
     chunks = []
     for start, end in sorted(regions):
         chunk = (start + hp - 1) & ~(hp - 1)
@@ -140,7 +146,7 @@ def resident_chunks(regions: set[tuple[int, int]], hp: int) -> list[int]:
 
 def promote(chunks: list[int], hp: int) -> int:
     """Move each chunk onto huge pages (see the module docstring); returns the bytes moved."""
-    libc = _Libc()
+    libc = _libc()
     return sum(hp for chunk in chunks if _move_chunk(libc, chunk, hp))
 
 

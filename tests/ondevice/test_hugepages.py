@@ -30,7 +30,7 @@ def _anon_huge_kb(start: int, end: int) -> int:
 
 @needs_thp
 def test_resident_chunks_move_in_place_with_their_contents():
-    buf = mmap.mmap(-1, 4 * HP)  # anonymous; touch three chunks' worth, leave the tail untouched
+    buf = mmap.mmap(-1, 4 * HP)  # anonymous; fill two aligned chunks, leave the rest untouched
     addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
     start = (addr + HP - 1) & ~(HP - 1)
     offset = start - addr
