@@ -123,17 +123,34 @@ class LogitsSampler:
         if p.top_k > 0 and p.top_k < logits.size:
             keep = np.argpartition(-logits, p.top_k - 1)[:p.top_k]
             ids, logits = ids[keep], logits[keep]
-        order = np.argsort(-logits, kind="stable")
-        ids, logits = ids[order], logits[order]
         if p.top_p < 1.0:
-            probs = np.exp(logits - logits.max())
-            probs /= probs.sum()
-            cut = int(np.searchsorted(np.cumsum(probs), p.top_p)) + 1  # smallest set reaching top_p
-            ids, logits = ids[:cut], logits[:cut]
+            ids, logits = self._nucleus(ids, logits, p.top_p)
+        # With neither cut the draw needs no order: skipping the sort of the whole vocabulary (milliseconds per
+        # token at 49k entries) leaves the distribution as it is.
         scaled = logits / p.temperature
         probs = np.exp(scaled - scaled.max())
+        cdf = np.cumsum(probs)
+        # numpy's Generator.choice(n, p=probs) draws this way: one uniform number against the normalised CDF.
+        return int(ids[min(int(np.searchsorted(cdf / cdf[-1], self._rng.random(), side="right")), ids.size - 1)])
+
+    @staticmethod
+    def _nucleus(ids: np.ndarray, logits: np.ndarray, top_p: float) -> tuple[np.ndarray, np.ndarray]:
+        """The smallest most-likely-first set whose probability reaches top_p (ids and logits in that order).
+        Sorts only the head of the distribution: the top 64 tokens, then 4x more while they fall short."""
+        probs = np.exp(logits - logits.max())
         probs /= probs.sum()
-        return int(ids[self._rng.choice(ids.size, p=probs)])
+        head = 64
+        while True:
+            if head >= ids.size:
+                order = np.argsort(-logits, kind="stable")
+            else:
+                top = np.argpartition(-logits, head - 1)[:head]
+                order = top[np.lexsort((top, -logits[top]))]  # by logit, ties by position (as a stable sort)
+            reached = np.cumsum(probs[order])
+            if head >= ids.size or reached[-1] >= top_p:
+                cut = min(int(np.searchsorted(reached, top_p)) + 1, order.size)  # smallest set reaching top_p
+                return ids[order[:cut]], logits[order[:cut]]
+            head *= 4
 
     def close(self) -> None:
         pass

@@ -35,7 +35,8 @@ Extension hooks (so new decoding methods do not rewrite the loop):
   cache, and returns those 1..k+1 tokens; it records `state.timings.drafted_tokens` / `accepted_tokens`.
   The loop truncates a step's tokens to the budget and stops at an end-of-generation token or a stop string.
 - Constrained sampling (JSON schema / grammar): wrap the `Sampler` returned by `_new_sampler(params)` (mask or
-  reject tokens before `sample()` returns); the loop needs no change.
+  reject tokens before `sample()` returns). A sampler whose `complete` is true allows only end-of-text next, so
+  the loop ends there without the forward pass that would only confirm it.
 """
 
 from __future__ import annotations
@@ -251,6 +252,11 @@ class TextBackend(Backend):
                     piece, hit_stop = stops.feed(text.decode(token))
                     yield StreamEvent(piece, token)
                     if hit_stop:
+                        finish, done = "stop", True
+                        break
+                    if not done and not params.ignore_eos and getattr(state.sampler, "complete", False):
+                        # A complete grammar allows only end-of-text next: end here and skip the forward pass
+                        # that would only confirm it (one decode less per structured answer, same output).
                         finish, done = "stop", True
                         break
         finally:

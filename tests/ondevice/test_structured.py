@@ -73,6 +73,35 @@ def test_streamed_answer_is_the_same_as_the_plain_one_at_temperature_zero(smollm
     assert stream.result.parsed == json.loads(text)
 
 
+def test_a_complete_answer_ends_without_a_forward_pass_for_end_of_text(smollm2, monkeypatch):
+    """Once the grammar is complete only end-of-text may follow: the loop stops there instead of evaluating the
+    last token just to sample the forced end; the answer is the one the confirming pass gives."""
+    backend = smollm2.backend
+    feeds = []
+    real_feed = backend._feed
+    monkeypatch.setattr(backend, "_feed", lambda tokens: (feeds.append(list(tokens)), real_feed(tokens))[1])
+    result = smollm2.chat(ASK, schema=PERSON, max_tokens=48)
+    assert result.finish_reason == "stop"
+    assert len(feeds) == result.timings.completion_tokens - 1  # every token fed but the last one
+
+    class Unaware:  # the same sampler without `complete`: the loop must confirm the end with one more pass
+        def __init__(self, inner):
+            self.inner = inner
+
+        def sample(self):
+            return self.inner.sample()
+
+        def close(self):
+            self.inner.close()
+
+    real_sampler_for = backend._sampler_for
+    monkeypatch.setattr(backend, "_sampler_for", lambda params: Unaware(real_sampler_for(params)))
+    feeds.clear()
+    confirmed = smollm2.chat(ASK, schema=PERSON, max_tokens=48)
+    assert confirmed.text == result.text and confirmed.finish_reason == "stop"
+    assert len(feeds) == result.timings.completion_tokens
+
+
 def test_pydantic_class_gives_an_instance(smollm2):
     result = smollm2.chat([{"role": "user", "content": "Describe a pet."}], schema=Pet, max_tokens=40)
     assert isinstance(result.parsed, Pet) and result.parsed.species in ("cat", "dog", "fish")
