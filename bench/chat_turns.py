@@ -2,6 +2,7 @@
 
     python -m bench.chat_turns smollm2-135m --turns 8 --turn-tokens 400
     python -m bench.chat_turns smollm2-135m --restore-tokens 2000      # also: a saved session vs a cold start
+    python -m bench.chat_turns PROBE.gguf --chat-template plain --no-reference  # a model without a template
 
 Each turn sends the whole history plus a new user message of about `--turn-tokens` tokens (documentation text from
 the standard library, the same on every machine) and streams an answer of `--answer-tokens` tokens at temperature 0.
@@ -26,6 +27,9 @@ from pathlib import Path
 import ondevice
 
 SYSTEM = "You are a concise assistant. Answer in at most two sentences."
+# `--chat-template plain`: role-prefixed lines, for a model without a template of its own (the 8B shape probe).
+PLAIN_TEMPLATE = ("{% for m in messages %}{{ m['role'] | upper }}: {{ m['content'] }}\n{% endfor %}"
+                  "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
 
 
 @dataclass
@@ -96,11 +100,15 @@ def _reference(llm, messages: list[dict], answer_tokens: int) -> tuple[float, st
 
 def run_chat_turns(model_name: str, turns: int = 8, turn_tokens: int = 400, answer_tokens: int = 32,
                    threads: int | None = None, n_ctx: int = 8192, reference: bool = True,
-                   restore_tokens: int = 0) -> ChatTurnsResult:
+                   restore_tokens: int = 0, chat_template: str | None = None,
+                   flash_attn: str = "auto") -> ChatTurnsResult:
+    """`chat_template`: a Jinja template for both sides, for a model without its own (the 8B shape probe).
+    `flash_attn`: as `RuntimeOptions.flash_attn`, on both sides (why it is off by default: docs/kv-cache.md)."""
     from ondevice.autoconfig import default_threads
 
     threads = threads or default_threads()
-    model = ondevice.load(model_name, n_ctx=n_ctx, threads=threads)
+    model = ondevice.load(model_name, n_ctx=n_ctx, threads=threads, chat_template=chat_template,
+                          flash_attn=flash_attn)
     result = ChatTurnsResult(model.name, threads, model.n_ctx)
     llm = None
     if reference:
@@ -110,7 +118,13 @@ def run_chat_turns(model_name: str, turns: int = 8, turn_tokens: int = 400, answ
 
         llm = llama_cpp.Llama(model_path=str(model.ref.path), n_ctx=model.n_ctx, n_batch=min(512, model.n_ctx),
                               n_ubatch=min(512, model.n_ctx), n_threads=threads, n_threads_batch=threads,
-                              verbose=False)
+                              flash_attn=model.backend.options.flash_attention_enabled(), verbose=False)
+        if chat_template:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            special = lambda token: llm.detokenize([token], special=True).decode(errors="replace")  # noqa: E731
+            llm.chat_handler = Jinja2ChatFormatter(chat_template, eos_token=special(llm.token_eos()),
+                                                   bos_token=special(llm.token_bos())).to_chat_handler()
     try:
         ours = [{"role": "system", "content": SYSTEM}]
         theirs = [{"role": "system", "content": SYSTEM}]
@@ -129,12 +143,13 @@ def run_chat_turns(model_name: str, turns: int = 8, turn_tokens: int = 400, answ
         if llm is not None:
             llm.close()
     if restore_tokens:
-        model = _restore(model, model_name, threads, n_ctx, restore_tokens, answer_tokens, result)
+        model = _restore(model, model_name, threads, n_ctx, restore_tokens, answer_tokens, result, chat_template)
     model.close()
     return result
 
 
-def _restore(model, model_name, threads, n_ctx, history_tokens, answer_tokens, result) -> ondevice.Model:
+def _restore(model, model_name, threads, n_ctx, history_tokens, answer_tokens, result,
+             chat_template=None) -> ondevice.Model:
     """A conversation of about `history_tokens` tokens (canned short answers), then one more turn: cold, and
     after saving, closing and reloading the model."""
     chunks = user_turns(model, max(1, round(history_tokens / 190)), 180)  # ~190 tokens per exchange
@@ -150,7 +165,7 @@ def _restore(model, model_name, threads, n_ctx, history_tokens, answer_tokens, r
         size = path.stat().st_size
         model.close()
         t0 = time.perf_counter()
-        model = ondevice.load(model_name, n_ctx=n_ctx, threads=threads)
+        model = ondevice.load(model_name, n_ctx=n_ctx, threads=threads, chat_template=chat_template)
         t1 = time.perf_counter()
         chat = ondevice.Chat.load(path, model)
         t2 = time.perf_counter()
@@ -191,6 +206,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ctx", type=int, default=8192)
     parser.add_argument("--no-reference", action="store_true", help="Skip llama-cpp-python.")
     parser.add_argument("--restore-tokens", type=int, default=0, help="Also time a restart from a saved session.")
+    parser.add_argument("--chat-template", default=None,
+                        help="Jinja chat template file, or 'plain' (role-prefixed lines), for a model without one "
+                             "(both sides use it).")
+    parser.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
+                        help="Flash attention on both sides (default auto: off with an f16 KV cache).")
     parser.add_argument("--json", action="store_true")
     a = parser.parse_args(argv)
     if a.turns < 1 or a.turn_tokens < 1 or a.answer_tokens < 1:
@@ -198,8 +218,13 @@ def main(argv: list[str] | None = None) -> None:
     if a.turns * (a.turn_tokens + a.answer_tokens + 40) >= a.ctx:
         parser.error(f"{a.turns} turns of ~{a.turn_tokens + a.answer_tokens} tokens do not fit --ctx {a.ctx}")
     try:
+        template = PLAIN_TEMPLATE if a.chat_template == "plain" else \
+            Path(a.chat_template).read_text(encoding="utf-8") if a.chat_template else None
+    except OSError as exc:
+        parser.exit(2, f"error: cannot read --chat-template: {exc.strerror}: {a.chat_template}\n")
+    try:
         r = run_chat_turns(a.model, a.turns, a.turn_tokens, a.answer_tokens, a.threads, a.ctx, not a.no_reference,
-                           a.restore_tokens)
+                           a.restore_tokens, template, a.flash_attn)
     except ondevice.OnDeviceError as exc:
         parser.exit(2, f"error: {exc}\n")
     print(json.dumps(asdict(r), indent=2) if a.json else format_result(r))

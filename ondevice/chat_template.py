@@ -18,20 +18,33 @@ def render(template: str, messages: list[dict], bos_token: str = "", eos_token: 
         raise InvalidInput(f"chat template rejected the messages: {exc}") from None
 
 
+def check_template(template: str) -> None:
+    """Refuse a template that is not a string or does not parse as Jinja (one clear line, at load time)."""
+    if not isinstance(template, str) or not template.strip():
+        raise InvalidInput(f"chat_template must be a non-empty Jinja template string, got {template!r}")
+    import jinja2
+
+    try:
+        jinja2.Environment().parse(template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise InvalidInput(f"chat_template is not valid Jinja (line {exc.lineno}): {exc.message}") from None
+
+
 def _token_text(value) -> str:
     if isinstance(value, dict):  # {"content": "<s>", ...} form of tokenizer_config.json
         return str(value.get("content", ""))
     return str(value or "")
 
 
-def template_from_folder(folder: Path) -> tuple[str, str, str]:
-    """(template, bos, eos) from an HF-style folder: chat_template.jinja or tokenizer_config.json."""
+def template_from_folder(folder: Path, required: bool = True) -> tuple[str, str, str]:
+    """(template, bos, eos) from an HF-style folder: chat_template.jinja or tokenizer_config.json (template "" when
+    the folder has none and `required` is False)."""
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     template = config.get("chat_template")
     jinja = folder / "chat_template.jinja"
     if not template and jinja.exists():
         template = jinja.read_text()
-    if not template:
+    if not template and required:
         raise UnsupportedOperation(f"{folder} has no chat template (a base model?): use generate()")
-    return template, _token_text(config.get("bos_token")), _token_text(config.get("eos_token"))
+    return template or "", _token_text(config.get("bos_token")), _token_text(config.get("eos_token"))

@@ -35,6 +35,8 @@ class RuntimeOptions:
       (GGUF backend; see `ondevice.hugepages`: about +25% decode on the development machine). True by default.
     - speculative: lookup decoding for this model's generations: "off" (default), "auto" (draft from the prompt and
       the answer so far, pausing when it does not pay), or "lookup" (always draft); see `ondevice.speculative`.
+    - chat_template: a Jinja chat template (the HF `chat_template` convention) used by `chat()` instead of the
+      model's own: for a base model that has none, or to override one. None uses the model's.
     - extra: further keyword arguments for the backend's loader (llama_cpp.Llama), for experiments; options
       the runtime knows (kv_type, flash_attn) must go through their fields.
     """
@@ -50,6 +52,7 @@ class RuntimeOptions:
     flash_attn: str = "auto"
     huge_pages: bool = True
     speculative: str = "off"
+    chat_template: str | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -64,6 +67,10 @@ class RuntimeOptions:
         if self.kv_type != "f16" and self.flash_attn == "off":
             raise InvalidInput(f"kv_type {self.kv_type} needs flash attention (llama.cpp cannot quantise the V "
                                f"cache without it): use flash_attn 'auto' or 'on'")
+        if self.chat_template is not None:
+            from ondevice.chat_template import check_template
+
+            check_template(self.chat_template)
         from ondevice.speculative import check_mode
 
         check_mode(self.speculative)

@@ -123,7 +123,7 @@ class LlamaCppBackend(TextBackend):
         return self._piece_buf.raw[:n]
 
     def render_chat(self, messages: list[dict]) -> str:
-        template = self._llm.metadata.get("tokenizer.chat_template")
+        template = self.options.chat_template or self._llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise UnsupportedOperation(f"{self.ref.name} has no chat template (a base model?): use generate()")
         eos = self._llm.detokenize([self._llm.token_eos()], special=True).decode(errors="replace")

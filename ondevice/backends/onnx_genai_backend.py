@@ -106,7 +106,11 @@ class OnnxGenaiBackend(TextBackend):
         return self._tokenizer.decode(np.asarray(tokens, dtype=np.int32))
 
     def render_chat(self, messages: list[dict]) -> str:
-        template, bos, eos = chat_template.template_from_folder(self.ref.path)
+        if self.options.chat_template:
+            _, bos, eos = chat_template.template_from_folder(self.ref.path, required=False)
+            template = self.options.chat_template
+        else:
+            template, bos, eos = chat_template.template_from_folder(self.ref.path)
         return chat_template.render(template, messages, bos_token=bos, eos_token=eos)
 
     # --- the decode loop's primitives (ondevice.backends.text) ---------------------------------------------------
