@@ -39,8 +39,8 @@ def _num(value, digits: int) -> str:
 @click.option("--to", "targets", multiple=True, metavar="FORMAT:TYPE[,TYPE]",
               help="Variants to make, e.g. gguf:Q4_K_M,Q8_0 or onnx:int4 (repeatable). ONNX types take options "
                    "after '-': an int4 algorithm (rtn, wls, wls_mixed, k_quant, k_quant_mixed, hqq), head4/head8, "
-                   "b16..b128, "
-                   "e.g. onnx:int4-rtn-head4. "
+                   "b16..b128, imx (wls fit weighted by calibration activations), "
+                   "e.g. onnx:int4-rtn-head4, onnx:int4-wls_mixed-imx. "
                    "Default: gguf:Q4_K_M,Q8_0 and onnx:int4.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the variants and report.md / report.json / quality.png.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from ondevice.errors import InvalidInput
 
 LLM_QUANTS = ("int4", "int8", "fp32")
 INT4_ALGORITHMS = ("rtn", "k_quant", "k_quant_mixed", "hqq", "wls", "wls_mixed")
+IMATRIX_ALGORITHMS = ("wls", "wls_mixed")  # the fits that take per-input-channel importance (quantize/onnx_imatrix.py)
 # (algorithm, head_bits) -> the builder's int4_algo_config; "_last" keeps the output head (tied: also the embedding)
 # at 8 bits, shared through GatherBlockQuantized. The rest (rtn with an 8-bit head, hqq) is quantize/onnx_weights.py
 # on the builder's fp32 graph: the builder's own "rtn_last" writes a graph that does not load when symmetric (its
@@ -46,14 +48,17 @@ class OnnxExportResult:
 
 
 def parse_llm_type(spec: str) -> tuple[str, dict]:
-    """"int4", "int4-rtn", "int4-wls-b16", "int4-k_quant_mixed", "int4-rtn-head4", "int8-b64" -> (quant, options for
-    `export_onnx_llm`). Options after the type, separated by "-": an int4 algorithm (INT4_ALGORITHMS), headN (the
-    output head's bits: head4 or head8), bN (block size). Raises InvalidInput with the accepted forms otherwise."""
+    """"int4", "int4-rtn", "int4-wls-b16", "int4-k_quant_mixed", "int4-rtn-head4", "int4-wls-imx", "int8-b64" ->
+    (quant, options for `export_onnx_llm`). Options after the type, separated by "-": an int4 algorithm
+    (INT4_ALGORITHMS), headN (the output head's bits: head4 or head8), bN (block size), imx (weight the wls fit by
+    activations from a calibration text), sN (N% of the layers' weights at 8 bits, the MatMuls measured most
+    sensitive on the calibration text); imx and sN with wls / wls_mixed only. Raises InvalidInput with the
+    accepted forms otherwise."""
     quant, *parts = str(spec).strip().lower().split("-")
     options: dict = {}
     usage = (f"write TYPE[-OPTION...] with TYPE one of {', '.join(LLM_QUANTS)} and OPTION an int4 algorithm "
-             f"({', '.join(INT4_ALGORITHMS)}), head4 / head8 or a block size b16 / b32 / b64 / b128 "
-             f"(e.g. onnx:int4-rtn-head4)")
+             f"({', '.join(INT4_ALGORITHMS)}), head4 / head8, a block size b16 / b32 / b64 / b128, imx or "
+             f"s1..s99 (e.g. onnx:int4-rtn-head4, onnx:int4-wls_mixed-imx, onnx:int4-wls-imx-s20)")
     if quant not in LLM_QUANTS:
         raise InvalidInput(f"unknown ONNX type {spec!r}: {usage}")
     for part in parts:
@@ -63,10 +68,19 @@ def parse_llm_type(spec: str) -> tuple[str, dict]:
             options["head_bits"] = int(part[4:])
         elif quant != "fp32" and part in ("b16", "b32", "b64", "b128") and "block_size" not in options:
             options["block_size"] = int(part[1:])
+        elif quant == "int4" and part == "imx" and "imatrix" not in options:
+            options["imatrix"] = True
+        elif quant == "int4" and re.fullmatch(r"s[1-9]\d?", part) and "eight_bit_pct" not in options:
+            options["eight_bit_pct"] = int(part[1:])
         else:
             raise InvalidInput(f"bad ONNX type {spec!r} (option {part!r}): {usage}")
     if options.get("algorithm") == "k_quant_mixed" and options.get("head_bits") == 4:
         raise InvalidInput(f"bad ONNX type {spec!r}: k_quant_mixed keeps the head at 8 bits (head8)")
+    for option, what in (("imatrix", "imx weights the least-squares fit"),
+                         ("eight_bit_pct", "sN measures the least-squares fit's sensitivity")):
+        if options.get(option) and options.get("algorithm") not in IMATRIX_ALGORITHMS:
+            raise InvalidInput(f"bad ONNX type {spec!r}: {what}, so it needs {' or '.join(IMATRIX_ALGORITHMS)} "
+                               f"before it (e.g. onnx:int4-wls-imx): {usage}")
     return quant, options
 
 
@@ -136,7 +150,8 @@ def _fix_tokenizer(folder: Path, hf_dir: Path, tokenizer_gguf: Path | None) -> N
 
 def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4", block_size: int = 32,
                     symmetric: bool = True, accuracy_level: int = 4, algorithm: str = "rtn", head_bits: int = 8,
-                    tokenizer_gguf: str | Path | None = None) -> OnnxExportResult:
+                    tokenizer_gguf: str | Path | None = None, imatrix: bool = False,
+                    calibration: str | Path | None = None, eight_bit_pct: int = 0) -> OnnxExportResult:
     """Export a causal LM (llama, qwen2, gemma3, ...) to an onnxruntime-genai folder.
 
     quant: "int4" or "int8" (weight-only MatMulNBits with `block_size`, `symmetric`, `accuracy_level`: 4 multiplies
@@ -145,6 +160,10 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
     (half-quadratic, asymmetric), "wls" (least-squares scale and float minimum per block, quantize/onnx_wls.py)
     or "wls_mixed" (wls with Q4_K_M's layers' value / down projections at 8 bits);
     `head_bits` 8 keeps the tied output head / embedding at 8 bits (4: all 4-bit).
+    imatrix (wls / wls_mixed only): weight the fit by each input channel's mean squared activation over
+    `calibration` (a text file or folder; None: built-in text, not the evaluation text), quantize/onnx_imatrix.py.
+    eight_bit_pct (wls / wls_mixed only): write the MatMuls measured most sensitive on `calibration`, this percent
+    of the layers' weights, at 8 bits (quantize/onnx_sensitivity.py).
     docs/quantize-quality.md measures each choice.
     tokenizer_gguf: the GGUF the HF dir was de-quantised from (default: the one `quantize.hf_source` recorded);
     its tokenizer replaces transformers' reconstruction, which onnxruntime-genai mis-tokenises (byte-level BPE).
@@ -160,6 +179,11 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
     if algorithm not in INT4_ALGORITHMS or head_bits not in (4, 8) or (algorithm == "k_quant_mixed" and head_bits != 8):
         raise InvalidInput(f"algorithm must be one of {', '.join(INT4_ALGORITHMS)} and head_bits 4 or 8 "
                            f"(k_quant_mixed: 8), got {algorithm!r} / {head_bits}")
+    if (imatrix or eight_bit_pct) and (quant != "int4" or algorithm not in IMATRIX_ALGORITHMS):
+        raise InvalidInput(f"imatrix and eight_bit_pct work on the least-squares fit: they need int4 with algorithm "
+                           f"{' or '.join(IMATRIX_ALGORITHMS)}, got {quant} / {algorithm!r}")
+    if not 0 <= eight_bit_pct < 100:
+        raise InvalidInput(f"eight_bit_pct must be 0-99, got {eight_bit_pct}")
     t0 = time.perf_counter()
     staging = _staging_dir(out_dir)
     try:
@@ -178,10 +202,18 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
             from quantize.onnx_weights import quantize_matmuls, replace_model
 
             if algorithm in ("wls", "wls_mixed"):
+                from quantize.onnx_imatrix import gather_importance
                 from quantize.onnx_wls import quantize_wls
 
+                importance = gather_importance(hf_dir, calibration) if imatrix else None
+                eight_bit = None
+                if eight_bit_pct:
+                    from quantize.onnx_sensitivity import measure_sensitivity
+
+                    eight_bit = measure_sensitivity(hf_dir, block_size, importance, calibration) \
+                        .most_sensitive(eight_bit_pct / 100)
                 quantize_wls(staging / "model.onnx", staging / ".q", block_size, accuracy_level, head_bits,
-                             mixed=algorithm == "wls_mixed")
+                             mixed=algorithm == "wls_mixed", importance=importance, eight_bit=eight_bit)
             else:
                 quantize_matmuls(staging / "model.onnx", staging / ".q", bits=4, block_size=block_size,
                                  symmetric=symmetric and algorithm == "rtn", accuracy_level=accuracy_level,
@@ -196,6 +228,10 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
                         method="MatMulNBits weight-only")
         if quant == "int4":
             meta.update(algorithm=algorithm, head_bits=head_bits)
+        if imatrix:
+            meta.update(imatrix=importance.text, imatrix_tokens=importance.n_tokens)
+        if eight_bit_pct:
+            meta.update(eight_bit_pct=eight_bit_pct, eight_bit=sorted(f"{layer}.{proj}" for layer, proj in eight_bit))
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
         _publish(staging, out_dir)
     except BaseException:

@@ -25,10 +25,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from quantize.onnx_weights import HEAD, _drop_unused_initializers, _head_weight, _share_embedding
+
+if TYPE_CHECKING:
+    from quantize.onnx_imatrix import ActivationImportance
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +124,14 @@ def rtn_symmetric(w: np.ndarray, block: int = 32, bits: int = 4) -> BlockFit:
     return BlockFit(q.astype(np.uint8), scale.astype(np.float32), (-half * scale).astype(np.float32))
 
 
-def weighted_error(w: np.ndarray, fit: BlockFit, block: int = 32) -> float:
-    """The fit's error in the metric it minimises (block weights as `block_weights`), summed over the matrix."""
+def weighted_error(w: np.ndarray, fit: BlockFit, block: int = 32, importance: np.ndarray | None = None) -> float:
+    """The fit's error in the metric it minimises (block weights as `block_weights`, with the per-input-channel
+    `importance` [K] when given), summed over the matrix."""
     k, n = w.shape
     x = np.ascontiguousarray(w.T, dtype=np.float32).reshape(-1, block)
     diff = np.ascontiguousarray(fit.dequantize().T).reshape(-1, block) - x
-    return float((block_weights(x) * diff * diff).sum())
+    imp = None if importance is None else np.tile(np.asarray(importance, np.float32).reshape(-1, block), (n, 1))
+    return float((block_weights(x, imp) * diff * diff).sum())
 
 
 def _pack(q: np.ndarray, bits: int) -> np.ndarray:
@@ -147,12 +153,19 @@ def _layer_of(node_name: str) -> int | None:
 
 
 def quantize_wls(src: Path, dst_dir: Path, block_size: int = 32, accuracy_level: int = 4, head_bits: int = 8,
-                 mixed: bool = False) -> Path:
+                 mixed: bool = False, importance: ActivationImportance | None = None,
+                 eight_bit: set[tuple[int | None, str]] | None = None) -> Path:
     """Write `dst_dir/model.onnx` (+ .data): every constant MatMul of an LLM graph (activations [batch, seq, K]) as
     symmetric 4-bit MatMulNBits with a least-squares-fitted scale and float offset per block (module docstring);
     the output head at `head_bits` 8 (Q8_0-style, shared with a tied embedding) or 4 (fitted like the rest).
     mixed: as Q4_K_M keeps attn_v and ffn_down at 6 bits in the layers `more_bits` picks, write those layers' value
-    projection (the builder fuses q, k and v into one MatMul: the whole qkv) and down projection at 8 bits."""
+    projection (the builder fuses q, k and v into one MatMul: the whole qkv) and down projection at 8 bits.
+    importance: per-input-channel mean squared activations (`quantize.onnx_imatrix`); the 4-bit fits then weight
+    each value's error by it, as llama.cpp's Q4_K does with an importance matrix.
+    eight_bit: MatMuls (keys of `quantize.onnx_sensitivity.group_key`) to write at 8 bits as well, e.g. those
+    `quantize.onnx_sensitivity` measured as the most sensitive."""
+    from quantize.onnx_sensitivity import group_key
+
     import onnx
     from onnx import helper, numpy_helper
 
@@ -189,10 +202,13 @@ def quantize_wls(src: Path, dst_dir: Path, block_size: int = 32, accuracy_level:
         if mixed and layer is not None and more_bits(layer, n_layers) and \
                 any(part in node.name for part in ("/qkv_proj/", "/v_proj/", "/down_proj/")):
             bits = 8
+        if eight_bit and not is_head and group_key(node.name) in eight_bit:
+            bits = 8
         if bits == 8:
             fit = rtn_symmetric(w, block_size, 8)
         else:
-            fit = fit_matrix(w, block_size)
+            imp = importance.for_node(node.name) if importance is not None else None
+            fit = fit_matrix(w, block_size, imp if imp is not None and imp.shape == (k,) else None)
         half = 1 << (bits - 1)
         base = f"{node.name}_Q{bits}"
         b = numpy_helper.from_array(_pack(fit.q, bits), f"{weight.name}_Q{bits}G{block_size}")

@@ -60,13 +60,16 @@ def test_fit_beats_round_to_nearest_off_the_grid(smollm2_path):
     ("INT4-rtn-head4", ("int4", {"algorithm": "rtn", "head_bits": 4})),
     ("int4-wls-b16", ("int4", {"algorithm": "wls", "block_size": 16})),
     ("int8-b64", ("int8", {"block_size": 64})),
+    ("int4-wls_mixed-imx", ("int4", {"algorithm": "wls_mixed", "imatrix": True})),
+    ("int4-imx-wls-b16", ("int4", {"imatrix": True, "algorithm": "wls", "block_size": 16})),
 ])
 def test_onnx_type_options_parse(spec, expected):
     assert parse_llm_type(spec) == expected
 
 
 @pytest.mark.parametrize("spec", ["int4-foo", "int4-head6", "int8-wls", "fp32-b16", "int4-rtn-wls",
-                                  "int4-k_quant_mixed-head4", "int3"])
+                                  "int4-k_quant_mixed-head4", "int3", "int4-imx", "int4-rtn-imx", "int8-imx",
+                                  "int4-wls-imx-imx"])
 def test_bad_onnx_type_is_refused_with_the_accepted_forms(spec):
     with pytest.raises(InvalidInput, match="TYPE\\[-OPTION...\\]|head8"):
         parse_llm_type(spec)
