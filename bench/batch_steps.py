@@ -1,0 +1,82 @@
+"""What one decode step costs with N sequences in it: the ceiling of batched serving on this machine.
+
+    python -m bench.batch_steps smollm2-135m --threads 2 --sequences 1,2,4,8
+
+`ondevice serve --parallel N` decodes one token of every active request in one `llama_decode`. Whether that pays
+depends on how a step's time grows with the number of sequences in it: if 8 tokens cost little more than 1 (one
+pass over the weights, memory-bound), 8 clients get close to 8x the tokens; if they cost 4x (compute-bound
+kernels), batching can give at most ~2x. This measures exactly that on `BatchEngine` (the server's engine), in one
+process with nothing else in it: N requests decode together (`ignore_eos`, greedy) and the steady-state steps are
+timed after every prompt has been evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+
+import ondevice
+from ondevice.backends.llama_batch import BatchEngine, Job
+from ondevice.sampling import SamplingParams
+
+
+@dataclass
+class StepCost:
+    sequences: int
+    ms_per_step: float
+    tokens_per_s: float
+    cost_vs_one: float  # ms per step / the one-sequence ms per step
+
+
+def measure(model: ondevice.Model, sequences: list[int], steps: int = 30) -> list[StepCost]:
+    """Steady-state ms per step with n sequences decoding together, for each n (median of `steps` steps)."""
+    out: list[StepCost] = []
+    for n in sequences:
+        engine = BatchEngine(model.backend, n, slot_ctx=steps + 64)
+        try:
+            params = SamplingParams(max_tokens=steps + 8, ignore_eos=True)
+            jobs = [engine.submit(Job(engine.check_prompt(f"{k}, {k + 1}, {k + 2},"), params, lambda e: None))
+                    for k in range(n)]
+            while any(job.todo or job.pending is None for job in jobs):  # prompts evaluated, every job decoding
+                engine.step()
+            times = []
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                engine.step()
+                times.append((time.perf_counter() - t0) * 1000)
+        finally:
+            engine.close()
+        ms = statistics.median(times)
+        base = out[0].ms_per_step if out else ms
+        out.append(StepCost(n, round(ms, 2), round(n * 1000 / ms, 1), round(ms / base, 2)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.batch_steps", description=__doc__.split("\n")[0])
+    parser.add_argument("model", nargs="?", default="smollm2-135m")
+    parser.add_argument("--threads", "-t", type=int, default=None)
+    parser.add_argument("--sequences", default="1,2,4,8", help="comma-separated sequence counts, first is the base")
+    parser.add_argument("--steps", type=int, default=30)
+    a = parser.parse_args(argv)
+    try:
+        counts = [int(x) for x in a.sequences.split(",")]
+        if not counts or min(counts) < 1 or a.steps < 1:
+            raise ValueError
+    except ValueError:
+        parser.exit(2, "error: --sequences takes positive integers like 1,2,4,8 and --steps a positive integer\n")
+    try:
+        model = ondevice.load(a.model, threads=a.threads, n_ctx=512)
+        rows = measure(model, counts, a.steps)
+    except ondevice.OnDeviceError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(f"{model.name}, {model.threads} threads")
+    print("| sequences | ms / step | tok/s | step cost vs 1 sequence |\n|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r.sequences} | {r.ms_per_step} | {r.tokens_per_s} | {r.cost_vs_one}x |")
+
+
+if __name__ == "__main__":
+    main()
