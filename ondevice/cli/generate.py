@@ -65,12 +65,15 @@ def run_command(model, prompt, max_tokens, temperature, top_p, seed, stop, syste
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--session", "session_file", type=click.Path(dir_okay=False), default=None,
               help="Resume the conversation saved in this file (created if missing; saved after each turn).")
+@click.option("--chat-template", "template_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A Jinja chat template file to use instead of the model's own (e.g. for a base model).")
 @runtime_options
-def chat_command(model, system, max_tokens, temperature, session_file, n_ctx, threads, device):
+def chat_command(model, system, max_tokens, temperature, session_file, template_file, n_ctx, threads, device):
     """Interactive chat with history. Empty line or Ctrl-D ends; Ctrl-C stops the current answer."""
     from pathlib import Path
 
-    with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device) as m:
+    template = Path(template_file).read_text(encoding="utf-8", errors="replace") if template_file else None
+    with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device, chat_template=template) as m:
         resume = session_file is not None and Path(session_file).exists()
         chat = ondevice.Chat.load(session_file, m) if resume else ondevice.Chat(m, system=system)
         err_console.print(f"[dim]{m.name} ({m.backend_name} on {m.device}, ctx {m.n_ctx}). Empty line to quit."

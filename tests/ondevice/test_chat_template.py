@@ -42,3 +42,33 @@ def test_without_a_template_a_base_model_still_says_use_generate():
 def test_a_bad_template_is_refused_at_load(template, message):
     with pytest.raises(InvalidInput, match=message):
         ondevice.RuntimeOptions(chat_template=template)
+
+
+def test_cli_chat_with_a_template_file(tmp_path):
+    from click.testing import CliRunner
+
+    from ondevice.cli.main import cli
+
+    template = tmp_path / "plain.jinja"
+    template.write_text(PLAIN)
+    result = CliRunner().invoke(cli, ["chat", "gemma3-270m", "--ctx", "256", "-t", "2", "-n", "6",
+                                      "--chat-template", str(template)], input="Count: one, two, three,\n\n")
+    assert result.exit_code == 0, result.output
+    model = ondevice.load("gemma3-270m", n_ctx=256, threads=2)
+    try:
+        expected = model.generate("USER: Count: one, two, three,\nASSISTANT:", max_tokens=6).text
+    finally:
+        model.close()
+    assert expected.strip() and expected in result.output
+
+
+def test_cli_chat_bad_template_is_one_line_and_exit_code_2(tmp_path):
+    from click.testing import CliRunner
+
+    from ondevice.cli.main import cli
+
+    template = tmp_path / "bad.jinja"
+    template.write_text("{% if %}")
+    result = CliRunner().invoke(cli, ["chat", "gemma3-270m", "--chat-template", str(template)], input="\n")
+    assert result.exit_code == 2
+    assert "not valid Jinja" in result.output and len(result.output.strip().splitlines()) == 1
