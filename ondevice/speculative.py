@@ -35,6 +35,11 @@ import numpy as np
 MODES = ("auto", "off", "lookup")
 GREEDY_MARGIN = 1.5       # logits; batch vs single-token logits were measured to move top-1/top-2 gaps by < 1
 MAX_DRAFT = 12            # longest draft; verify batches stay small (kernel choice and cost grow with the batch)
+# "auto" drafts only from a match of 2+ tokens and starts with 2-token drafts: in open chat a single-token match is
+# almost always there and almost never right, and on a compute-bound CPU a rejected 5-token verify batch costs about
+# 3 plain steps (2 tokens: 1.7), so the probes that find out drafting does not pay must be cheap ("lookup" mode
+# drafts from any match, starting at 4).
+AUTO_MIN_NGRAM, AUTO_START = 2, 2
 
 
 def check_mode(mode: object, param: str = "speculative") -> str:
@@ -178,8 +183,9 @@ class LookupDecoder:
     def __init__(self, target: VerifyTarget, prompt: Sequence[int], mode: str = "auto", greedy: bool = True,
                  n_ctx: int | None = None):
         self.target = target
-        self.drafter = NgramDrafter(prompt)
-        self.controller = DraftController(adaptive_off=(mode == "auto"))
+        auto = mode == "auto"
+        self.drafter = NgramDrafter(prompt, min_ngram=AUTO_MIN_NGRAM if auto else 1)
+        self.controller = DraftController(adaptive_off=auto, start=AUTO_START if auto else 4)
         self.greedy = greedy
         self.n_ctx = n_ctx
         self.n_prompt = len(prompt)

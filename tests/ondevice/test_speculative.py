@@ -53,6 +53,16 @@ def test_lookup_mode_never_pauses():
     assert c.draft_length() > 0
 
 
+def test_auto_mode_drafts_only_from_a_match_of_two_tokens_and_starts_short():
+    prompt = [7, 1, 2, 3, 4, 5, 6, 8, 1]   # the last token alone occurs earlier; no 2-token suffix does
+    model = SimpleNamespace()
+    assert LookupDecoder(model, prompt, mode="lookup").drafter.draft(4) == [2, 3, 4, 5]
+    auto = LookupDecoder(model, prompt, mode="auto")
+    assert auto.drafter.draft(4) == [] and auto.controller.k == 2
+    auto.drafter.extend([2])               # now "1 2" matches: drafting resumes
+    assert auto.drafter.draft(4) == [3, 4, 5, 6]
+
+
 def test_unknown_mode_is_refused():
     assert check_mode("auto") == "auto"
     with pytest.raises(InvalidInput, match="speculative must be one of"):
