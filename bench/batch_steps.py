@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 
 import ondevice
+from ondevice import SamplingParams
 from ondevice.backends.llama_batch import BatchEngine, Job
-from ondevice.sampling import SamplingParams
 
 
 @dataclass
