@@ -254,7 +254,7 @@ class TextBackend(Backend):
                     if hit_stop:
                         finish, done = "stop", True
                         break
-                    if not done and not params.ignore_eos and getattr(state.sampler, "complete", False):
+                    if not params.ignore_eos and getattr(state.sampler, "complete", False):
                         # A complete grammar allows only end-of-text next: end here and skip the forward pass
                         # that would only confirm it (one decode less per structured answer, same output).
                         finish, done = "stop", True
