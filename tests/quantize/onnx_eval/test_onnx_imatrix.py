@@ -50,3 +50,11 @@ def test_importance_weighted_fit_lowers_the_weighted_error(smollm2_path, importa
     weighted = weighted_error(w, fit_matrix(w, importance=imp), importance=imp)
     plain = weighted_error(w, fit_matrix(w), importance=imp)
     assert weighted < 0.95 * plain, (weighted, plain)
+
+
+def test_importance_keeps_a_q4_1_tensor_exact(smollm2_path, importance):
+    """On the embedded model's own Q4_1 grid the weighted fit lands back on it exactly, as the unweighted one does:
+    `imx` writes the same 4-bit layers as `wls` there."""
+    w = _matmul_weight(smollm2_path, "blk.0.attn_q.weight")
+    fit = fit_matrix(w, importance=importance.for_node("/model/layers.0/attn/qkv_proj/MatMul"))
+    assert np.abs(fit.dequantize() - w).max() <= 1e-5 * np.abs(w).max()
