@@ -58,3 +58,16 @@ def test_importance_keeps_a_q4_1_tensor_exact(smollm2_path, importance):
     w = _matmul_weight(smollm2_path, "blk.0.attn_q.weight")
     fit = fit_matrix(w, importance=importance.for_node("/model/layers.0/attn/qkv_proj/MatMul"))
     assert np.abs(fit.dequantize() - w).max() <= 1e-5 * np.abs(w).max()
+
+
+def test_most_sensitive_takes_most_kld_per_weight_up_to_the_share():
+    """sN's choice: groups ranked by KLD per weight, taken until they hold the share of all weights."""
+    from quantize.onnx_sensitivity import Sensitivity, group_key
+
+    sens = Sensitivity(kld={(0, "q"): 0.02, (0, "down"): 0.03, (1, "o"): 0.001, (1, "up"): 0.01},
+                       n_weights={(0, "q"): 100, (0, "down"): 300, (1, "o"): 100, (1, "up"): 500},
+                       n_tokens=512, seconds=0.0)
+    assert sens.most_sensitive(0.1) == {(0, "q")}              # 2e-4 per weight: the first pick
+    assert sens.most_sensitive(0.3) == {(0, "q"), (0, "down")}  # then 1e-4 per weight
+    assert group_key("/model/layers.4/attn/v_proj/MatMul") == (4, "q")  # an unfused v goes with q
+    assert group_key("/lm_head/MatMul") is None
