@@ -34,6 +34,14 @@ def _num(value, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _measures_activations(parsed: list[tuple[str, str]]) -> bool:
+    """Whether an ONNX target's options (-imx, -sN) gather activations from a calibration text."""
+    from quantize.onnx_export import parse_llm_type
+
+    return any(fmt == "onnx" and {"imatrix", "eight_bit_pct"} & set(parse_llm_type(qtype)[1])
+               for fmt, qtype in parsed)
+
+
 @click.command("quantize")
 @click.argument("source")
 @click.option("--to", "targets", multiple=True, metavar="FORMAT:TYPE[,TYPE]",
@@ -56,8 +64,8 @@ def _num(value, digits: int) -> str:
                    "llama.cpp's llama-imatrix (built once: minutes), or give an imatrix GGUF. Enables IQ1/IQ2/IQ3 "
                    "types and Q2_K_S.")
 @click.option("--calibration", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Text file or folder to compute --imatrix auto on (default: the standard library's module "
-                   "docstrings, not the evaluation text).")
+              help="Text file or folder to compute --imatrix auto and ONNX -imx / -sN on (default: the standard "
+                   "library's module docstrings, not the evaluation text).")
 @click.option("--recommend", "do_recommend", is_flag=True, help="Pick the smallest variant that fits --ram-gb.")
 @click.option("--ram-gb", type=float, default=None, help="RAM budget for --recommend.")
 @click.option("--max-kld", type=float, default=None, help="Quality bound for --recommend (mean KLD, needs --eval).")
@@ -77,10 +85,11 @@ def quantize_command(source, targets, out_dir, do_eval, window, chunks, text_fil
         raise InvalidInput("--max-kld needs --eval (quality is only known after evaluation)")
     if text_file is not None and not text_file.is_file():
         raise InvalidInput(f"--text {text_file}: no such file")
-    if calibration is not None and imatrix != "auto":
-        raise InvalidInput("--calibration is the text for --imatrix auto; give --imatrix auto too")
     targets = list(targets) or list(DEFAULT_TARGETS)
-    parse_targets(targets, with_imatrix=imatrix is not None)  # fail on a bad type before any work
+    parsed = parse_targets(targets, with_imatrix=imatrix is not None)  # fail on a bad type before any work
+    if calibration is not None and imatrix != "auto" and not _measures_activations(parsed):
+        raise InvalidInput("--calibration is the text for --imatrix auto or an ONNX -imx / -sN type; give one of "
+                           "them too")
     from quantize.evaluate import parse_chunks
 
     report = quantize(source, targets, out_dir, evaluate=do_eval, window=window, text=text_file,

@@ -126,7 +126,8 @@ def _decode_tps(path: str, threads: int | None) -> float | None:
 
 
 def _make_variant(fmt: str, qtype: str, name: str, source, reference: Variant, out_dir: Path,
-                  threads: int | None, progress: bool, onnx_options: dict, imatrix: Path | None = None) -> Variant:
+                  threads: int | None, progress: bool, onnx_options: dict, imatrix: Path | None = None,
+                  calibration: str | Path | None = None) -> Variant:
     if fmt == "gguf":
         from quantize.gguf_quantize import quantize_gguf
 
@@ -138,6 +139,8 @@ def _make_variant(fmt: str, qtype: str, name: str, source, reference: Variant, o
     from quantize.onnx_export import export_onnx_llm, parse_llm_type
 
     quant, type_options = parse_llm_type(qtype)
+    if calibration is not None and (type_options.get("imatrix") or type_options.get("eight_bit_pct")):
+        type_options["calibration"] = calibration  # -imx / -sN measure activations on the user's text
     r = export_onnx_llm(to_hf_dir(source), out_dir / f"{name}-onnx-{qtype}", quant,
                         **{**onnx_options, **type_options})
     return Variant(f"{name}-onnx-{qtype}", "onnx", qtype, str(r.path), r.size_bytes, r.bits_per_weight,
@@ -170,6 +173,7 @@ def quantize(source: str | Path, targets: Sequence[str] = DEFAULT_TARGETS, out_d
     timing, evaluation and recommend). Writes report.md, report.json and quality.png.
     imatrix: "auto" computes an importance matrix on the f16 reference from `calibration` (a text file or folder;
     default: built-in text) with llama.cpp's llama-imatrix, or a path to one; every GGUF variant is made with it.
+    The ONNX `-imx` / `-sN` options measure their activations on `calibration` too (default: their built-in text).
     """
     from quantize.report import write_report
 
@@ -185,7 +189,7 @@ def quantize(source: str | Path, targets: Sequence[str] = DEFAULT_TARGETS, out_d
     for fmt, qtype in parsed:
         log(f"making {fmt}:{qtype}")
         variants.append(_make_variant(fmt, qtype, name, source, reference, out_dir, threads, progress,
-                                      onnx_options or {}, imatrix_path))
+                                      onnx_options or {}, imatrix_path, calibration))
     if check:
         _check_all(reference, variants, threads, log)
     usable = [v for v in variants if v.status == "ok"]

@@ -40,3 +40,18 @@ def test_eval_text_too_short_for_a_window(tmp_path):
     text.write_text("Only a few words.")
     result = _run("eval", "smollm2-135m", "--ref", "smollm2-135m", "--text", str(text), "--window", "512")
     assert result.exit_code == 2 and "tokens" in result.output
+
+
+def test_calibration_needs_something_that_reads_it(tmp_path, monkeypatch):
+    from quantize.cli import _measures_activations
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("my own text " * 200)
+    result = _run("quantize", "smollm2-135m", "--to", "gguf:Q4_K_M", "--to", "onnx:int4-wls", "--out", "OUT",
+                  "--calibration", "notes.txt")
+    assert result.exit_code == 2 and "--calibration is the text for --imatrix auto or an ONNX -imx" in result.output
+    assert not (tmp_path / "OUT").exists()
+    # the ONNX options that gather activations accept it (and the pipeline hands it to them)
+    assert _measures_activations([("gguf", "Q4_K_M"), ("onnx", "int4-wls-imx")])
+    assert _measures_activations([("onnx", "int4-wls_mixed-s20")])
+    assert not _measures_activations([("onnx", "int4-wls"), ("gguf", "Q4_K_M")])
