@@ -1,18 +1,26 @@
-"""The batch-step benchmark times steady-state steps of the server's engine with N sequences decoding together."""
+"""The batch-step benchmark times steady-state steps of the server's engine with N sequences decoding together.
+Run as a user runs it (its own process: the command loads the model and opens the engine's second context)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pytest
 
-from bench.batch_steps import main, measure
+from bench.batch_steps import main
 
 
-def test_rows_follow_the_requested_sequence_counts(smollm2):
-    rows = measure(smollm2, [1, 3], steps=3)
-    assert [r.sequences for r in rows] == [1, 3]
-    assert rows[0].cost_vs_one == 1.0
-    for r in rows:
-        assert r.ms_per_step > 0 and r.tokens_per_s == pytest.approx(r.sequences * 1000 / r.ms_per_step, rel=0.01)
+def test_rows_follow_the_requested_sequence_counts():
+    proc = subprocess.run([sys.executable, "-m", "bench.batch_steps", "smollm2-135m", "-t", "1", "--steps", "3",
+                           "--sequences", "1,3"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x \|$", proc.stdout, re.M)
+    assert [int(r[0]) for r in rows] == [1, 3]
+    assert float(rows[0][3]) == 1.0
+    for n, ms, tok_s, _ in rows:
+        assert float(ms) > 0 and float(tok_s) == pytest.approx(int(n) * 1000 / float(ms), rel=0.02)
 
 
 @pytest.mark.parametrize("args", [["--sequences", "0,2"], ["--sequences", "a"], ["--steps", "0"]])
