@@ -103,11 +103,19 @@ def fit_scale_min(x: np.ndarray, weights: np.ndarray, nmax: int = 15, nstep: int
     return best_q.astype(np.uint8), best_scale.astype(np.float32), best_min.astype(np.float32)
 
 
+def _blocks(w: np.ndarray, block: int, importance: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A [K, N] weight as rows of `block` values along K ([N·K/block, block]) and the per-input-channel importance
+    [K] laid out the same way (None stays None)."""
+    n = w.shape[1]
+    x = np.ascontiguousarray(w.T, dtype=np.float32).reshape(-1, block)
+    imp = None if importance is None else np.tile(np.asarray(importance, np.float32).reshape(-1, block), (n, 1))
+    return x, imp
+
+
 def fit_matrix(w: np.ndarray, block: int = 32, importance: np.ndarray | None = None) -> BlockFit:
     """Fit a [K, N] MatMul weight (K a multiple of `block`) block by block along K. importance: [K] or None."""
     k, n = w.shape
-    x = np.ascontiguousarray(w.T, dtype=np.float32).reshape(n * (k // block), block)
-    imp = None if importance is None else np.tile(np.asarray(importance, np.float32).reshape(-1, block), (n, 1))
+    x, imp = _blocks(w, block, importance)
     q, scale, minimum = fit_scale_min(x, block_weights(x, imp))
     return BlockFit(q.reshape(n, k // block, block), scale.reshape(n, -1), minimum.reshape(n, -1))
 
@@ -127,10 +135,8 @@ def rtn_symmetric(w: np.ndarray, block: int = 32, bits: int = 4) -> BlockFit:
 def weighted_error(w: np.ndarray, fit: BlockFit, block: int = 32, importance: np.ndarray | None = None) -> float:
     """The fit's error in the metric it minimises (block weights as `block_weights`, with the per-input-channel
     `importance` [K] when given), summed over the matrix."""
-    k, n = w.shape
-    x = np.ascontiguousarray(w.T, dtype=np.float32).reshape(-1, block)
+    x, imp = _blocks(w, block, importance)
     diff = np.ascontiguousarray(fit.dequantize().T).reshape(-1, block) - x
-    imp = None if importance is None else np.tile(np.asarray(importance, np.float32).reshape(-1, block), (n, 1))
     return float((block_weights(x, imp) * diff * diff).sum())
 
 

@@ -106,12 +106,9 @@ class OnnxGenaiBackend(TextBackend):
         return self._tokenizer.decode(np.asarray(tokens, dtype=np.int32))
 
     def render_chat(self, messages: list[dict]) -> str:
-        if self.options.chat_template:
-            _, bos, eos = chat_template.template_from_folder(self.ref.path, required=False)
-            template = self.options.chat_template
-        else:
-            template, bos, eos = chat_template.template_from_folder(self.ref.path)
-        return chat_template.render(template, messages, bos_token=bos, eos_token=eos)
+        own = self.options.chat_template
+        template, bos, eos = chat_template.template_from_folder(self.ref.path, required=own is None)
+        return chat_template.render(own or template, messages, bos_token=bos, eos_token=eos)
 
     # --- the decode loop's primitives (ondevice.backends.text) ---------------------------------------------------
     def _new_generator(self, max_length: int) -> og.Generator:

@@ -149,3 +149,14 @@ def test_prefix_reuse_gives_the_cold_start_tokens(tiny_onnx):
 def test_context_longer_than_trained_is_refused_at_load(tiny_onnx):
     with pytest.raises(ondevice.InvalidInput, match="trained context"):
         ondevice.load(tiny_onnx.ref.path, n_ctx=tiny_onnx.info.context_length * 2)
+
+
+def test_chat_template_option_replaces_the_folders_own(tiny_onnx):
+    own = tiny_onnx.backend.render_chat([{"role": "user", "content": "hi"}])
+    plain = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    model = ondevice.load(tiny_onnx.ref.path, n_ctx=128, chat_template=plain)
+    try:
+        rendered = model.backend.render_chat([{"role": "user", "content": "hi"}])
+    finally:
+        model.close()
+    assert rendered == "<user>hi<assistant>" and rendered != own
