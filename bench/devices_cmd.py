@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from ondevice.cli.common import console, ctx_option, json_option, print_json, threads_option
+from ondevice.memory import KV_TYPES
 
 
 class _DefaultListGroup(click.Group):
@@ -83,7 +84,7 @@ def devices_info(name, as_json):
 @threads_option(help="CPU threads on the device (default: its performance cores).")
 @ctx_option(default=4096, help="Context length: the RAM check holds it, decode is predicted at that depth.")
 @click.option("--ram", "ram_gb", type=float, default=None, help="Which RAM option of the device (default: largest).")
-@click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True)
+@click.option("--kv-type", type=click.Choice(KV_TYPES), default="f16", show_default=True)
 @click.option("--bandwidth", "bandwidth_gbps", type=float, default=None,
               help="Peak memory bandwidth in GB/s, replacing the catalog's (e.g. for a laptop's actual memory).")
 @click.option("--depth", type=click.IntRange(min=0), default=None,

@@ -1,11 +1,13 @@
-"""What a quantised KV cache costs and saves: quality (KLD / same-top vs an f16 cache), memory, decode speed.
+"""What a quantised KV cache costs and saves: quality (KLD / same-top), memory, decode speed.
 
 Quality uses the quantisation statistics (`quantize.evaluate.evaluate_many`, as `llama-perplexity
---kl-divergence`): the same GGUF opened three times, with an f16, q8_0 and q4_0 KV cache, scored on the standard
-library's pydoc text; the f16-cache model is the reference. Attention reads K and V back from the cache even inside
-one prompt batch, so the windows' logits carry the cache's rounding. Memory is the runtime's own estimate of the KV
-cache (`ondevice.memory.kv_bytes`, the formula llama.cpp allocates by). Decode speed is measured at a context depth:
-the prompt fills the cache to `depth` tokens, then tokens are generated one at a time.
+--kl-divergence`): the same GGUF opened once per cache configuration and scored on the standard library's pydoc
+text. Two references: the exact cache (f32 elements, flash attention off: no rounding of Q, K, V or the attention
+weights), against which every row is measured, and the f16 cache with flash attention (the configuration a q8_0 or
+q4_0 cache replaces), against which the quantised rows are also measured. Attention reads K and V back from the
+cache even inside one prompt batch, so the windows' logits carry the cache's rounding. Memory is the runtime's own
+estimate of the KV cache (`ondevice.memory.kv_bytes`, the formula llama.cpp allocates by). Decode speed is measured
+at a context depth: the prompt fills the cache to `depth` tokens, then tokens are generated one at a time.
 
     python -m bench.kv_cache smollm2-135m gemma3-270m --chunks 8 --threads 2
 """
@@ -18,7 +20,7 @@ import random
 from dataclasses import asdict, dataclass
 
 import ondevice
-from ondevice.memory import kv_bytes
+from ondevice.memory import QUANTISED_KV_TYPES, kv_bytes
 from ondevice.model_info import read_info
 from ondevice.store import resolve
 
@@ -43,12 +45,14 @@ class KVTypeResult:
     model: str
     kv_type: str
     flash_attn: str
-    kld_mean: float
+    kld_mean: float              # vs the exact (f32) cache
     kld_err: float
     kld_p99: float
     same_top_pct: float
     ppl: float
-    ppl_base: float
+    ppl_base: float              # the exact cache's
+    kld_vs_f16: float | None     # vs the f16 cache with flash attention (quantised rows only)
+    kld_vs_f16_err: float | None
     kv_bytes_at_ctx: int         # KV cache bytes at `long_ctx`
     long_ctx: int
     decode_tok_s: dict           # context depth -> tok/s
@@ -66,26 +70,33 @@ def decode_speed(model: ondevice.Model, depth: int, n_gen: int = 32) -> float:
     return timings.decode_tokens_per_s
 
 
+EXACT = ("f32", "off")
+F16_FLASH = ("f16", "on")
+CONFIGS = (EXACT, ("f16", "off"), F16_FLASH, ("q8_0", "on"), ("q4_0", "on"))
+
+
 def measure(model: str, chunks: int = 8, ctx: int = 512, threads: int | None = None, long_ctx: int = 8192,
             depths: tuple[int, ...] = (512, 4096)) -> list[KVTypeResult]:
-    """Quality, memory and speed of each KV type on one model (f16 with flash attention is the reference)."""
+    """Quality, memory and speed of each KV cache configuration (`CONFIGS`: kv type, flash attention) of one model."""
     from quantize.evaluate import evaluate_many
 
     n_ctx = max(depths + (ctx,)) + 64
-    # The reference is an f16 cache WITH flash attention (a quantised V cache needs it), so the rows isolate the
-    # KV type; "f16, flash off" (the default context) shows what flash attention alone moves.
-    configs = [("f16", "on"), ("f16", "off"), ("q8_0", "on"), ("q4_0", "on")]
     loaded = {c: ondevice.load(model, n_ctx=n_ctx, threads=threads, kv_type=c[0], flash_attn=c[1],
-                               speculative="off") for c in configs}
+                               speculative="off") for c in CONFIGS}
     try:
-        handles = {c: _Labelled(loaded[c], f"kv={c[0]} flash={c[1]}") for c in configs}
-        quality = evaluate_many([handles[c] for c in configs], handles[configs[0]], window=ctx, max_chunks=chunks)
+        handles = {c: _Labelled(loaded[c], f"kv={c[0]} flash={c[1]}") for c in CONFIGS}
+        vs_exact = evaluate_many([handles[c] for c in CONFIGS], handles[EXACT], window=ctx, max_chunks=chunks)
+        quantised = [c for c in CONFIGS if c[0] in QUANTISED_KV_TYPES]
+        vs_f16 = dict(zip(quantised, evaluate_many([handles[c] for c in quantised], handles[F16_FLASH], window=ctx,
+                                                   max_chunks=chunks)))
         info = read_info(resolve(model))
         out = []
-        for (kv, fa), q in zip(configs, quality):
+        for (kv, fa), q in zip(CONFIGS, vs_exact):
             speeds = {d: round(decode_speed(loaded[(kv, fa)], d), 2) for d in depths}
+            f16 = vs_f16.get((kv, fa))
             out.append(KVTypeResult(model, kv, fa, q.kld_mean, q.kld_err, q.kld_p99, q.same_top_pct, q.ppl,
-                                    q.ppl_base, kv_bytes(info, long_ctx, kv), long_ctx, speeds))
+                                    q.ppl_base, f16 and f16.kld_mean, f16 and f16.kld_err,
+                                    kv_bytes(info, long_ctx, kv), long_ctx, speeds))
         return out
     finally:
         for m in loaded.values():
@@ -94,13 +105,15 @@ def measure(model: str, chunks: int = 8, ctx: int = 512, threads: int | None = N
 
 def markdown(results: list[KVTypeResult]) -> str:
     depths = list(results[0].decode_tok_s) if results else []
-    lines = ["| model | KV type | flash attn | mean KLD vs f16 KV | 99th pct KLD | same top | PPL (f16 KV) | KV at "
-             f"{results[0].long_ctx if results else 0} ctx | " + " | ".join(f"decode tok/s @{d}" for d in depths) + " |",
-             "|---|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(depths)]
+    lines = ["| model | KV type | flash attn | mean KLD vs exact (f32) cache | 99th pct | same top | PPL | "
+             f"mean KLD vs f16 cache (flash on) | KV at {results[0].long_ctx if results else 0} ctx |"
+             + "".join(f" decode tok/s @{d} |" for d in depths),
+             "|---|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(depths)]
     for r in results:
-        lines.append(f"| {r.model} | {r.kv_type} | {r.flash_attn} | {r.kld_mean:.5f} ± {r.kld_err:.5f} | {r.kld_p99:.4f} | "
-                     f"{r.same_top_pct:.2f}% | {r.ppl:.3f} ({r.ppl_base:.3f}) | {r.kv_bytes_at_ctx / 2**20:.0f} MiB | "
-                     + " | ".join(f"{r.decode_tok_s[d]:.1f}" for d in depths) + " |")
+        vs_f16 = f"{r.kld_vs_f16:.5f} ± {r.kld_vs_f16_err:.5f}" if r.kld_vs_f16 is not None else ""
+        lines.append(f"| {r.model} | {r.kv_type} | {r.flash_attn} | {r.kld_mean:.5f} ± {r.kld_err:.5f} | "
+                     f"{r.kld_p99:.4f} | {r.same_top_pct:.2f}% | {r.ppl:.3f} | {vs_f16} | "
+                     f"{r.kv_bytes_at_ctx / 2**20:.0f} MiB |" + "".join(f" {r.decode_tok_s[d]:.1f} |" for d in depths))
     return "\n".join(lines)
 
 

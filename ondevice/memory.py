@@ -13,7 +13,7 @@ The terms, for llama.cpp (GGUF):
 - weights: the model file (tensor data plus the vocabulary metadata llama.cpp keeps). With `mmap=True` the
   mapped file pages of tensors that llama.cpp's CPU backend repacks into its own layout stay resident beside the
   repacked copy (measured for an 8B Q4_K_M: 8.5 GB peak RSS with mmap vs 5.4 GB without): `mapped_bytes`.
-- KV cache: 2 (K and V) x layers x KV heads x head dim x n_ctx x bytes per element (f16 2, q8_0 34/32, q4_0
+- KV cache: 2 (K and V) x layers x KV heads x head dim x n_ctx x bytes per element (f32 4, f16 2, q8_0 34/32, q4_0
   18/32: one f16 scale per 32-element block). onnxruntime-genai's CPU cache is f32.
 - compute: what one forward pass over a 512-token micro-batch at full depth touches — without flash attention
   the scores of every head against the whole context (n_ubatch x n_ctx x heads f32) plus the masks; with flash
@@ -31,8 +31,9 @@ from ondevice.errors import InvalidInput
 from ondevice.model_info import ModelInfo
 
 # Bytes per cached element. q8_0: 32 int8 + one f16 scale per block; q4_0: 32 nibbles + one f16 scale.
-KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+KV_BYTES_PER_ELEMENT = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 KV_TYPES = tuple(KV_BYTES_PER_ELEMENT)
+QUANTISED_KV_TYPES = ("q8_0", "q4_0")  # libllama stores a quantised V cache only with flash attention
 ONNX_KV_BYTES_PER_ELEMENT = 4.0  # onnxruntime-genai on CPU keeps the cache in f32
 
 # Resident size of a Python process with numpy, ondevice and the runtime imported, before a model loads (60 MiB
@@ -76,7 +77,7 @@ def kv_bytes(info: ModelInfo, n_ctx: int, kv_type: str = "f16") -> int:
 
 def uses_flash_attention(kv_type: str, flash_attn: bool | None = None) -> bool:
     """Whether llama.cpp runs flash attention: as asked, else only where a quantised V cache requires it."""
-    return bool(flash_attn) if flash_attn is not None else kv_type != "f16"
+    return bool(flash_attn) if flash_attn is not None else kv_type in QUANTISED_KV_TYPES
 
 
 def compute_bytes(info: ModelInfo, n_ctx: int, kv_type: str = "f16", flash_attn: bool | None = None) -> int:

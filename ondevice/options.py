@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ondevice.errors import InvalidInput
-
-KV_TYPES = ("f16", "q8_0", "q4_0")
+from ondevice.memory import KV_TYPES, QUANTISED_KV_TYPES
 FLASH_ATTN = ("auto", "on", "off")
 MIN_CTX = 16
 
@@ -25,7 +24,8 @@ class RuntimeOptions:
     - use_mmap: map the file instead of reading it. Off by default: on x86 llama.cpp repacks quantised weights,
       and a mapped file then stays resident beside the repacked copy (measured: 8.5 GB vs 5.4 GB peak RSS, 8B Q4).
     - kv_type: KV cache element type, "f16" (default), "q8_0" (half the memory) or "q4_0" (a quarter; more
-      loss). GGUF backend only; libllama needs flash attention for a quantised V cache, so it is turned on.
+      loss), or "f32" (twice the memory: the exact cache, the reference docs/kv-cache.md measures against). GGUF
+      backend only; libllama needs flash attention for a quantised V cache, so it is turned on.
     - flash_attn: "auto" (on when the KV cache is quantised, else off), "on" or "off". "off" with a quantised KV
       cache is refused. Why not on by default, although llama.cpp's own tools default to it and it decodes ~15%
       faster on SmolLM2: libllama's CPU flash attention picks a different kernel for a batch of 32+ query rows
@@ -64,7 +64,7 @@ class RuntimeOptions:
             raise InvalidInput(f"kv_type must be one of {', '.join(KV_TYPES)}, got {self.kv_type!r}")
         if self.flash_attn not in FLASH_ATTN:
             raise InvalidInput(f"flash_attn must be one of {', '.join(FLASH_ATTN)}, got {self.flash_attn!r}")
-        if self.kv_type != "f16" and self.flash_attn == "off":
+        if self.kv_type in QUANTISED_KV_TYPES and self.flash_attn == "off":
             raise InvalidInput(f"kv_type {self.kv_type} needs flash attention (llama.cpp cannot quantise the V "
                                f"cache without it): use flash_attn 'auto' or 'on'")
         if self.chat_template is not None:
@@ -81,4 +81,4 @@ class RuntimeOptions:
 
     def flash_attention_enabled(self) -> bool:
         """Whether to turn flash attention on ("auto" resolves to on exactly when the KV cache is quantised)."""
-        return self.flash_attn == "on" or (self.flash_attn == "auto" and self.kv_type != "f16")
+        return self.flash_attn == "on" or (self.flash_attn == "auto" and self.kv_type in QUANTISED_KV_TYPES)

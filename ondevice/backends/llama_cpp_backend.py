@@ -29,7 +29,7 @@ from ondevice.store import ModelRef
 import llama_cpp as lc
 
 # RuntimeOptions.kv_type -> ggml type id of the KV cache (llama_context_params.type_k / type_v).
-GGML_KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
+GGML_KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "q4_0": 2}
 
 
 class ChainSampler:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import ondevice
@@ -105,3 +106,15 @@ def test_quantised_kv_cache_is_an_option_and_bad_combinations_are_refused():
         ondevice.load("smollm2-135m", n_ctx=256, kv_type="q5")
     with pytest.raises(ondevice.InvalidInput, match="through RuntimeOptions.kv_type"):
         ondevice.load("smollm2-135m", n_ctx=256, extra={"type_k": 8})
+
+
+def test_the_exact_f32_kv_cache_needs_no_flash_attention_and_changes_only_the_rounding():
+    prompt = "The capital of France is Paris. The capital of Italy is"
+    with ondevice.load("smollm2-135m", n_ctx=256, kv_type="f32") as exact, \
+            ondevice.load("smollm2-135m", n_ctx=256) as f16:
+        assert not exact.backend.options.flash_attention_enabled()
+        tokens = exact.tokenize(prompt)
+        a, b = exact.logits(tokens), f16.logits(tokens)
+        assert not np.array_equal(a, b)  # the cache type reached libllama: K and V are no longer rounded to f16
+        assert (a.argmax(axis=1) != b.argmax(axis=1)).sum() <= 1  # rounding, not a different model
+        assert exact.generate(prompt, max_tokens=3).text == f16.generate(prompt, max_tokens=3).text
