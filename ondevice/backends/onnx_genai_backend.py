@@ -12,6 +12,7 @@ after loading re-reads them), or hold several sequences in one generator (one li
 
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 import numpy as np
@@ -35,10 +36,16 @@ GENAI_PROVIDER = {
 }
 
 
-def _genai_model(folder, provider: str, kind: str | None = None) -> og.Model:
+def _genai_model(folder, provider: str, kind: str | None = None, threads: int | None = None) -> og.Model:
     """An og.Model on `provider` (`kind`: its device_type, e.g. "GPU"); a plugin EP (ondevice.providers) is
-    registered with onnxruntime-genai first."""
+    registered with onnxruntime-genai first.
+
+    threads: onnxruntime's intra-op threads. Set explicitly because onnxruntime-genai 0.11 left alone runs this
+    model as fast as with one thread: SmolLM2-135M int4 decoded 118 tok/s with the folder's own settings, 118 with
+    1 thread and 166 with 2 set here (2-core CPU, docs/quantize-quality.md "Speed")."""
     config = og.Config(str(folder))
+    if threads:
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": int(threads)}}}}))
     config.clear_providers()
     if provider in GENAI_PROVIDER:
         register_for_genai(provider)
@@ -50,8 +57,6 @@ def _genai_model(folder, provider: str, kind: str | None = None) -> og.Model:
 
 def _eos_ids(folder) -> set[int]:
     """End-of-sequence ids from genai_config.json (an int or a list)."""
-    import json
-
     eos = json.loads((folder / "genai_config.json").read_text())["model"].get("eos_token_id", [])
     return {int(e) for e in (eos if isinstance(eos, list) else [eos])}
 
@@ -85,12 +90,12 @@ class OnnxGenaiBackend(TextBackend):
         provider, self.device_note = choice.provider, choice.note
         try:
             try:
-                self._model = _genai_model(ref.path, provider, choice.kind)
+                self._model = _genai_model(ref.path, provider, choice.kind, options.threads)
             except Exception as exc:  # the provider cannot take this model: the CPU provider runs it
                 if provider == CPU:
                     raise
                 provider, self.device_note = CPU, fallback_warning(provider, f"it could not take this model ({exc})")
-                self._model = _genai_model(ref.path, CPU)
+                self._model = _genai_model(ref.path, CPU, threads=options.threads)
             self._tokenizer = og.Tokenizer(self._model)
         except Exception as exc:
             raise InvalidModelFile(f"{ref.path}: onnxruntime-genai could not load this model ({exc})") from None
