@@ -123,14 +123,16 @@ class OnnxGenaiBackend(TextBackend):
 
     def _prefill(self, tokens: list[int]) -> int:
         # Reuse the longest common prefix: rewind the generator there (always re-evaluating at least the last
-        # prompt token, so its logits are fresh) and append the rest.
-        n = min(common_prefix(self.cached_tokens(), tokens), len(tokens) - 1)
+        # prompt token, so its logits are fresh) and append the rest. Nothing in common rewinds to 0: the
+        # generator keeps its KV buffers (n_ctx long), where a new one allocates and first-touches them again
+        # (SmolLM2 at n_ctx 4096: 188 MB; a 16-token prompt took 35-130 ms that way, 24 ms rewound; same logits).
+        cached = self.cached_tokens()
+        n = min(common_prefix(cached, tokens), len(tokens) - 1)
         try:
-            if self._generator is not None and n > 0:
-                self._generator.rewind_to(n)
+            if self._generator is not None:
+                if cached:
+                    self._generator.rewind_to(n)
             else:
-                n = 0
-                self._generator = None  # free the old cache before allocating a new one
                 self._generator = self._new_generator(self.n_ctx)
             self._feed(tokens[n:])
         except Exception:

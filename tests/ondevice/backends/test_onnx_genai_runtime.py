@@ -48,3 +48,21 @@ def test_greedy_answer_is_the_same_on_one_and_two_threads(tiny_onnx_dir):
             model.close()
     assert answers[0] == answers[1]
     assert len(answers[0]) > 0
+
+
+def test_prompt_with_nothing_in_common_rewinds_to_the_cold_start_answer(tiny_onnx_dir):
+    # No common prefix: the generator is rewound to 0 and kept (its KV buffers are not allocated again); the
+    # answer must be the one a fresh generator gives.
+    model = ondevice.load(tiny_onnx_dir, n_ctx=64, threads=2)
+    try:
+        first, other = "Numbers 1, 2 and 3 are", "def add(a, b):"
+        assert model.tokenize(first)[0] != model.tokenize(other)[0]
+        model.clear_cache()
+        cold = model.generate(other, max_tokens=10)
+        model.generate(first, max_tokens=10)
+        warm = model.generate(other, max_tokens=10)
+        assert warm.timings.reused_tokens == 0
+        assert warm.tokens == cold.tokens
+        assert warm.text == cold.text
+    finally:
+        model.close()
