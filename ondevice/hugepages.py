@@ -67,6 +67,16 @@ def huge_page_size() -> int | None:
         return None
 
 
+def _heap() -> tuple[int, int] | None:
+    """The C heap's (start, end) (the brk area: where malloc puts small and medium blocks), or None."""
+    with open("/proc/self/maps") as fh:
+        for line in fh:
+            if line.rstrip().endswith("[heap]"):
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                return start, end
+    return None
+
+
 def _anonymous_regions() -> set[tuple[int, int]]:
     regions = set()
     with open("/proc/self/maps") as fh:
@@ -151,9 +161,11 @@ def promote(chunks: list[int], hp: int) -> int:
 
 
 @contextlib.contextmanager
-def huge_pages(enabled: bool = True) -> Iterator[HugePageReport]:
+def huge_pages(enabled: bool = True, heap: bool = False) -> Iterator[HugePageReport]:
     """Wrap a model load: the large anonymous mappings it creates end up on huge pages where the system allows.
 
+    heap: also what the load added to the C heap, when it grew by at least `MIN_REGION` (onnxruntime keeps its
+    pre-packed weights in many malloc blocks of under a megabyte, which land there, not in mappings of their own).
     Yields the `HugePageReport`, filled in when the block ends without an exception."""
     report = HugePageReport()
     hp = huge_page_size() if enabled else None
@@ -163,6 +175,7 @@ def huge_pages(enabled: bool = True) -> Iterator[HugePageReport]:
         return
     try:
         before = _anonymous_regions()
+        heap_before = _heap() if heap else None
     except OSError:
         report.reason = "/proc/self/maps unreadable"
         yield report
@@ -171,6 +184,9 @@ def huge_pages(enabled: bool = True) -> Iterator[HugePageReport]:
     try:
         t0 = time.perf_counter()
         new = {r for r in _anonymous_regions() - before if r[1] - r[0] >= MIN_REGION}
+        heap_after = _heap() if heap_before else None
+        if heap_after and heap_after[0] == heap_before[0] and heap_after[1] - heap_before[1] >= MIN_REGION:
+            new.add((heap_before[1], heap_after[1]))  # only the growth: what was there before is not the model's
         chunks = resident_chunks(new, hp)
         report.regions = len(new)
         if len(chunks) * hp > MAX_TOTAL:

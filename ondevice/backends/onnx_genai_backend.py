@@ -23,6 +23,7 @@ from ondevice.autoconfig import resolve_onnx_device
 from ondevice.backends.cache import common_prefix
 from ondevice.backends.text import TextBackend
 from ondevice.errors import ContextOverflow, InvalidModelFile, UnsupportedOperation
+from ondevice.hugepages import huge_pages
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
 from ondevice.providers import CPU, fallback_warning, register_for_genai
@@ -90,7 +91,10 @@ class OnnxGenaiBackend(TextBackend):
         provider, self.device_note = choice.provider, choice.note
         try:
             try:
-                self._model = _genai_model(ref.path, provider, choice.kind, options.threads)
+                # Huge pages under the weights, as for GGUF (ondevice.hugepages); onnxruntime puts its pre-packed
+                # weights on the C heap, hence heap=True.
+                with huge_pages(options.huge_pages and provider == CPU, heap=True) as self.huge_pages:
+                    self._model = _genai_model(ref.path, provider, choice.kind, options.threads)
             except Exception as exc:  # the provider cannot take this model: the CPU provider runs it
                 if provider == CPU:
                     raise
