@@ -14,6 +14,7 @@ module) need none of this: their provider is in `get_available_providers()` and 
 from __future__ import annotations
 
 import importlib
+import json
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ PLUGIN_PACKAGES = {"OpenVINOExecutionProvider": ("onnxruntime_ep_openvino", "onn
 DEVICE_PREFERENCE = ("GPU", "NPU", "CPU")
 # A compiled-in EP (not a plugin) takes the device kind as this provider option.
 KIND_OPTION = {"OpenVINOExecutionProvider": "device_type"}
+# Plugin EPs that run their own CPU thread pool and ignore SessionOptions.intra_op_num_threads: the load_config
+# property that sets it. Without it OpenVINO used every core of a 16-core Xeon when asked for 2 threads, and the
+# plugin ignores its older `num_of_threads` option (docs/npu.md).
+THREADS_PROPERTY = {"OpenVINOExecutionProvider": "INFERENCE_NUM_THREADS"}
 
 
 class ProviderFallback(UserWarning):
@@ -122,10 +127,13 @@ def available_providers() -> list[str]:
     try:
         import onnxruntime as ort
 
-        names = list(ort.get_available_providers())
+        plugins = plugin_providers()
+        # Once registered, a plugin EP that offers a device is listed by onnxruntime too (with variants such as
+        # "OpenVINOExecutionProvider.AUTO"): it is reported once, below, by its EP name.
+        names = [n for n in ort.get_available_providers() if n.split(".")[0] not in plugins]
     except Exception:
         return []
-    return names + [p.name for p in plugin_providers().values() if p.usable and p.name not in names]
+    return names + [p.name for p in plugins.values() if p.usable]
 
 
 def unusable_plugin(provider: str) -> PluginProvider | None:
@@ -159,10 +167,17 @@ def session_options_for(provider: str, options, kind: str | None = None, ep_opti
     """
     import onnxruntime as ort
 
-    if provider in plugin_providers() and provider not in ort.get_available_providers():
-        options.add_provider_for_devices([_ep_device(ort, provider, kind)], dict(ep_options or {}))
-        return []
     ep_options = dict(ep_options or {})
+    plugin = plugin_providers().get(provider)
+    if plugin is not None and plugin.registered:
+        # By device, never by name: onnxruntime lists a registered plugin EP among its available providers, but a
+        # session given only its name silently runs on the CPU provider (seen with OpenVINO on an Intel CPU).
+        device = _ep_device(ort, provider, kind)
+        threads = options.intra_op_num_threads
+        if provider in THREADS_PROPERTY and threads > 0 and _ort_device_kind(device) == "CPU":
+            ep_options.setdefault("load_config", json.dumps({"CPU": {THREADS_PROPERTY[provider]: str(threads)}}))
+        options.add_provider_for_devices([device], ep_options)
+        return []
     if kind and provider in KIND_OPTION:  # a built-in EP takes its device as a provider option
         ep_options[KIND_OPTION[provider]] = kind
     return [(provider, ep_options)] if ep_options else [provider]

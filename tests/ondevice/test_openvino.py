@@ -72,6 +72,28 @@ def test_the_plugin_registers_with_the_real_onnxruntime():
 
 
 @needs_plugin
+def test_a_plugin_listed_by_onnxruntime_is_still_used_by_device_mocked_listing_as_on_intel(monkeypatch):
+    """On an Intel CPU onnxruntime lists a registered plugin EP among its available providers (as
+    "OpenVINOExecutionProvider" and "OpenVINOExecutionProvider.AUTO"); a session given only that name silently ran
+    on the CPU provider (seen on an Intel Xeon). The listing is mocked here (this CPU gets no OpenVINO device):
+    the session must still be given the plugin's device, and the provider list must name the plugin once."""
+    import onnxruntime as ort
+
+    from ondevice.providers import available_providers, session_options_for
+
+    listed = [*ort.get_available_providers(), OV, f"{OV}.AUTO"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: listed)
+    names = available_providers()
+    assert f"{OV}.AUTO" not in names and names.count(OV) == (1 if PLUGIN.usable else 0)
+    options = ort.SessionOptions()
+    if PLUGIN.usable:
+        assert session_options_for(OV, options) == []  # added by device, not passed by name
+    else:
+        with pytest.raises(ValueError, match="offers no"):  # the device path, which finds no device here
+            session_options_for(OV, options)
+
+
+@needs_plugin
 def test_doctor_json_lists_the_plugin():
     from click.testing import CliRunner
 
