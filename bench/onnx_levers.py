@@ -5,7 +5,8 @@ Two probes, both without ondevice's decode loop, so they show what onnxruntime a
 - `genai`: each VARIANT is `LABEL|FOLDER[|SESSION_OPTIONS_JSON[|MAX_LENGTH[|py or cpp]]]`, loaded once; every round
   runs each variant's 128-token greedy decode once, in a shuffled order (the model loaded first tends to be slower:
   compare rounds, not load order). SESSION_OPTIONS_JSON is merged into genai_config.json's decoder session_options
-  (intra_op_num_threads defaults to --threads; `null` removes it, leaving onnxruntime-genai's own choice); `py`
+  (intra_op_num_threads defaults to --threads; `null` removes it, leaving onnxruntime-genai's own choice);
+  MAX_LENGTH (the KV buffers' length) defaults to 4096 capped at the trained context; `py`
   samples with `get_logits` + NumPy argmax as ondevice does, `cpp` with genai's `generate_next_token`.
 - `ort`: one decode step of FOLDER/model.onnx in a plain `onnxruntime.InferenceSession` (past of 64 tokens, median
   of 200), once per `KEY=VALUE` session config entry set given (e.g. `session.intra_op.allow_spinning=0`).
@@ -37,7 +38,8 @@ def genai_decode_rates(variants: list[str], rounds: int = 8, n_tokens: int = 128
         options = {k: v for k, v in options.items() if v is not None}
         config = og.Config(folder)
         config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
-        max_length = int(rest[1]) if len(rest) > 1 and rest[1] else 4096
+        trained = json.loads((Path(folder) / "genai_config.json").read_text())["model"]["context_length"]
+        max_length = int(rest[1]) if len(rest) > 1 and rest[1] else min(4096, trained)  # ondevice's bench ctx
         loaded.append((label, og.Model(config), max_length, rest[2] if len(rest) > 2 else "py"))
 
     def decode(model, max_length: int, mode: str) -> float:

@@ -1,0 +1,36 @@
+"""bench/onnx_levers.py: the two probes behind docs/quantize-quality.md's ONNX speed levers run on a real (tiny)
+onnxruntime-genai folder, and a session option genai does not know is refused, not silently ignored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.onnx_levers import genai_decode_rates, ort_step_ms
+from tests.tiny_models import make_tiny_hf
+
+
+@pytest.fixture(scope="module")
+def tiny_int4(tmp_path_factory):
+    from quantize.onnx_export import export_onnx_llm
+
+    hf = make_tiny_hf("llama", tmp_path_factory.mktemp("levers-hf"))
+    return export_onnx_llm(hf, tmp_path_factory.mktemp("levers-onnx") / "tiny-int4", quant="int4").path
+
+
+def test_genai_probe_measures_every_variant_every_round(tiny_int4):
+    one_thread = json.dumps({"intra_op_num_threads": 1})
+    rates = genai_decode_rates([f"a|{tiny_int4}", f"b|{tiny_int4}|{one_thread}|64|cpp"], rounds=2, n_tokens=8,
+                               threads=1)
+    assert list(rates) == ["a", "b"]
+    assert all(len(r) == 2 and min(r) > 0 for r in rates.values())
+
+
+def test_genai_probe_refuses_an_unknown_session_option(tiny_int4):
+    with pytest.raises(RuntimeError, match="no_such_option"):
+        genai_decode_rates([f"x|{tiny_int4}|{json.dumps({'no_such_option': 1})}"], rounds=1, n_tokens=2)
+
+
+def test_ort_probe_times_one_step_with_config_entries(tiny_int4):
+    assert ort_step_ms(tiny_int4 / "model.onnx", {"session.intra_op.allow_spinning": "0"}, threads=1, steps=5) > 0
