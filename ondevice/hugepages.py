@@ -31,6 +31,7 @@ import ctypes
 import functools
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,8 +167,13 @@ def huge_pages(enabled: bool = True, heap: bool = False) -> Iterator[HugePageRep
 
     heap: also what the load added to the C heap, when it grew by at least `MIN_REGION` (onnxruntime keeps its
     pre-packed weights in many malloc blocks of under a megabyte, which land there, not in mappings of their own).
+    Only for a load on the main thread: the heap is the main thread's malloc arena, shared by the whole process,
+    and a native thread writing into a chunk between its copy and the remap would lose that write. On the main
+    thread (with the GIL held, so no Python thread runs) the growth is the load's own; a load on another thread
+    (an app loading in the background while its main thread works) leaves the heap alone.
     Yields the `HugePageReport`, filled in when the block ends without an exception."""
     report = HugePageReport()
+    heap = heap and threading.current_thread() is threading.main_thread()
     hp = huge_page_size() if enabled else None
     if hp is None:
         report.reason = "off" if not enabled else "no transparent huge pages here"

@@ -38,3 +38,30 @@ def test_onnx_weights_move_to_huge_pages_and_answers_stay_the_same(smollm2_onnx_
     assert on["moved"] >= 64 << 20  # most of the ~100 MB of weights (new mappings alone: 32 MB)
     assert off["moved"] == 0
     assert on["tokens"] == off["tokens"] and on["text"]
+
+
+
+@needs_thp
+def test_a_load_off_the_main_thread_leaves_the_shared_heap_alone(monkeypatch):
+    """The C heap is the main thread's arena: grown during another thread's load, it may hold memory that other
+    threads are writing, so a load off the main thread does not even look at it (ondevice.hugepages.huge_pages);
+    on the main thread it does."""
+    import threading
+
+    import ondevice.hugepages as hugepages
+
+    looked = []
+    real_heap = hugepages._heap
+    monkeypatch.setattr(hugepages, "_heap", lambda: looked.append(threading.current_thread().name) or real_heap())
+
+    def load(label):
+        with hugepages.huge_pages(True, heap=True):
+            blocks = [bytearray(1 << 16) for _ in range(64)]
+        return label, len(blocks)
+
+    worker = threading.Thread(target=load, args=("worker",), name="worker")
+    worker.start()
+    worker.join()
+    assert looked == []
+    load("main")
+    assert looked and set(looked) == {threading.main_thread().name}
