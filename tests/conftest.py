@@ -37,3 +37,28 @@ def smollm2_path():
     import ondevice
 
     return ondevice.resolve("smollm2-135m").path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_hf(tmp_path_factory):
+    """A tiny random-weight llama as a Hugging Face folder (tests.tiny_models), made once per run."""
+    from tests.tiny_models import make_tiny_hf
+
+    return make_tiny_hf("llama", tmp_path_factory.mktemp("tiny-llama-hf"))
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_fp32_dir(tiny_llama_hf, tmp_path_factory):
+    """`tiny_llama_hf` exported to an onnxruntime-genai folder in fp32: real graphs and plumbing, noise for answers.
+    Tests only read it."""
+    from quantize.onnx_export import export_onnx_llm
+
+    return export_onnx_llm(tiny_llama_hf, tmp_path_factory.mktemp("tiny-onnx") / "tiny-fp32", quant="fp32").path
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_int4_dir(tiny_llama_hf, tmp_path_factory):
+    """`tiny_llama_hf` exported with the default `onnx:int4` (MatMulNBits). Tests only read it."""
+    from quantize.onnx_export import export_onnx_llm
+
+    return export_onnx_llm(tiny_llama_hf, tmp_path_factory.mktemp("tiny-onnx") / "tiny-int4", quant="int4").path

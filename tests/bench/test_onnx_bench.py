@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tiny_models import make_tiny_hf
 
 
 @pytest.fixture(scope="module")
-def tiny_onnx_int4(tmp_path_factory):
-    from quantize.onnx_export import export_onnx_llm
-
-    hf = make_tiny_hf("llama", tmp_path_factory.mktemp("bench-tiny-hf"))
-    return export_onnx_llm(hf, tmp_path_factory.mktemp("bench-onnx") / "tiny-int4", quant="int4").path
+def tiny_onnx_int4(tiny_onnx_int4_dir):
+    return tiny_onnx_int4_dir
 
 
 def test_bench_measures_an_onnx_genai_model(tiny_onnx_int4):

@@ -8,15 +8,11 @@ import json
 import pytest
 
 from bench.onnx_levers import genai_decode_rates, ort_step_ms
-from tests.tiny_models import make_tiny_hf
 
 
 @pytest.fixture(scope="module")
-def tiny_int4(tmp_path_factory):
-    from quantize.onnx_export import export_onnx_llm
-
-    hf = make_tiny_hf("llama", tmp_path_factory.mktemp("levers-hf"))
-    return export_onnx_llm(hf, tmp_path_factory.mktemp("levers-onnx") / "tiny-int4", quant="int4").path
+def tiny_int4(tiny_onnx_int4_dir):
+    return tiny_onnx_int4_dir
 
 
 def test_genai_probe_measures_every_variant_every_round(tiny_int4):

@@ -9,22 +9,18 @@ import pytest
 
 import ondevice
 from ondevice.errors import ContextOverflow
-from tests.tiny_models import make_tiny_hf
 
 PROMPTS = ["The function returns", "class Foo:\n    def", "Numbers 1, 2 and 3 are"]
 
 
 @pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory):
-    return make_tiny_hf("llama", tmp_path_factory.mktemp("tiny-llama-hf"))
+def tiny_llama_dir(tiny_llama_hf):
+    return tiny_llama_hf
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tiny_llama_dir, tmp_path_factory):
-    from quantize.onnx_export import export_onnx_llm
-
-    result = export_onnx_llm(tiny_llama_dir, tmp_path_factory.mktemp("onnx") / "tiny-fp32", quant="fp32")
-    model = ondevice.load(result.path, n_ctx=128)
+def tiny_onnx(tiny_onnx_fp32_dir):
+    model = ondevice.load(tiny_onnx_fp32_dir, n_ctx=128)
     yield model
     model.close()
 

@@ -154,13 +154,9 @@ def test_a_device_kind_the_plugin_does_not_offer_falls_back_to_cpu(encoder_fp32,
 
 
 @pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory):
+def tiny_llm(tiny_onnx_fp32_dir):
     """A tiny random-weight llama exported to an onnxruntime-genai folder (fp32)."""
-    from quantize.onnx_export import export_onnx_llm
-    from tests.tiny_models import make_tiny_hf
-
-    hf = make_tiny_hf("llama", tmp_path_factory.mktemp("ov-tiny-hf"))
-    return export_onnx_llm(hf, tmp_path_factory.mktemp("ov-onnx") / "tiny", quant="fp32").path
+    return tiny_onnx_fp32_dir
 
 
 def test_the_llm_path_runs_on_openvino_or_says_why_not(tiny_llm):

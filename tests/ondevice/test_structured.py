@@ -122,15 +122,11 @@ def test_bad_schema_fails_before_decoding(smollm2):
 
 
 @pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
+def tiny_onnx(tiny_onnx_fp32_dir):
     """A tiny random-weight llama exported to ONNX: its answers are noise, so only the grammar makes them valid."""
     import ondevice
-    from quantize.onnx_export import export_onnx_llm
-    from tests.tiny_models import make_tiny_hf
 
-    hf = make_tiny_hf("llama", tmp_path_factory.mktemp("tiny-hf"))
-    model = ondevice.load(export_onnx_llm(hf, tmp_path_factory.mktemp("onnx") / "tiny", quant="fp32").path,
-                          n_ctx=256)
+    model = ondevice.load(tiny_onnx_fp32_dir, n_ctx=256)
     yield model
     model.close()
 

@@ -9,15 +9,11 @@ import os
 import pytest
 
 import ondevice
-from tests.tiny_models import make_tiny_hf
 
 
 @pytest.fixture(scope="module")
-def tiny_onnx_dir(tmp_path_factory):
-    from quantize.onnx_export import export_onnx_llm
-
-    hf = make_tiny_hf("llama", tmp_path_factory.mktemp("tiny-llama-hf"))
-    return export_onnx_llm(hf, tmp_path_factory.mktemp("onnx") / "tiny-int4", quant="int4").path
+def tiny_onnx_dir(tiny_onnx_int4_dir):
+    return tiny_onnx_int4_dir
 
 
 def _threads_started_by_load(folder, threads: int) -> tuple[int, object]:
