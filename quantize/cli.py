@@ -46,7 +46,8 @@ def _measures_activations(parsed: list[tuple[str, str]]) -> bool:
 @click.argument("source")
 @click.option("--to", "targets", multiple=True, metavar="FORMAT:TYPE[,TYPE]",
               help="Variants to make, e.g. gguf:Q4_K_M,Q8_0 or onnx:int4 (repeatable). ONNX types take options "
-                   "after '-': an int4 algorithm (rtn, wls, wls_mixed, k_quant, k_quant_mixed, hqq), head4/head8, "
+                   "after '-': an int4 algorithm (wls, the default; rtn, wls_mixed, k_quant, k_quant_mixed, hqq), "
+                   "head4/head8, "
                    "b16..b128, imx (wls fit weighted by calibration activations), s1..s99 (that % of the layers' "
                    "weights at 8 bits, the most sensitive by measurement; slow), "
                    "e.g. onnx:int4-rtn-head4, onnx:int4-wls_mixed-imx. "

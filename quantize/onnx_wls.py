@@ -9,10 +9,13 @@ ggml-quants.c). This module does the same fit.
 
 How it runs fast: MatMulNBits also accepts float zero points, but onnxruntime 1.32's CPU kernel then skips its
 prepacked integer kernels and de-quantises the whole matrix on every call (`has_unquantized_zero_point_` in
-matmul_nbits.cc). Instead each weight is written as w = s·(q − 8) + c: the symmetric MatMulNBits (the fast kernel,
-no zero points) plus c, the block's offset, in fp32. Because c is constant over a block of k,
-sum_k a_k·c = c · (sum of a over the block), so the offset costs one small MatMul of the activations' block sums
-([.., K/32] x [K/32, N]) and an Add per weight; the block sums are shared by the MatMuls that read the same input.
+matmul_nbits.cc; measured 46x slower per MatMul). So each weight is one *asymmetric* MatMulNBits with integer zero
+points (the fast kernel) over extended activations: w = s·(q − z) + r, z the integer nearest −minimum/s, and r the
+block's residual offset (|r| ≤ s/2). Because r is constant over a block of k, sum_k a_k·r = r · (block sum of a):
+the activations get their block sums appended as extra columns (one small MatMul and a Concat per activation,
+shared by the MatMuls that read it) and B gets r as extra 4-bit rows, high and low part (`offset_rows`: about
+8 bits of resolution per offset). No node per weight is added; an earlier form (a separate offset MatMul and Add
+per weight, 14 more nodes a layer) decoded 30-40% slower (docs/quantize-quality.md).
 
 The output head (tied to the embedding in small models) is written as 8-bit blocks with scale max|w|/127, as
 llama.cpp's Q8_0 does, so `quantize.onnx_weights` can share it with the embedding through GatherBlockQuantized.
@@ -147,6 +150,67 @@ def _pack(q: np.ndarray, bits: int) -> np.ndarray:
     return (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
 
 
+def offset_rows(offset: np.ndarray, block: int, parts: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The block offsets c [N, K/block] of one weight as extra 4-bit rows of its MatMulNBits (module docstring):
+    E = ceil(K/block / (block/parts)) blocks per column, block j holding the offsets of `block/parts` weight blocks
+    `parts` times (1: c ≈ t·q; 2: high part then low part, c ≈ t·(q_hi + q_lo/16), about 8 bits of resolution),
+    with one symmetric 4-bit scale t per (column, extra block). Returns (q [N, E, block] uint8 with 8 as zero,
+    scale [N, E])."""
+    n, blocks = offset.shape
+    slots = block // parts
+    e = -(-blocks // slots)
+    c = np.zeros((n, e * slots), np.float32)
+    c[:, :blocks] = offset
+    c = c.reshape(n, e, slots)
+    t = np.abs(c).max(axis=-1) / 7
+    safe = np.where(t > 0, t, 1.0)[..., None]
+    levels, rest = [], c
+    for _ in range(parts):
+        level = np.clip(np.rint(rest / safe), -8, 7)
+        levels.append(level)
+        rest, safe = rest - level * safe, safe / 16
+    q = np.concatenate(levels, axis=-1)
+    if q.shape[-1] < block:
+        q = np.concatenate([q, np.zeros((n, e, block - q.shape[-1]))], axis=-1)
+    return (q + 8).astype(np.uint8), t.astype(np.float32)
+
+
+@dataclass
+class OffsetRows:
+    """A 4-bit `BlockFit` as one asymmetric MatMulNBits over the extended activations [a, a @ block_summer(K)]:
+    w = scale·(q − zero) per block, the first K/block blocks the fit's own levels with an integer zero point, the
+    last `extra_blocks` the residual offsets (`offset_rows`)."""
+
+    q: np.ndarray      # [N, K/block + extra_blocks, block] uint8 in 0..15
+    scale: np.ndarray  # [N, K/block + extra_blocks] float32
+    zero: np.ndarray   # [N, K/block + extra_blocks] uint8 in 0..15
+    extra_blocks: int
+
+
+def with_offset_rows(fit: BlockFit, block: int) -> OffsetRows:
+    """`fit` (w = scale·q + minimum) as w = scale·(q − zero) + residual, zero = the integer nearest −minimum/scale
+    (onnxruntime's fast kernels take integer zero points only), |residual| ≤ scale/2 inside 0..15; the residual
+    travels in `offset_rows`."""
+    zero = np.clip(np.rint(-fit.minimum / np.where(fit.scale > 0, fit.scale, 1.0)), 0, 15)
+    extra_q, extra_scale = offset_rows(fit.minimum + zero * fit.scale, block)
+    extra = extra_scale.shape[1]
+    return OffsetRows(np.concatenate([fit.q, extra_q], axis=1), np.concatenate([fit.scale, extra_scale], axis=1),
+                      np.concatenate([zero, np.full(extra_scale.shape, 8)], axis=1).astype(np.uint8), extra)
+
+
+def block_summer(k: int, block: int, parts: int = 2) -> np.ndarray:
+    """[K, E·block] fp32: activations @ it = the activations' extra columns that `offset_rows` multiplies (each
+    block's sum, then the same sum / 16 for the low part, laid out as `offset_rows` lays out the offsets)."""
+    blocks, slots = k // block, block // parts
+    e = -(-blocks // slots)
+    summer = np.zeros((k, e * block), np.float32)
+    for b in range(blocks):
+        j, i = divmod(b, slots)
+        for part in range(parts):
+            summer[b * block:(b + 1) * block, j * block + part * slots + i] = 1.0 / 16 ** part
+    return summer
+
+
 def more_bits(layer: int, n_layers: int) -> bool:
     """llama.cpp's Q4_K_M rule (`use_more_bits` in src/llama-quant.cpp) for which layers' attn_v / ffn_down get
     more bits: the first and last eighth of the layers and every third layer between."""
@@ -162,7 +226,8 @@ def quantize_wls(src: Path, dst_dir: Path, block_size: int = 32, accuracy_level:
                  mixed: bool = False, importance: ActivationImportance | None = None,
                  eight_bit: set[tuple[int | None, str]] | None = None) -> Path:
     """Write `dst_dir/model.onnx` (+ .data): every constant MatMul of an LLM graph (activations [batch, seq, K]) as
-    symmetric 4-bit MatMulNBits with a least-squares-fitted scale and float offset per block (module docstring);
+    4-bit MatMulNBits with a least-squares-fitted scale and float minimum per block, the minimum as an integer zero
+    point plus offset rows over the activations' block sums (module docstring);
     the output head at `head_bits` 8 (Q8_0-style, shared with a tied embedding) or 4 (fitted like the rest).
     mixed: as Q4_K_M keeps attn_v and ffn_down at 6 bits in the layers `more_bits` picks, write those layers' value
     projection (the builder fuses q, k and v into one MatMul: the whole qkv) and down projection at 8 bits.
@@ -180,20 +245,20 @@ def quantize_wls(src: Path, dst_dir: Path, block_size: int = 32, accuracy_level:
     inits = {i.name: i for i in graph.initializer}
     head_weight = _head_weight(model)
     n_layers = 1 + max((_layer_of(n.name) or 0) for n in graph.node)
-    block_sums: dict[str, str] = {}  # activation -> its block sums, made once per activation
-    summers: dict[int, str] = {}  # K -> a [K, K/block] 0/1 matrix: activation @ it = the block sums (one MatMul)
+    extended_inputs: dict[str, str] = {}  # activation -> [activation, its offset columns], made once per activation
+    summers: dict[int, str] = {}  # K -> `block_summer(K)`, one initializer per width
     new_nodes, new_inits = [], []
 
-    def sums_of(activation: str, k: int) -> str:
+    def extended(activation: str, k: int) -> str:
         if k not in summers:
-            ones = np.kron(np.eye(k // block_size, dtype=np.float32), np.ones((block_size, 1), np.float32))
-            summers[k] = f"/wls/block_summer_{k}"
-            new_inits.append(numpy_helper.from_array(ones, summers[k]))
-        if activation not in block_sums:
-            sums = f"{activation}/wls_block_sums"
-            new_nodes.append(helper.make_node("MatMul", [activation, summers[k]], [sums], name=sums))
-            block_sums[activation] = sums
-        return block_sums[activation]
+            summers[k] = f"/wls/offset_summer_{k}"
+            new_inits.append(numpy_helper.from_array(block_summer(k, block_size), summers[k]))
+        if activation not in extended_inputs:
+            cols, out = f"{activation}/wls_offset_columns", f"{activation}/wls_extended"
+            new_nodes.append(helper.make_node("MatMul", [activation, summers[k]], [cols], name=cols))
+            new_nodes.append(helper.make_node("Concat", [activation, cols], [out], name=out, axis=-1))
+            extended_inputs[activation] = out
+        return extended_inputs[activation]
 
     for node in graph.node:
         weight = inits.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
@@ -215,25 +280,22 @@ def quantize_wls(src: Path, dst_dir: Path, block_size: int = 32, accuracy_level:
         else:
             imp = importance.for_node(node.name) if importance is not None else None
             fit = fit_matrix(w, block_size, imp if imp is not None and imp.shape == (k,) else None)
-        half = 1 << (bits - 1)
         base = f"{node.name}_Q{bits}"
-        b = numpy_helper.from_array(_pack(fit.q, bits), f"{weight.name}_Q{bits}G{block_size}")
-        s = numpy_helper.from_array(fit.scale.reshape(-1), f"{weight.name}_scale")
-        new_inits.extend([b, s])
-        offset = fit.minimum + half * fit.scale  # w = s·(q - half) + offset: what symmetric MatMulNBits leaves out
         attrs = dict(K=k, N=n, bits=bits, block_size=block_size, accuracy_level=accuracy_level)
-        if bits == 8 or not np.any(offset):
-            new_nodes.append(helper.make_node("MatMulNBits", [node.input[0], b.name, s.name], list(node.output),
-                                              name=base, domain="com.microsoft", **attrs))
-            continue
-        raw = f"{base}/output_0"
-        new_nodes.append(helper.make_node("MatMulNBits", [node.input[0], b.name, s.name], [raw], name=base,
+        inputs = [node.input[0], f"{weight.name}_Q{bits}G{block_size}", f"{weight.name}_scale"]
+        q, scale = fit.q, fit.scale
+        if bits == 4 and np.any(fit.minimum + 8 * fit.scale):  # not symmetric: the minimum needs its offset rows
+            rows = with_offset_rows(fit, block_size)
+            q, scale = rows.q, rows.scale
+            attrs["K"] = k + rows.extra_blocks * block_size
+            inputs[0] = extended(node.input[0], k)
+            inputs.append(f"{weight.name}_zero_point")
+            zero = np.pad(rows.zero, ((0, 0), (0, rows.zero.shape[1] % 2)))  # two 4-bit zero points a byte
+            new_inits.append(numpy_helper.from_array(_pack(zero, 4).reshape(-1), inputs[3]))
+        new_inits.append(numpy_helper.from_array(_pack(q, bits), inputs[1]))
+        new_inits.append(numpy_helper.from_array(scale.reshape(-1), inputs[2]))
+        new_nodes.append(helper.make_node("MatMulNBits", inputs, list(node.output), name=base,
                                           domain="com.microsoft", **attrs))
-        c = numpy_helper.from_array(np.ascontiguousarray(offset.T), f"{weight.name}_block_offset")  # [K/block, N]
-        new_inits.append(c)
-        corr = f"{base}/offset"
-        new_nodes.append(helper.make_node("MatMul", [sums_of(node.input[0], k), c.name], [corr], name=corr))
-        new_nodes.append(helper.make_node("Add", [raw, corr], list(node.output), name=f"{base}/add_offset"))
     del graph.node[:]
     graph.node.extend(new_nodes)
     graph.initializer.extend(new_inits)

@@ -1,8 +1,9 @@
-"""onnx:int4-wls: least-squares scale and float minimum per block (quantize/onnx_wls.py).
+"""onnx:int4-wls, the default onnx:int4: least-squares scale and float minimum per block (quantize/onnx_wls.py).
 
 Specification: on real tensors of the embedded SmolLM2 the fit beats round-to-nearest (symmetric, and asymmetric
 with an integer zero point) in the weighted error it minimises, and reproduces a tensor that is already on a Q4_1
-grid exactly; the exported model answers the same at temperature 0 on two loads and agrees with the f16 GGUF's
+grid exactly; the graph's form (integer zero points + offset rows) multiplies as the fit does, one MatMulNBits per
+weight; the exported model answers the same at temperature 0 on two loads and agrees with the f16 GGUF's
 next token almost everywhere; a bad ONNX type is refused with the accepted forms.
 """
 
@@ -13,7 +14,7 @@ import pytest
 
 from ondevice.errors import InvalidInput
 from quantize.onnx_export import parse_llm_type
-from quantize.onnx_wls import BlockFit, fit_matrix, rtn_symmetric, weighted_error
+from quantize.onnx_wls import BlockFit, block_summer, fit_matrix, rtn_symmetric, weighted_error, with_offset_rows
 
 
 def _matmul_weight(gguf_path, name: str, columns: int | None = None) -> np.ndarray:
@@ -55,6 +56,51 @@ def test_fit_beats_round_to_nearest_off_the_grid(smollm2_path):
     assert ours < 0.5 * weighted_error(w, rtn_symmetric(w))
 
 
+@pytest.mark.parametrize("name", ["blk.0.attn_q.weight", "blk.5.ffn_down.weight"])
+def test_offset_rows_multiply_as_the_float_minimum_does(smollm2_path, name):
+    """The graph's form of the fit: integer zero points (onnxruntime's fast kernel takes no other) and the residual
+    offsets as extra rows over the activations' block sums give the fit's own product to ~8-bit offset precision."""
+    w = _matmul_weight(smollm2_path, name)
+    fit = fit_matrix(w)
+    rows = with_offset_rows(fit, 32)
+    k, n = w.shape
+    assert rows.zero.max() <= 15 and rows.q.max() <= 15
+    assert rows.q.shape == (n, k // 32 + rows.extra_blocks, 32) and rows.extra_blocks == -(-(k // 32) // 16)
+    residual = fit.minimum + rows.zero[:, :k // 32] * fit.scale
+    assert np.all(np.abs(residual) <= 0.5 * fit.scale + 1e-7)  # Q4_1 minimums lie inside the 4-bit range
+    as_written = ((rows.q.astype(np.float32) - rows.zero[..., None]) * rows.scale[..., None]).reshape(n, -1).T
+    a = np.random.default_rng(0).standard_normal((8, k)).astype(np.float32)
+    extended = np.concatenate([a, a @ block_summer(k, 32)], axis=-1)
+    exact = a @ fit.dequantize()
+    assert np.abs(extended @ as_written - exact).max() <= 2e-3 * np.abs(exact).max()
+    integer_only = ((fit.q.astype(np.float32) - rows.zero[:, :k // 32, None]) * fit.scale[..., None]).reshape(n, -1).T
+    assert np.abs(a @ integer_only - exact).max() >= 20 * np.abs(extended @ as_written - exact).max()
+
+
+def test_default_int4_is_one_fast_matmulnbits_per_weight(smollm2_onnx_int4):
+    """onnx:int4 is wls: every layer weight one MatMulNBits with uint8 zero points (the packed integer kernel; float
+    zero points de-quantise on every call), no offset node per weight: the only float MatMuls are the block sums,
+    one per activation, each joined to it by a Concat."""
+    import json
+
+    import onnx
+
+    folder = smollm2_onnx_int4.info.path
+    assert json.loads((folder / "ondevice_onnx.json").read_text())["algorithm"] == "wls"
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    elem = {i.name: i.data_type for i in graph.initializer}
+    nbits = [nd for nd in graph.node if nd.op_type == "MatMulNBits"]
+    layers = [nd for nd in nbits if nd.name.startswith("/model/layers.")]
+    assert len(layers) == 30 * 5  # qkv, o, gate, up, down
+    assert all(len(nd.input) == 4 and elem[nd.input[3]] == onnx.TensorProto.UINT8 for nd in layers)
+    float_matmuls = [nd for nd in graph.node if nd.op_type == "MatMul"]
+    assert float_matmuls and all(nd.output[0].endswith("/wls_offset_columns") for nd in float_matmuls)
+    concats = {nd.input[1] for nd in graph.node if nd.op_type == "Concat"}
+    assert {nd.output[0] for nd in float_matmuls} <= concats
+    assert len(float_matmuls) == 30 * 4  # per layer: the qkv, o, gate/up and down inputs
+    assert not any(nd.op_type == "Add" and "offset" in nd.name for nd in graph.node)
+
+
 @pytest.mark.parametrize("spec,expected", [
     ("int4", ("int4", {})),
     ("INT4-rtn-head4", ("int4", {"algorithm": "rtn", "head_bits": 4})),
@@ -62,13 +108,14 @@ def test_fit_beats_round_to_nearest_off_the_grid(smollm2_path):
     ("int8-b64", ("int8", {"block_size": 64})),
     ("int4-wls_mixed-imx", ("int4", {"algorithm": "wls_mixed", "imatrix": True})),
     ("int4-imx-wls-b16", ("int4", {"imatrix": True, "algorithm": "wls", "block_size": 16})),
+    ("int4-imx", ("int4", {"imatrix": True})),  # imx on the default algorithm, wls
 ])
 def test_onnx_type_options_parse(spec, expected):
     assert parse_llm_type(spec) == expected
 
 
 @pytest.mark.parametrize("spec", ["int4-foo", "int4-head6", "int8-wls", "fp32-b16", "int4-rtn-wls",
-                                  "int4-k_quant_mixed-head4", "int3", "int4-imx", "int4-rtn-imx", "int8-imx",
+                                  "int4-k_quant_mixed-head4", "int3", "int4-rtn-imx", "int4-hqq-s10", "int8-imx",
                                   "int4-wls-imx-imx"])
 def test_bad_onnx_type_is_refused_with_the_accepted_forms(spec):
     with pytest.raises(InvalidInput, match="TYPE\\[-OPTION...\\]|head8"):
