@@ -52,6 +52,7 @@ def smollm2_onnx_int8(smollm2_hf_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def smollm2_onnx_int4_wls(smollm2_hf_dir, tmp_path_factory):
-    """SmolLM2 exported to onnx:int4-wls (least-squares scale and float minimum per block, quantize/onnx_wls.py)."""
-    yield from _exported(smollm2_hf_dir, tmp_path_factory, "int4", 256, algorithm="wls")
+def smollm2_onnx_int4_wls(smollm2_onnx_int4):
+    """SmolLM2 as onnx:int4-wls (least-squares scale and float minimum per block, quantize/onnx_wls.py): the default
+    onnx:int4, so the same export."""
+    return smollm2_onnx_int4

@@ -9,6 +9,8 @@ next token almost everywhere; a bad ONNX type is refused with the accepted forms
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,7 +87,7 @@ def test_default_int4_is_one_fast_matmulnbits_per_weight(smollm2_onnx_int4):
 
     import onnx
 
-    folder = smollm2_onnx_int4.info.path
+    folder = Path(smollm2_onnx_int4.info.path)
     assert json.loads((folder / "ondevice_onnx.json").read_text())["algorithm"] == "wls"
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
     elem = {i.name: i.data_type for i in graph.initializer}
