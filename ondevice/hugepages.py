@@ -68,25 +68,19 @@ def huge_page_size() -> int | None:
         return None
 
 
-def _heap() -> tuple[int, int] | None:
-    """The C heap's (start, end) (the brk area: where malloc puts small and medium blocks), or None."""
-    with open("/proc/self/maps") as fh:
-        for line in fh:
-            if line.rstrip().endswith("[heap]"):
-                start, end = (int(x, 16) for x in line.split()[0].split("-"))
-                return start, end
-    return None
-
-
-def _anonymous_regions() -> set[tuple[int, int]]:
-    regions = set()
+def _memory_map() -> tuple[set[tuple[int, int]], tuple[int, int] | None]:
+    """One read of /proc/self/maps: the writable anonymous mappings, and the C heap's (start, end) (the brk area,
+    where malloc puts small and medium blocks) or None."""
+    regions, heap = set(), None
     with open("/proc/self/maps") as fh:
         for line in fh:
             parts = line.split()
+            start, end = (int(x, 16) for x in parts[0].split("-"))
             if len(parts) == 5 and parts[1].startswith("rw") and parts[4] == "0":  # no path: anonymous memory
-                start, end = (int(x, 16) for x in parts[0].split("-"))
                 regions.add((start, end))
-    return regions
+            elif parts[-1] == "[heap]":
+                heap = (start, end)
+    return regions, heap
 
 
 @functools.cache
@@ -180,8 +174,8 @@ def huge_pages(enabled: bool = True, heap: bool = False) -> Iterator[HugePageRep
         yield report
         return
     try:
-        before = _anonymous_regions()
-        heap_before = _heap() if heap else None
+        before, heap_before = _memory_map()
+        heap_before = heap_before if heap else None
     except OSError:
         report.reason = "/proc/self/maps unreadable"
         yield report
@@ -189,9 +183,10 @@ def huge_pages(enabled: bool = True, heap: bool = False) -> Iterator[HugePageRep
     yield report
     try:
         t0 = time.perf_counter()
-        new = {r for r in _anonymous_regions() - before if r[1] - r[0] >= MIN_REGION}
-        heap_after = _heap() if heap_before else None
-        if heap_after and heap_after[0] == heap_before[0] and heap_after[1] - heap_before[1] >= MIN_REGION:
+        after, heap_after = _memory_map()
+        new = {r for r in after - before if r[1] - r[0] >= MIN_REGION}
+        if heap_before and heap_after and heap_after[0] == heap_before[0] \
+                and heap_after[1] - heap_before[1] >= MIN_REGION:
             new.add((heap_before[1], heap_after[1]))  # only the growth: what was there before is not the model's
         chunks = resident_chunks(new, hp)
         report.regions = len(new)

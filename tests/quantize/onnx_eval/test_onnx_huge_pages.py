@@ -44,24 +44,54 @@ def test_onnx_weights_move_to_huge_pages_and_answers_stay_the_same(smollm2_onnx_
 @needs_thp
 def test_a_load_off_the_main_thread_leaves_the_shared_heap_alone(monkeypatch):
     """The C heap is the main thread's arena: grown during another thread's load, it may hold memory that other
-    threads are writing, so a load off the main thread does not even look at it (ondevice.hugepages.huge_pages);
-    on the main thread it does."""
+    threads are writing, so a load off the main thread never offers the heap's growth for moving
+    (ondevice.hugepages.huge_pages); on the main thread it does."""
     import threading
 
     import ondevice.hugepages as hugepages
 
-    looked = []
-    real_heap = hugepages._heap
-    monkeypatch.setattr(hugepages, "_heap", lambda: looked.append(threading.current_thread().name) or real_heap())
+    offered = {}  # thread name -> the regions huge_pages handed on for moving
+    heaps = []    # the heap's extent at each look at the memory map
+    real_chunks, real_map = hugepages.resident_chunks, hugepages._memory_map
 
-    def load(label):
+    def chunks(regions, hp):
+        offered[threading.current_thread().name] = set(regions)
+        return real_chunks(regions, hp)
+
+    def memory_map():
+        regions, heap = real_map()
+        heaps.append(heap)
+        return regions, heap
+
+    monkeypatch.setattr(hugepages, "resident_chunks", chunks)
+    monkeypatch.setattr(hugepages, "_memory_map", memory_map)
+
+    def grow_heap():
+        """Small malloc blocks, as onnxruntime makes, until the heap has grown by 40 MB (free room left in it by
+        earlier tests is used up first)."""
+        end, blocks = real_map()[1][1], []
+        while real_map()[1][1] - end < 40 << 20:
+            blocks += [bytearray(1 << 16) for _ in range(64)]
+            assert len(blocks) < 1 << 15, "the heap did not grow"  # 2 GiB without growing: not a brk heap
+        return blocks
+
+    def load(during=grow_heap):
         with hugepages.huge_pages(True, heap=True):
-            blocks = [bytearray(1 << 16) for _ in range(64)]
-        return label, len(blocks)
+            return during()
 
-    worker = threading.Thread(target=load, args=("worker",), name="worker")
+    # The hazard: a background load while the main thread grows the heap with memory of its own.
+    inside, grown = threading.Event(), threading.Event()
+    worker = threading.Thread(target=load, name="worker", args=(lambda: inside.set() or grown.wait(30),))
     worker.start()
+    inside.wait(30)
+    mine = grow_heap()
+    grown.set()
     worker.join()
-    assert looked == []
-    load("main")
-    assert looked and set(looked) == {threading.main_thread().name}
+    held = load()  # `mine` stays allocated, so this load has to grow the heap further
+    assert mine and held
+
+    def in_heap(regions):  # the regions that lie in the heap as any look at the memory map saw it
+        return [r for r in regions if any(h and r[0] < h[1] and h[0] < r[1] for h in heaps)]
+
+    assert in_heap(offered["worker"]) == []
+    assert in_heap(offered[threading.main_thread().name]) == [(heaps[-2][1], heaps[-1][1])]  # the growth only
