@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ondevice.errors import InvalidInput
-from ondevice.memory import KV_TYPES, QUANTISED_KV_TYPES
+from ondevice.memory import KV_TYPES, QUANTISED_KV_TYPES, uses_flash_attention
 FLASH_ATTN = ("auto", "on", "off")
 MIN_CTX = 16
 
@@ -81,4 +81,4 @@ class RuntimeOptions:
 
     def flash_attention_enabled(self) -> bool:
         """Whether to turn flash attention on ("auto" resolves to on exactly when the KV cache is quantised)."""
-        return self.flash_attn == "on" or (self.flash_attn == "auto" and self.kv_type in QUANTISED_KV_TYPES)
+        return uses_flash_attention(self.kv_type, {"on": True, "off": False}.get(self.flash_attn))
