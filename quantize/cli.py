@@ -36,10 +36,9 @@ def _num(value, digits: int) -> str:
 
 def _measures_activations(parsed: list[tuple[str, str]]) -> bool:
     """Whether an ONNX target's options (-imx, -sN) gather activations from a calibration text."""
-    from quantize.onnx_export import parse_llm_type
+    from quantize.onnx_export import parse_llm_type, uses_calibration
 
-    return any(fmt == "onnx" and {"imatrix", "eight_bit_pct"} & set(parse_llm_type(qtype)[1])
-               for fmt, qtype in parsed)
+    return any(fmt == "onnx" and uses_calibration(parse_llm_type(qtype)[1]) for fmt, qtype in parsed)
 
 
 @click.command("quantize")

@@ -50,6 +50,11 @@ class OnnxExportResult:
     seconds: float
 
 
+def uses_calibration(options: dict) -> bool:
+    """Whether `parse_llm_type` options (-imx, -sN) measure activations on a calibration text."""
+    return bool(options.get("imatrix") or options.get("eight_bit_pct"))
+
+
 def parse_llm_type(spec: str) -> tuple[str, dict]:
     """"int4", "int4-rtn", "int4-wls-b16", "int4-k_quant_mixed", "int4-rtn-head4", "int4-wls-imx", "int8-b64" ->
     (quant, options for `export_onnx_llm`). Options after the type, separated by "-": an int4 algorithm

@@ -136,10 +136,10 @@ def _make_variant(fmt: str, qtype: str, name: str, source, reference: Variant, o
         return Variant(f"{name}-{qtype}", "gguf", qtype, str(r.path), r.size_bytes, round(r.bits_per_weight, 3),
                        reference.n_params, seconds=round(r.seconds, 2))
     from quantize.hf_source import to_hf_dir
-    from quantize.onnx_export import export_onnx_llm, parse_llm_type
+    from quantize.onnx_export import export_onnx_llm, parse_llm_type, uses_calibration
 
     quant, type_options = parse_llm_type(qtype)
-    if calibration is not None and (type_options.get("imatrix") or type_options.get("eight_bit_pct")):
+    if calibration is not None and uses_calibration(type_options):
         type_options["calibration"] = calibration  # -imx / -sN measure activations on the user's text
     r = export_onnx_llm(to_hf_dir(source), out_dir / f"{name}-onnx-{qtype}", quant,
                         **{**onnx_options, **type_options})
