@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bench.scenarios import SCENARIOS, ModeRun, ScenarioResult, VerifyCost, load_scenario, project, run_scenarios
+from bench.scenarios import (SCENARIOS, ModeRun, ScenarioResult, VerifyCost, copy_bound, load_scenario, project,
+                             run_scenarios)
 from ondevice.errors import InvalidInput
 
 
@@ -27,6 +28,16 @@ def test_rag_scenario_runs_both_modes_with_identical_greedy_output(smollm2):
     assert result.plain.decode_tok_s > 0 and result.lookup.decode_tok_s > 0
     assert "| rag |" in report.markdown()
     assert json.dumps(report.to_dict())
+    assert result.copy_bound >= 1.0
+
+
+def test_copy_bound_counts_the_passes_an_output_needs_when_verifying_is_free():
+    # Two passes find no earlier match (9 is new; then "9" has no follower yet); the third drafts [2, 3, 4] after
+    # the prompt's "1", keeps all three and adds the model's own 5: six tokens in three passes.
+    assert copy_bound([1, 2, 3, 4, 5], [9, 1, 2, 3, 4, 5], max_draft=3) == 2.0
+    assert copy_bound([1, 2, 3], [7, 8, 9, 10]) == 1.0      # nothing to copy: one pass per token
+    assert copy_bound([1, 2, 3], [1, 2, 4, 4]) == 4 / 3     # "1" drafts [2, 3, 1]: 2 kept, then the model's 4
+    assert copy_bound([5], []) == 1.0
 
 
 def test_projection_counts_decode_steps_and_verify_cost():
