@@ -18,10 +18,12 @@ Why the output is the model's own:
   split-KV flash attention for one token at >= 512 cached tokens), so batch logits differ from single-token logits
   by up to about a logit, and a near-tie can flip. The guard below accepts a greedy choice from a batch only where
   its top-1 lead is wider than `GREEDY_MARGIN`; at a narrower position it falls back to the single-token path for
-  that token, so output stays token-identical to plain decoding (tested on both embedded models).
+  that token. Tested token-identical on both embedded models; where plain decoding itself sits on near-ties, the
+  two can still part (docs/speculative.md says when).
 
-`DraftController` sets the draft length from the measured acceptance and, in "auto" mode, switches drafting off for
-a while when drafted steps produce tokens more slowly than plain steps (open chat), then tries again.
+`DraftController` sets the draft length: in "auto" mode from the acceptance counted per context and the measured
+cost of verify batches (it drafts only where a step is expected to emit tokens faster than plain decoding), in
+"lookup" mode from the last step's acceptance alone.
 """
 
 from __future__ import annotations
@@ -35,11 +37,9 @@ import numpy as np
 MODES = ("auto", "off", "lookup")
 GREEDY_MARGIN = 1.5       # logits; batch vs single-token logits were measured to move top-1/top-2 gaps by < 1
 MAX_DRAFT = 12            # longest draft; verify batches stay small (kernel choice and cost grow with the batch)
-# "auto" drafts only from a match of 2+ tokens and starts with 2-token drafts: in open chat a single-token match is
-# almost always there and almost never right, and on a compute-bound CPU a rejected 5-token verify batch costs about
-# 3 plain steps (2 tokens: 1.7), so the probes that find out drafting does not pay must be cheap ("lookup" mode
-# drafts from any match, starting at 4).
-AUTO_MIN_NGRAM, AUTO_START = 2, 2
+# "auto" drafts only from a match of AUTO_MIN_NGRAM+ tokens: in open chat a single-token match is almost always
+# there and almost never right ("lookup" mode drafts from any match).
+AUTO_MIN_NGRAM = 3
 
 
 def check_mode(mode: object, param: str = "speculative") -> str:
@@ -78,68 +78,106 @@ class NgramDrafter:
                     self._index[n][tuple(hist[i - n:i])] = i
             hist.append(int(token))
 
-    def draft(self, k: int) -> list[int]:
-        """Up to k tokens that followed the latest earlier occurrence of the longest matching suffix n-gram."""
+    def _match(self) -> tuple[int, int | None]:
         hist = self.tokens
-        if k <= 0:
-            return []
         for n in range(min(self.max_ngram, len(hist)), self.min_ngram - 1, -1):
             start = self._index[n].get(tuple(hist[-n:]))
             if start is not None:
-                return hist[start:start + k]
-        return []
+                return n, start
+        return 0, None
+
+    def match_order(self) -> int:
+        """Length of the longest suffix n-gram seen earlier (0: none, nothing to draft)."""
+        return self._match()[0]
+
+    def draft(self, k: int) -> list[int]:
+        """Up to k tokens that followed the latest earlier occurrence of the longest matching suffix n-gram."""
+        if k <= 0:
+            return []
+        _, start = self._match()
+        return [] if start is None else self.tokens[start:start + k]
+
+
+def prior_verify_cost(k: int) -> float:
+    """What a verify batch of k tokens costs relative to one plain step before anything is measured: a 2-token batch
+    nearly two steps, each further token 0.42 (SmolLM2 Q4_1 at 2 threads of a 2-core CPU, the costliest curve
+    measured; docs/speculative.md). The step's own measurements replace it."""
+    return 1.0 + 0.9 * min(k - 1, 1) + 0.42 * max(k - 2, 0)
 
 
 class DraftController:
-    """Draft length from measured acceptance; in "auto" mode, drafting pauses when it does not pay.
+    """How many tokens to draft at each step.
 
-    Length: +2 after a fully accepted draft, accepted+1 otherwise (the longest length that would have paid), within
-    [1, max_draft]. Payoff: exponential moving averages of seconds per emitted token for drafted steps and plain
-    steps. The first verdict comes after `first_probe` drafted steps; when drafted steps are slower than plain ones,
-    drafting pauses for `cooldown` steps, and each later retry is judged on ONE drafted step (a failed retry doubles
-    the pause, up to 512). Open chat, where drafts rarely hold, so pays for a handful of drafted steps per
-    generation: measured on SmolLM2, judging every retry on four steps cost about 13% of decode speed.
+    "lookup" mode (`auto=False`): +2 after a fully accepted draft, accepted+1 otherwise, within
+    [1, max_draft]; it never stops drafting (for measuring).
+
+    "auto" mode drafts d tokens only where a verify step is expected to emit more tokens per second than a plain
+    step: E(d) / c(d+1) > 1, with E(d) = 1 + q + ... + q^d the expected tokens emitted (the kept prefix plus the
+    model's own token) and c(k) the cost of a k-token batch in plain steps. q, the chance that the next drafted token
+    is kept, is counted separately for each context (the length of the matched n-gram, and whether the previous
+    draft was kept whole: a copy that has held so far tends to go on), starting from an optimistic prior of 4 kept
+    to 1 rejected so each context is tried. c(k) is measured as the steps happen (a moving average per batch size,
+    against the moving average of plain steps), starting from `prior_verify_cost`. On a CPU where a batch costs
+    nearly as much as its tokens one by one (2 cores), this drafts only along copies that keep holding; where
+    batches are cheap (more cores, bigger models) it drafts more and longer.
     """
 
-    def __init__(self, adaptive_off: bool = True, max_draft: int = MAX_DRAFT, start: int = 4, alpha: float = 0.25,
-                 first_probe: int = 2):
-        self.adaptive_off = adaptive_off
-        self.max_draft = max_draft
-        self.k = min(start, max_draft)
-        self.alpha = alpha
-        self.spec_cost: float | None = None   # EMA seconds per emitted token, drafted steps
-        self.plain_cost: float | None = None  # EMA seconds per token, plain steps
-        self.cooldown = 16
-        self.paused_steps = 0
-        self._probe = first_probe              # drafted steps before the next verdict
-        self._spec_steps = 0
+    PRIOR_KEPT, PRIOR_REJECTED = 4.0, 1.0
 
-    def draft_length(self) -> int:
-        """How many tokens to draft now (0: take a plain step)."""
-        if self.paused_steps > 0:
-            self.paused_steps -= 1
-            return 0
-        return self.k
+    def __init__(self, auto: bool = True, max_draft: int = MAX_DRAFT, start: int = 4, alpha: float = 0.3):
+        self.auto = auto
+        self.max_draft = max_draft
+        self.k = min(start, max_draft)          # lookup mode's current length
+        self.alpha = alpha
+        self.plain_cost: float | None = None    # moving average, seconds per plain step
+        self.costs: dict[int, float] = {}       # batch size -> measured cost in plain steps
+        self.counts: dict[tuple[int, bool], list[float]] = {}  # context -> [kept, rejected]
+        self.context: tuple[int, bool] = (0, False)
+        self._whole = False                     # the previous draft was kept whole
 
     def _ema(self, old: float | None, new: float) -> float:
         return new if old is None else old + self.alpha * (new - old)
 
+    def cost(self, k: int) -> float:
+        """A k-token verify batch in plain steps (measured, else the prior)."""
+        return self.costs.get(k) or prior_verify_cost(k)
+
+    def keep_chance(self, context: tuple[int, bool]) -> float:
+        """Estimated chance that the next drafted token is kept in `context` (its counts plus the prior)."""
+        kept, rejected = self.counts.get(context, (self.PRIOR_KEPT, self.PRIOR_REJECTED))
+        return kept / (kept + rejected)
+
+    def draft_length(self, order: int = 0) -> int:
+        """How many tokens to draft now (0: take a plain step); `order` is the length of the matched n-gram."""
+        if not self.auto:
+            return self.k
+        if order <= 0:
+            return 0
+        self.context = (order, self._whole)
+        q = self.keep_chance(self.context)
+        best, length, expected, power = 1.0, 0, 1.0, 1.0
+        for d in range(1, self.max_draft + 1):
+            power *= q
+            expected += power
+            gain = expected / self.cost(d + 1)
+            if gain > best:
+                best, length = gain, d
+        return length
+
     def record_plain(self, seconds: float) -> None:
         self.plain_cost = self._ema(self.plain_cost, seconds)
+        self._whole = False
 
     def record_draft(self, drafted: int, accepted: int, emitted: int, seconds: float) -> None:
-        """One verify step: `drafted` proposed, `accepted` kept, `emitted` tokens returned in `seconds`."""
+        """One verify step: `drafted` proposed, `accepted` kept, `emitted` tokens returned in `seconds` (a step cut
+        short by a near-tie counts as a rejection there: for speed it is one)."""
         self.k = min(self.k + 2, self.max_draft) if accepted == drafted else max(1, min(self.k, accepted + 1))
-        self.spec_cost = self._ema(self.spec_cost, seconds / max(emitted, 1))
-        self._spec_steps += 1
-        if not self.adaptive_off or self.plain_cost is None or self._spec_steps < self._probe:
-            return
-        if self.spec_cost > self.plain_cost:  # drafting costs more per token than it saves: pause, back off
-            self.paused_steps = self.cooldown
-            self.cooldown = min(self.cooldown * 2, 512)
-            self.spec_cost, self._spec_steps, self._probe = None, 0, 1
-        else:
-            self.cooldown = 16
+        kept, rejected = self.counts.get(self.context, (self.PRIOR_KEPT, self.PRIOR_REJECTED))
+        self.counts[self.context] = [kept + accepted, rejected + (accepted < drafted)]
+        self._whole = accepted == drafted
+        if self.plain_cost:
+            k = drafted + 1
+            self.costs[k] = self._ema(self.costs.get(k), seconds / self.plain_cost)
 
 
 class VerifyTarget(Protocol):
@@ -185,7 +223,7 @@ class LookupDecoder:
         self.target = target
         auto = mode == "auto"
         self.drafter = NgramDrafter(prompt, min_ngram=AUTO_MIN_NGRAM if auto else 1)
-        self.controller = DraftController(adaptive_off=auto, start=AUTO_START if auto else 4)
+        self.controller = DraftController(auto=auto)
         self.greedy = greedy
         self.n_ctx = n_ctx
         self.n_prompt = len(prompt)
@@ -199,7 +237,7 @@ class LookupDecoder:
         self._seen = len(state.generated)
         pending = list(state.pending)
         cached = self.n_prompt + len(state.generated) - len(pending)  # tokens the context holds now
-        k = 0 if (self._plain_next or not pending) else self.controller.draft_length()
+        k = 0 if (self._plain_next or not pending) else self.controller.draft_length(self.drafter.match_order())
         remaining = state.budget - len(state.generated)  # the loop keeps at most this many of our tokens
         k = min(k, remaining - 1)
         if self.n_ctx is not None:

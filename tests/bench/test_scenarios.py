@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bench.scenarios import (SCENARIOS, ModeRun, ScenarioResult, VerifyCost, copy_bound, load_scenario, project,
-                             run_scenarios)
+from bench.scenarios import (SCENARIOS, ModeRun, ScenarioResult, VerifyCost, copy_bound, load_scenario, oracle_speedup,
+                             project, run_scenarios)
 from ondevice.errors import InvalidInput
 
 
@@ -38,6 +38,18 @@ def test_copy_bound_counts_the_passes_an_output_needs_when_verifying_is_free():
     assert copy_bound([1, 2, 3], [7, 8, 9, 10]) == 1.0      # nothing to copy: one pass per token
     assert copy_bound([1, 2, 3], [1, 2, 4, 4]) == 4 / 3     # "1" drafts [2, 3, 1]: 2 kept, then the model's 4
     assert copy_bound([5], []) == 1.0
+
+
+def test_the_oracle_drafts_only_where_a_batch_pays_for_itself():
+    prompt, output = [1, 2, 3, 4, 5], [9, 1, 2, 3, 4, 5]   # two plain steps, then [2, 3, 4, 5] can be copied
+    free = [1.0] * 8
+    assert oracle_speedup(prompt, output, free) == 6 / 3      # verifying is free: as copy_bound
+    linear = [float(k) for k in range(1, 9)]                  # a batch of k costs k steps: drafting never pays
+    assert oracle_speedup(prompt, output, linear) == 1.0
+    half = [1.0] + [0.5 * k for k in range(2, 9)]             # two plain steps, then one batch of 4 (cost 2)
+    assert oracle_speedup(prompt, output, half) == pytest.approx(6 / (1 + 1 + 0.5 * 4))
+    with pytest.raises(InvalidInput):
+        oracle_speedup(prompt, output, [])
 
 
 def test_projection_counts_decode_steps_and_verify_cost():

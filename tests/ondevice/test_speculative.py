@@ -27,40 +27,50 @@ def test_drafter_returns_nothing_without_a_match_and_draft_may_run_into_its_own_
     assert d.draft(4) == [5]  # "5 5" followed at position 2 by the last token itself
 
 
-def test_controller_grows_on_full_acceptance_shrinks_on_rejection_and_pauses_when_slower():
-    c = DraftController(start=4)
+def test_lookup_mode_grows_on_full_acceptance_shrinks_on_rejection_and_never_stops():
+    c = DraftController(auto=False, start=4)
     c.record_plain(0.010)
     c.record_draft(4, 4, 5, 0.012)
-    assert c.k == 6
+    assert c.draft_length() == 6
     c.record_draft(6, 1, 2, 0.012)
-    assert c.k == 2
-    slow = DraftController()
-    slow.record_plain(0.010)
-    for _ in range(2):  # drafted steps at 12 ms per token vs 10 ms plain: drafting does not pay
-        slow.record_draft(2, 0, 1, 0.012)
-    assert slow.draft_length() == 0 and slow.paused_steps == 15
-    while slow.draft_length() == 0:  # the pause runs out ...
-        pass
-    slow.record_draft(2, 0, 1, 0.012)  # ... and one more slow step is enough to pause again, for twice as long
-    assert slow.draft_length() == 0 and slow.paused_steps == 31
-
-
-def test_lookup_mode_never_pauses():
-    c = DraftController(adaptive_off=False)
-    c.record_plain(0.001)
+    assert c.draft_length() == 2
     for _ in range(8):
         c.record_draft(2, 0, 1, 0.05)
-    assert c.draft_length() > 0
+    assert c.draft_length() == 1
 
 
-def test_auto_mode_drafts_only_from_a_match_of_two_tokens_and_starts_short():
-    prompt = [7, 1, 2, 3, 4, 5, 6, 8, 1]   # the last token alone occurs earlier; no 2-token suffix does
+def test_auto_mode_drafts_where_the_expected_tokens_per_cost_beat_a_plain_step():
+    c = DraftController()
+    assert c.draft_length(0) == 0                      # no match: nothing to draft
+    first = c.draft_length(3)
+    assert first > 0                                   # an unseen context is tried (prior: 4 kept to 1 rejected)
+    c.record_plain(0.010)
+    for _ in range(2):                                 # two drafts in that context rejected at once ...
+        c.draft_length(3)
+        c.record_draft(first, 0, 1, 0.025)
+    assert c.draft_length(3) == 0                      # ... and it stops drafting there
+    c.record_draft(first, first, first + 1, 0.025)     # one draft kept whole: the next step's context is
+    assert c.draft_length(3) > 0                       # "after a whole draft", counted apart, so it is tried
+
+
+def test_auto_mode_drafts_longer_where_batches_are_measured_cheap():
+    costly, cheap = DraftController(), DraftController()
+    for c, seconds in ((costly, 0.040), (cheap, 0.012)):   # a 5-token batch: 4 plain steps vs 1.2
+        c.record_plain(0.010)
+        c.draft_length(3)
+        c.record_draft(4, 4, 5, seconds)
+    assert cheap.cost(5) == pytest.approx(1.2) and costly.cost(5) == pytest.approx(4.0)
+    assert cheap.draft_length(3) > costly.draft_length(3)
+
+
+def test_auto_mode_drafts_only_from_a_match_of_three_tokens():
+    prompt = [7, 1, 2, 3, 4, 5, 6, 8, 1, 2]   # "1 2" occurs earlier; no 3-token suffix does
     model = SimpleNamespace()
-    assert LookupDecoder(model, prompt, mode="lookup").drafter.draft(4) == [2, 3, 4, 5]
+    assert LookupDecoder(model, prompt, mode="lookup").drafter.draft(4) == [3, 4, 5, 6]
     auto = LookupDecoder(model, prompt, mode="auto")
-    assert auto.drafter.draft(4) == [] and auto.controller.k == 2
-    auto.drafter.extend([2])               # now "1 2" matches: drafting resumes
-    assert auto.drafter.draft(4) == [3, 4, 5, 6]
+    assert auto.drafter.match_order() == 0 and auto.drafter.draft(4) == []
+    auto.drafter.extend([3])               # now "1 2 3" matches: drafting resumes
+    assert auto.drafter.match_order() == 3 and auto.drafter.draft(4) == [4, 5, 6, 8]
 
 
 def test_unknown_mode_is_refused():
