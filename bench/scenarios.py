@@ -116,6 +116,21 @@ class ScenarioReport:
         return "\n".join(lines)
 
 
+def _agreements(prompt: Sequence[int], output: Sequence[int], max_draft: int) -> list[int]:
+    """For each position of `output`: how many tokens of the drafter's longest proposal there (drafting from any
+    match, up to `max_draft`) agree with what follows. The proposal depends only on the tokens before it."""
+    drafter = NgramDrafter(prompt, min_ngram=1)
+    agree = []
+    for i in range(len(output)):
+        draft = drafter.draft(max_draft)
+        a = 0
+        while a < len(draft) and i + a < len(output) and draft[a] == output[i + a]:
+            a += 1
+        agree.append(a)
+        drafter.extend(output[i:i + 1])
+    return agree
+
+
 def copy_bound(prompt: Sequence[int], output: Sequence[int], max_draft: int = MAX_DRAFT) -> float:
     """The speed-up lookup decoding could reach on this greedy output if verifying a batch cost no more than one token.
 
@@ -124,16 +139,10 @@ def copy_bound(prompt: Sequence[int], output: Sequence[int], max_draft: int = MA
     Returns len(output) / steps. Where a batch of k tokens costs more than one (a compute-bound CPU), the measured
     speed-up stays below this; where it stays below the target, no hardware can reach it on this text.
     """
-    drafter = NgramDrafter(prompt, min_ngram=1)
+    agree = _agreements(prompt, output, max_draft)
     i = steps = 0
     while i < len(output):
-        draft = drafter.draft(max_draft)
-        agreed = 0
-        while agreed < len(draft) and i + agreed < len(output) and draft[agreed] == output[i + agreed]:
-            agreed += 1
-        emitted = output[i:i + agreed + 1]
-        drafter.extend(emitted)
-        i += len(emitted)
+        i += agree[i] + 1
         steps += 1
     return len(output) / steps if steps else 1.0
 
@@ -147,15 +156,7 @@ def oracle_speedup(prompt: Sequence[int], output: Sequence[int], cost: Sequence[
     minimise the total cost: dynamic programming over the output positions. Measured speed-ups stay below it."""
     if not cost or cost[0] <= 0:
         raise InvalidInput("cost must start with the cost of one token")
-    drafter = NgramDrafter(prompt, min_ngram=1)
-    agree = []
-    for i in range(len(output)):
-        draft = drafter.draft(max_draft)
-        a = 0
-        while a < len(draft) and i + a < len(output) and draft[a] == output[i + a]:
-            a += 1
-        agree.append(a)
-        drafter.extend(output[i:i + 1])
+    agree = _agreements(prompt, output, max_draft)
 
     def batch_cost(k: int) -> float:
         return (cost[k - 1] if k <= len(cost) else cost[-1] * k / len(cost)) / cost[0]
