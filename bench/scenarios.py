@@ -203,7 +203,8 @@ def run_scenarios(model: str | ondevice.Model, scenarios: Sequence[str] = SCENAR
     own = not isinstance(model, ondevice.Model)
     m = ondevice.load(model, n_ctx=n_ctx, threads=threads) if own else model
     try:
-        _decode(m, scenario_prompt(m, chosen[0]), 8, "off")  # warm-up: first-call costs out of the timings
+        for mode in ("off", lookup_mode):  # warm-up: first-call costs (and auto's calibration) out of the timings
+            _decode(m, scenario_prompt(m, load_scenario("rag")), 24, mode)
         results = []
         for scenario in chosen:
             prompt = scenario_prompt(m, scenario)

@@ -29,6 +29,7 @@ cost of verify batches (it drafts only where a step is expected to emit tokens f
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -105,6 +106,34 @@ def prior_verify_cost(k: int) -> float:
     return 1.0 + 0.9 * min(k - 1, 1) + 0.42 * max(k - 2, 0)
 
 
+CALIBRATION_MAX_STEP_S = 0.04   # calibrate only models whose one-token step is quicker (about 0.5 s in all)
+_calibrated: "weakref.WeakKeyDictionary[object, dict[int, float]]" = weakref.WeakKeyDictionary()
+
+
+def calibrate_verify_costs(target: "VerifyTarget", pending: list[int], cached: int,
+                           max_batch: int = MAX_DRAFT + 1) -> dict[int, float]:
+    """What a verify batch of k = 1..max_batch tokens costs in one-token steps on this model and machine, timed
+    once right after `cached` context tokens (the cache is cut back afterwards; `pending` are only timing filler).
+
+    The curve is not smooth: libllama's repacked kernels take rows in groups (a Q4_K_M model's 8-token batch cost
+    less than its 7-token batch here), which a smooth prior misses. An empty dict when a step is too slow to spend
+    ~40 steps on (large models: the prior and the steps' own timings serve there)."""
+    filler = (pending * max_batch)[:max_batch]
+
+    def timed(k: int) -> float:
+        t0 = time.perf_counter()
+        target._feed_all(filler[:k])
+        seconds = time.perf_counter() - t0
+        if target._trim(cached) != cached:
+            raise RuntimeError(f"lookup decoding: the cache could not be trimmed to {cached} tokens")
+        return seconds
+
+    one = min(timed(1), timed(1))
+    if one > CALIBRATION_MAX_STEP_S:
+        return {}
+    return {k: max(1.0, timed(k) / one) for k in range(2, max_batch + 1)}
+
+
 class DraftController:
     """How many tokens to draft at each step.
 
@@ -117,20 +146,22 @@ class DraftController:
     is kept, is counted separately for each context (the length of the matched n-gram, and whether the previous
     draft was kept whole: a copy that has held so far tends to go on), starting from an optimistic prior of 4 kept
     to 1 rejected so each context is tried. c(k) is measured as the steps happen (a moving average per batch size,
-    against the moving average of plain steps), starting from `prior_verify_cost`. On a CPU where a batch costs
+    against the moving average of plain steps), starting from a calibration of the model (`calibrate_verify_costs`)
+or else from `prior_verify_cost`. On a CPU where a batch costs
     nearly as much as its tokens one by one (2 cores), this drafts only along copies that keep holding; where
     batches are cheap (more cores, bigger models) it drafts more and longer.
     """
 
     PRIOR_KEPT, PRIOR_REJECTED = 4.0, 1.0
 
-    def __init__(self, auto: bool = True, max_draft: int = MAX_DRAFT, start: int = 4, alpha: float = 0.3):
+    def __init__(self, auto: bool = True, max_draft: int = MAX_DRAFT, start: int = 4, alpha: float = 0.3,
+                 costs: dict[int, float] | None = None):
         self.auto = auto
         self.max_draft = max_draft
         self.k = min(start, max_draft)          # lookup mode's current length
         self.alpha = alpha
         self.plain_cost: float | None = None    # moving average, seconds per plain step
-        self.costs: dict[int, float] = {}       # batch size -> measured cost in plain steps
+        self.costs: dict[int, float] = dict(costs or {})  # batch size -> cost in plain steps (calibrated, measured)
         self.counts: dict[tuple[int, bool], list[float]] = {}  # context -> [kept, rejected]
         self.context: tuple[int, bool] = (0, False)
         self._whole = False                     # the previous draft was kept whole
@@ -224,6 +255,7 @@ class LookupDecoder:
         auto = mode == "auto"
         self.drafter = NgramDrafter(prompt, min_ngram=AUTO_MIN_NGRAM if auto else 1)
         self.controller = DraftController(auto=auto)
+        self._calibrate = auto   # time the model's verify batches (once per loaded model) at the first match
         self.greedy = greedy
         self.n_ctx = n_ctx
         self.n_prompt = len(prompt)
@@ -237,6 +269,10 @@ class LookupDecoder:
         self._seen = len(state.generated)
         pending = list(state.pending)
         cached = self.n_prompt + len(state.generated) - len(pending)  # tokens the context holds now
+        if (self._calibrate and pending and self.drafter.match_order() > 0
+                and (self.n_ctx is None or cached + MAX_DRAFT + 1 <= self.n_ctx)):
+            self._calibrate = False
+            self.controller.costs.update(_calibration(self.target, pending, cached))
         k = 0 if (self._plain_next or not pending) else self.controller.draft_length(self.drafter.match_order())
         remaining = state.budget - len(state.generated)  # the loop keeps at most this many of our tokens
         k = min(k, remaining - 1)
@@ -305,6 +341,20 @@ class LookupDecoder:
         state.pending = [accepted[-1]]
         self._plain_next = True
         return accepted
+
+
+def _calibration(target: VerifyTarget, pending: list[int], cached: int) -> dict[int, float]:
+    """The model's calibrated verify costs, measured on its first lookup generation and kept while it is loaded."""
+    try:
+        return _calibrated[target]
+    except (KeyError, TypeError):
+        pass
+    costs = calibrate_verify_costs(target, pending, cached)
+    try:
+        _calibrated[target] = costs
+    except TypeError:  # not weak-referenceable: calibrate per generation
+        pass
+    return costs
 
 
 def lookup_decoder(target: VerifyTarget, state, default_mode: str = "auto") -> LookupDecoder | None:

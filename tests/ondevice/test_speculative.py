@@ -3,6 +3,7 @@ embedded models (greedy), through the public API."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from types import SimpleNamespace
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 from ondevice.errors import InvalidInput
-from ondevice.speculative import DraftController, LookupDecoder, NgramDrafter, check_mode
+from ondevice.speculative import (CALIBRATION_MAX_STEP_S, DraftController, LookupDecoder, NgramDrafter,
+                                  calibrate_verify_costs, check_mode)
 
 
 def test_drafter_proposes_what_followed_the_latest_match_of_the_longest_ngram():
@@ -71,6 +73,24 @@ def test_auto_mode_drafts_only_from_a_match_of_three_tokens():
     assert auto.drafter.match_order() == 0 and auto.drafter.draft(4) == []
     auto.drafter.extend([3])               # now "1 2 3" matches: drafting resumes
     assert auto.drafter.match_order() == 3 and auto.drafter.draft(4) == [4, 5, 6, 8]
+
+
+def test_calibration_times_every_batch_size_and_leaves_the_cache_as_it_was():
+    model = _TableModel(np.full((3, 3), 1 / 3), seed=0)
+    model._feed([0, 1, 2, 0])
+    costs = calibrate_verify_costs(model, pending=[1], cached=4, max_batch=6)
+    assert sorted(costs) == [2, 3, 4, 5, 6] and all(c >= 1.0 for c in costs.values())
+    assert model.context == [0, 1, 2, 0]
+
+    class Slow(_TableModel):
+        def _feed_all(self, tokens):
+            time.sleep(CALIBRATION_MAX_STEP_S * 1.5)
+            super()._feed_all(tokens)
+
+    slow = Slow(np.full((3, 3), 1 / 3), seed=0)
+    slow._feed([0, 1])
+    assert calibrate_verify_costs(slow, pending=[2], cached=2) == {}   # too slow to spend ~40 steps on: prior
+    assert slow.context == [0, 1]
 
 
 def test_unknown_mode_is_refused():
@@ -154,6 +174,8 @@ def test_greedy_lookup_output_is_token_identical_to_plain_decoding(smollm2):
         plain = model.generate(prompt, max_tokens=32, speculative="off")
         fast = model.generate(prompt, max_tokens=32, speculative="lookup")
         assert fast.tokens == plain.tokens and fast.text == plain.text
+        # auto mode times the model's verify batches at its first match, then cuts the cache back: same answer
+        assert model.generate(prompt, max_tokens=32, speculative="auto").tokens == plain.tokens
         assert plain.timings.drafted_tokens == 0
         drafted += fast.timings.drafted_tokens
         accepted += fast.timings.accepted_tokens
