@@ -145,23 +145,22 @@ class DraftController:
     model's own token) and c(k) the cost of a k-token batch in plain steps. q, the chance that the next drafted token
     is kept, is counted separately for each context (the length of the matched n-gram, and whether the previous
     draft was kept whole: a copy that has held so far tends to go on), starting from an optimistic prior of 4 kept
-    to 1 rejected so each context is tried. c(k) is measured as the steps happen (a moving average per batch size,
-    against the moving average of plain steps), starting from a calibration of the model (`calibrate_verify_costs`)
-or else from `prior_verify_cost`. On a CPU where a batch costs
-    nearly as much as its tokens one by one (2 cores), this drafts only along copies that keep holding; where
-    batches are cheap (more cores, bigger models) it drafts more and longer.
+    to 1 rejected so each context is tried. c(k) starts from a calibration of the model (`calibrate_verify_costs`,
+    put in `costs` by the decoder) or else `prior_verify_cost`, and follows the steps' own timings (a moving average
+    per batch size, against the moving average of plain steps). On a CPU where a batch costs nearly as much as its
+    tokens one by one (2 cores), this drafts only along copies that keep holding; where batches are cheap (more
+    cores, bigger models) it drafts more and longer.
     """
 
     PRIOR_KEPT, PRIOR_REJECTED = 4.0, 1.0
 
-    def __init__(self, auto: bool = True, max_draft: int = MAX_DRAFT, start: int = 4, alpha: float = 0.3,
-                 costs: dict[int, float] | None = None):
+    def __init__(self, auto: bool = True, max_draft: int = MAX_DRAFT, start: int = 4, alpha: float = 0.3):
         self.auto = auto
         self.max_draft = max_draft
         self.k = min(start, max_draft)          # lookup mode's current length
         self.alpha = alpha
         self.plain_cost: float | None = None    # moving average, seconds per plain step
-        self.costs: dict[int, float] = dict(costs or {})  # batch size -> cost in plain steps (calibrated, measured)
+        self.costs: dict[int, float] = {}       # batch size -> cost in plain steps (calibrated, then measured)
         self.counts: dict[tuple[int, bool], list[float]] = {}  # context -> [kept, rejected]
         self.context: tuple[int, bool] = (0, False)
         self._whole = False                     # the previous draft was kept whole
