@@ -106,7 +106,7 @@ def prior_verify_cost(k: int) -> float:
     return 1.0 + 0.9 * min(k - 1, 1) + 0.42 * max(k - 2, 0)
 
 
-CALIBRATION_MAX_STEP_S = 0.04   # calibrate only models whose one-token step is quicker (about 0.5 s in all)
+CALIBRATION_MAX_STEP_S = 0.04   # calibrate only models whose one-token step is quicker (~50 steps: < 2 s)
 _calibrated: "weakref.WeakKeyDictionary[object, dict[int, float]]" = weakref.WeakKeyDictionary()
 
 
@@ -117,7 +117,7 @@ def calibrate_verify_costs(target: "VerifyTarget", pending: list[int], cached: i
 
     The curve is not smooth: libllama's repacked kernels take rows in groups (a Q4_K_M model's 8-token batch cost
     less than its 7-token batch here), which a smooth prior misses. An empty dict when a step is too slow to spend
-    ~40 steps on (large models: the prior and the steps' own timings serve there)."""
+    ~50 steps on (large models: the prior and the steps' own timings serve there)."""
     filler = (pending * max_batch)[:max_batch]
 
     def timed(k: int) -> float:
