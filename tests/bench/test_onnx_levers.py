@@ -10,23 +10,19 @@ import pytest
 from bench.onnx_levers import genai_decode_rates, ort_step_ms
 
 
-@pytest.fixture(scope="module")
-def tiny_int4(tiny_onnx_int4_dir):
-    return tiny_onnx_int4_dir
-
-
-def test_genai_probe_measures_every_variant_every_round(tiny_int4):
+def test_genai_probe_measures_every_variant_every_round(tiny_onnx_int4_dir):
     one_thread = json.dumps({"intra_op_num_threads": 1})
-    rates = genai_decode_rates([f"a|{tiny_int4}", f"b|{tiny_int4}|{one_thread}|64|cpp"], rounds=2, n_tokens=8,
-                               threads=1)
+    folder = tiny_onnx_int4_dir
+    rates = genai_decode_rates([f"a|{folder}", f"b|{folder}|{one_thread}|64|cpp"], rounds=2, n_tokens=8, threads=1)
     assert list(rates) == ["a", "b"]
     assert all(len(r) == 2 and min(r) > 0 for r in rates.values())
 
 
-def test_genai_probe_refuses_an_unknown_session_option(tiny_int4):
+def test_genai_probe_refuses_an_unknown_session_option(tiny_onnx_int4_dir):
     with pytest.raises(RuntimeError, match="no_such_option"):
-        genai_decode_rates([f"x|{tiny_int4}|{json.dumps({'no_such_option': 1})}"], rounds=1, n_tokens=2)
+        genai_decode_rates([f"x|{tiny_onnx_int4_dir}|{json.dumps({'no_such_option': 1})}"], rounds=1, n_tokens=2)
 
 
-def test_ort_probe_times_one_step_with_config_entries(tiny_int4):
-    assert ort_step_ms(tiny_int4 / "model.onnx", {"session.intra_op.allow_spinning": "0"}, threads=1, steps=5) > 0
+def test_ort_probe_times_one_step_with_config_entries(tiny_onnx_int4_dir):
+    entries = {"session.intra_op.allow_spinning": "0"}
+    assert ort_step_ms(tiny_onnx_int4_dir / "model.onnx", entries, threads=1, steps=5) > 0

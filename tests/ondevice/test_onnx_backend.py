@@ -14,11 +14,6 @@ PROMPTS = ["The function returns", "class Foo:\n    def", "Numbers 1, 2 and 3 ar
 
 
 @pytest.fixture(scope="session")
-def tiny_llama_dir(tiny_llama_hf):
-    return tiny_llama_hf
-
-
-@pytest.fixture(scope="session")
 def tiny_onnx(tiny_onnx_fp32_dir):
     model = ondevice.load(tiny_onnx_fp32_dir, n_ctx=128)
     yield model
@@ -42,11 +37,11 @@ def test_onnx_llm_loads_with_genai_backend(tiny_onnx):
     assert tiny_onnx.info.n_params > 0
 
 
-def test_greedy_tokens_match_transformers(tiny_onnx, tiny_llama_dir):
+def test_greedy_tokens_match_transformers(tiny_onnx, tiny_llama_hf):
     for prompt in PROMPTS:
         ids = tiny_onnx.tokenize(prompt)
         ours = tiny_onnx.generate(prompt, max_tokens=12).tokens
-        assert ours == _transformers_greedy(tiny_llama_dir, ids, 12, eos=2), prompt
+        assert ours == _transformers_greedy(tiny_llama_hf, ids, 12, eos=2), prompt
 
 
 def test_streaming_equals_non_streaming(tiny_onnx):
@@ -67,13 +62,13 @@ def test_prompt_longer_than_context_is_refused(tiny_onnx):
         tiny_onnx.generate("word " * 400, max_tokens=4)
 
 
-def test_logits_cover_every_position(tiny_onnx, tiny_llama_dir):
+def test_logits_cover_every_position(tiny_onnx, tiny_llama_hf):
     import torch
     import transformers
 
     ids = tiny_onnx.tokenize(PROMPTS[1])
     ours = tiny_onnx.logits(ids)
-    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_llama_hf, dtype=torch.float32)
     with torch.no_grad():
         theirs = model(torch.tensor([ids])).logits[0].numpy()
     assert ours.shape == theirs.shape

@@ -153,20 +153,14 @@ def test_a_device_kind_the_plugin_does_not_offer_falls_back_to_cpu(encoder_fp32,
         np.testing.assert_allclose(model.embed(TEXTS), cpu_vectors, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def tiny_llm(tiny_onnx_fp32_dir):
-    """A tiny random-weight llama exported to an onnxruntime-genai folder (fp32)."""
-    return tiny_onnx_fp32_dir
-
-
-def test_the_llm_path_runs_on_openvino_or_says_why_not(tiny_llm):
+def test_the_llm_path_runs_on_openvino_or_says_why_not(tiny_onnx_fp32_dir):
     """onnxruntime-genai: the same logits on the requested provider as on the CPU one (OpenVINO may compute in bf16
     on CPUs that have it, so close, not equal); when OpenVINO cannot run it here (no device, or genai cannot drive
     the plugin) the model says so in one warning and runs on the CPU provider."""
-    with ondevice.load(tiny_llm, device="cpu", n_ctx=64) as cpu:
+    with ondevice.load(tiny_onnx_fp32_dir, device="cpu", n_ctx=64) as cpu:
         tokens = cpu.tokenize("The function returns the value of")
         expected = cpu.logits(tokens)
-    model, fallbacks = _load_warned(tiny_llm, "openvino", n_ctx=64)
+    model, fallbacks = _load_warned(tiny_onnx_fp32_dir, "openvino", n_ctx=64)
     with model:
         if model.device == CPU:
             assert len(fallbacks) == 1 and model.device_note == fallbacks[0]
@@ -178,7 +172,7 @@ def test_the_llm_path_runs_on_openvino_or_says_why_not(tiny_llm):
     assert np.corrcoef(logits.ravel(), expected.ravel())[0, 1] > 0.999
 
 
-def test_the_cli_prints_a_fallback_as_one_warning_line(tiny_llm):
+def test_the_cli_prints_a_fallback_as_one_warning_line(tiny_onnx_fp32_dir):
     from click.testing import CliRunner
 
     from ondevice.cli.main import cli
@@ -187,7 +181,7 @@ def test_the_cli_prints_a_fallback_as_one_warning_line(tiny_llm):
     kind = next((k for k in ("NPU", "GPU") if k not in offered), None)
     if kind is None:
         pytest.skip("this machine's OpenVINO offers both a GPU and an NPU: no kind is missing")
-    result = CliRunner().invoke(cli, ["run", str(tiny_llm), "The function", "--device", f"openvino:{kind.lower()}",
+    result = CliRunner().invoke(cli, ["run", str(tiny_onnx_fp32_dir), "The function", "--device", f"openvino:{kind.lower()}",
                                       "--max-tokens", "2", "--ctx", "64"])
     assert result.exit_code == 0, result.output
     warning_lines = [line for line in result.stderr.splitlines() if line.startswith("warning:")]

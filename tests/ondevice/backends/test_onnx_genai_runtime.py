@@ -11,11 +11,6 @@ import pytest
 import ondevice
 
 
-@pytest.fixture(scope="module")
-def tiny_onnx_dir(tiny_onnx_int4_dir):
-    return tiny_onnx_int4_dir
-
-
 def _threads_started_by_load(folder, threads: int) -> tuple[int, object]:
     before = len(os.listdir("/proc/self/task"))
     model = ondevice.load(folder, n_ctx=64, threads=threads)
@@ -23,10 +18,10 @@ def _threads_started_by_load(folder, threads: int) -> tuple[int, object]:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc (Linux)")
-def test_threads_option_sizes_onnxruntimes_pool(tiny_onnx_dir):
-    first = ondevice.load(tiny_onnx_dir, n_ctx=64, threads=1)  # process-wide pools start with the first model
-    one, m1 = _threads_started_by_load(tiny_onnx_dir, 1)
-    three, m3 = _threads_started_by_load(tiny_onnx_dir, 3)
+def test_threads_option_sizes_onnxruntimes_pool(tiny_onnx_int4_dir):
+    first = ondevice.load(tiny_onnx_int4_dir, n_ctx=64, threads=1)  # process-wide pools start with the first model
+    one, m1 = _threads_started_by_load(tiny_onnx_int4_dir, 1)
+    three, m3 = _threads_started_by_load(tiny_onnx_int4_dir, 3)
     try:
         assert three - one == 2  # an intra-op pool of n threads is the caller plus n - 1 workers
     finally:
@@ -34,10 +29,10 @@ def test_threads_option_sizes_onnxruntimes_pool(tiny_onnx_dir):
             m.close()
 
 
-def test_greedy_answer_is_the_same_on_one_and_two_threads(tiny_onnx_dir):
+def test_greedy_answer_is_the_same_on_one_and_two_threads(tiny_onnx_int4_dir):
     answers = []
     for threads in (1, 2):
-        model = ondevice.load(tiny_onnx_dir, n_ctx=64, threads=threads)
+        model = ondevice.load(tiny_onnx_int4_dir, n_ctx=64, threads=threads)
         try:
             answers.append(model.generate("The function returns", max_tokens=12).tokens)
         finally:
@@ -46,10 +41,10 @@ def test_greedy_answer_is_the_same_on_one_and_two_threads(tiny_onnx_dir):
     assert len(answers[0]) > 0
 
 
-def test_prompt_with_nothing_in_common_rewinds_to_the_cold_start_answer(tiny_onnx_dir):
+def test_prompt_with_nothing_in_common_rewinds_to_the_cold_start_answer(tiny_onnx_int4_dir):
     # No common prefix: the generator is rewound to 0 and kept (its KV buffers are not allocated again); the
     # answer must be the one a fresh generator gives.
-    model = ondevice.load(tiny_onnx_dir, n_ctx=64, threads=2)
+    model = ondevice.load(tiny_onnx_int4_dir, n_ctx=64, threads=2)
     try:
         first, other = "Numbers 1, 2 and 3 are", "def add(a, b):"
         assert model.tokenize(first)[0] != model.tokenize(other)[0]

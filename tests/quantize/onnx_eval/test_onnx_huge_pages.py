@@ -40,7 +40,6 @@ def test_onnx_weights_move_to_huge_pages_and_answers_stay_the_same(smollm2_onnx_
     assert on["tokens"] == off["tokens"] and on["text"]
 
 
-
 @needs_thp
 def test_a_load_off_the_main_thread_leaves_the_shared_heap_alone(monkeypatch):
     """The C heap is the main thread's arena: grown during another thread's load, it may hold memory that other
