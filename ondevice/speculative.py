@@ -268,11 +268,11 @@ class LookupDecoder:
         self._seen = len(state.generated)
         pending = list(state.pending)
         cached = self.n_prompt + len(state.generated) - len(pending)  # tokens the context holds now
-        if (self._calibrate and pending and self.drafter.match_order() > 0
-                and (self.n_ctx is None or cached + MAX_DRAFT + 1 <= self.n_ctx)):
+        order = self.drafter.match_order() if pending else 0
+        if self._calibrate and order and (self.n_ctx is None or cached + MAX_DRAFT + 1 <= self.n_ctx):
             self._calibrate = False
             self.controller.costs.update(_calibration(self.target, pending, cached))
-        k = 0 if (self._plain_next or not pending) else self.controller.draft_length(self.drafter.match_order())
+        k = 0 if (self._plain_next or not pending) else self.controller.draft_length(order)
         remaining = state.budget - len(state.generated)  # the loop keeps at most this many of our tokens
         k = min(k, remaining - 1)
         if self.n_ctx is not None:
@@ -344,16 +344,9 @@ class LookupDecoder:
 
 def _calibration(target: VerifyTarget, pending: list[int], cached: int) -> dict[int, float]:
     """The model's calibrated verify costs, measured on its first lookup generation and kept while it is loaded."""
-    try:
-        return _calibrated[target]
-    except (KeyError, TypeError):
-        pass
-    costs = calibrate_verify_costs(target, pending, cached)
-    try:
-        _calibrated[target] = costs
-    except TypeError:  # not weak-referenceable: calibrate per generation
-        pass
-    return costs
+    if target not in _calibrated:
+        _calibrated[target] = calibrate_verify_costs(target, pending, cached)
+    return _calibrated[target]
 
 
 def lookup_decoder(target: VerifyTarget, state, default_mode: str = "auto") -> LookupDecoder | None:

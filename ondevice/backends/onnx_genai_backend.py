@@ -133,11 +133,10 @@ class OnnxGenaiBackend(TextBackend):
         cached = self.cached_tokens()
         n = min(common_prefix(cached, tokens), len(tokens) - 1)
         try:
-            if self._generator is not None:
-                if cached:
-                    self._generator.rewind_to(n)
-            else:
+            if self._generator is None:
                 self._generator = self._new_generator(self.n_ctx)
+            elif cached:  # an empty generator needs no rewind
+                self._generator.rewind_to(n)
             self._feed(tokens[n:])
         except Exception:
             self._generator = None  # its state is unknown now
