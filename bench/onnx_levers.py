@@ -11,8 +11,8 @@ Two probes, both without ondevice's decode loop, so they show what onnxruntime a
 - `ort`: one decode step of FOLDER/model.onnx in a plain `onnxruntime.InferenceSession` (past of 64 tokens, median
   of 200), once per `KEY=VALUE` session config entry set given (e.g. `session.intra_op.allow_spinning=0`).
 
-    python -m bench.onnx_levers genai "default|qo/m" "1 thread|qo/m|{\\"intra_op_num_threads\\":1}" --rounds 8
-    python -m bench.onnx_levers ort qo/m "" session.intra_op.allow_spinning=0
+    python -m bench.onnx_levers genai "default|ONNX_FOLDER" "1 thread|ONNX_FOLDER|{\\"intra_op_num_threads\\":1}" --rounds 8
+    python -m bench.onnx_levers ort ONNX_FOLDER "" session.intra_op.allow_spinning=0
 """
 
 from __future__ import annotations
