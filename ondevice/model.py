@@ -11,6 +11,7 @@ from ondevice.backends import Backend, Generation, SamplingParams, StreamEvent, 
 from ondevice.errors import BackendUnavailable, InvalidInput
 from ondevice.model_info import ModelInfo, read_info
 from ondevice.options import RuntimeOptions
+from ondevice.request import Request, build_request
 from ondevice.store import ModelRef, resolve
 
 if TYPE_CHECKING:
@@ -135,44 +136,46 @@ class Model:
         return self._backend
 
     # --- generation -------------------------------------------------------------------------------------------
-    def generate(self, prompt: str, max_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int | None = None, stop: str | Sequence[str] | None = None, stream: bool = False,
-                 top_k: int = 0, schema: Any = None, speculative: str | None = None) -> Generation | TextStream:
+    def generate(self, prompt: str, max_tokens: int = 128, *, stream: bool = False,
+                 **options: Any) -> Generation | TextStream:
         """Complete `prompt`. With stream=True returns a TextStream that yields text pieces as they decode.
 
+        options (`ondevice.request.build_request`): the sampling values (temperature, top_p, top_k, min_p, seed,
+        stop, logit_bias, frequency_penalty, presence_penalty, repeat_penalty, ignore_eos), and:
         schema: a JSON Schema dict, a pydantic model class or "json" (any object): every token is constrained so
         the text is JSON that validates; `result.parsed` holds it (docs/structured-output.md).
         speculative: "auto", "off" or "lookup" lookup decoding for this call (default: the load option); the output
         is the same either way (docs/speculative.md).
         """
-        from ondevice.structured import schema_grammar
-
-        grammar = schema_grammar(schema) if schema is not None else None
-        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop, grammar=grammar,
-                                speculative=speculative)
         if not isinstance(prompt, str):
             raise InvalidInput("prompt must be a string")
-        return self._run(self.stream_events(prompt, params), stream, grammar.finish if grammar else None)
+        return self.run(build_request(prompt=prompt, max_tokens=max_tokens, **options), stream)
 
-    def chat(self, messages: Sequence[dict], max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-             seed: int | None = None, stop: str | Sequence[str] | None = None, stream: bool = False,
-             top_k: int = 0, schema: Any = None, tools: Sequence[dict] | None = None, tool_choice: Any = None,
-             parallel_tool_calls: bool = False, speculative: str | None = None) -> Generation | TextStream:
+    def chat(self, messages: Sequence[dict], max_tokens: int = 256, *, stream: bool = False,
+             **options: Any) -> Generation | TextStream:
         """Answer a conversation, formatted with the model's own chat template.
 
         Each message is {"role": "system"|"user"|"assistant"|"tool", "content": str or [{"type": "text", ...}]}.
-        schema: as in `generate`. tools / tool_choice ("auto", "none", "required" or {"type": "function",
-        "function": {"name": ...}}): OpenAI-style function calling; `result.tool_calls` lists the calls (their
-        arguments validate against each tool's parameters) and finish_reason is "tool_calls". Assistant messages
-        with "tool_calls" and {"role": "tool", "tool_call_id": ...} results continue the conversation.
+        options: as in `generate`, plus tools / tool_choice ("auto", "none", "required" or {"type": "function",
+        "function": {"name": ...}}) / parallel_tool_calls: OpenAI-style function calling; `result.tool_calls`
+        lists the calls (their arguments validate against each tool's parameters) and finish_reason is
+        "tool_calls". Assistant messages with "tool_calls" and {"role": "tool", "tool_call_id": ...} results
+        continue the conversation.
         """
-        from ondevice.tools import plan_chat
+        return self.run(build_request(messages=messages, max_tokens=max_tokens, **options), stream)
 
-        plan = plan_chat(messages, schema, tools, tool_choice, parallel_tool_calls)
-        params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop, grammar=plan.grammar,
-                                speculative=speculative)
-        finish = plan.finish if plan.grammar is not None or plan.with_tools else None
-        return self._run(self.chat_events(plan.messages, params), stream, finish)
+    def run(self, request: Request, stream: bool = False) -> Generation | TextStream:
+        """Generate the answer to a `Request` (`ondevice.request.build_request`): the one engine entry every
+        front end uses. A Generation, or with stream=True a TextStream whose `.result` becomes one."""
+        return self._run(self.events(request), stream, request.finish)
+
+    def events(self, request: Request) -> Iterator[StreamEvent]:
+        """The raw events of a `Request` (token ids, text pieces, the last one with finish reason and timings).
+        Prompt errors (empty, over the context, a bad logit_bias id) raise here, at call time."""
+        self._check_open()
+        if request.is_chat:
+            return self._backend.stream_chat(request.messages, request.params)
+        return self._backend.stream(request.prompt, request.params)
 
     def session(self, system: str | None = None) -> Chat:
         """A conversation on this model (history + KV cache; `save` it, resume with `ondevice.Chat.load`)."""

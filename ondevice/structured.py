@@ -304,7 +304,14 @@ class ConstrainedSampler:
     """Wraps a backend's sampler (anything with `sample()` and `close()`): before each draw, the grammar's mask is
     applied in place to the logits row that sampler reads (`logits()` returns it, writable); after, the grammar
     advances by the drawn token. Once the grammar is complete only end-of-text tokens stay allowed, so the decode
-    loop ends the answer through its usual end-of-generation check."""
+    loop ends the answer through its usual end-of-generation check.
+
+    The guards below (closing near the budget, breaking cycles, capping nesting) steer a small model through JSON.
+    They apply only inside the JSON being enforced: from the first token of a schema answer, and in a tool grammar
+    only once the answer has opened a call (`<tool_call>` then JSON) or, with a schema answer, its JSON. A free-text
+    answer under `tools` (tool_choice auto/none) is never touched by them: it is the model's own text, cut by
+    max_tokens like any other (never forced to end in quotes or brackets).
+    """
 
     # A small model can loop where the grammar allows it (a number's digits, a recursive schema's nesting) and
     # never finish the JSON. A cycle is the last `period` tokens repeated: 12 times for one token, 3 times for
@@ -327,6 +334,31 @@ class ConstrainedSampler:
         self.budget = budget  # max_tokens, when known: near it, prefer tokens that close strings/arrays/objects
         self._history: list[int] = []
         self._depth, self._in_string, self._escaped = 0, False, False  # a JSON scanner over the answer so far
+        kind = constraint.grammar.kind
+        # Whether the answer so far is inside the enforced JSON: from the start for a schema; decided by the
+        # answer's first bytes for a tool grammar; never for other grammars (lark: not JSON).
+        self._inside: bool | None = True if kind in ("json_schema", "json_object") else \
+            None if kind == "tool_calls" else False
+        self._answer_json = constraint.grammar.schema is not None
+        self._head = b""  # the answer's first bytes, until `_inside` is decided
+
+    def _enter(self, piece: bytes) -> bytes:
+        """Decide from the answer's first bytes whether it is a tool call or JSON answer (inside) or free text;
+        returns the part of `piece` the JSON scanner should read."""
+        from ondevice.tools import OPEN
+
+        self._head += piece
+        head = self._head.lstrip()
+        call = (OPEN + "\n").encode()
+        if head[:1] in (b"{", b"[") and self._answer_json:
+            self._inside = True
+            return head
+        if head.startswith(call):
+            self._inside = True
+            return head[len(call):]
+        if head and not call.startswith(head[:len(call)]):
+            self._inside = False
+        return b""
 
     def _scan(self, piece: bytes) -> None:
         """Track the nesting depth of the JSON written so far (brackets inside strings do not count)."""
@@ -400,19 +432,21 @@ class ConstrainedSampler:
             row[self._eos] = keep
         else:
             self.constraint.apply(row)
-            period = self._cycle_period()
-            if period:
-                self._break_cycle(row, period)
-            if self._depth >= self.MAX_NESTING and not self._in_string:
-                self._no_deeper(row)
-            if self.budget is not None and \
-                    len(self._history) >= self.budget - min(self.CLOSING_MARGIN, self.budget // 4):
-                self._close(row)
+            if self._inside:
+                period = self._cycle_period()
+                if period:
+                    self._break_cycle(row, period)
+                if self._depth >= self.MAX_NESTING and not self._in_string:
+                    self._no_deeper(row)
+                if self.budget is not None and (self._depth > 0 or self._in_string) and \
+                        len(self._history) >= self.budget - min(self.CLOSING_MARGIN, self.budget // 4):
+                    self._close(row)
         token = self.inner.sample()
         self._history.append(token)
         pieces = self.constraint.vocabulary.token_bytes()
-        if token < len(pieces):
-            self._scan(pieces[token])
+        if token < len(pieces) and self._inside is not False:
+            piece = pieces[token] if self._inside else self._enter(pieces[token])
+            self._scan(piece)
         if not self.complete:
             self.complete = self.constraint.accept(token)
         return token

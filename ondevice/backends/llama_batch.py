@@ -162,7 +162,7 @@ class BatchEngine:
         job.todo = list(job.prompt[n:])
         job.budget = min(job.params.max_tokens, self.slot_ctx - len(job.prompt))
         job.timings = Timings(prompt_tokens=len(job.prompt), reused_tokens=n)
-        job.sampler = ChainSampler(self.ctx, job.params)
+        job.sampler = ChainSampler(self.ctx, job.params, self.backend._n_vocab)
         job.text = Utf8Pieces(self.backend)
         job.stops = StopMatcher(job.params.stop)
         self.reused_tokens += n

@@ -33,11 +33,20 @@ GGML_KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "q4_0": 2}
 
 
 class ChainSampler:
-    """libllama's C-side sampler chain (no logits copied into Python per token)."""
+    """libllama's C-side sampler chain (no logits copied into Python per token), in the order `ondevice.sampling`
+    documents: logit bias, penalties, then greedy, or top-k, top-p, min-p, temperature and a seeded draw."""
 
-    def __init__(self, ctx, params: SamplingParams):
+    def __init__(self, ctx, params: SamplingParams, n_vocab: int):
         self._ctx = ctx
         self.chain = chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if params.logit_bias:
+            biases = (lc.llama_logit_bias * len(params.logit_bias))()
+            for i, (token, bias) in enumerate(sorted(params.logit_bias.items())):
+                biases[i].token, biases[i].bias = token, bias
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_logit_bias(n_vocab, len(biases), biases))
+        if params.penalised:  # counted over every token of this answer (the window is the whole budget)
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_penalties(
+                n_vocab, params.max_tokens, params.repeat_penalty, params.frequency_penalty, params.presence_penalty))
         if params.greedy:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
             return
@@ -45,6 +54,8 @@ class ChainSampler:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(params.top_k))
         if params.top_p < 1.0:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(params.min_p, 1))
         lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(params.temperature))
         seed = params.seed if params.seed is not None else random.getrandbits(32)
         lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
@@ -239,8 +250,11 @@ class LlamaCppBackend(TextBackend):
         eos = lc.llama_vocab_eos(self._vocab)
         return eos if eos >= 0 else None
 
+    def vocab_size(self) -> int:
+        return int(self._n_vocab)
+
     def _new_sampler(self, params: SamplingParams) -> "ChainSampler":
-        return ChainSampler(self._llm.ctx, params)
+        return ChainSampler(self._llm.ctx, params, self._n_vocab)
 
     def _build_vocabulary(self):
         from ondevice.structured import Vocabulary

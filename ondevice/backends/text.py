@@ -213,8 +213,18 @@ class TextBackend(Backend):
                                   f"(load with a larger n_ctx, up to {self.info.context_length})")
         return tokens
 
+    def check_params(self, params: SamplingParams) -> None:
+        """What only the loaded model can check (logit_bias token ids against its vocabulary), at call time."""
+        if params.logit_bias:
+            params.check_vocabulary(self.vocab_size())
+
+    def vocab_size(self) -> int:
+        """Tokens in the model's vocabulary (the logits row's length)."""
+        return int(self.info.vocab_size)
+
     def stream(self, prompt: str | Sequence[int], params: SamplingParams) -> Iterator[StreamEvent]:
         tokens = self.prompt_tokens(prompt)  # checked before the generator starts, so errors raise at call time
+        self.check_params(params)
         return self._decode_loop(tokens, params)
 
     def _decode_loop(self, tokens: list[int], params: SamplingParams) -> Iterator[StreamEvent]:
