@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -64,7 +63,7 @@ class RemoteSpec:
 
     def ref(self) -> ModelRef:
         name = f"{self.model}@{self.base_url}" if self.model else self.base_url
-        return ModelRef(f"{SCHEME}{name}", Path(self.base_url), "remote")
+        return ModelRef(f"{SCHEME}{name}", None, "remote", url=self.base_url)
 
 
 def is_remote(name: object) -> bool:
@@ -73,7 +72,7 @@ def is_remote(name: object) -> bool:
 
 def remote_info(ref: ModelRef) -> ModelInfo:
     """What we know of a remote model without asking it: its name. Shapes and sizes are the server's business."""
-    return ModelInfo(name=ref.name, path=str(ref.path), format="remote", architecture="remote", n_layers=0,
+    return ModelInfo(name=ref.name, path=ref.location, format="remote", architecture="remote", n_layers=0,
                      n_heads=0, n_kv_heads=0, head_dim=0, n_embd=0, context_length=0, vocab_size=0, quant="remote",
                      n_params=0, size_bytes=0, bits_per_weight=0.0, has_chat_template=True)
 
@@ -159,6 +158,19 @@ class RemoteBackend(Backend):
             request["seed"] = params.seed
         if params.stop:
             request["stop"] = list(params.stop)
+        # Every answer-changing sampling value travels: OpenAI's own fields by name, the llama.cpp / vLLM
+        # extensions (top_k, min_p, repeat_penalty) in the body beside them, as those servers read them.
+        if params.logit_bias:
+            request["logit_bias"] = {str(token): bias for token, bias in params.logit_bias.items()}
+        for name in ("frequency_penalty", "presence_penalty"):
+            if getattr(params, name):
+                request[name] = getattr(params, name)
+        extra = {name: getattr(params, name) for name, off in (("top_k", 0), ("min_p", 0.0), ("repeat_penalty", 1.0))
+                 if getattr(params, name) != off}
+        if params.ignore_eos:
+            extra["ignore_eos"] = True
+        if extra:
+            request["extra_body"] = extra
         grammar = params.grammar  # structured output: the remote server enforces it (never an unconstrained answer)
         if grammar is not None:
             if grammar.kind == "json_object":

@@ -33,6 +33,7 @@ import numpy as np
 from ondevice.backends.base import Generation, StreamEvent
 from ondevice.errors import ContextOverflow, InvalidInput, RemoteUnavailable
 from ondevice.model import TextStream, check_messages
+from ondevice.request import Request, build_request
 from ondevice.privacy import Detector, default_detector
 from ondevice.sampling import SamplingParams
 
@@ -155,13 +156,17 @@ class Router:
         """Kinds of sensitive data in `text` (empty when none): what the privacy policy looks at."""
         return sorted({f.kind for f in self.detector(text)})
 
-    def _before(self, text: str, prompt_tokens: int, max_tokens: int) -> tuple[str, str, list[str], bool]:
+    def _before(self, text: str, prompt_tokens: int, max_tokens: int,
+                local_only: bool = False) -> tuple[str, str, list[str], bool]:
         """(target, reason, decisions, may_escalate) before anything is generated."""
         decisions: list[str] = []
-        private = False
+        private, sensitive = local_only, False
+        if local_only:
+            decisions.append("structure: tool calls are enforced on the device; stays on device")
         if "privacy" in self.policies:
             kinds = self.sensitive(text)
-            private = bool(kinds)
+            sensitive = bool(kinds)
+            private = private or sensitive
             decisions.append(f"privacy: {'found ' + ', '.join(kinds) + '; stays on device' if kinds else 'clean'}")
         if "size" in self.policies:
             need = prompt_tokens + max_tokens
@@ -169,12 +174,13 @@ class Router:
             decisions.append(f"size: {prompt_tokens} prompt + {max_tokens} answer tokens "
                              f"{'>' if too_big else '<='} local context {self.local.n_ctx}")
             if too_big and private:
-                raise ContextOverflow(f"this prompt holds sensitive data, so it stays on the device, but "
+                why = "holds sensitive data" if sensitive else "needs tool calls enforced on the device"
+                raise ContextOverflow(f"this prompt {why}, so it stays on the device, but "
                                       f"{need} tokens do not fit the local context of {self.local.n_ctx}")
             if too_big:
                 return "remote", decisions[-1], decisions, False
         if private:
-            return "local", decisions[0], decisions, False
+            return "local", decisions[0], decisions, False  # the first decision is the one that keeps it here
         if self.prefer == "remote":
             return "remote", "default: remote preferred", decisions, False
         return "local", "default: local first", decisions, "confidence" in self.policies
@@ -191,43 +197,53 @@ class Router:
         logprobs = rows[np.arange(len(answer_tokens)), answer_tokens] - np.log(np.exp(rows).sum(axis=1))
         return float(logprobs.mean())
 
-    # --- generation -------------------------------------------------------------------------------------------
-    def chat(self, messages: Sequence[dict], max_tokens: int = 256, stream: bool = False, temperature: float = 0.0,
-             top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None, top_k: int = 0):
+    # --- generation (the same signature as Model: ondevice.request.Answerer) ---------------------------------
+    def chat(self, messages: Sequence[dict], max_tokens: int = 256, *, stream: bool = False, **options):
         """Answer a conversation from whoever the policies pick: a RoutedGeneration, or a TextStream whose
-        `.result` is one."""
-        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                                stop=stop, top_k=top_k)
-        return _finish(self.chat_events(messages, params), stream)
+        `.result` is one. Options as `Model.chat` (schema, tools, sampling, speculative)."""
+        return self.run(build_request(messages=messages, max_tokens=max_tokens, **options), stream)
 
-    def generate(self, prompt: str, max_tokens: int = 128, stream: bool = False, temperature: float = 0.0,
-                 top_p: float = 1.0, seed: int | None = None, stop: str | Sequence[str] | None = None, top_k: int = 0):
+    def generate(self, prompt: str, max_tokens: int = 128, *, stream: bool = False, **options):
         """Complete `prompt` from whoever the policies pick (see `chat`)."""
-        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                                stop=stop, top_k=top_k)
-        return _finish(self.stream_events(prompt, params), stream)
-
-    def chat_events(self, messages: Sequence[dict], params: SamplingParams) -> Iterator[StreamEvent]:
-        """Routed chat events (what the server streams); the last one is a `RoutedEvent`. Decisions that refuse
-        the request (a sensitive prompt too long for the device) raise here, at call time."""
-        messages = check_messages(messages)
-        prompt = self.local.render_chat(messages)
-        text = "\n".join(m["content"] for m in messages)
-        return self._route(text, prompt, params, lambda: self.local.chat_events(messages, params),
-                           lambda: self.remote.chat_events(messages, params))
-
-    def stream_events(self, prompt: str, params: SamplingParams) -> Iterator[StreamEvent]:
-        """Routed completion events (see `chat_events`)."""
         if not isinstance(prompt, str):
             raise InvalidInput("a routed prompt must be text")
-        return self._route(prompt, prompt, params, lambda: self.local.stream_events(prompt, params),
-                           lambda: self.remote.stream_events(prompt, params))
+        return self.run(build_request(prompt=prompt, max_tokens=max_tokens, **options), stream)
+
+    def run(self, request: Request, stream: bool = False):
+        """Generate the answer to a `Request` from whoever the policies pick (a RoutedGeneration or TextStream)."""
+        return _finish(self.events(request), stream, request.finish)
+
+    def events(self, request: Request) -> Iterator[StreamEvent]:
+        """Routed events (what the server streams); the last one is a `RoutedEvent`. Decisions that refuse the
+        request (a sensitive prompt too long for the device) raise here, at call time."""
+        if request.is_chat:
+            prompt = self.local.render_chat(request.messages)
+            text = "\n".join(m["content"] for m in request.messages)
+        elif isinstance(request.prompt, str):
+            prompt = text = request.prompt
+        else:
+            raise InvalidInput("a routed prompt must be text")
+        # Tool calls and other non-JSON grammars are enforced token by token here; a remote server is sent only
+        # what the OpenAI API carries (a JSON schema), so such requests stay on the device.
+        grammar = request.params.grammar
+        local_only = grammar is not None and grammar.kind not in ("json_schema", "json_object")
+        return self._route(text, prompt, request.params, lambda: self.local.events(request),
+                           lambda: self.remote.events(request), local_only)
+
+    def chat_events(self, messages: Sequence[dict], params: SamplingParams) -> Iterator[StreamEvent]:
+        """Routed chat events for checked messages and sampling (see `events`)."""
+        return self.events(Request(params, messages=check_messages(messages)))
+
+    def stream_events(self, prompt: str, params: SamplingParams) -> Iterator[StreamEvent]:
+        """Routed completion events (see `events`)."""
+        return self.events(Request(params, prompt=prompt))
 
     def _route(self, text: str, prompt: str, params: SamplingParams, open_local: Callable,
-               open_remote: Callable) -> Iterator[StreamEvent]:
+               open_remote: Callable, local_only: bool = False) -> Iterator[StreamEvent]:
         t0 = time.perf_counter()
         prompt_tokens = self.local.tokenize(prompt)
-        target, reason, decisions, may_escalate = self._before(text, len(prompt_tokens), params.max_tokens)
+        target, reason, decisions, may_escalate = self._before(text, len(prompt_tokens), params.max_tokens,
+                                                               local_only)
         route = _Route(reason, decisions, (time.perf_counter() - t0) * 1000)
         if target == "remote":
             return self._remote_events(open_remote, prompt, params, route, local_answer=None)
@@ -305,8 +321,9 @@ class RoutedEvent(StreamEvent):
     decisions: list[str] = field(default_factory=list)
 
 
-def _finish(events: Iterator[StreamEvent], stream: bool):
-    """Events -> a RoutedGeneration (or a TextStream whose `.result` becomes one)."""
+def _finish(events: Iterator[StreamEvent], stream: bool, post: Callable | None = None):
+    """Events -> a RoutedGeneration (or a TextStream whose `.result` becomes one); `post` reads parsed JSON or
+    tool calls from it (`Request.finish`)."""
     last: dict[str, RoutedEvent] = {}
 
     def tap() -> Iterator[StreamEvent]:
@@ -317,8 +334,9 @@ def _finish(events: Iterator[StreamEvent], stream: bool):
 
     def routed(g: Generation) -> RoutedGeneration:
         e = last["event"]
-        return RoutedGeneration(g.text, g.finish_reason, g.tokens, g.timings, routed_to=e.routed_to,
-                                route_reason=e.route_reason, decisions=list(e.decisions))
+        result = RoutedGeneration(g.text, g.finish_reason, g.tokens, g.timings, routed_to=e.routed_to,
+                                  route_reason=e.route_reason, decisions=list(e.decisions))
+        return post(result) if post is not None else result
 
     text_stream = TextStream(tap(), routed)
     if stream:

@@ -121,7 +121,7 @@ class Chat:
         state = self._cache_state()
         data = (state.data if state else None) or b""
         header = {
-            "version": VERSION, "model": self.model.name, "model_key": content_key(self.model.ref.path),
+            "version": VERSION, "model": self.model.name, "model_key": content_key(self.model.ref.path, name=self.model.ref.name),
             "backend": self.model.backend_name, "n_ctx": self.model.n_ctx,
             "kv_type": self.model.backend.options.kv_type, "messages": self.messages,
             "tokens": list(state.tokens) if state and data else [],
@@ -195,7 +195,7 @@ def _read(path: Path) -> tuple[dict, bytes]:
 
 def _check_matches(path: Path, header: dict, model: "Model") -> None:
     saved = header.get("model") or "another model"
-    if header["model_key"] != content_key(model.ref.path):
+    if header["model_key"] != content_key(model.ref.path, name=model.ref.name):
         raise InvalidSession(f"{path} was saved with {saved}, not {model.name} (a session continues only on the "
                              f"model file it was saved with)")
     if header["backend"] != model.backend_name:

@@ -93,13 +93,20 @@ class ModelRef:
     """A resolved model: where it is and what format it is in.
 
     format is one of "gguf", "onnx-genai" (an onnxruntime-genai LLM folder), "onnx-encoder" (an ONNX encoder
-    folder with a tokenizer) or "hf" (a Hugging Face folder with config.json and weights).
+    folder with a tokenizer), "hf" (a Hugging Face folder with config.json and weights) or "remote" (a model
+    behind a server). A local model has a `path`; a remote one has a `url` and no path (a URL is never a path).
     """
 
     name: str
-    path: Path
+    path: Path | None
     format: str
     alias: str | None = None
+    url: str | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the model is, as text: its file or folder, or its server's URL."""
+        return self.url if self.path is None else str(self.path)
 
     @property
     def licence(self) -> str | None:
@@ -130,13 +137,40 @@ def detect_format(path: Path) -> str:
     raise InvalidModelFile(f"{path}: unknown model format (expected a .gguf file or a model folder)")
 
 
-def resolve(name: str | os.PathLike) -> ModelRef:
-    """Turn an alias or a path into a ModelRef. Raises ModelNotFound or InvalidModelFile with one clear line."""
-    text = str(name)
-    if text.startswith("remote:"):  # a model behind an OpenAI-compatible server (ondevice/remote.py)
-        from ondevice.remote import RemoteSpec
+# Name schemes: "SCHEME:rest" -> a function of the whole name that returns its ModelRef. "remote:" is built in
+# (ondevice/remote.py); others (e.g. "hf:") register with `register_scheme`. Anything else is an alias or a path.
+SCHEMES: dict[str, Callable[[str], "ModelRef"]] = {}
 
-        return RemoteSpec.parse(text).ref()
+
+def register_scheme(scheme: str, resolver: Callable[[str], "ModelRef"]) -> None:
+    """Make names starting with `scheme:` resolve through `resolver(name)`; two owners of one scheme is an error."""
+    if scheme in SCHEMES and SCHEMES[scheme] is not resolver:
+        raise ValueError(f"model name scheme {scheme!r} is already registered by {SCHEMES[scheme].__module__}")
+    SCHEMES[scheme] = resolver
+
+
+def _remote(name: str) -> "ModelRef":
+    from ondevice.remote import RemoteSpec  # the remote backend's module owns its spec syntax
+
+    return RemoteSpec.parse(name).ref()
+
+
+register_scheme("remote", _remote)
+
+
+def name_scheme(name: str) -> str | None:
+    """The registered scheme a model name uses ("remote" for "remote:..."), or None for aliases and paths."""
+    scheme, sep, _ = name.partition(":")
+    return scheme if sep and scheme in SCHEMES else None
+
+
+def resolve(name: str | os.PathLike) -> ModelRef:
+    """Turn a model name into a ModelRef: a registered scheme ("remote:MODEL@URL", ...), an alias, or a path.
+    The one way from a name to a model. Raises ModelNotFound or InvalidModelFile with one clear line."""
+    text = str(name)
+    scheme = name_scheme(text) if not isinstance(name, os.PathLike) else None
+    if scheme is not None:
+        return SCHEMES[scheme](text)
     if text in ALIASES:
         path = ALIASES[text].locate()
         if not path.exists():
@@ -151,9 +185,13 @@ def resolve(name: str | os.PathLike) -> ModelRef:
     return ModelRef(text, path.resolve(), detect_format(path))
 
 
-def content_key(path: Path, length: int = 16) -> str:
-    """A short, stable key for a file or folder's content (size + mtime + name of each file), for cache names."""
+def content_key(path: Path | None, length: int = 16, name: str = "") -> str:
+    """A short, stable key for a file or folder's content (size + mtime + name of each file), for cache names.
+    A model without a path (remote) is keyed by its `name`."""
     digest = hashlib.sha256()
+    if path is None:
+        digest.update(f"name|{name}".encode())
+        return digest.hexdigest()[:length]
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for f in files:
         st = f.stat()

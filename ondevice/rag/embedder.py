@@ -68,7 +68,7 @@ def load_embedder(name: str | None = None, threads: int | None = None) -> Embedd
     ref = ondevice.resolve(name)
     options = {"embedding": True} if ref.format == "gguf" else {}
     model = ondevice.load(name, threads=threads, **options)
-    return Embedder(model, ref.alias or str(ref.path))
+    return Embedder(model, ref.alias or (ref.name if ref.path is None else str(ref.path)))
 
 
 def as_embedder(model: TextEmbedder | Embedder) -> Embedder:

@@ -127,6 +127,7 @@ class Batcher:
                            headers={"Retry-After": str(retry)})
         self.admitted += 1
         try:
+            self.engine.backend.check_params(params)
             tokens = await self.worker.call(self.engine.backend.prompt_tokens, await self.worker.call(prompt))
         except BaseException:
             self.admitted -= 1
@@ -205,13 +206,13 @@ class BatchRun:
         return self.timings.prompt_tokens if self.timings else 0
 
 
-async def maybe_start(state, params: SamplingParams, messages: list[dict] | None = None,
-                      prompt: str | None = None) -> BatchRun | None:
-    """The batched run of a chat (`messages`) or completion (`prompt`) request, or None when this server does not
-    batch or the request needs the single-stream path (grammar, speculative decoding, a router, a long prompt)."""
+async def maybe_start(state, request) -> BatchRun | None:
+    """The batched run of a `Request` (chat or completion), or None when this server does not batch or the request
+    needs the single-stream path (grammar, speculative decoding, a router, a long prompt)."""
     batcher = getattr(state, "batcher", None)
     if batcher is None or getattr(state, "router", None) is not None:
         return None
     backend = state.model.backend
+    messages, prompt = request.messages, request.prompt
     render = (lambda: backend.render_chat(messages)) if messages is not None else (lambda: prompt)
-    return await batcher.start(params, render)
+    return await batcher.start(request.params, render)

@@ -12,8 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ondevice.errors import InvalidInput
-from ondevice.model import check_messages
-from ondevice.sampling import SamplingParams
+from ondevice.request import Request, build_request
 from ondevice.server import batching, generation, schemas, tool_calls
 from ondevice.server.errors import APIError, error_body
 from ondevice.server.state import ServerState
@@ -24,29 +23,62 @@ MAX_STOPS = 4                # as OpenAI
 DISCONNECT_CHECK_EVERY = 8   # tokens between disconnect checks of a non-streamed request
 
 
-def sampling(req: schemas.SamplingFields, state: ServerState) -> SamplingParams:
-    """OpenAI sampling fields -> the core's SamplingParams (which checks the values); refuse what we cannot
-    honour."""
-    if req.n != 1:
+def _refuse_unsupported(body: schemas.SamplingFields) -> None:
+    """A 400 for fields this server cannot honour that would change the answer (never silently ignored)."""
+    if body.n != 1:
         raise APIError(400, "n > 1 is not supported: this server generates one choice per request.",
                        "unsupported_parameter", "n")
-    if req.logprobs:
-        raise APIError(400, "logprobs are not supported by this server.", "unsupported_parameter", "logprobs")
-    stops = req.stops()
-    if len(stops) > MAX_STOPS:
+    refused = body.refused_field()
+    if refused is not None:
+        raise APIError(400, f"{refused} is not supported by this server.", "unsupported_parameter", refused)
+    if len(body.stops()) > MAX_STOPS:
         raise APIError(400, f"At most {MAX_STOPS} stop sequences are allowed.", "invalid_value", "stop")
-    temperature, top_p = req.temperature, req.top_p
-    if top_p == 0:  # OpenAI allows top_p=0: only the most likely token, i.e. greedy
-        temperature, top_p = 0.0, 1.0
-    max_field = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
-    max_tokens = getattr(req, max_field)
+
+
+def _as_api_error(exc: InvalidInput, body: schemas.SamplingFields, fallback: str) -> APIError:
+    param = getattr(exc, "param", None) or fallback
+    if param == "max_tokens" and getattr(body, "max_completion_tokens", None) is not None:
+        param = "max_completion_tokens"
+    if param == fallback and "tool_choice" in str(exc):
+        param = "tool_choice"
+    return APIError(400, str(exc), "invalid_value", param)
+
+
+def chat_request(body: schemas.ChatCompletionRequest, state: ServerState) -> Request:
+    """An OpenAI chat body -> the runtime's one `Request` (ondevice.request.build_request checks it); bad input is
+    a 400 naming the field. The protocol adapters build theirs through this function too."""
+    _refuse_unsupported(body)
+    schema = tool_calls.response_schema(body.response_format)
     try:
-        return SamplingParams(max_tokens=state.settings.default_max_tokens if max_tokens is None else max_tokens,
-                              temperature=temperature, top_p=top_p, seed=req.seed, stop=stops,
-                              speculative=req.speculative)
+        return build_request(messages=[m.to_core() for m in body.messages], schema=schema, tools=body.tools,
+                             tool_choice=body.tool_choice, parallel_tool_calls=bool(body.parallel_tool_calls),
+                             functions=body.functions, function_call=body.function_call,
+                             default_max_tokens=state.settings.default_max_tokens, **body.sampling_values())
     except InvalidInput as exc:
-        param = getattr(exc, "param", None)
-        raise APIError(400, str(exc), "invalid_value", max_field if param == "max_tokens" else param) from None
+        raise _as_api_error(exc, body, "tools" if (body.tools or body.functions) else "messages") from None
+
+
+def completion_request(body: schemas.CompletionRequest, state: ServerState) -> Request:
+    """An OpenAI text-completion body -> the runtime's one `Request`."""
+    _refuse_unsupported(body)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise APIError(400, "Exactly one prompt per request is supported.", "unsupported_parameter", "prompt")
+    if body.suffix:
+        raise APIError(400, "suffix (fill-in-the-middle) is not supported.", "unsupported_parameter", "suffix")
+    try:
+        return build_request(prompt=prompts[0], default_max_tokens=state.settings.default_max_tokens,
+                             **body.sampling_values())
+    except InvalidInput as exc:
+        raise _as_api_error(exc, body, "prompt") from None
+
+
+async def start_run(state: ServerState, request: Request):
+    """Start generating `request` on the served model: in the batch when it can join one, else on the
+    single-stream path. Returns a run (`generation.Run` or `batching.BatchRun`: `events()`, `close()`,
+    `finish_reason`, `timings`); prompt errors raise here, before any response is sent."""
+    return await batching.maybe_start(state, request) \
+        or await generation.start(state.llm, lambda: state.answerer.events(request))
 
 
 def usage(run: generation.Run) -> schemas.Usage:
@@ -128,26 +160,26 @@ def state_of(request: Request) -> ServerState:
 async def chat_completions(body: schemas.ChatCompletionRequest, request: Request):
     state = state_of(request)
     state.check_model(body.model)
-    params = sampling(body, state)
-    plan = tool_calls.chat_plan(body)  # response_format / tools: the grammar and the messages to render
-    if plan.grammar is not None:
-        params = dataclasses.replace(params, grammar=plan.grammar)
-    messages = check_messages(plan.messages)
+    req = chat_request(body, state)
     citations = None
     if body.rag:
         from ondevice.server.routes_rag import ground  # only with --rag-index
 
-        messages, citations = await ground(state, messages, body.rag)
-    run = await batching.maybe_start(state, params, messages=messages) \
-        or await generation.start(state.llm, lambda: state.answerer.chat_events(messages, params))
+        messages, citations = await ground(state, req.messages, body.rag)
+        req = dataclasses.replace(req, messages=messages)
+    plan = req.plan
+    run = await start_run(state, req)
     rid, created, model_id = schemas.new_id("chatcmpl"), schemas.now(), state.model_id
 
     if body.stream:
-        events = tool_calls.ToolCallRun(run) if plan.with_tools else run
+        events = tool_calls.ToolCallRun(run) if req.with_tools else run
 
         def chunk(text: str | None, finish: str | None) -> schemas.ChatCompletionChunk:
             delta = schemas.Delta(content=text) if text is not None else schemas.Delta()
-            if finish == "tool_calls":
+            if finish == "tool_calls" and req.legacy_functions:
+                delta, finish = schemas.Delta(function_call=tool_calls.legacy_call(events.tool_calls)), \
+                    "function_call"
+            elif finish == "tool_calls":
                 delta = schemas.Delta(tool_calls=events.tool_calls)
             return schemas.ChatCompletionChunk(id=rid, created=created, model=model_id,
                                                choices=[schemas.ChunkChoice(delta=delta, finish_reason=finish)])
@@ -168,7 +200,11 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
     if text is None:
         return None  # nobody is listening
     content, calls, finish = tool_calls.answer(plan, text, run.finish_reason)
-    message = schemas.AssistantMessage(content=content, tool_calls=calls)
+    if calls and req.legacy_functions:
+        message = schemas.AssistantMessage(content=content, function_call=tool_calls.legacy_call(calls))
+        finish = "function_call"
+    else:
+        message = schemas.AssistantMessage(content=content, tool_calls=calls)
     reply = schemas.ChatCompletion(
         id=rid, created=created, model=model_id, usage=usage(run), citations=citations,
         choices=[schemas.ChatChoice(message=message, finish_reason=finish)]).model_dump(exclude_none=True)
@@ -180,15 +216,9 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
 async def completions(body: schemas.CompletionRequest, request: Request):
     state = state_of(request)
     state.check_model(body.model)
-    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    if len(prompts) != 1:
-        raise APIError(400, "Exactly one prompt per request is supported.", "unsupported_parameter", "prompt")
-    if body.suffix:
-        raise APIError(400, "suffix (fill-in-the-middle) is not supported.", "unsupported_parameter", "suffix")
-    prompt = prompts[0]
-    params = sampling(body, state)
-    run = await batching.maybe_start(state, params, prompt=prompt) \
-        or await generation.start(state.llm, lambda: state.answerer.stream_events(prompt, params))
+    req = completion_request(body, state)
+    prompt = req.prompt
+    run = await start_run(state, req)
     rid, created, model_id = schemas.new_id("cmpl"), schemas.now(), state.model_id
     prefix = prompt if body.echo else ""
 

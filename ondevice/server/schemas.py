@@ -1,7 +1,8 @@
 """OpenAI wire types, defined once. Requests are validated here; responses are built from these models.
 
-Unknown request fields are ignored (clients send many optional ones), but the ones we cannot honour and that would
-change the answer (n > 1, logprobs) are refused with a clear 400 by the routes.
+Unknown request fields are ignored (clients send many optional ones), but every field that would change the answer
+is either honoured or refused with a clear 400 (`ANSWER_CHANGING_REFUSED`, checked by the routes). The sampling
+fields are passed by name to `ondevice.request.build_request`, which checks their values once.
 """
 
 from __future__ import annotations
@@ -36,28 +37,59 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+# Fields of OpenAI's API (or a common extension) that would change the answer and that this server cannot honour:
+# refused with a 400 naming the field when set to anything but their "off" value.
+ANSWER_CHANGING_REFUSED = {
+    "logprobs": (None, False), "top_logprobs": (None, 0), "best_of": (None, 1), "audio": (None,),
+    "web_search_options": (None,), "reasoning_effort": (None,),
+}
+
+
 class SamplingFields(BaseModel):
     """Fields shared by chat and text completions."""
 
+    model_config = {"extra": "allow"}  # unknown fields are kept, so the routes can refuse answer-changing ones
+
     model: str
-    # Value ranges are checked once, by ondevice.SamplingParams (routes_generate.sampling); the only bound kept
-    # here is OpenAI's own temperature ceiling, which is the API's rule rather than the sampler's.
+    # Value ranges are checked once, by ondevice.SamplingParams (through ondevice.request.build_request); the only
+    # bound kept here is OpenAI's own temperature ceiling, which is the API's rule rather than the sampler's.
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     temperature: float = Field(1.0, le=2)
-    top_p: float = 1.0
-    seed: int | None = None
+    top_p: Any = None
+    top_k: Any = None              # llama.cpp / vLLM extension
+    min_p: Any = None              # llama.cpp / vLLM extension
+    seed: Any = None
     stop: Union[str, list[str], None] = Field(None)
+    logit_bias: Any = None
+    frequency_penalty: Any = None
+    presence_penalty: Any = None
+    repeat_penalty: Any = None     # llama.cpp extension
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=128)
-    logprobs: Any = None
     user: str | None = None
     speculative: str | None = None  # ondevice extension: lookup decoding "auto" | "off" | "lookup" (same output)
 
     def stops(self) -> list[str]:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return [s for s in stops if s]
+
+    def sampling_values(self) -> dict[str, Any]:
+        """The sampling fields by their `ondevice.SamplingParams` names (None: the default)."""
+        return {"max_tokens": self.max_tokens if self.max_completion_tokens is None else self.max_completion_tokens,
+                "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "min_p": self.min_p,
+                "seed": self.seed, "stop": self.stops(), "logit_bias": self.logit_bias,
+                "frequency_penalty": self.frequency_penalty, "presence_penalty": self.presence_penalty,
+                "repeat_penalty": self.repeat_penalty, "speculative": self.speculative}
+
+    def refused_field(self) -> str | None:
+        """The first answer-changing field this server cannot honour that the request sets, or None."""
+        extra = self.model_extra or {}
+        for name, off in ANSWER_CHANGING_REFUSED.items():
+            if name in extra and extra[name] not in off:
+                return name
+        return None
 
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
@@ -75,6 +107,8 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None  # off unless asked for (small models mix calls up)
     response_format: Any = None              # {"type": "json_object"} or {"type": "json_schema", ...}
+    functions: Any = None                    # OpenAI's deprecated tools (answered as message.function_call)
+    function_call: Any = None
     rag: Union[bool, RagOptions, None] = None
 
 
@@ -118,6 +152,7 @@ class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     tool_calls: list[dict[str, Any]] | None = None
+    function_call: dict[str, Any] | None = None  # the deprecated `functions` API's one call
 
 
 class ChatChoice(BaseModel):
@@ -147,6 +182,7 @@ class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    function_call: dict[str, Any] | None = None
 
 
 class ChunkChoice(BaseModel):

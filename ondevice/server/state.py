@@ -22,9 +22,14 @@ PREFIX_MAX_BYTES = 256 << 20
 def _names(given: str, model: Model | None) -> set[str]:
     """Every name a client may use for a served model: as configured, its alias, its file name with and without
     extension."""
-    names = {given, Path(given).name, Path(given).stem}
+    if given.startswith("remote:"):  # a remote model's name is its spec; its URL is no file name
+        names = {given}
+    else:
+        names = {given, Path(given).name, Path(given).stem}
     if model is not None:
-        names |= {model.name, model.ref.name, model.ref.path.name, model.ref.path.stem}
+        names |= {model.name, model.ref.name}
+        if model.ref.path is not None:
+            names |= {model.ref.path.name, model.ref.path.stem}
     return {n for n in names if n}
 
 

@@ -14,7 +14,7 @@ from ondevice.backends import StreamEvent
 from ondevice.errors import InvalidInput
 from ondevice.server.errors import APIError
 from ondevice.structured import Grammar, schema_grammar
-from ondevice.tools import OPEN, ChatPlan, parse_tool_calls, plan_chat
+from ondevice.tools import OPEN, ChatPlan, parse_tool_calls
 
 
 def response_schema(response_format: Any) -> Grammar | None:
@@ -38,17 +38,9 @@ def response_schema(response_format: Any) -> Grammar | None:
                    "response_format")
 
 
-def chat_plan(body) -> ChatPlan:
-    """The plan of a chat request (schema from response_format, tools); bad input is a 400 naming the field."""
-    grammar = response_schema(body.response_format)
-    param = "tools" if body.tools else "messages"
-    try:
-        return plan_chat([m.to_core() for m in body.messages], grammar, body.tools, body.tool_choice,
-                         bool(body.parallel_tool_calls))
-    except InvalidInput as exc:
-        if "tool_choice" in str(exc):
-            param = "tool_choice"
-        raise APIError(400, str(exc), "invalid_value", param) from None
+def legacy_call(calls: list[dict]) -> dict:
+    """The deprecated `functions` API's `function_call` ({name, arguments}) from the first OpenAI tool call."""
+    return {key: calls[0]["function"][key] for key in ("name", "arguments")}
 
 
 def tool_call_list(calls) -> list[dict]:
