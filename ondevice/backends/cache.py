@@ -25,12 +25,36 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+# Temperature 0 is a contract: a request's answer must not depend on what the cache happened to hold. libllama's CPU
+# kernels compute a position evaluated alone (one decode step) slightly differently from the same position evaluated
+# in a batch of two or more rows (a prompt chunk), and at a near-tie that flips a greedy token. Measured on SmolLM2
+# (tests/ondevice/test_determinism.py): every split of a prompt into chunks of >= 2 rows gives bit-identical logits,
+# but positions written by decode steps (an earlier answer) and then reused as part of a new prompt changed later
+# answers, and so did a lone last row re-evaluated in a multi-sequence batch. So a cache is reused only up to the
+# positions it evaluated as a prompt (`prefilled`), and at least MIN_FRESH_ROWS prompt tokens are evaluated again:
+# a prompt's positions are then computed the same way whatever the cache held.
+MIN_FRESH_ROWS = 2
+
+
+def exact_reuse(cached: Sequence[int], prefilled: int, prompt: Sequence[int]) -> int:
+    """How many leading tokens of `prompt` a cache holding `cached` (of which the first `prefilled` were evaluated
+    as a prompt) may keep so that the prompt's logits are exactly those of a cold start."""
+    return max(0, min(common_prefix(cached, prompt), prefilled, len(prompt) - MIN_FRESH_ROWS))
+
+
 @dataclass(frozen=True)
 class CacheState:
-    """A context's KV cache: the tokens it holds and, if the runtime can serialise it, its bytes."""
+    """A context's KV cache: the tokens it holds, how many leading ones were evaluated as a prompt (the part a
+    later prompt may reuse exactly, see `exact_reuse`; None: all of them) and, if the runtime can serialise it,
+    its bytes."""
 
     tokens: tuple[int, ...]
     data: bytes | None = None
+    prefilled: int | None = None
+
+    @property
+    def reusable(self) -> int:
+        return len(self.tokens) if self.prefilled is None else min(self.prefilled, len(self.tokens))
 
     @property
     def nbytes(self) -> int:
@@ -68,12 +92,12 @@ class PrefixCache:
         return len(self._entries)
 
     def best(self, tokens: Sequence[int], live: int) -> CacheState | None:
-        """The snapshot sharing the longest prefix with `tokens`, if longer than `live` (what the context holds
-        already) by at least `min_tokens` (restoring costs a copy)."""
+        """The snapshot that can reuse the longest prefix of `tokens` exactly (`exact_reuse`), if longer than
+        `live` (what the context can reuse already) by at least `min_tokens` (restoring costs a copy)."""
         best, best_n = None, live + self.min_tokens - 1
         with self._lock:
             for key, state in self._entries.items():
-                n = common_prefix(key, tokens)
+                n = exact_reuse(key, state.reusable, tokens)
                 if n > best_n:
                     best, best_n = state, n
             if best is not None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ondevice.backends.base import StreamEvent, Timings
-from ondevice.backends.cache import common_prefix
+from ondevice.backends.cache import MIN_FRESH_ROWS, exact_reuse
 from ondevice.backends.llama_cpp_backend import ChainSampler, LlamaCppBackend
 from ondevice.backends.stops import StopMatcher
 from ondevice.backends.text import Utf8Pieces
@@ -82,7 +82,7 @@ class Slot:
     seq: int
     tokens: list[int] = field(default_factory=list)
     job: Job | None = None
-
+    prefilled: int = 0  # leading cells evaluated as a prompt: what a later prompt may reuse exactly
 
 class BatchEngine:
     """Up to `slots` concurrent generations of one loaded GGUF model, each with `slot_ctx` tokens of context."""
@@ -151,13 +151,16 @@ class BatchEngine:
                 continue
             # The free slot whose cells share the longest prefix with this prompt; ties go to the lowest id, which
             # keeps active sequence ids contiguous (one micro-batch per step).
-            best = max(free, key=lambda s: (min(common_prefix(s.tokens, job.prompt), len(job.prompt) - 1), -s.seq))
+            best = max(free, key=lambda s: (exact_reuse(s.tokens, s.prefilled, job.prompt), -s.seq))
             free.remove(best)
             self._start(job, best)
 
     def _start(self, job: Job, slot: Slot) -> None:
         job.t0 = time.perf_counter()
-        n = self._trim(slot, min(common_prefix(slot.tokens, job.prompt), len(job.prompt) - 1))
+        # The same reuse rule as the single-stream path (ondevice.backends.cache.exact_reuse): the answer at
+        # temperature 0 is then the same whichever slot, history or company a request gets.
+        n = self._trim(slot, exact_reuse(slot.tokens, slot.prefilled, job.prompt))
+        slot.prefilled = len(job.prompt)
         job.slot, slot.job = slot, job
         job.todo = list(job.prompt[n:])
         job.budget = min(job.params.max_tokens, self.slot_ctx - len(job.prompt))
@@ -176,6 +179,7 @@ class BatchEngine:
                 lc.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
                 n = 0
             del slot.tokens[n:]
+        slot.prefilled = min(slot.prefilled, n)
         return n
 
     # --- one step ----------------------------------------------------------------------------------------------
@@ -194,9 +198,14 @@ class BatchEngine:
             if job is None:
                 continue
             if job.todo:
-                take = job.todo[:max(0, room)]
-                if not take:
+                # Prompt rows go in chunks of at least MIN_FRESH_ROWS (a lone prompt row would be computed as a
+                # decode step is, and the answer would then depend on how busy the batch was).
+                size = min(len(job.todo), max(0, room))
+                if len(job.todo) - size == 1:
+                    size -= 1
+                if size < min(MIN_FRESH_ROWS, len(job.todo)):
                     continue
+                take = job.todo[:size]
                 room -= len(take)
                 del job.todo[:len(take)]
                 feed, wants_logits = take, not job.todo

@@ -16,7 +16,7 @@ import numpy as np
 
 from ondevice import chat_template
 from ondevice.autoconfig import llama_gpu_offload_supported
-from ondevice.backends.cache import CacheState, common_prefix
+from ondevice.backends.cache import MIN_FRESH_ROWS, CacheState, exact_reuse
 from ondevice.backends.text import TextBackend
 from ondevice.errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UnsupportedOperation
 from ondevice.hugepages import huge_pages
@@ -101,6 +101,7 @@ class LlamaCppBackend(TextBackend):
         self._piece_buf = ctypes.create_string_buffer(256)
         self._n_swa = int(lc.llama_model_n_swa(self._llm.model)) if hasattr(lc, "llama_model_n_swa") else 0
         self._cached: list[int] = []
+        self._prefilled = 0  # leading positions of _cached evaluated as a prompt (ondevice.backends.cache.exact_reuse)
 
     @staticmethod
     def _gpu_layers(device: str) -> int:
@@ -150,6 +151,7 @@ class LlamaCppBackend(TextBackend):
         lc.llama_memory_clear(lc.llama_get_memory(self._llm.ctx), True)
         self._llm.reset()
         self._cached = []
+        self._prefilled = 0
 
     def _decode(self, tokens: Sequence[int]) -> None:
         """Feed tokens (in n_batch chunks); logits of the last one become available to the sampler."""
@@ -177,12 +179,17 @@ class LlamaCppBackend(TextBackend):
                 self._memory_clear()
                 return 0
             del self._cached[n:]
+        self._prefilled = min(self._prefilled, n)
         return n
 
+    def reusable_prefix(self, tokens: Sequence[int]) -> int:
+        return exact_reuse(self._cached, self._prefilled, tokens)
+
     def _prefill(self, tokens: list[int]) -> int:
-        # Always evaluate at least the last prompt token, so its logits are fresh for the sampler.
-        n = self._trim(min(common_prefix(self._cached, tokens), len(tokens) - 1))
+        # Reuse only what keeps the prompt's logits those of a cold start (and so evaluate at least its last rows).
+        n = self._trim(self.reusable_prefix(tokens))
         self._decode(tokens[n:])
+        self._prefilled = len(tokens)
         return n
 
     def cached_tokens(self) -> list[int]:
@@ -196,7 +203,7 @@ class LlamaCppBackend(TextBackend):
         size = lc.llama_state_seq_get_size(ctx, 0)
         buf = (ctypes.c_ubyte * max(1, size))()
         written = lc.llama_state_seq_get_data(ctx, buf, size, 0)
-        return CacheState(tuple(self._cached), ctypes.string_at(buf, written))
+        return CacheState(tuple(self._cached), ctypes.string_at(buf, written), self._prefilled)
 
     def import_cache(self, state: CacheState) -> bool:
         self._memory_clear()
@@ -211,6 +218,7 @@ class LlamaCppBackend(TextBackend):
             self._memory_clear()
             return False
         self._cached = list(state.tokens)
+        self._prefilled = state.reusable
         return True
 
     def _feed(self, tokens: list[int]) -> None:
@@ -299,6 +307,7 @@ class LlamaCppBackend(TextBackend):
                     self._memory_clear()
                     raise RuntimeError(f"llama_decode failed with code {rc}")
                 self._cached.extend(chunk)  # the cache now holds these: a later prompt may reuse them
+                self._prefilled = len(self._cached) if len(chunk) >= MIN_FRESH_ROWS else self._prefilled
                 ptr = lc.llama_get_logits(self._llm.ctx)
                 out[start:start + len(chunk)] = np.ctypeslib.as_array(ptr, shape=(len(chunk), self._n_vocab))
         finally:

@@ -129,6 +129,11 @@ class TextBackend(Backend):
         """The tokens the context holds now, from position 0 (what the next prompt can reuse)."""
         return []
 
+    def reusable_prefix(self, tokens: Sequence[int]) -> int:
+        """How many leading tokens of the prompt `tokens` the context can keep (not evaluate again) without changing
+        the answer: `ondevice.backends.cache.exact_reuse` where the runtime's kernels need it (GGUF)."""
+        return common_prefix(self.cached_tokens(), tokens)
+
     def export_cache(self) -> CacheState:
         """The context as data (tokens, and the KV bytes where the runtime can serialise them)."""
         return CacheState(tuple(self.cached_tokens()))
@@ -235,7 +240,7 @@ class TextBackend(Backend):
         finish, hit_stop, t_first = "length", False, None
         try:
             if self.prefix_cache is not None:
-                best = self.prefix_cache.best(tokens, common_prefix(self.cached_tokens(), tokens))
+                best = self.prefix_cache.best(tokens, self.reusable_prefix(tokens))
                 if best is not None:
                     self.import_cache(best)
             timings.reused_tokens = self._prefill(tokens)
