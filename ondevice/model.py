@@ -168,11 +168,11 @@ class Model:
         """
         from ondevice.tools import plan_chat
 
-        plan = plan_chat(messages, schema, tools, tool_choice, parallel_tool_calls)
+        plan = plan_chat(messages, schema, tools, tool_choice, parallel_tool_calls, backend=self._backend)
         params = SamplingParams(max_tokens, temperature, top_p, top_k, seed, stop, grammar=plan.grammar,
                                 speculative=speculative)
         finish = plan.finish if plan.grammar is not None or plan.with_tools else None
-        return self._run(self.chat_events(plan.messages, params), stream, finish)
+        return self._run(plan.events(self, params), stream, finish)
 
     def session(self, system: str | None = None) -> Chat:
         """A conversation on this model (history + KV cache; `save` it, resume with `ondevice.Chat.load`)."""

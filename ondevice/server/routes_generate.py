@@ -129,7 +129,7 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
     state = state_of(request)
     state.check_model(body.model)
     params = sampling(body, state)
-    plan = tool_calls.chat_plan(body)  # response_format / tools: the grammar and the messages to render
+    plan = tool_calls.chat_plan(body, state.model.backend)  # response_format / tools: grammar, messages, prompt
     if plan.grammar is not None:
         params = dataclasses.replace(params, grammar=plan.grammar)
     messages = check_messages(plan.messages)
@@ -139,11 +139,11 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
 
         messages, citations = await ground(state, messages, body.rag)
     run = await batching.maybe_start(state, params, messages=messages) \
-        or await generation.start(state.llm, lambda: state.answerer.chat_events(messages, params))
+        or await generation.start(state.llm, lambda: plan.events(state.answerer, params, messages))
     rid, created, model_id = schemas.new_id("chatcmpl"), schemas.now(), state.model_id
 
     if body.stream:
-        events = tool_calls.ToolCallRun(run) if plan.with_tools else run
+        events = tool_calls.ToolCallRun(run, plan.tool_format) if plan.with_tools else run
 
         def chunk(text: str | None, finish: str | None) -> schemas.ChatCompletionChunk:
             delta = schemas.Delta(content=text) if text is not None else schemas.Delta()
