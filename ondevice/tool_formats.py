@@ -48,7 +48,9 @@ class ToolFormat:
     args_key: str = "arguments"
     single: bool = False            # the format has room for one call per answer
     marker_optional: bool = False   # a call may also be the bare JSON (Llama 3.x writes <|python_tag|> or not)
-    signature: tuple[str, ...] = ()  # all of these in a template's text mark the format
+    signature: tuple[str, ...] = ()  # all of these in a template's text mark the format ...
+    shape: str = ""                  # ... with a call's JSON shape (a regex) where the markers alone are ambiguous
+    excludes: tuple[str, ...] = ()   # ... and none of these (a later syntax of the same family)
     joiner: str = "\n"
     result_role: str = "tool"
     forbid: str = ""                # what free text may not begin with (default: the marker)
@@ -77,12 +79,16 @@ class ToolFormat:
             .replace('"<JSON object>"', "<JSON object>")
         many = " You may make several calls at once." if parallel and not self.single else ""
         return (f"You can call these tools:\n{listed}\nTo call a tool, answer with only:\n{example}\n{many}"
-                f"The result comes back in a tool message; use it to answer the user.").replace("\n\n", "\n")
+                f"The result comes back in a <tool_response> message; use it to answer the user.").replace("\n\n", "\n")
 
     # --- detection ----------------------------------------------------------------------------------------------
     def detect(self, template: str) -> bool:
-        """True when `template` (a chat template's text) is written for this format."""
-        return bool(self.signature) and all(s in template for s in self.signature)
+        """True when `template` (a chat template's text) is written for this format: all its markers, the call's
+        JSON shape where one is given, and none of the XML-style call syntaxes (`<function=...>`,
+        `<arg_key>`, `<parameter=...>`) that other families put inside the same markers."""
+        return bool(self.signature) and all(s in template for s in self.signature) \
+            and (not self.shape or re.search(self.shape, template) is not None) \
+            and not any(x in template for x in _XML_CALLS + self.excludes)
 
     def may_be_call(self, text: str) -> bool:
         """Whether streamed `text` is, or may still become, a call (so it must be held back)."""
@@ -258,18 +264,24 @@ class _Phi4(ToolFormat):
         return out
 
 
+_XML_CALLS = ("<function=", "<arg_key>", "<parameter=")
+_NAME_KEY = r'\\?"name\\?":'  # "name": in the template's own example or call rendering (escaped or not)
+
 GENERIC = ToolFormat("generic", "any model without a format of its own (e.g. SmolLM2)", "<tool_call>", "</tool_call>",
                      "\n", "\n")
-HERMES = ToolFormat("hermes", "Qwen2.5, Qwen3, Hermes 2 Pro / 3, SmolLM3", "<tool_call>", "</tool_call>", "\n",
-                    "\n", signature=("<tool_call>", "tools"), forbid="<tool")  # nor parrot <tool_response>
+HERMES = ToolFormat("hermes", "Qwen2.5, Qwen3, QwQ, Hermes 2 Pro / 3, Granite 4", "<tool_call>", "</tool_call>",
+                    "\n", "\n",
+                    signature=("<tool_call>", "tools"), shape=_NAME_KEY,
+                    forbid="<tool")  # nor parrot <tool_response>
 LLAMA3 = ToolFormat("llama3", "Llama 3.1, 3.2, 3.3", "<|python_tag|>", args_key="parameters", single=True,
-                    marker_optional=True, signature=("<|start_header_id|>", "ipython"), result_role="ipython")
-MISTRAL = _Mistral("mistral", "Mistral 7B v0.3, Mistral Nemo, Ministral", "[TOOL_CALLS]", as_list=True,
-                   signature=("[TOOL_CALLS]",))
+                    marker_optional=True, signature=("<|start_header_id|>", "ipython"),
+                    shape=r'\\?"parameters\\?"', result_role="ipython")
+MISTRAL = _Mistral("mistral", "Mistral 7B v0.3, Mistral Nemo, Ministral 8B", "[TOOL_CALLS]", as_list=True,
+                   signature=("[TOOL_CALLS]",), excludes=("[ARGS]",))  # v11's [TOOL_CALLS]name[ARGS]{...}: not yet
 PHI4 = _Phi4("phi4", "Phi-4-mini", "<|tool_call|>", "<|/tool_call|>", as_list=True,
              signature=("<|tool|>", "<|/tool|>"))
 GRANITE = ToolFormat("granite", "Granite 3.x", "<|tool_call|>", as_list=True,
-                     signature=("<|start_of_role|>", "available_tools"))
+                     signature=("<|start_of_role|>", "available_tools", "<|tool_call|>"))  # Granite 4: hermes
 
 # Detection order: the most specific signatures first.
 FORMATS: dict[str, ToolFormat] = {f.name: f for f in (PHI4, GRANITE, MISTRAL, LLAMA3, HERMES, GENERIC)}

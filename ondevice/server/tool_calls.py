@@ -2,8 +2,9 @@
 
 `response_format`, `tools`, `tool_choice` and `parallel_tool_calls` become the core's `ChatPlan` (the grammar every
 token follows, the conversation in the model's tool format: its own, `ondevice.tool_formats`, else the generic
-one); the answer's text becomes message `content` or `tool_calls`. Streamed answers hold text back only while it could still be the start of a tool call, then send
-each call as a `delta.tool_calls` entry with finish_reason "tool_calls".
+one); the answer's text becomes message `content` or `tool_calls`. Streamed answers hold text back only while it
+could still be the start of a tool call, then send each call as a `delta.tool_calls` entry with finish_reason
+"tool_calls".
 """
 
 from __future__ import annotations

@@ -219,5 +219,26 @@ def test_a_named_format_on_a_template_without_tools_puts_them_in_the_conversatio
 
 def test_tool_format_option_is_checked():
     assert ondevice.RuntimeOptions(tool_format="qwen").tool_format == "hermes"
-    with pytest.raises(InvalidInput, match="tool_format must be 'auto' or one of phi4, granite, mistral, llama3, hermes, generic, got 'chatml'"):
+    with pytest.raises(InvalidInput, match="tool_format must be 'auto' or one of phi4, granite, mistral, llama3, "
+                                           "hermes, generic, got 'chatml'"):
         ondevice.RuntimeOptions(tool_format="chatml")
+
+
+@pytest.mark.parametrize("snippet, name", [
+    # XML-style calls inside the same <tool_call> tags (Qwen3-Coder, GLM, Nemotron): not hermes JSON
+    ("{% if tools %}<tool_call>\n<function=name>\n<parameter=x>{% endif %}", "generic"),
+    ("{% if tools %}<tool_call>{{ name }}<arg_key>x</arg_key>{% endif %}", "generic"),
+    ("{% if tools %}<tool_call>\n{\"name\": <function-name>, \"arguments\": <args>}\n</tool_call>{% endif %}",
+     "hermes"),
+    # Granite 4 writes hermes blocks, Granite 3 its own <|tool_call|> list
+    ("<|start_of_role|>available_tools<|end_of_role|>{{ tools }}<tool_call>{\"name\": ...}</tool_call>", "hermes"),
+    ("<|start_of_role|>available_tools<|end_of_role|>{{ tools }} answer with <|tool_call|> and a list", "granite"),
+    # Mistral's later [TOOL_CALLS]name[ARGS]{...} is not the JSON-list syntax
+    ("{{ tools }}[TOOL_CALLS]{{ call.name }}[ARGS]{{ call.arguments }}", "generic"),
+    # Llama 3 JSON calls, but not functionary's <function=...> on the same headers
+    ("<|start_header_id|>ipython<|end_header_id|>{{ tools }} {\"name\": x, \"parameters\": y}", "llama3"),
+    ("<|start_header_id|>ipython<|end_header_id|>{{ tools }} <function=name>{\"parameters\": y}", "generic"),
+    ("{% for m in messages %}<|im_start|>{{ m.role }}{% endfor %}", "generic"),  # plain ChatML
+])
+def test_detection_tells_lookalike_syntaxes_apart(snippet, name):
+    assert tool_formats.detect(snippet).name == name

@@ -31,8 +31,8 @@ def mistral_server(tmp_path_factory):
 def test_a_mistral_format_tool_call_round_trips_through_the_server(mistral_server):
     client = mistral_server.client()
     messages = [{"role": "user", "content": "Weather in Paris?"}]
-    reply = client.chat.completions.create(model=mistral_server.model, messages=messages, tools=TOOLS, tool_choice="required",
-                                           max_tokens=60, temperature=0)
+    reply = client.chat.completions.create(model=mistral_server.model, messages=messages, tools=TOOLS,
+                                           tool_choice="required", max_tokens=60, temperature=0)
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
     call = choice.message.tool_calls[0]
@@ -61,7 +61,8 @@ def test_a_mistral_format_tool_call_round_trips_through_the_server(mistral_serve
     # server maps ours), and the model may answer or call again
     history = messages + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
                           {"role": "tool", "tool_call_id": call.id, "content": "18 C"}]
-    follow = client.chat.completions.create(model=mistral_server.model, messages=history, tools=TOOLS, max_tokens=8, temperature=0)
+    follow = client.chat.completions.create(model=mistral_server.model, messages=history, tools=TOOLS, max_tokens=8,
+                                            temperature=0)
     assert follow.choices[0].finish_reason in ("stop", "length", "tool_calls")
 
 
