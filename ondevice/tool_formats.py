@@ -15,7 +15,7 @@ since a control token decodes to no text. The call's JSON itself starts a recogn
 `[{"name":`), and free text is forbidden to start that way, so text and calls never mix up.
 
 The generic format (`ondevice.tools`) stays for models whose template has no tool format; a user names another
-with `RuntimeOptions.tool_format` (`ondevice.load(..., tool_format="llama3")`).
+with `RuntimeOptions.tool_format` (`ondevice.load(..., tool_format="llama3")`, `ondevice serve --tool-format`).
 """
 
 from __future__ import annotations

@@ -73,3 +73,36 @@ def test_a_malformed_tool_result_is_a_400(mistral_server):
     with pytest.raises(openai.BadRequestError, match="answers no earlier"):
         client.chat.completions.create(model=mistral_server.model, tools=TOOLS, max_tokens=4, messages=[
             {"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "call_9", "content": "x"}])
+
+
+def test_serve_refuses_an_unknown_tool_format_in_one_line():
+    from click.testing import CliRunner
+
+    from ondevice.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["serve", "smollm2-135m", "--tool-format", "chatml", "--port", "0"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "tool_format must be 'auto' or one of" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_format_named_with_tool_format_is_the_one_served():
+    """SmolLM2's template has no tool format; `--tool-format mistral` makes the server ask for Mistral's syntax
+    (spelled out: the vocabulary has no [TOOL_CALLS] token) and read it back."""
+    import ondevice
+    from ondevice.model import check_messages
+    from ondevice.tools import plan_chat
+
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    server = start_server("--tool-format", "mistral")
+    try:
+        reply = server.client().chat.completions.create(model="smollm2-135m", messages=messages, tools=TOOLS,
+                                                        tool_choice="required", max_tokens=40, temperature=0)
+    finally:
+        stop_server(server)
+    call = reply.choices[0].message.tool_calls[0]
+    assert reply.choices[0].finish_reason == "tool_calls" and call.function.name in ("get_weather", "get_time")
+    with ondevice.load("smollm2-135m", n_ctx=512, threads=1, tool_format="mistral") as model:
+        plan = plan_chat(messages, tools=TOOLS, tool_choice="required", backend=model.backend)
+        assert plan.prompt is None and "[TOOL_CALLS][" in plan.messages[0]["content"]
+        prompt = model.render_chat(check_messages(plan.messages))
+        assert reply.usage.prompt_tokens == len(model.backend.prompt_tokens(prompt))
