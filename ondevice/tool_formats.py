@@ -61,6 +61,11 @@ class ToolFormat:
         """How the call's compact JSON begins (free text may not begin this way)."""
         return ('[{"name":' if self.as_list else '{"name":')
 
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """The format's fixed markers (often special tokens of the family's vocabulary)."""
+        return tuple(m.strip() for m in (self.marker, self.close) if m.strip())
+
     def call_json(self, name: str, arguments: Any) -> dict:
         return {"name": name, self.args_key: arguments}
 
@@ -267,6 +272,79 @@ class _Phi4(ToolFormat):
 _XML_CALLS = ("<function=", "<arg_key>", "<parameter=")
 _NAME_KEY = r'\\?"name\\?":'  # "name": in the template's own example or call rendering (escaped or not)
 
+class _MistralArgs(_Mistral):
+    """Mistral's later syntax (tokenizer v11 on: Ministral 3, Mistral Small 3.2, Devstral): each call is
+    `[TOOL_CALLS]name[ARGS]{...}`, the arguments alone as JSON. Without its markers (control tokens decode to no
+    text) a call reads `name{...}`: free text may not begin with a name directly followed by `{` or `[ARGS]`."""
+
+    ARGS = "[ARGS]"
+    _HEAD = re.compile(r"\s*([A-Za-z0-9_.-]{1,64})(\[CALL_ID\][A-Za-z0-9]+)?(\[ARGS\])?(?=\{)")
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        return (self.marker, self.ARGS)
+
+    @property
+    def body_start(self) -> str:
+        return "name{"
+
+    def call_text(self, calls):
+        return "".join(f"{self.marker}{n}{self.ARGS}{json.dumps(a, ensure_ascii=False)}" for n, a in calls)
+
+    def may_be_call(self, text: str) -> bool:
+        s = text.lstrip()
+        if s.startswith(self.marker) or self.marker.startswith(s):
+            return True
+        name = re.match(r"[A-Za-z0-9_.-]*", s).end()
+        rest = s[name:]
+        return rest == "" or (name > 0 and (rest.startswith("{") or rest.startswith(self.ARGS)
+                                              or self.ARGS.startswith(rest)))
+
+    def parse(self, text: str):
+        from ondevice.tools import ToolCall
+
+        decoder, pos, found = json.JSONDecoder(), 0, []
+        while True:
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            if found and pos >= len(text):
+                break
+            if text.startswith(self.marker, pos):
+                pos += len(self.marker)
+            head = self._HEAD.match(text, pos)
+            if head is None:
+                return text, []
+            try:
+                arguments, pos = decoder.raw_decode(text, head.end())
+            except json.JSONDecodeError:
+                return text, []
+            if not isinstance(arguments, dict):
+                return text, []
+            found.append((head.group(1), arguments))
+        return None, [ToolCall(f"call_{uuid.uuid4().hex[:24]}", n, json.dumps(a, ensure_ascii=False))
+                      for n, a in found]
+
+    def _lark(self, mode, tools, parallel, schema, token_ids) -> str:
+        from llguidance import LLMatcher
+
+        from ondevice.structured import json_in_lark
+
+        def lit(text: str) -> str:
+            return f"<[{token_ids[text]}]>" if text in token_ids else json.dumps(text)
+
+        lines = [f"c{i}: {lit(self.marker)} {json.dumps(t.name)} {lit(self.ARGS)} {json_in_lark(t.parameters)}"
+                 for i, t in enumerate(tools)]
+        lines.append("call: " + " | ".join(f"c{i}" for i in range(len(tools))))
+        lines.append("calls: call+" if parallel else "calls: call")
+        lines.append(r'TEXT: /(?s:.+)/ & ~/(?s:\s*(\[TOOL_CALLS\]|[A-Za-z0-9_.-]+(\{|\[ARGS\])).*)/')
+        text = "TEXT"
+        if schema is not None:
+            lines.append(f"answer: {json_in_lark(schema)}")
+            text = "answer"
+        start = {"none": text, "auto": f"{text} | calls", "required": "calls"}[mode]
+        return LLMatcher.grammar_from_lark("\n".join([f"start: {start}", *lines]))
+
+
 GENERIC = ToolFormat("generic", "any model without a format of its own (e.g. SmolLM2)", "<tool_call>", "</tool_call>",
                      "\n", "\n")
 HERMES = ToolFormat("hermes", "Qwen2.5, Qwen3, QwQ, Hermes 2 Pro / 3, Granite 4", "<tool_call>", "</tool_call>",
@@ -277,14 +355,16 @@ LLAMA3 = ToolFormat("llama3", "Llama 3.1, 3.2, 3.3", "<|python_tag|>", args_key=
                     marker_optional=True, signature=("<|start_header_id|>", "ipython"),
                     shape=r'\\?"parameters\\?"', result_role="ipython")
 MISTRAL = _Mistral("mistral", "Mistral 7B v0.3, Mistral Nemo, Ministral 8B", "[TOOL_CALLS]", as_list=True,
-                   signature=("[TOOL_CALLS]",), excludes=("[ARGS]",))  # v11's [TOOL_CALLS]name[ARGS]{...}: not yet
+                   signature=("[TOOL_CALLS]",), excludes=("[ARGS]",))  # v11's syntax: MISTRAL_V11
 PHI4 = _Phi4("phi4", "Phi-4-mini", "<|tool_call|>", "<|/tool_call|>", as_list=True,
              signature=("<|tool|>", "<|/tool|>"))
+MISTRAL_V11 = _MistralArgs("mistral_v11", "Ministral 3, Mistral Small 3.1 / 3.2, Devstral", "[TOOL_CALLS]",
+                           signature=("[TOOL_CALLS]", "[ARGS]"))
 GRANITE = ToolFormat("granite", "Granite 3.x", "<|tool_call|>", as_list=True,
                      signature=("<|start_of_role|>", "available_tools", "<|tool_call|>"))  # Granite 4: hermes
 
 # Detection order: the most specific signatures first.
-FORMATS: dict[str, ToolFormat] = {f.name: f for f in (PHI4, GRANITE, MISTRAL, LLAMA3, HERMES, GENERIC)}
+FORMATS: dict[str, ToolFormat] = {f.name: f for f in (PHI4, GRANITE, MISTRAL_V11, MISTRAL, LLAMA3, HERMES, GENERIC)}
 ALIASES = {"qwen": "hermes", "llama": "llama3", "llama3.1": "llama3", "llama3.2": "llama3", "phi": "phi4",
            "phi-4": "phi4", "ministral": "mistral"}
 
@@ -346,7 +426,7 @@ def for_backend(backend) -> ChatTemplate | None:
 def marker_token_ids(backend, fmt: ToolFormat) -> dict[str, int]:
     """{marker: token id} for each of the format's markers that the model's vocabulary has as one token."""
     ids = {}
-    for marker in {m.strip() for m in (fmt.marker, fmt.close) if m.strip()}:
+    for marker in set(fmt.markers):
         try:
             tokens = backend.tokenize(marker, add_special=False)
         except Exception:

@@ -79,6 +79,10 @@ def expected_prompt(name: str) -> str:
         return (f"<s>[AVAILABLE_TOOLS]{_spec_json()}[/AVAILABLE_TOOLS][INST]Weather in Paris?[/INST][TOOL_CALLS]"
                 f"[{{\"name\": \"get_weather\", \"arguments\": {{\"city\": \"Paris\"}}, \"id\": \"{call_id}\"}}]</s>"
                 f"[TOOL_RESULTS]{{\"content\": \"18 C\", \"call_id\": \"{call_id}\"}}[/TOOL_RESULTS]")
+    if name == "mistral_v11":
+        return (f"<s>[SYSTEM_PROMPT]Be brief.[/SYSTEM_PROMPT][AVAILABLE_TOOLS]{_spec_json()}[/AVAILABLE_TOOLS]"
+                "[INST]Weather in Paris?[/INST][TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}</s>"
+                "[TOOL_RESULTS]18 C[/TOOL_RESULTS]")
     if name == "phi4":
         listed = json.dumps([t["function"] for t in TOOLS])
         return (f"<|system|>Be brief.<|tool|>{listed}<|/tool|><|end|><|user|>Weather in Paris?<|end|><|assistant|>"
@@ -97,6 +101,7 @@ VALID = {
     "hermes": '<tool_call>\n{"name":"get_weather","arguments":{"city":"Paris"}}\n</tool_call>',
     "llama3": '<|python_tag|>{"name":"get_weather","parameters":{"city":"Paris"}}',
     "mistral": '[TOOL_CALLS][{"name":"get_weather","arguments":{"city":"Paris"}}]',
+    "mistral_v11": '[TOOL_CALLS]get_weather[ARGS]{"city":"Paris"}',
     "phi4": '<|tool_call|>[{"name":"get_weather","arguments":{"city":"Paris"}}]<|/tool_call|>',
     "granite": '<|tool_call|>[{"name":"get_weather","arguments":{"city":"Paris"}}]',
 }
@@ -106,6 +111,8 @@ MALFORMED = {  # an unknown tool, a foreign argument key, a missing marker or li
     "llama3": ['{"name":"get_weather","arguments":{"city":"Paris"}}', '{"name":"get_news","parameters":{}}'],
     "mistral": ['[TOOL_CALLS]{"name":"get_weather","arguments":{"city":"Paris"}}',
                 '[{"name":"get_weather","arguments":{"city":"Paris"}}]'],
+    "mistral_v11": ['[TOOL_CALLS]get_news[ARGS]{"city":"Paris"}', 'get_weather{"city":"Paris"}',
+                    '[TOOL_CALLS][{"name":"get_weather","arguments":{"city":"Paris"}}]'],
     "phi4": ['<|tool_call|>[{"name":"get_weather","arguments":{"town":"Paris"}}]<|/tool_call|>',
              '[{"name":"get_weather","arguments":{"city":"Paris"}}]'],
     "granite": ['<|tool_call|>{"name":"get_weather","arguments":{"city":"Paris"}}',
@@ -120,7 +127,7 @@ def test_the_format_is_detected_from_the_template(family_models, name):
     chat = tool_formats.for_backend(model.backend)
     assert chat.format.name == name and chat.renders_tools()
     # the opening marker is one token of the vocabulary, so the grammar asks for that token
-    assert chat.format.marker.strip() in chat.token_ids
+    assert set(chat.format.markers) <= set(chat.token_ids)
 
 
 def test_a_template_without_a_tool_format_keeps_the_generic_one(smollm2):
@@ -181,7 +188,9 @@ def test_calls_parse_back_to_openai_shape_streamed_and_not(family_models, name):
 def test_parse_reads_calls_with_the_marker_shown_or_not(name):
     fmt = tool_formats.FORMATS[name]
     shown = VALID[name]
-    hidden = shown.replace(fmt.marker.strip(), "").replace(fmt.close.strip() or "\0", "")  # control tokens decode to ""
+    hidden = shown
+    for marker in fmt.markers:  # control tokens decode to no text
+        hidden = hidden.replace(marker, "")
     for text in (shown, hidden):
         content, calls = fmt.parse(text)
         assert content is None and [(c.name, c.args) for c in calls] == [("get_weather", {"city": "Paris"})]
@@ -219,8 +228,8 @@ def test_a_named_format_on_a_template_without_tools_puts_them_in_the_conversatio
 
 def test_tool_format_option_is_checked():
     assert ondevice.RuntimeOptions(tool_format="qwen").tool_format == "hermes"
-    with pytest.raises(InvalidInput, match="tool_format must be 'auto' or one of phi4, granite, mistral, llama3, "
-                                           "hermes, generic, got 'chatml'"):
+    with pytest.raises(InvalidInput, match="tool_format must be 'auto' or one of phi4, granite, mistral_v11, "
+                                           "mistral, llama3, hermes, generic, got 'chatml'"):
         ondevice.RuntimeOptions(tool_format="chatml")
 
 
@@ -234,7 +243,8 @@ def test_tool_format_option_is_checked():
     ("<|start_of_role|>available_tools<|end_of_role|>{{ tools }}<tool_call>{\"name\": ...}</tool_call>", "hermes"),
     ("<|start_of_role|>available_tools<|end_of_role|>{{ tools }} answer with <|tool_call|> and a list", "granite"),
     # Mistral's later [TOOL_CALLS]name[ARGS]{...} is not the JSON-list syntax
-    ("{{ tools }}[TOOL_CALLS]{{ call.name }}[ARGS]{{ call.arguments }}", "generic"),
+    ("{{ tools }}[TOOL_CALLS]{{ call.name }}[ARGS]{{ call.arguments }}", "mistral_v11"),
+    ("{{ tools }}[TOOL_CALLS][{{ call | tojson }}]", "mistral"),
     # Llama 3 JSON calls, but not functionary's <function=...> on the same headers
     ("<|start_header_id|>ipython<|end_header_id|>{{ tools }} {\"name\": x, \"parameters\": y}", "llama3"),
     ("<|start_header_id|>ipython<|end_header_id|>{{ tools }} <function=name>{\"parameters\": y}", "generic"),
@@ -242,3 +252,14 @@ def test_tool_format_option_is_checked():
 ])
 def test_detection_tells_lookalike_syntaxes_apart(snippet, name):
     assert tool_formats.detect(snippet).name == name
+
+
+def test_mistral_v11_parallel_calls_and_a_call_id_in_history():
+    fmt = tool_formats.MISTRAL_V11
+    text = fmt.call_text([("get_weather", {"city": "Paris"}), ("get_time", {"city": "Oslo"})])
+    assert text == '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{"city": "Oslo"}'
+    for shown in (text, text.replace("[TOOL_CALLS]", "").replace("[ARGS]", ""),
+                  '[TOOL_CALLS]get_weather[CALL_ID]a1b2c3d4e[ARGS]{"city": "Paris"}'):
+        assert fmt.parse(shown)[1][0].name == "get_weather"
+    assert [c.name for c in fmt.parse(text)[1]] == ["get_weather", "get_time"]
+    assert fmt.parse("Paris is sunny.") == ("Paris is sunny.", [])

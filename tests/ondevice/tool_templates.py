@@ -10,6 +10,8 @@ result are written) in our own words; none is a copy. What each family's model w
   in the first user message; results in an `ipython` turn.
 - mistral (v0.3 / Nemo / Ministral): `[TOOL_CALLS][{"name": ..., "arguments": {...}}]`; tools in
   `[AVAILABLE_TOOLS]` before the last user turn; results in `[TOOL_RESULTS]` with a 9-character call id.
+- mistral_v11 (Ministral 3, Mistral Small 3.2, Devstral; tokenizer v11 on): `[TOOL_CALLS]name[ARGS]{...}` per call;
+  the system prompt in `[SYSTEM_PROMPT]`, tools in `[AVAILABLE_TOOLS]`, results in `[TOOL_RESULTS]`.
 - phi4 (Phi-4-mini): `<|tool_call|>[...]<|/tool_call|>`; tools as a JSON string in the system message's `tools`
   field, between `<|tool|>` and `<|/tool|>`.
 - granite (Granite 3.x): `<|tool_call|>[...]`; tools in an `available_tools` role turn.
@@ -165,6 +167,51 @@ MISTRAL = r"""{%- if messages[0].role == "system" %}
     {%- endif %}
 {%- endfor %}"""
 
+MISTRAL_V11 = r"""{%- if messages[0].role == "system" %}
+    {%- set system_message = messages[0].content %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "You are a helpful assistant." %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+{%- set tools_block = "" %}
+{%- if tools is defined and tools %}
+    {%- set tools_block = "[AVAILABLE_TOOLS]" + tools | tojson + "[/AVAILABLE_TOOLS]" %}
+{%- endif %}
+{%- set ns = namespace(last_user=-1) %}
+{%- for message in loop_messages %}
+    {%- if message.role == "user" %}
+        {%- set ns.last_user = loop.index0 %}
+    {%- endif %}
+{%- endfor %}
+{{- bos_token + "[SYSTEM_PROMPT]" + system_message + "[/SYSTEM_PROMPT]" }}
+{%- for message in loop_messages %}
+    {%- if message.role == "user" %}
+        {%- if loop.index0 == ns.last_user %}
+            {{- tools_block }}
+        {%- endif %}
+        {{- "[INST]" + message.content + "[/INST]" }}
+    {%- elif message.role == "assistant" %}
+        {%- if message.content %}
+            {{- message.content }}
+        {%- endif %}
+        {%- if message.tool_calls is defined and message.tool_calls %}
+            {%- for call in message.tool_calls %}
+                {%- set arguments = call.function.arguments %}
+                {%- if arguments is not string %}
+                    {%- set arguments = arguments | tojson %}
+                {%- endif %}
+                {{- "[TOOL_CALLS]" + call.function.name + "[ARGS]" + arguments }}
+            {%- endfor %}
+        {%- endif %}
+        {{- eos_token }}
+    {%- elif message.role == "tool" %}
+        {{- "[TOOL_RESULTS]" + message.content | string + "[/TOOL_RESULTS]" }}
+    {%- else %}
+        {{- raise_exception("roles are system (first), user, assistant and tool") }}
+    {%- endif %}
+{%- endfor %}"""
+
 PHI4 = r"""{%- for message in messages %}
     {%- if message.role == 'system' and message.tools is defined and message.tools %}
         {{- '<|system|>' + message.content + '<|tool|>' + message.tools + '<|/tool|><|end|>' }}
@@ -222,6 +269,9 @@ FAMILIES = {
     "mistral": Family("mistral", MISTRAL, ("<s>", "<unk>", "</s>", "[INST]", "[/INST]", "[TOOL_CALLS]",
                                            "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]",
                                            "[/TOOL_RESULTS]")),
+    "mistral_v11": Family("mistral_v11", MISTRAL_V11, ("<s>", "<unk>", "</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]",
+                                                   "[/SYSTEM_PROMPT]", "[TOOL_CALLS]", "[ARGS]", "[AVAILABLE_TOOLS]",
+                                                   "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")),
     "phi4": Family("phi4", PHI4, ("<|endoftext|>", "<|system|>", "<|end|>", "<|user|>", "<|assistant|>", "<|tool|>",
                                   "<|/tool|>", "<|tool_call|>", "<|/tool_call|>", "<|tool_response|>")),
     "granite": Family("granite", GRANITE, ("<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|tool_call|>")),
@@ -245,7 +295,7 @@ def family_tokenizer(folder: Path, family: Family) -> None:
     bos, eos = family.special[0], family.special[2]
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": bos, "eos_token": eos, "unk_token": bos,
-        "pad_token": bos, "add_bos_token": family.name in ("llama3", "mistral"), "model_max_length": 512,
+        "pad_token": bos, "add_bos_token": family.name in ("llama3", "mistral", "mistral_v11"), "model_max_length": 512,
         "chat_template": family.template}))
     (folder / "special_tokens_map.json").write_text(json.dumps({"bos_token": bos, "eos_token": eos}))
 
