@@ -263,3 +263,25 @@ def test_mistral_v11_parallel_calls_and_a_call_id_in_history():
         assert fmt.parse(shown)[1][0].name == "get_weather"
     assert [c.name for c in fmt.parse(text)[1]] == ["get_weather", "get_time"]
     assert fmt.parse("Paris is sunny.") == ("Paris is sunny.", [])
+
+
+def test_onnx_models_use_the_native_format_too(tiny_onnx_fp32_dir):
+    """The ONNX backend: the Hermes template given as chat_template (its tokenizer has no <tool_call> token, so the
+    grammar spells it); the prompt is the template's, the call parses back."""
+    from tests.ondevice.tool_templates import HERMES
+
+    model = ondevice.load(str(tiny_onnx_fp32_dir), n_ctx=512, threads=1, chat_template=HERMES)
+    try:
+        chat = tool_formats.for_backend(model.backend)
+        assert chat.format is tool_formats.HERMES and "<tool_call>" not in chat.token_ids
+        # one short tool: the tiny export's whole context is 512 tokens of a 512-token vocabulary
+        digit = {"type": "integer", "minimum": 0, "maximum": 9}
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"x": digit}, "required": ["x"]}}}]
+        plan = plan_chat(QUESTION, tools=tools, tool_choice="required", backend=model.backend)
+        assert plan.prompt.startswith("<|im_start|>system\nYou are a helpful assistant.\n\n# Tools\n")
+        result = model.chat(QUESTION, tools=tools, tool_choice="required", max_tokens=100)
+        assert result.finish_reason == "tool_calls" and result.text.startswith('<tool_call>\n{"name":"f"')
+        assert result.tool_calls[0].name == "f" and 0 <= result.tool_calls[0].args["x"] <= 9
+    finally:
+        model.close()
