@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ondevice.errors import InvalidInput
+from ondevice.errors import InvalidInput, OnDeviceError
 
 
 @dataclass(frozen=True)
@@ -348,8 +348,7 @@ class _MistralArgs(_Mistral):
 GENERIC = ToolFormat("generic", "any model without a format of its own (e.g. SmolLM2)", "<tool_call>", "</tool_call>",
                      "\n", "\n")
 HERMES = ToolFormat("hermes", "Qwen2.5, Qwen3, QwQ, Hermes 2 Pro / 3, Granite 4", "<tool_call>", "</tool_call>",
-                    "\n", "\n",
-                    signature=("<tool_call>", "tools"), shape=_NAME_KEY,
+                    "\n", "\n", signature=("<tool_call>", "tools"), shape=_NAME_KEY,
                     forbid="<tool")  # nor parrot <tool_response>
 LLAMA3 = ToolFormat("llama3", "Llama 3.1, 3.2, 3.3", "<|python_tag|>", args_key="parameters", single=True,
                     marker_optional=True, signature=("<|start_header_id|>", "ipython"),
@@ -404,19 +403,21 @@ class ChatTemplate:
     token_ids: dict[str, int]
 
     def renders_tools(self) -> bool:
-        """Whether the template lists the tools itself (else the conversation carries our instructions)."""
-        return self.format is not GENERIC and template_reads_tools(self.template)
+        """Whether the template lists the tools itself, in this format (else the conversation carries our
+        instructions: a template without tools, or one written for another format than the one named)."""
+        return self.format is not GENERIC and template_reads_tools(self.template) \
+            and detect(self.template) is self.format
 
     def render_prompt(self, messages: Sequence[dict], tools) -> str:
         return self.format.render_prompt(self.template, messages, tools, self.bos, self.eos)
 
 
-def for_backend(backend) -> ChatTemplate | None:
-    """The chat template and tool format of a loaded model (None when it has no template to read)."""
+def for_backend(backend) -> ChatTemplate:
+    """The chat template and tool format of a loaded model (`RuntimeOptions.tool_format`, else detected)."""
     parts = getattr(backend, "chat_template_parts", None)
     try:
         template, bos, eos = parts() if parts else ("", "", "")
-    except Exception:  # no template (a base model): chat() reports that itself
+    except OnDeviceError:  # no template (a base model): chat() reports that itself
         template, bos, eos = "", "", ""
     name = check_name(getattr(backend.options, "tool_format", "auto") or "auto")
     fmt = detect(template) if name == "auto" else FORMATS[name]
@@ -429,7 +430,7 @@ def marker_token_ids(backend, fmt: ToolFormat) -> dict[str, int]:
     for marker in set(fmt.markers):
         try:
             tokens = backend.tokenize(marker, add_special=False)
-        except Exception:
+        except OnDeviceError:
             continue
         if len(tokens) == 1:
             ids[marker] = int(tokens[0])

@@ -285,3 +285,15 @@ def test_onnx_models_use_the_native_format_too(tiny_onnx_fp32_dir):
         assert result.tool_calls[0].name == "f" and 0 <= result.tool_calls[0].args["x"] <= 9
     finally:
         model.close()
+
+
+def test_a_format_named_against_the_templates_own_is_put_in_the_conversation(family_models):
+    """The Qwen-style template renders tools, but in hermes: named llama3, the tools and calls go into the messages
+    in llama3's syntax (the template would describe the wrong one)."""
+    path = str(family_models["hermes"].ref.path)
+    with ondevice.load(path, n_ctx=1024, threads=1, tool_format="llama3") as model:
+        plan = plan_chat(CONVERSATION, tools=TOOLS, backend=model.backend)
+        assert plan.tool_format is tool_formats.LLAMA3 and plan.prompt is None
+        assert plan.messages[2]["content"] == '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}'
+        result = model.chat(QUESTION, tools=TOOLS, tool_choice="required", max_tokens=60)
+        assert result.finish_reason == "tool_calls" and result.text.startswith('{"name":"get_')
