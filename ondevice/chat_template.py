@@ -8,12 +8,14 @@ from pathlib import Path
 from ondevice.errors import InvalidInput, UnsupportedOperation
 
 
-def render(template: str, messages: list[dict], bos_token: str = "", eos_token: str = "") -> str:
-    """Format `messages` with `template`, ending with the assistant's generation prompt."""
+def render(template: str, messages: list[dict], bos_token: str = "", eos_token: str = "", **variables) -> str:
+    """Format `messages` with `template`, ending with the assistant's generation prompt. `variables` are further
+    template variables, as HF `apply_chat_template` passes them (`tools=[...]`, `date_string=...`)."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # a sandboxed renderer matching transformers'
 
     try:
-        return Jinja2ChatFormatter(template, eos_token=eos_token, bos_token=bos_token)(messages=messages).prompt
+        formatter = Jinja2ChatFormatter(template, eos_token=eos_token, bos_token=bos_token)
+        return formatter(messages=messages, **variables).prompt
     except Exception as exc:  # the template's own raise_exception (e.g. roles must alternate)
         raise InvalidInput(f"chat template rejected the messages: {exc}") from None
 

@@ -162,7 +162,8 @@ class Model:
         "tool_calls". Assistant messages with "tool_calls" and {"role": "tool", "tool_call_id": ...} results
         continue the conversation.
         """
-        return self.run(build_request(messages=messages, max_tokens=max_tokens, **options), stream)
+        return self.run(build_request(messages=messages, max_tokens=max_tokens, backend=self._backend, **options),
+                        stream)
 
     def run(self, request: Request, stream: bool = False) -> Generation | TextStream:
         """Generate the answer to a `Request` (`ondevice.request.build_request`): the one engine entry every
@@ -173,6 +174,8 @@ class Model:
         """The raw events of a `Request` (token ids, text pieces, the last one with finish reason and timings).
         Prompt errors (empty, over the context, a bad logit_bias id) raise here, at call time."""
         self._check_open()
+        if request.rendered is not None:  # the template rendered the tools itself (a native tool format)
+            return self._backend.stream(request.rendered, request.params)
         if request.is_chat:
             return self._backend.stream_chat(request.messages, request.params)
         return self._backend.stream(request.prompt, request.params)

@@ -37,6 +37,9 @@ class RuntimeOptions:
       the answer so far, pausing when it does not pay), or "lookup" (always draft); see `ondevice.speculative`.
     - chat_template: a Jinja chat template (the HF `chat_template` convention) used by `chat()` instead of the
       model's own: for a base model that has none, or to override one. None uses the model's.
+    - tool_format: the tool-call format chat() uses with tools: "auto" (default: the one the chat template is
+      written for, else the generic one) or a name from `ondevice.tool_formats.FORMATS` ("hermes", "llama3",
+      "mistral", "phi4", "granite", "generic"); docs/structured-output.md has the table.
     - extra: further keyword arguments for the backend's loader (llama_cpp.Llama), for experiments; options
       the runtime knows (kv_type, flash_attn) must go through their fields.
     """
@@ -53,6 +56,7 @@ class RuntimeOptions:
     huge_pages: bool = True
     speculative: str = "off"
     chat_template: str | None = None
+    tool_format: str = "auto"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,6 +75,9 @@ class RuntimeOptions:
             from ondevice.chat_template import check_template
 
             check_template(self.chat_template)
+        from ondevice.tool_formats import check_name
+
+        self.tool_format = check_name(self.tool_format)
         from ondevice.speculative import check_mode
 
         check_mode(self.speculative)

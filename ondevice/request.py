@@ -37,6 +37,9 @@ class Request:
     - messages: the conversation as the backend renders it (roles checked, content as one string, tool turns in
       the tool format, the tools listed in the system message).
     - prompt: text, or token ids (GGUF/ONNX only).
+    - rendered: for a chat whose tools the model's own chat template renders (a native tool format,
+      `ondevice.tool_formats`), the whole prompt it rendered; the answer is generated from it, and `messages` stay
+      for routing and grounding (which drop `rendered` when they change the messages).
     - params: the sampling (with the grammar of a schema or tools).
     - plan: how the answer's text is read back (parsed JSON, tool calls); None for plain text.
     - legacy_functions: the request used OpenAI's `functions` (the answer is reported as `function_call`).
@@ -47,6 +50,7 @@ class Request:
     prompt: str | list[int] | None = None
     plan: Any = None
     legacy_functions: bool = False
+    rendered: str | None = None
 
     @property
     def is_chat(self) -> bool:
@@ -95,12 +99,14 @@ def _bad(param: str, message: str) -> InvalidInput:
 def build_request(messages: Sequence[dict] | None = None, prompt: str | Sequence[int] | None = None, *,
                   schema: Any = None, tools: Sequence[dict] | None = None, tool_choice: Any = None,
                   parallel_tool_calls: bool = False, functions: Any = None, function_call: Any = None,
-                  default_max_tokens: int = 128, **sampling: Any) -> Request:
+                  default_max_tokens: int = 128, backend: Any = None, **sampling: Any) -> Request:
     """The one way from a front end's values to a `Request` (see the module doc).
 
     sampling: any `SamplingParams` field by name (max_tokens, temperature, top_p, top_k, min_p, seed, stop,
     logit_bias, frequency_penalty, presence_penalty, repeat_penalty, ignore_eos, speculative). A None value means
     "the default". An unknown name is an InvalidInput naming it.
+    backend: the loaded model's backend, when known: tools then take the format its chat template was written for
+    (`ondevice.tool_formats`); without it, the generic format.
     """
     from ondevice.model import check_messages
     from ondevice.structured import schema_grammar
@@ -136,9 +142,10 @@ def build_request(messages: Sequence[dict] | None = None, prompt: str | Sequence
         return Request(params, prompt=prompt, plan=plan)
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise _bad("messages", "messages must be a list of {'role': ..., 'content': ...}")
-    plan = plan_chat(list(messages), schema, tools, tool_choice, bool(parallel_tool_calls))
+    plan = plan_chat(list(messages), schema, tools, tool_choice, bool(parallel_tool_calls), backend=backend)
     params = SamplingParams(grammar=plan.grammar, **values)
-    return Request(params, messages=check_messages(plan.messages), plan=plan, legacy_functions=legacy)
+    return Request(params, messages=check_messages(plan.messages), plan=plan, legacy_functions=legacy,
+                   rendered=getattr(plan, "prompt", None))
 
 
 @dataclass

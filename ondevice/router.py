@@ -201,7 +201,8 @@ class Router:
     def chat(self, messages: Sequence[dict], max_tokens: int = 256, *, stream: bool = False, **options):
         """Answer a conversation from whoever the policies pick: a RoutedGeneration, or a TextStream whose
         `.result` is one. Options as `Model.chat` (schema, tools, sampling, speculative)."""
-        return self.run(build_request(messages=messages, max_tokens=max_tokens, **options), stream)
+        return self.run(build_request(messages=messages, max_tokens=max_tokens, backend=self.local.backend,
+                                      **options), stream)
 
     def generate(self, prompt: str, max_tokens: int = 128, *, stream: bool = False, **options):
         """Complete `prompt` from whoever the policies pick (see `chat`)."""
@@ -216,7 +217,9 @@ class Router:
     def events(self, request: Request) -> Iterator[StreamEvent]:
         """Routed events (what the server streams); the last one is a `RoutedEvent`. Decisions that refuse the
         request (a sensitive prompt too long for the device) raise here, at call time."""
-        if request.is_chat:
+        if request.rendered is not None:
+            prompt, text = request.rendered, "\n".join(m["content"] for m in request.messages)
+        elif request.is_chat:
             prompt = self.local.render_chat(request.messages)
             text = "\n".join(m["content"] for m in request.messages)
         elif isinstance(request.prompt, str):

@@ -159,11 +159,12 @@ def _content_text(content: Any, where: str) -> str:
     raise InvalidInput(f"{where}: content must be a string or a list of text parts")
 
 
-def prepare_messages(messages: Sequence[dict], tools: list[Tool], parallel: bool = False) -> list[dict]:
+def prepare_messages(messages: Sequence[dict], tools: list[Tool], parallel: bool = False, fmt=None) -> list[dict]:
     """OpenAI messages (assistant `tool_calls`, role "tool" results) -> plain role/content messages in the generic
     format, with the tools listed in the system message. A tool result must answer an earlier call, and a call in
     the history must name one of `tools` (when tools are given). Other messages pass through unchanged (the
-    model's message check reads their content)."""
+    model's message check reads their content). `fmt`: a native `ondevice.tool_formats.ToolFormat` whose syntax
+    the calls and instructions take instead (for a template that cannot render tools itself)."""
     calls: dict[str, str] = {}   # tool_call_id -> tool name, from earlier assistant messages
     known = {t.name for t in tools}
     out: list[dict] = []
@@ -187,7 +188,8 @@ def prepare_messages(messages: Sequence[dict], tools: list[Tool], parallel: bool
                 except json.JSONDecodeError:
                     raise InvalidInput(f"message {i}: tool call arguments are not JSON: {arguments!r}") from None
                 calls[call["id"]] = function["name"]
-                blocks.append(f"{OPEN}\n{json.dumps({'name': function['name'], 'arguments': arguments})}\n{CLOSE}")
+                blocks.append(f"{OPEN}\n{json.dumps({'name': function['name'], 'arguments': arguments})}\n{CLOSE}"
+                              if fmt is None else fmt.call_text([(function["name"], arguments)]))
             out.append({"role": "assistant", "content": "\n".join(blocks)})
         elif role == "tool":
             call_id = message.get("tool_call_id")
@@ -205,7 +207,7 @@ def prepare_messages(messages: Sequence[dict], tools: list[Tool], parallel: bool
     for message in out:
         message.pop("_tool_results", None)
     if tools:
-        instructions = system_prompt(tools, parallel)
+        instructions = system_prompt(tools, parallel) if fmt is None else fmt.instructions(tools, parallel)
         if out and out[0].get("role") in ("system", "developer"):
             first = _content_text(out[0].get("content"), "message 0")
             out[0] = {"role": "system", "content": f"{first}\n\n{instructions}"}
@@ -222,11 +224,13 @@ class ChatPlan:
     messages: list[dict]
     grammar: Grammar | None = None
     with_tools: bool = False
+    tool_format: Any = None      # a native ondevice.tool_formats.ToolFormat; None: the generic format
+    prompt: str | None = None    # the whole prompt, when the model's own template rendered the tools
 
     def finish(self, result):
         """Fill `result.tool_calls` (finish_reason "tool_calls" when there are some) and `result.parsed`."""
         if self.with_tools:
-            content, calls = parse_tool_calls(result.text)
+            content, calls = parse_tool_calls(result.text, self.tool_format)
             result.tool_calls = calls
             if calls:
                 result.finish_reason = "tool_calls"
@@ -237,25 +241,36 @@ class ChatPlan:
 
 
 def plan_chat(messages: Sequence[dict], schema: Any = None, tools: Sequence[dict] | None = None,
-              tool_choice: Any = None, parallel_tool_calls: bool = False) -> ChatPlan:
-    """Check tools, tool_choice and schema, and turn the conversation into the generic tool format."""
+              tool_choice: Any = None, parallel_tool_calls: bool = False, backend=None) -> ChatPlan:
+    """Check tools, tool_choice and schema, and turn the conversation into the tool format: the one the model's
+    chat template is written for when `backend` (a loaded model's) has one (`ondevice.tool_formats`), else the
+    generic format."""
     from ondevice.structured import schema_grammar
+    from ondevice.tool_formats import native_template
 
     checked = check_tools(tools)
     has_tool_turns = any(isinstance(m, dict) and (m.get("role") == "tool" or m.get("tool_calls")) for m in messages)
+    chat = native_template(backend) if checked or has_tool_turns else None  # None: the generic format
+    fmt = chat.format if chat is not None else None
     if not checked and tool_choice in (None, "none"):
-        prepared = prepare_messages(messages, []) if has_tool_turns else list(messages)
+        prepared = prepare_messages(messages, [], fmt=fmt) if has_tool_turns else list(messages)
         return ChatPlan(prepared, schema_grammar(schema) if schema is not None else None)
     mode, allowed = tool_choice_mode(tool_choice, checked)
     json_schema = schema_grammar(schema).schema if schema is not None else None
-    grammar = tool_grammar(mode, allowed, parallel_tool_calls, json_schema)
+    grammar = tool_grammar(mode, allowed, parallel_tool_calls, json_schema) if fmt is None else \
+        fmt.grammar(mode, allowed, parallel_tool_calls, json_schema, chat.token_ids)
     if json_schema is not None:
         grammar = Grammar(grammar.source, grammar.kind, json_schema, schema if isinstance(schema, type) else None)
-    return ChatPlan(prepare_messages(messages, checked, parallel_tool_calls), grammar, True)
+    prepared = prepare_messages(messages, checked, parallel_tool_calls, fmt)
+    prompt = chat.render_prompt(messages, checked) if chat is not None and chat.renders_tools() else None
+    return ChatPlan(prepared, grammar, True, fmt, prompt)
 
 
-def parse_tool_calls(text: str) -> tuple[str | None, list[ToolCall]]:
-    """(content, calls) of a generated answer: calls when it is tool-call blocks, else the text as content."""
+def parse_tool_calls(text: str, fmt=None) -> tuple[str | None, list[ToolCall]]:
+    """(content, calls) of a generated answer: calls when it is tool-call blocks, else the text as content.
+    `fmt`: the native `ondevice.tool_formats.ToolFormat` the answer is in (None: the generic format)."""
+    if fmt is not None:
+        return fmt.parse(text)
     if not text.lstrip().startswith(OPEN):
         return text, []
     calls = []

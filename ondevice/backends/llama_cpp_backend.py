@@ -134,13 +134,18 @@ class LlamaCppBackend(TextBackend):
             n = lc.llama_token_to_piece(self._vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
         return self._piece_buf.raw[:n]
 
-    def render_chat(self, messages: list[dict]) -> str:
+    def chat_template_parts(self) -> tuple[str, str, str]:
+        """(template, bos, eos): the chat template chat() uses (the caller's, else the model's) and its tokens."""
         template = self.options.chat_template or self._llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise UnsupportedOperation(f"{self.ref.name} has no chat template (a base model?): use generate()")
         eos = self._llm.detokenize([self._llm.token_eos()], special=True).decode(errors="replace")
         bos = self._llm.detokenize([self._llm.token_bos()], special=True).decode(errors="replace") \
             if self._llm.token_bos() >= 0 else ""
+        return template, bos, eos
+
+    def render_chat(self, messages: list[dict]) -> str:
+        template, bos, eos = self.chat_template_parts()
         return chat_template.render(template, messages, bos_token=bos, eos_token=eos)
 
     # --- the decode loop's primitives (ondevice.backends.text) ---------------------------------------------------

@@ -114,10 +114,15 @@ class OnnxGenaiBackend(TextBackend):
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._tokenizer.decode(np.asarray(tokens, dtype=np.int32))
 
-    def render_chat(self, messages: list[dict]) -> str:
+    def chat_template_parts(self) -> tuple[str, str, str]:
+        """(template, bos, eos): the chat template chat() uses (the caller's, else the folder's) and its tokens."""
         own = self.options.chat_template
         template, bos, eos = chat_template.template_from_folder(self.ref.path, required=own is None)
-        return chat_template.render(own or template, messages, bos_token=bos, eos_token=eos)
+        return own or template, bos, eos
+
+    def render_chat(self, messages: list[dict]) -> str:
+        template, bos, eos = self.chat_template_parts()
+        return chat_template.render(template, messages, bos_token=bos, eos_token=eos)
 
     # --- the decode loop's primitives (ondevice.backends.text) ---------------------------------------------------
     def _new_generator(self, max_length: int) -> og.Generator:

@@ -32,15 +32,21 @@ from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
 @click.option("--parallel", default="auto", show_default=True, metavar="N|auto",
               help="Requests decoded together in one batch (slots, each with the full context); auto sizes it "
                    "from RAM (up to 4); 1 serves one request at a time.")
+@click.option("--tool-format", default="auto", show_default=True,
+              help="Tool-call format: auto (the one the chat template is written for, else generic) or hermes, "
+                   "llama3, mistral, phi4, granite, generic (docs/structured-output.md).")
 @runtime_options
 def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue, max_body_bytes, cors_origins,
-                  remote, route, parallel, n_ctx, threads, device):
+                  remote, route, parallel, tool_format, n_ctx, threads, device):
     """Serve MODEL with the OpenAI API (chat, completions, embeddings, models) on HOST:PORT."""
     from ondevice.server import ServerSettings, serve
     from ondevice.store import resolve
 
     # Name errors now, as one line and exit code 2, rather than as a traceback from inside uvicorn's startup.
     resolve(model)
+    from ondevice.tool_formats import check_name
+
+    tool_format = check_name(tool_format)
     if embed_model:
         resolve(embed_model)
     if remote:
@@ -51,7 +57,7 @@ def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue,
     settings = ServerSettings(model=model, host=host, port=port, api_key=api_key, embed_model=embed_model,
                               rag_index=rag_index, max_queue=max_queue, max_body_bytes=max_body_bytes,
                               cors_origins=list(cors_origins), n_ctx=n_ctx, threads=threads, device=device,
-                              remote=remote, route=route, parallel=parse_parallel(parallel))
+                              remote=remote, route=route, parallel=parse_parallel(parallel), tool_format=tool_format)
     err_console.print(f"[dim]serving {model} on http://{host}:{port}/v1 (Ctrl-C stops)[/dim]")
     serve(settings)
 

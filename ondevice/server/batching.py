@@ -213,6 +213,6 @@ async def maybe_start(state, request) -> BatchRun | None:
     if batcher is None or getattr(state, "router", None) is not None:
         return None
     backend = state.model.backend
-    messages, prompt = request.messages, request.prompt
-    render = (lambda: backend.render_chat(messages)) if messages is not None else (lambda: prompt)
+    messages, prompt = request.messages, request.rendered or request.prompt
+    render = (lambda: backend.render_chat(messages)) if prompt is None else (lambda: prompt)
     return await batcher.start(request.params, render)

@@ -53,7 +53,8 @@ def chat_request(body: schemas.ChatCompletionRequest, state: ServerState) -> Req
         return build_request(messages=[m.to_core() for m in body.messages], schema=schema, tools=body.tools,
                              tool_choice=body.tool_choice, parallel_tool_calls=bool(body.parallel_tool_calls),
                              functions=body.functions, function_call=body.function_call,
-                             default_max_tokens=state.settings.default_max_tokens, **body.sampling_values())
+                             default_max_tokens=state.settings.default_max_tokens, backend=state.model.backend,
+                             **body.sampling_values())
     except InvalidInput as exc:
         raise _as_api_error(exc, body, "tools" if (body.tools or body.functions) else "messages") from None
 
@@ -166,13 +167,13 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
         from ondevice.server.routes_rag import ground  # only with --rag-index
 
         messages, citations = await ground(state, req.messages, body.rag)
-        req = dataclasses.replace(req, messages=messages)
+        req = dataclasses.replace(req, messages=messages, rendered=None)  # the tools travel in the messages
     plan = req.plan
     run = await start_run(state, req)
     rid, created, model_id = schemas.new_id("chatcmpl"), schemas.now(), state.model_id
 
     if body.stream:
-        events = tool_calls.ToolCallRun(run) if req.with_tools else run
+        events = tool_calls.ToolCallRun(run, plan.tool_format) if req.with_tools else run
 
         def chunk(text: str | None, finish: str | None) -> schemas.ChatCompletionChunk:
             delta = schemas.Delta(content=text) if text is not None else schemas.Delta()

@@ -23,6 +23,8 @@ class ServerSettings(BaseModel):
     n_ctx: int | None = Field(None, ge=16)
     threads: int | None = Field(None, ge=1)
     device: str = "auto"
+    tool_format: str = Field("auto", description="Tool-call format: auto (from the chat template) or a name from "
+                                                 "ondevice.tool_formats.FORMATS.")
     default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request gives none.")
     remote: str | None = Field(None, description="A remote OpenAI-compatible model (remote:MODEL@URL or a URL) that "
                                                  "answers what the routing policies send away (ondevice.Router).")

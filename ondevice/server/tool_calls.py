@@ -1,9 +1,10 @@
 """Structured output and tool calls on /v1/chat/completions.
 
 `response_format`, `tools`, `tool_choice` and `parallel_tool_calls` become the core's `ChatPlan` (the grammar every
-token follows, the messages in the generic tool format); the answer's text becomes message `content` or
-`tool_calls`. Streamed answers hold text back only while it could still be the start of a tool call, then send
-each call as a `delta.tool_calls` entry with finish_reason "tool_calls".
+token follows, the conversation in the model's tool format: its own, `ondevice.tool_formats`, else the generic
+one); the answer's text becomes message `content` or `tool_calls`. Streamed answers hold text back only while it
+could still be the start of a tool call, then send each call as a `delta.tool_calls` entry with finish_reason
+"tool_calls".
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def tool_call_list(calls) -> list[dict]:
 def answer(plan: ChatPlan, text: str, finish_reason: str) -> tuple[str | None, list[dict] | None, str]:
     """(content, tool_calls, finish_reason) of a finished, non-streamed answer."""
     if plan.with_tools:
-        content, calls = parse_tool_calls(text)
+        content, calls = parse_tool_calls(text, plan.tool_format)
         if calls:
             return content, [call.to_openai() for call in calls], "tool_calls"
     return text, None, finish_reason
@@ -61,18 +62,24 @@ class ToolCallRun:
     """A `generation.Run` for a request with tools: streamed text is held back while it may be a tool call; a
     call ends the stream with finish_reason "tool_calls" and `tool_calls` set (everything else is the run's)."""
 
-    def __init__(self, run):
+    def __init__(self, run, tool_format=None):
         self.run = run
+        self.tool_format = tool_format  # a native ondevice.tool_formats.ToolFormat; None: the generic format
         self.tool_calls: list[dict] = []
 
     def __getattr__(self, name):
         return getattr(self.run, name)
 
+    def _may_be_call(self, held: str) -> bool:
+        if self.tool_format is not None:
+            return self.tool_format.may_be_call(held)
+        return held.startswith(OPEN) or OPEN.startswith(held)
+
     async def events(self) -> AsyncIterator[StreamEvent]:
         held, decided = "", False
         async for event in self.run.events():
             if event.finish_reason is not None:
-                content, calls = parse_tool_calls(held) if held else (held, [])
+                content, calls = parse_tool_calls(held, self.tool_format) if held else (held, [])
                 if calls:
                     self.tool_calls = tool_call_list(calls)
                     yield StreamEvent("", None, finish_reason="tool_calls", timings=event.timings)
@@ -85,7 +92,7 @@ class ToolCallRun:
                 yield event
                 continue
             held += event.text
-            if held.startswith(OPEN) or OPEN.startswith(held):
+            if self._may_be_call(held):
                 continue  # a tool call, or still maybe one
             decided = True
             yield StreamEvent(held, event.token)

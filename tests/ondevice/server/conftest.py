@@ -89,9 +89,9 @@ class Server:
             time.sleep(0.05)
 
 
-def start_server(*args: str, api_key: str | None = None, cwd=None) -> Server:
+def start_server(*args: str, api_key: str | None = None, cwd=None, model: str = "smollm2-135m") -> Server:
     port = free_port()
-    cmd = [sys.executable, "-m", "ondevice", "serve", "smollm2-135m", "--port", str(port), "--ctx", str(N_CTX),
+    cmd = [sys.executable, "-m", "ondevice", "serve", model, "--port", str(port), "--ctx", str(N_CTX),
            "--threads", "1", "--embed-model", EMBED_MODEL, "--parallel", "1", *args]  # batching: test_batching.py
     if api_key:
         cmd += ["--api-key", api_key]
