@@ -120,11 +120,11 @@ async def device(request: Request) -> dict:
     from ondevice.catalog import list_models
     from ondevice.doctor import diagnose
 
-    ui = request.app.state.__dict__.setdefault("ui_device", {})
-    if "doctor" not in ui:
-        ui["doctor"] = dataclasses.asdict(await asyncio.to_thread(diagnose))
+    doctor = getattr(request.app.state, "ui_doctor", None)
+    if doctor is None:
+        doctor = request.app.state.ui_doctor = dataclasses.asdict(await asyncio.to_thread(diagnose))
     models = await asyncio.to_thread(list_models)
-    return {"doctor": ui["doctor"], "models": [dataclasses.asdict(m) for m in models]}
+    return {"doctor": doctor, "models": [dataclasses.asdict(m) for m in models]}
 
 
 @api.get("/targets")

@@ -47,6 +47,7 @@ class Job:
     name: str
     folder: str
     state: str = "running"          # running, done, cancelled, failed
+    phase: str = "loading the embedding model"  # then "indexing"
     files_done: int = 0
     files_total: int = 0
     chunks: int = 0
@@ -61,7 +62,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def to_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in ("name", "folder", "state", "files_done", "files_total", "chunks",
+        out = {k: getattr(self, k) for k in ("name", "folder", "state", "phase", "files_done", "files_total", "chunks",
                                              "embedded", "embeddings_per_s", "current", "eta_s", "summary", "error")}
         out["elapsed_s"] = round(time.monotonic() - self.started if self.state == "running" else self.elapsed_s, 1)
         return out
@@ -194,6 +195,8 @@ class Files:
         with self.lock(job.name):
             try:
                 index = self.index(job.name, create=True)
+                index.embedder  # noqa: B018 - load it now (the first time converts it: tens of seconds)
+                job.phase = "indexing"
                 if not self.folder_file(job.name).exists():
                     with atomic_output(self.folder_file(job.name)) as tmp:
                         Path(tmp).write_text(json.dumps({"folder": job.folder}))
@@ -267,7 +270,7 @@ class Files:
 
 
 def files_of(request: Request) -> Files:
-    ui = request.app.state.__dict__.setdefault("ui_files", None)
+    ui = getattr(request.app.state, "ui_files", None)
     if ui is None:
         ui = request.app.state.ui_files = Files(request.app.state.server)
     return ui
@@ -319,10 +322,13 @@ async def source(name: str, path: str, request: Request) -> dict:
     return await asyncio.to_thread(files_of(request).source, Files.check_name(name), path)
 
 
-def _citation(number: int, result) -> dict:
-    from ondevice.rag.answer import display_path
+def _citation(number: int, result, folder: str | None) -> dict:
+    """One numbered source; `display` is its path inside the chosen folder."""
+    import os
 
-    return {"number": number, "path": result.path, "display": display_path(result.path),
+    display = os.path.relpath(result.path, folder) if folder and Path(result.path).is_relative_to(folder) \
+        else result.path
+    return {"number": number, "path": result.path, "display": display,
             "start_line": result.start_line, "end_line": result.end_line, "page": result.page, "span": result.span,
             "text": result.text, "score": round(float(result.score), 4)}
 
@@ -358,7 +364,8 @@ async def ask(name: str, body: AskRequest, request: Request) -> StreamingRespons
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             yield f"data: {json.dumps({'error': {'message': message, 'status': status}})}\n\n"
             return
-        citations = [_citation(i, s) for i, s in enumerate(answer.sources, start=1)] if answer.found else []
+        folder = files.folder_of(name)
+        citations = [_citation(i, s, folder) for i, s in enumerate(answer.sources, start=1)] if answer.found else []
         yield f"data: {json.dumps({'done': True, 'found': answer.found, 'answer': answer.answer, 'citations': citations})}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

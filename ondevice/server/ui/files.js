@@ -20,7 +20,8 @@ function showJob(job) {
   bar.value = job.files_done;
   const counts = `${job.files_done}/${job.files_total} files · ${job.chunks} chunks · ${job.embedded} embedded`;
   const text = {
-    running: `indexing ${job.name}: ${counts} · ETA ${seconds(job.eta_s)}`,
+    running: job.phase === "indexing" ? `indexing ${job.name}: ${counts} · ETA ${seconds(job.eta_s)}`
+      : `${job.name}: ${job.phase}…`,
     done: `${job.name} is up to date: ${counts} in ${seconds(job.elapsed_s)}` +
       (job.summary ? ` (${job.summary.added} added, ${job.summary.updated} changed, ${job.summary.unchanged} unchanged, ` +
         `${job.summary.deleted} removed${job.summary.failed.length ? `, ${job.summary.failed.length} unreadable` : ""})` : ""),

@@ -79,7 +79,10 @@ async function run() {
   }
   const messages = [{ role: "user", content: $("struct-prompt").value }];
   const request = { model, messages, temperature: 0, max_tokens: 300 };
-  if (mode() === "tools") request.tools = spec;
+  if (mode() === "tools") {
+    request.tools = spec;
+    if ($("struct-require").checked) request.tool_choice = "required";
+  }
   else request.response_format = { type: "json_schema", json_schema: { name: "result", schema: spec } };
   try {
     const reply = await chat(request);
