@@ -55,7 +55,8 @@ def ui_server(tmp_path_factory):
     if extra:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (old, extra) if p)
     try:
-        server = start_server("--max-queue", "8", api_key=API_KEY)
+        # --ctx 1024 (after the suite's 512): room for a cited source, the question and the answer
+        server = start_server("--max-queue", "8", "--ctx", "1024", api_key=API_KEY)
     finally:
         if extra:
             if old is None:
@@ -99,6 +100,7 @@ def page(browser, ui_server):
     assert not errors, "browser console errors:\n" + "\n".join(errors)
 
 
-def screenshot(page, name: str) -> None:
+def screenshot(page, name: str, full_page: bool = False) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)

@@ -124,6 +124,7 @@ def test_index_the_example_notes_and_open_a_citation(page, notes_folder):
     page.wait_for_selector("#ask-citations li a")
     answer = page.inner_text("#ask-answer")
     assert "10:30" in answer or "9 April" in answer, answer
+    assert "Question:" not in answer, answer  # an answer, not the prompt repeated
     first = page.locator("#ask-citations li a").first
     assert first.inner_text() == "health.md:3-5"
     first.click()
@@ -132,7 +133,7 @@ def test_index_the_example_notes_and_open_a_citation(page, notes_folder):
     cited = page.locator("#source-lines .line.cited")
     assert [cited.nth(i).get_attribute("data-line") for i in range(cited.count())] == ["3", "4", "5"]
     assert "Tooth cleaning booked with Dr. Alvarez" in cited.nth(2).inner_text()
-    screenshot(page, "files")
+    screenshot(page, "files", full_page=True)
 
     # Re-indexing reads only what changed: one edited note, five unchanged.
     (notes_folder / "garden.txt").write_text((notes_folder / "garden.txt").read_text() + "\nThe roses need pruning.\n")
@@ -173,7 +174,7 @@ def test_the_device_page_shows_the_targets_table(page):
     page.wait_for_function("() => document.querySelector('#targets p.muted').textContent.includes('Raspberry Pi 5')")
     page.select_option("#target-device-0", "apple-m2")
     page.wait_for_function("() => document.querySelector('#targets p.muted').textContent.includes('Apple M2')")
-    screenshot(page, "device")
+    screenshot(page, "device", full_page=True)
 
 
 def test_structured_output_shows_the_parsed_result_and_tool_calls_as_cards(page):
