@@ -83,24 +83,43 @@ def browser():
         b.close()
 
 
+class App:
+    """A fresh browser profile on the app at `base_url` (logged in with `key` the way `ondevice ui` does:
+    /?key=...), collecting every console error and page exception."""
+
+    def __init__(self, browser, base_url: str, key: str | None = None):
+        self.context = browser.new_context(viewport=VIEWPORT)
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}")
+                     if m.type == "error" else None)
+        self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        self.page.goto(f"{base_url}/" + (f"?key={key}" if key else ""))
+        self.page.wait_for_selector("body[data-ready='1']")
+
+    def close(self) -> None:
+        self.context.close()
+        assert not self.errors, "browser console errors:\n" + "\n".join(self.errors)
+
+
 @pytest.fixture
 def page(browser, ui_server):
-    """A fresh browser profile, logged in with the API key the way `ondevice ui` does (/?key=...), with every
-    console error and page exception collected: the test fails on any."""
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(TIMEOUT_MS)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda msg: errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
-    pg.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-    pg.goto(f"{ui_server.base_url}/?key={API_KEY}")
-    pg.wait_for_selector("body[data-ready='1']")
-    yield pg
-    context.close()
-    assert not errors, "browser console errors:\n" + "\n".join(errors)
+    """The app on `ui_server`; the test fails on any browser console error."""
+    app = App(browser, ui_server.base_url, API_KEY)
+    yield app.page
+    app.close()
 
 
 def screenshot(page, name: str, full_page: bool = False) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    try:  # keep the committed PNGs small: a 256-colour palette is plenty for a flat UI (about a third the bytes)
+        from PIL import Image
+    except ImportError:
+        return
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
