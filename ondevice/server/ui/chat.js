@@ -113,7 +113,6 @@ async function send(text) {
         }, controller.signal);
     } else {
       const answer = await chat(request, controller.signal);
-      first = performance.now();
       usage = answer.usage;
       reply.content = answer.choices[0].message.content || "";
       reply.route = answer.ondevice_route;
@@ -123,8 +122,10 @@ async function send(text) {
     const end = performance.now();
     if (usage) {
       stat("stat-tokens", `${usage.completion_tokens} (prompt ${usage.prompt_tokens})`);
-      if (first !== null && end > first && usage.completion_tokens > 1) {
+      if (first !== null && end > first && usage.completion_tokens > 1) {  // decode only: after the first token
         stat("stat-tps", `${((usage.completion_tokens - 1) / ((end - first) / 1000)).toFixed(1)} tok/s`);
+      } else if (first === null && usage.completion_tokens) {  // not streamed: the whole request, prompt included
+        stat("stat-tps", `${(usage.completion_tokens / ((end - t0) / 1000)).toFixed(1)} tok/s (whole request)`);
       }
     }
   } catch (err) {

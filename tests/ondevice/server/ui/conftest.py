@@ -113,7 +113,7 @@ def page(browser, ui_server):
 
 def screenshot(page, name: str, full_page: bool = False) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.evaluate("() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); }")
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     try:  # keep the committed PNGs small: a 256-colour palette is plenty for a flat UI (about a third the bytes)

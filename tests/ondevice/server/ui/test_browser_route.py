@@ -47,5 +47,6 @@ def test_each_reply_says_who_answered_and_why(browser, routed):
     page.click("#chat-new")
     private = ask(page, "My email is alice.smith@example.com. Write me a one-line greeting.", "20")
     assert private.startswith("answered by local — privacy: found") and "stays on device" in private
+    assert page.inner_text("#stat-tps").endswith("tok/s (whole request)")
     screenshot(page, "router")
     app.close()
