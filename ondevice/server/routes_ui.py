@@ -76,7 +76,8 @@ def state_of(request: Request) -> ServerState:
 @router.get("/", include_in_schema=False)
 async def page(request: Request) -> Response:
     check_host(request)
-    if login_key(request.scope) is not None:  # `/?key=KEY` (the guard checked it): keep it in a cookie, not the URL
+    if login_key(request.scope) is not None and state_of(request).settings.api_key:
+        # `/?key=KEY`, already checked by the guard: keep it in a cookie, not in the address bar
         response = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
         response.set_cookie(COOKIE, login_key(request.scope), httponly=True, samesite="strict", path="/")
         return response

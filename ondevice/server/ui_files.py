@@ -134,7 +134,7 @@ class Files:
     def list(self) -> list[dict]:
         from ondevice.rag.store import IndexStore
 
-        folder = self.path("x").parent
+        folder = self.path("any").parent  # where index_path() keeps named indexes
         out = []
         for path in sorted(folder.glob("*.sqlite")) if folder.is_dir() else []:
             name = path.stem

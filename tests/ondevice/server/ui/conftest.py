@@ -49,14 +49,16 @@ def notes_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ui_server(tmp_path_factory):
+def ui_server(tmp_path_factory, notes_folder):
     extra = _targets_plugin_path(tmp_path_factory.mktemp("ui-plugin"))
     old = os.environ.get("PYTHONPATH")
     if extra:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (old, extra) if p)
     try:
         # --ctx 1024 (after the suite's 512): room for a cited source, the question and the answer
-        server = start_server("--max-queue", "8", "--ctx", "1024", api_key=API_KEY)
+        # run beside the notes: the answer prompt names sources by their path relative to the working folder, so it
+        # reads the same on every run (not /tmp/pytest-of-.../pytest-N/...), and so does the answer at temperature 0
+        server = start_server("--max-queue", "8", "--ctx", "1024", api_key=API_KEY, cwd=notes_folder.parent)
     finally:
         if extra:
             if old is None:

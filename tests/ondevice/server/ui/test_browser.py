@@ -96,16 +96,23 @@ def test_keyboard_reaches_the_pages_and_the_chat_box(page):
     page.wait_for_selector("#page-device:not([hidden])")
 
 
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                 && !e.getAttribute('aria-labelledby') && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+    .map(e => e.outerHTML)"""
+
+
+def assert_labelled(page) -> None:
+    """Every control on the page (the pages' own and those they created) has a label, aria-label or text."""
+    assert page.evaluate(UNLABELLED) == []
+
+
 def test_every_control_has_a_label(page):
     for name in ("files", "structured", "device", "chat"):
         open_page(page, name)
     page.wait_for_selector("#page-device[data-loaded='1']", state="attached")
     page.wait_for_selector("#targets table", state="attached")
-    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
-        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                     && !e.getAttribute('aria-labelledby') && !(e.tagName === 'BUTTON' && e.textContent.trim()))
-        .map(e => e.outerHTML)""")
-    assert unlabelled == []
+    assert_labelled(page)
 
 
 def test_index_the_example_notes_and_open_a_citation(page, notes_folder):
@@ -140,6 +147,7 @@ def test_index_the_example_notes_and_open_a_citation(page, notes_folder):
     page.click("#index-table tr[data-index='notes'] button:has-text('Re-index')")
     page.wait_for_function("() => document.getElementById('index-status').textContent.includes('1 changed')")
     assert "5 unchanged" in page.inner_text("#index-status")
+    assert_labelled(page)  # with the index rows' buttons
 
 
 def test_a_question_with_no_answer_in_the_files_says_so(page, ui_server, notes_folder):
@@ -188,6 +196,7 @@ def test_structured_output_shows_the_parsed_result_and_tool_calls_as_cards(page)
     page.wait_for_selector("#struct-result .card.tool-call")
     card = page.inner_text("#struct-result .card.tool-call")
     assert "get_weather" in card and '"city"' in card
+    assert_labelled(page)  # with the tool card's result box
     screenshot(page, "structured")
 
 

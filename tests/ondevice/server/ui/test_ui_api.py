@@ -148,3 +148,20 @@ def test_ondevice_ui_with_an_unknown_model_is_one_line_and_exit_code_2():
     result = CliRunner().invoke(cli, ["ui", "no-such-model", "--no-browser"])
     assert result.exit_code == 2
     assert "no-such-model" in result.output and "Traceback" not in result.output
+
+
+def test_every_file_of_the_app_ships_as_package_data():
+    import fnmatch
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: pip vendors the same parser
+        from pip._vendor import tomli as tomllib
+
+    root = Path(__file__).resolve().parents[4]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "ondevice.server"]
+    files = sorted(p.relative_to(root / "ondevice" / "server").as_posix()
+                   for p in (root / "ondevice" / "server" / "ui").iterdir())
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), (files, patterns)
