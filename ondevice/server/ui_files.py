@@ -196,6 +196,8 @@ class Files:
             try:
                 index = self.index(job.name, create=True)
                 index.embedder  # noqa: B018 - load it now (the first time converts it: tens of seconds)
+                if job.cancel.is_set():
+                    raise Cancelled()
                 job.phase = "indexing"
                 if not self.folder_file(job.name).exists():
                     with atomic_output(self.folder_file(job.name)) as tmp:
@@ -247,6 +249,18 @@ class Files:
         finally:
             lock.release()
 
+    def _files(self, name: str) -> dict:
+        """The files the index recorded (read from its store; no embedding model needed)."""
+        from ondevice.rag.store import IndexStore
+
+        if name in self.indexes:
+            return self.indexes[name].store.files()
+        store = IndexStore(self.path(name), create=False)
+        try:
+            return store.files()
+        finally:
+            store.close()
+
     def source(self, name: str, path: str) -> dict:
         """The text of an indexed file of `name`, or a 404 for anything else."""
         from ondevice.rag.encoding import decode_text
@@ -255,7 +269,7 @@ class Files:
         with lock:
             if not self.path(name).exists():
                 raise APIError(404, f"No index named {name!r}.", "not_found", "name")
-            known = self.index(name, create=False).store.files()
+            known = self._files(name)
         if path not in known:
             raise APIError(404, "That file is not in this index.", "not_found", "path")
         file = Path(path)
