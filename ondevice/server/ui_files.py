@@ -195,13 +195,13 @@ class Files:
         with self.lock(job.name):
             try:
                 index = self.index(job.name, create=True)
+                if not self.folder_file(job.name).exists():  # remembered at once: a cancelled first run resumes
+                    with atomic_output(self.folder_file(job.name)) as tmp:
+                        Path(tmp).write_text(json.dumps({"folder": job.folder}))
                 index.embedder  # noqa: B018 - load it now (the first time converts it: tens of seconds)
                 if job.cancel.is_set():
                     raise Cancelled()
                 job.phase = "indexing"
-                if not self.folder_file(job.name).exists():
-                    with atomic_output(self.folder_file(job.name)) as tmp:
-                        Path(tmp).write_text(json.dumps({"folder": job.folder}))
                 summary = index.add([job.folder], on_progress=progress)
                 job.summary = {k: v for k, v in asdict(summary).items() if k not in ("failed", "skipped")}
                 job.summary["failed"] = [asdict(f) for f in summary.failed]
