@@ -75,6 +75,11 @@ def test_app_routes_need_the_app_header_and_a_loopback_host(ui_server):
     assert get(ui_server, "/ui/api/info", headers={**KEYED, "Host": "localhost:1"}).status_code == 200
 
 
+def test_an_unknown_catalog_device_is_a_panel_that_says_so(ui_server):
+    panels = get(ui_server, "/ui/api/targets", params={"device": "nope"}, headers=KEYED).json()["panels"]
+    assert len(panels) == 1 and "unknown device 'nope'" in panels[0]["error"]
+
+
 @pytest.mark.parametrize("name", ["..%2Fapp.py", "ui_files.py", "index.html", "nope.js"])
 def test_only_the_apps_own_static_files_are_served(ui_server, name):
     assert get(ui_server, f"/ui/{name}", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 404
