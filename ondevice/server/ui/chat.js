@@ -171,6 +171,9 @@ export function initChat(info) {
     }
   });
   $("chat-stop").addEventListener("click", () => { if (controller) controller.abort(); });
+  document.addEventListener("keydown", (e) => {  // Escape stops an answer, wherever the focus is on this page
+    if (e.key === "Escape" && controller && !$("page-chat").hidden) controller.abort();
+  });
   $("chat-new").addEventListener("click", () => {
     if (controller) return;
     current = fresh();

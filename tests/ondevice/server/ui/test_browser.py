@@ -72,6 +72,13 @@ def test_stop_ends_a_long_answer(page, ui_server):
     tokens = int(page.inner_text("#stat-tokens"))
     assert 5 <= tokens < 2000
 
+    page.fill("#chat-input", "Now write another long story, about a cat who sails.")
+    page.press("#chat-input", "Enter")
+    page.wait_for_function("() => Number(document.getElementById('stat-tokens').textContent) >= 3")
+    page.keyboard.press("Escape")  # the keyboard's stop
+    page.wait_for_function("() => document.querySelectorAll('#chat-log .msg.assistant .route').length == 2")
+    assert ui_server.wait_idle(30)["stats"]["cancelled"] == before["cancelled"] + 2
+
 
 def test_keyboard_reaches_the_pages_and_the_chat_box(page):
     seen = []
