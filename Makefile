@@ -57,7 +57,7 @@ browser:
 	@if command -v chromium >/dev/null 2>&1 || [ -n "$$ONDEVICE_CHROMIUM" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
 	else echo "make browser: no apt-get on this machine: install Chromium (or set ONDEVICE_CHROMIUM); the browser tests skip without it"; fi
 
 clean-venv:

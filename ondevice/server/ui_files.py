@@ -286,6 +286,11 @@ class Files:
 def files_of(request: Request) -> Files:
     ui = getattr(request.app.state, "ui_files", None)
     if ui is None:
+        try:
+            import ondevice.rag  # noqa: F401 - an optional extra (SQLite with vectors, document readers)
+        except ImportError as exc:
+            raise APIError(400, f"\"Your files\" needs the rag extra ({exc.name} is missing): "
+                                f"pip install 'ondevice-toolkit[rag]'", "rag_unavailable") from None
         ui = request.app.state.ui_files = Files(request.app.state.server)
     return ui
 
