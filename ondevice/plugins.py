@@ -27,6 +27,9 @@ from ondevice.errors import BackendUnavailable
 COMMANDS_GROUP = "ondevice.commands"
 BACKENDS_GROUP = "ondevice.backends"
 MATERIALIZERS_GROUP = "ondevice.materializers"
+# Panels of device targets for the web app's "Your device" page: name -> function(device: str | None) -> dict
+# (see `device_target_panels`). bench registers its predicted seed-target table here.
+DEVICE_TARGETS_GROUP = "ondevice.device_targets"
 
 
 @lru_cache(maxsize=None)
@@ -82,3 +85,25 @@ def materializer(fmt: str) -> Callable[[Path], Path] | None:
 
 __all__ = ["COMMANDS_GROUP", "BACKENDS_GROUP", "MATERIALIZERS_GROUP", "plugin_entry_points", "command_names",
            "command_entry_point", "load_backend_plugins", "materializer"]
+
+
+def device_target_panels(device: str | None = None) -> list[dict]:
+    """What installed packages say about the device targets (the web app's device page shows each panel).
+
+    Each "ondevice.device_targets" entry point is a function `(device: str | None) -> dict` with `title`, `columns`,
+    `rows` (lists of cells), optionally `devices` (catalog choices: {name, title}), `device` (the one shown) and
+    `note`. A plugin that fails to import or raises an OnDeviceError gives a panel that says so instead.
+    """
+    from ondevice.errors import OnDeviceError
+
+    panels = []
+    for name, ep in sorted(plugin_entry_points(DEVICE_TARGETS_GROUP).items()):
+        try:
+            panel = dict(ep.load()(device))
+        except ImportError as exc:
+            panel = {"title": name, "error": f"not available: needs {exc.name or ep.value}"}
+        except OnDeviceError as exc:
+            panel = {"title": name, "error": str(exc)}
+        panel.setdefault("source", name)
+        panels.append(panel)
+    return panels

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "ondevice.cli.doctor:doctor_command",
     "rag": "ondevice.cli.rag_cmd:rag_group",
     "serve": "ondevice.cli.serve_cmd:serve_command",
+    "ui": "ondevice.cli.ui_cmd:ui_command",
 }
 
 

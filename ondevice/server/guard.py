@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 
+from ondevice.server import ui_auth
 from ondevice.server.errors import error_body
 
 PUBLIC_PATHS = ("/health",)
@@ -20,6 +21,15 @@ async def _send_error(send, status: int, message: str, code: str, headers: dict[
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_login_page(send) -> None:
+    body = ui_auth.LOGIN_PAGE.encode()
+    await send({"type": "http.response.start", "status": 401, "headers": [
+        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+        (b"content-security-policy", b"default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
+        (b"www-authenticate", b"Bearer")]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -37,7 +47,12 @@ class RequestGuard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if self.api_key and scope["method"] != "OPTIONS" and scope["path"] not in PUBLIC_PATHS \
-                and not self._authorised(headers.get("authorization", "")):
+                and not self._authorised(headers.get("authorization", "")) \
+                and not ui_auth.cookie_authorised(headers, self.api_key) \
+                and not ui_auth.login_authorised(scope, self.api_key):  # the web app's login (ui_auth.py)
+            if ui_auth.wants_page(scope):
+                await _send_login_page(send)
+                return
             await _send_error(send, 401, "Incorrect or missing API key: send `Authorization: Bearer <key>`.",
                               "invalid_api_key", {"WWW-Authenticate": "Bearer"})
             return
