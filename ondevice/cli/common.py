@@ -111,6 +111,62 @@ def runtime_options(func):
     return func
 
 
+def kv_type_option(func):
+    """--kv-type: the KV cache element type (RuntimeOptions.kv_type checks the value)."""
+    return click.option("--kv-type", default="f16", show_default=True, metavar="f16|q8_0|q4_0|f32",
+                        help="KV cache type (GGUF): q8_0 halves its memory, q4_0 quarters it (docs/kv-cache.md).")(func)
+
+
+def _logit_bias(values: tuple[str, ...]) -> dict[str, str] | None:
+    """--logit-bias TOKEN=BIAS (repeatable) -> {token: bias} as text; SamplingParams checks both."""
+    if not values:
+        return None
+    bias = {}
+    for value in values:
+        token, sep, amount = value.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected TOKEN_ID=BIAS, got {value!r}", param_hint="--logit-bias")
+        try:
+            bias[token.strip()] = float(amount)
+        except ValueError:
+            raise click.BadParameter(f"bias must be a number, got {amount!r}", param_hint="--logit-bias") from None
+    return bias
+
+
+# The sampling options of `run` and `chat`: plain types here, their ranges are checked once by
+# ondevice.SamplingParams (through ondevice.request.build_request); a bad value is one line and exit 2.
+SAMPLING_OPTIONS = (
+    ("--temperature", float, "0 is greedy (deterministic)."),
+    ("--top-p", float, "Nucleus sampling, in [0, 1]."),
+    ("--top-k", int, "Keep the k most likely tokens (0: all)."),
+    ("--min-p", float, "Drop tokens below min_p x the most likely one's probability."),
+    ("--seed", int, "Seed for a reproducible sample above temperature 0."),
+    ("--repeat-penalty", float, "Divide a repeated token's logit by this (1: off)."),
+    ("--frequency-penalty", float, "Subtract count x this from a generated token's logit, in [-2, 2]."),
+    ("--presence-penalty", float, "Subtract this from every generated token's logit, in [-2, 2]."),
+)
+
+
+def sampling_options(func):
+    """The sampling options, gathered into one `sampling` dict argument (None values: the defaults) that the
+    command forwards to Model.chat / Model.generate."""
+    import functools
+
+    names = [flag[2:].replace("-", "_") for flag, _, _ in SAMPLING_OPTIONS]
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        sampling = {name: kwargs.pop(name) for name in names}
+        sampling["logit_bias"] = _logit_bias(kwargs.pop("logit_bias"))
+        return func(*args, sampling=sampling, **kwargs)
+
+    wrapper = click.option("--logit-bias", multiple=True, metavar="TOKEN_ID=BIAS",
+                           help="Add BIAS (-100..100) to a token's logit (repeatable).")(wrapper)
+    for flag, kind, text in reversed(SAMPLING_OPTIONS):
+        wrapper = click.option(flag, type=kind, default=None, help=text)(wrapper)
+    return wrapper
+
+
 class ProgressBar:
     """A transient rich progress bar on stderr, fed by library `(description, done, total)` progress callbacks."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ondevice.cli.common import err_console, runtime_options
+from ondevice.cli.common import err_console, kv_type_option, runtime_options
 from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
 
 
@@ -35,15 +35,19 @@ from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
 @click.option("--tool-format", default="auto", show_default=True,
               help="Tool-call format: auto (the one the chat template is written for, else generic) or hermes, "
                    "llama3, mistral, phi4, granite, generic (docs/structured-output.md).")
+@kv_type_option
 @runtime_options
 def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue, max_body_bytes, cors_origins,
-                  remote, route, parallel, tool_format, n_ctx, threads, device):
+                  remote, route, parallel, tool_format, kv_type, n_ctx, threads, device):
     """Serve MODEL with the OpenAI API (chat, completions, embeddings, models) on HOST:PORT."""
     from ondevice.server import ServerSettings, serve
     from ondevice.store import resolve
 
     # Name errors now, as one line and exit code 2, rather than as a traceback from inside uvicorn's startup.
     resolve(model)
+    from ondevice.options import RuntimeOptions
+
+    RuntimeOptions(kv_type=kv_type)  # a bad --kv-type: one line, exit 2
     from ondevice.tool_formats import check_name
 
     tool_format = check_name(tool_format)
@@ -57,7 +61,8 @@ def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue,
     settings = ServerSettings(model=model, host=host, port=port, api_key=api_key, embed_model=embed_model,
                               rag_index=rag_index, max_queue=max_queue, max_body_bytes=max_body_bytes,
                               cors_origins=list(cors_origins), n_ctx=n_ctx, threads=threads, device=device,
-                              remote=remote, route=route, parallel=parse_parallel(parallel), tool_format=tool_format)
+                              remote=remote, route=route, parallel=parse_parallel(parallel), tool_format=tool_format,
+                              kv_type=kv_type)
     err_console.print(f"[dim]serving {model} on http://{host}:{port}/v1 (Ctrl-C stops)[/dim]")
     serve(settings)
 
