@@ -23,6 +23,7 @@ from ondevice.errors import (  # noqa: E402
 from ondevice.model import Model, TextStream, load  # noqa: E402
 from ondevice.model_info import ModelInfo  # noqa: E402
 from ondevice.options import RuntimeOptions  # noqa: E402
+from ondevice.request import Request, build_request  # noqa: E402
 from ondevice.session import Chat  # noqa: E402
 from ondevice.router import RoutedGeneration, Router  # noqa: E402
 from ondevice.store import ALIASES, DEFAULT_EMBED_MODEL, DEFAULT_MODEL, resolve  # noqa: E402
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Router", "RoutedGeneration", "RemoteUnavailable",
     "load", "Model", "Chat", "TextStream", "Generation", "SamplingParams", "StreamEvent", "Timings", "ModelInfo",
-    "RuntimeOptions", "register_backend", "resolve", "ALIASES", "DEFAULT_MODEL", "DEFAULT_EMBED_MODEL",
+    "RuntimeOptions", "Request", "build_request", "register_backend", "resolve", "ALIASES", "DEFAULT_MODEL", "DEFAULT_EMBED_MODEL",
     "OnDeviceError", "ModelNotFound", "InvalidModelFile", "ContextOverflow", "UnsupportedOperation",
     "BackendUnavailable", "InvalidInput", "__version__",
 ]
