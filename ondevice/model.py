@@ -144,8 +144,9 @@ class Model:
         stop, logit_bias, frequency_penalty, presence_penalty, repeat_penalty, ignore_eos), and:
         schema: a JSON Schema dict, a pydantic model class or "json" (any object): every token is constrained so
         the text is JSON that validates; `result.parsed` holds it (docs/structured-output.md).
-        speculative: "auto", "off" or "lookup" lookup decoding for this call (default: the load option); the output
-        is the same either way (docs/speculative.md).
+        speculative: "auto", "off" or "lookup" lookup decoding for this call (default: the load option; "off"
+        unless set); the same distribution either way, but at temperature 0 a near-tie can part from plain
+        decoding (docs/speculative.md).
         """
         if not isinstance(prompt, str):
             raise InvalidInput("prompt must be a string")
@@ -233,7 +234,8 @@ class Model:
 
     def clear_cache(self) -> None:
         """Forget what the context holds: the next prompt is evaluated from its first token (a cold start).
-        Generation reuses the longest prefix it already holds otherwise; the output is the same either way."""
+        Generation otherwise reuses the prompt positions it already holds (`ondevice.backends.cache.exact_reuse`);
+        the output is the same either way."""
         self._check_open()
         clear = getattr(self._backend, "clear_cache", None)
         if clear:

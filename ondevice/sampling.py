@@ -63,8 +63,9 @@ class SamplingParams:
     - grammar: an `ondevice.structured.Grammar` (from `schema_grammar(...)` or tools) that every token must follow;
       None for free text.
     - speculative: lookup decoding for this generation, "auto", "off" or "lookup" (`ondevice.speculative`); None
-      uses the model's `RuntimeOptions.speculative`. The output is the same either way (token-identical at
-      temperature 0, the same distribution above).
+      uses the model's `RuntimeOptions.speculative`. Above temperature 0 the output has the same distribution
+      either way; at temperature 0 the verify batch's kernels can part from plain decoding at a near-tie
+      (docs/speculative.md), so the default is off.
     """
 
     max_tokens: int = 128
