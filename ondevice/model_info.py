@@ -225,9 +225,10 @@ def _from_onnx_encoder(ref: ModelRef) -> ModelInfo:
 
 
 def _from_remote(ref: ModelRef) -> ModelInfo:
-    from ondevice.remote import remote_info  # a model behind an OpenAI-compatible server: nothing on disk to read
-
-    return remote_info(ref)
+    """What we know of a remote model without asking it: its name. Shapes and sizes are the server's business."""
+    return ModelInfo(name=ref.name, path=ref.location, format="remote", architecture="remote", n_layers=0,
+                     n_heads=0, n_kv_heads=0, head_dim=0, n_embd=0, context_length=0, vocab_size=0, quant="remote",
+                     n_params=0, size_bytes=0, bits_per_weight=0.0, has_chat_template=True)
 
 
 INFO_READERS: dict[str, Callable[[ModelRef], ModelInfo]] = {

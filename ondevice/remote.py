@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -29,52 +28,15 @@ from ondevice.errors import InvalidInput, OnDeviceError, RemoteUnavailable
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
 from ondevice.sampling import SamplingParams
-from ondevice.store import ModelRef
+from ondevice.store import REMOTE_SCHEME as SCHEME, ModelRef, RemoteSpec  # noqa: F401  (the spec's home)
 
-SCHEME = "remote:"
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_RETRIES = 2
 API_KEY_ENV = ("ONDEVICE_REMOTE_API_KEY", "OPENAI_API_KEY")
 
 
-@dataclass(frozen=True)
-class RemoteSpec:
-    """Where a remote model lives: the model name the server knows, and its OpenAI base URL."""
-
-    model: str
-    base_url: str
-
-    @classmethod
-    def parse(cls, spec: str) -> "RemoteSpec":
-        """Parse `remote:MODEL@URL` (or `MODEL@URL`); raise InvalidInput naming what is missing."""
-        text = spec[len(SCHEME):] if spec.startswith(SCHEME) else spec
-        model, sep, url = text.rpartition("@")
-        if not sep and text.startswith(("http://", "https://")):
-            model, sep, url = "", "@", text  # a bare URL: the server's first model answers (asked on first use)
-        elif not sep or not model or not url:
-            raise InvalidInput(f"bad remote model {spec!r}: expected remote:MODEL@URL, "
-                               f"e.g. remote:qwen2.5-7b@http://127.0.0.1:8000/v1")
-        if not url.startswith(("http://", "https://")):
-            raise InvalidInput(f"bad remote URL {url!r}: it must start with http:// or https://")
-        url = url.rstrip("/")
-        if not url.endswith("/v1"):
-            url += "/v1"
-        return cls(model, url)
-
-    def ref(self) -> ModelRef:
-        name = f"{self.model}@{self.base_url}" if self.model else self.base_url
-        return ModelRef(f"{SCHEME}{name}", None, "remote", url=self.base_url)
-
-
 def is_remote(name: object) -> bool:
     return isinstance(name, str) and name.startswith(SCHEME)
-
-
-def remote_info(ref: ModelRef) -> ModelInfo:
-    """What we know of a remote model without asking it: its name. Shapes and sizes are the server's business."""
-    return ModelInfo(name=ref.name, path=ref.location, format="remote", architecture="remote", n_layers=0,
-                     n_heads=0, n_kv_heads=0, head_dim=0, n_embd=0, context_length=0, vocab_size=0, quant="remote",
-                     n_params=0, size_bytes=0, bits_per_weight=0.0, has_chat_template=True)
 
 
 def _map_error(exc: Exception, where: str) -> OnDeviceError:

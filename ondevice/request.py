@@ -108,7 +108,7 @@ def build_request(messages: Sequence[dict] | None = None, prompt: str | Sequence
     backend: the loaded model's backend, when known: tools then take the format its chat template was written for
     (`ondevice.tool_formats`); without it, the generic format.
     """
-    from ondevice.model import check_messages
+    from ondevice.messages import check_messages
     from ondevice.structured import schema_grammar
     from ondevice.tools import plan_chat
 

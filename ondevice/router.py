@@ -32,7 +32,8 @@ import numpy as np
 
 from ondevice.backends.base import Generation, StreamEvent
 from ondevice.errors import ContextOverflow, InvalidInput, RemoteUnavailable
-from ondevice.model import TextStream, check_messages
+from ondevice.messages import check_messages
+from ondevice.model import TextStream
 from ondevice.request import Request, build_request
 from ondevice.privacy import Detector, default_detector
 from ondevice.sampling import SamplingParams

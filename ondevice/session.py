@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from ondevice.backends.cache import CacheState
 from ondevice.errors import InvalidInput, InvalidSession
 from ondevice.files import atomic_output
-from ondevice.model import check_messages
+from ondevice.messages import check_messages
 from ondevice.store import content_key
 
 if TYPE_CHECKING:

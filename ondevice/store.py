@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ondevice.errors import InvalidModelFile, ModelNotFound
+from ondevice.errors import InvalidInput, InvalidModelFile, ModelNotFound
 
 GGUF_MAGIC = b"GGUF"
 
@@ -149,13 +149,41 @@ def register_scheme(scheme: str, resolver: Callable[[str], "ModelRef"]) -> None:
     SCHEMES[scheme] = resolver
 
 
-def _remote(name: str) -> "ModelRef":
-    from ondevice.remote import RemoteSpec  # the remote backend's module owns its spec syntax
-
-    return RemoteSpec.parse(name).ref()
+REMOTE_SCHEME = "remote:"
 
 
-register_scheme("remote", _remote)
+@dataclass(frozen=True)
+class RemoteSpec:
+    """Where a remote model lives (`remote:MODEL@URL`): the model name the server knows, and its OpenAI base URL.
+    A name scheme of the store; the backend that talks to it is `ondevice.remote`."""
+
+    model: str
+    base_url: str
+
+    @classmethod
+    def parse(cls, spec: str) -> "RemoteSpec":
+        """Parse `remote:MODEL@URL` (or `MODEL@URL`); raise InvalidInput naming what is missing."""
+        text = spec[len(REMOTE_SCHEME):] if spec.startswith(REMOTE_SCHEME) else spec
+        model, sep, url = text.rpartition("@")
+        if not sep and text.startswith(("http://", "https://")):
+            model, sep, url = "", "@", text  # a bare URL: the server's first model answers (asked on first use)
+        elif not sep or not model or not url:
+            raise InvalidInput(f"bad remote model {spec!r}: expected remote:MODEL@URL, "
+                               f"e.g. remote:qwen2.5-7b@http://127.0.0.1:8000/v1")
+        if not url.startswith(("http://", "https://")):
+            raise InvalidInput(f"bad remote URL {url!r}: it must start with http:// or https://")
+        url = url.rstrip("/")
+        if not url.endswith("/v1"):
+            url += "/v1"
+        return cls(model, url)
+
+    def ref(self) -> ModelRef:
+        name = f"{self.model}@{self.base_url}" if self.model else self.base_url
+        return ModelRef(f"{REMOTE_SCHEME}{name}", None, "remote", url=self.base_url)
+
+
+
+register_scheme("remote", lambda name: RemoteSpec.parse(name).ref())
 
 
 def name_scheme(name: str) -> str | None:

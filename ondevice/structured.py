@@ -54,6 +54,7 @@ class Grammar:
     schema: dict | None = None
     model_class: type | None = None
     name: str | None = None
+    call_open: str | None = None  # tool grammars: the text that opens a call (the JSON that follows is enforced)
 
     def constraint(self, vocabulary: "Vocabulary") -> "TokenConstraint":
         """Fresh per-generation state for this grammar over `vocabulary`."""
@@ -345,11 +346,15 @@ class ConstrainedSampler:
     def _enter(self, piece: bytes) -> bytes:
         """Decide from the answer's first bytes whether it is a tool call or JSON answer (inside) or free text;
         returns the part of `piece` the JSON scanner should read."""
-        from ondevice.tools import OPEN
-
         self._head += piece
         head = self._head.lstrip()
-        call = (OPEN + "\n").encode()
+        call = (self.constraint.grammar.call_open or "").encode()
+        if not call:  # a format whose calls start with the JSON itself: inside exactly when the answer does
+            if head[:1] in (b"{", b"["):
+                self._inside = True
+                return head
+            self._inside = False if head else None
+            return b""
         if head[:1] in (b"{", b"[") and self._answer_json:
             self._inside = True
             return head

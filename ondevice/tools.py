@@ -12,6 +12,7 @@ the same engine as `schema=`) constrains every token, so the name is one of the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -129,7 +130,7 @@ def tool_grammar(mode: str, tools: list[Tool], parallel: bool = False, schema: d
         tools = [Tool("_", "", {"type": "object"})]
     source = _lark(tools, start, parallel, answer)
     check(source, "tools grammar")
-    return Grammar(source, "tool_calls", schema)
+    return Grammar(source, "tool_calls", schema, call_open=f"{OPEN}\n")
 
 
 def system_prompt(tools: list[Tool], parallel: bool = False) -> str:
@@ -246,11 +247,12 @@ def plan_chat(messages: Sequence[dict], schema: Any = None, tools: Sequence[dict
     chat template is written for when `backend` (a loaded model's) has one (`ondevice.tool_formats`), else the
     generic format."""
     from ondevice.structured import schema_grammar
-    from ondevice.tool_formats import native_template
 
     checked = check_tools(tools)
     has_tool_turns = any(isinstance(m, dict) and (m.get("role") == "tool" or m.get("tool_calls")) for m in messages)
-    chat = native_template(backend) if checked or has_tool_turns else None  # None: the generic format
+    # The backend knows its chat template's tool format (ondevice.tool_formats); None: the generic format.
+    native = getattr(backend, "native_tool_chat", None)
+    chat = native() if native is not None and (checked or has_tool_turns) else None
     fmt = chat.format if chat is not None else None
     if not checked and tool_choice in (None, "none"):
         prepared = prepare_messages(messages, [], fmt=fmt) if has_tool_turns else list(messages)
@@ -260,7 +262,8 @@ def plan_chat(messages: Sequence[dict], schema: Any = None, tools: Sequence[dict
     grammar = tool_grammar(mode, allowed, parallel_tool_calls, json_schema) if fmt is None else \
         fmt.grammar(mode, allowed, parallel_tool_calls, json_schema, chat.token_ids)
     if json_schema is not None:
-        grammar = Grammar(grammar.source, grammar.kind, json_schema, schema if isinstance(schema, type) else None)
+        grammar = dataclasses.replace(grammar, schema=json_schema,
+                                      model_class=schema if isinstance(schema, type) else None)
     prepared = prepare_messages(messages, checked, parallel_tool_calls, fmt)
     prompt = chat.render_prompt(messages, checked) if chat is not None and chat.renders_tools() else None
     return ChatPlan(prepared, grammar, True, fmt, prompt)

@@ -157,3 +157,84 @@ def test_tools_use_only_documented_runtime_names(package):
                 undocumented += [f"{path.relative_to(ROOT)}:{line}: {module}.{name}" for name in names
                                  if name not in table.get(module, set())]
     assert undocumented == [], "document these in docs/ARCHITECTURE.md section 3 (or stop using them)"
+
+
+# --- floors inside the runtime ----------------------------------------------------------------------------------
+def _runtime_modules() -> dict[str, Path]:
+    """ondevice's modules by dotted name (packages by their own name)."""
+    modules = {}
+    for path in _sources("ondevice"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        modules[name[: -len(".__init__")] if name.endswith(".__init__") else name] = path
+    return modules
+
+
+def _runtime_imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The ondevice modules `path` imports at run time, lazily too (imports under `if TYPE_CHECKING:` are for type
+    checkers only and do not count)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(node) for branch in ast.walk(tree) if isinstance(branch, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(branch.test) for stmt in branch.body for node in ast.walk(stmt)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if _top(a.name) == "ondevice"}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and _top(node.module) == "ondevice":
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                      for a in node.names}
+    resolved = set()
+    for name in found:
+        while name not in modules and "." in name:
+            name = name.rsplit(".", 1)[0]
+        resolved.add(name)
+    return resolved
+
+
+def _floors() -> dict[str, int]:
+    """docs/ARCHITECTURE.md's floor table: module path -> floor number."""
+    floors = {}
+    for line in (ROOT / "docs" / "ARCHITECTURE.md").read_text().splitlines():
+        match = re.match(r"^\| (\d) \| [^|]+ \| (.+) \|$", line)
+        if match:
+            for path in re.findall(r"`(ondevice/[\w/]+\.py)`", match.group(2)):
+                floors[path] = int(match.group(1))
+    return floors
+
+
+def test_every_runtime_module_has_a_floor_in_the_architecture_doc():
+    floors = _floors()
+    paths = {str(p.relative_to(ROOT)) for p in _runtime_modules().values()}
+    assert sorted(paths - set(floors)) == [], "add these to docs/ARCHITECTURE.md's floor table"
+    assert sorted(set(floors) - paths) == [], "the floor table names modules that no longer exist"
+
+
+def test_runtime_modules_import_only_their_floor_or_below():
+    floors, modules = _floors(), _runtime_modules()
+    floor_of = {name: floors.get(str(path.relative_to(ROOT)), 9) for name, path in modules.items()}
+    upward = [f"{name} (floor {floor_of[name]}) imports {dep} (floor {floor_of[dep]})"
+              for name, path in modules.items() for dep in sorted(_runtime_imports(path, modules))
+              if dep != name and floor_of[dep] > floor_of[name]]
+    assert upward == []
+
+
+def test_the_runtime_has_no_import_cycle():
+    modules = _runtime_modules()
+    graph = {name: _runtime_imports(path, modules) - {name} for name, path in modules.items()}
+    done: set[str] = set()
+    cycles = []
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycles.append(" -> ".join(trail[trail.index(name):] + [name]))
+            return
+        if name in done:
+            return
+        for dep in sorted(graph[name]):
+            visit(dep, trail + [name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert cycles == []

@@ -175,6 +175,13 @@ class TextBackend(Backend):
         state.pending = [token]
         return [token]
 
+    def native_tool_chat(self):
+        """The tool-call format this model's chat template is written for, ready to render and constrain
+        (`ondevice.tool_formats.native_template`), or None for the generic format."""
+        from ondevice.tool_formats import native_template
+
+        return native_template(self)
+
     # --- constrained decoding (ondevice.structured) ----------------------------------------------------------
     def vocabulary(self):
         """The tokens as the constraint engine sees them (`_build_vocabulary()` on first use, then kept)."""
