@@ -10,10 +10,13 @@ from ondevice.doctor import diagnose
 
 
 @click.command("doctor")
+@click.option("--bandwidth", "refresh_bandwidth", is_flag=True,
+              help="Measure the memory bandwidth again (run it on a quiet machine) and show every kernel and thread "
+                   "count; otherwise the figure cached for this machine is shown.")
 @json_option
-def doctor_command(as_json):
+def doctor_command(refresh_bandwidth, as_json):
     """This machine: CPU, ISA, RAM, memory bandwidth, runtimes, devices, and hazards."""
-    report = diagnose()
+    report = diagnose(refresh_bandwidth=refresh_bandwidth)
     if as_json:
         print_json(report)
         return
@@ -23,7 +26,15 @@ def doctor_command(as_json):
                          f"{report.cores['logical']} logical cores")
     table.add_row("ISA", " ".join(report.isa) or "-")
     table.add_row("RAM", f"{report.ram_available_gb:.1f} GB available of {report.ram_total_gb:.1f} GB")
-    table.add_row("Memory bandwidth", f"{report.bandwidth_gbps:.1f} GB/s")
+    bw = report.bandwidth
+    table.add_row("Memory bandwidth", f"{bw.gbps:.1f} GB/s read ({bw.threads} threads, best of {bw.runs[0].passes} "
+                  f"passes; {'cached, ' if bw.cached else ''}measured {bw.measured_at[:16].replace('T', ' ')} UTC"
+                  f"{'' if refresh_bandwidth else '; --bandwidth measures again'})")
+    if refresh_bandwidth:
+        for run in bw.runs:
+            table.add_row(f"  {run.kernel}, {run.threads} thread{'s' if run.threads > 1 else ''}",
+                          f"min {run.min_gbps:.1f} / median {run.median_gbps:.1f} / max {run.max_gbps:.1f} GB/s "
+                          f"(spread {run.spread_pct:.0f}%{', pinned' if run.pinned else ''})")
     llama = report.llama_cpp
     table.add_row("llama.cpp", f"llama-cpp-python {llama.version}, GPU offload: {'yes' if llama.gpu_offload else 'no'}"
                   if llama.installed else "not installed")
