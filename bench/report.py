@@ -59,12 +59,14 @@ def roofline_lines(report: "BenchReport") -> list[str]:
         if roof.note:
             lines.append(f"  NOTE: {roof.note}")
     bw = report.bandwidth
-    if bw is not None:
-        read = bw.run("read", report.config.threads)
+    read = bw.run("read", report.config.threads) if bw is not None else None
+    if read is not None:
         lines.append(f"- bandwidth: read {read.max_gbps:.1f} GB/s best (median {read.median_gbps:.1f}, min "
                      f"{read.min_gbps:.1f}) over {read.passes} passes at {read.threads} threads, "
                      f"{'cached from ' if bw.cached else 'measured '}{bw.measured_at[:10]} "
-                     f"(`ondevice doctor --bandwidth` measures again)" if read else "")
+                     f"(`ondevice doctor --bandwidth` measures again)")
+        if bw.note:
+            lines.append(f"  NOTE: bandwidth {bw.note}")
     return lines
 
 

@@ -81,6 +81,16 @@ class BandwidthReport:
     seconds: float             # how long the measurement took
     runs: list[KernelRun] = field(default_factory=list)
     cached: bool = False       # read from the cache rather than measured by this call
+    load_average: float | None = None  # the 1-minute load average when the measurement started (POSIX)
+    busy: bool = False         # other work was running (load average above half the CPUs): the figure may be low
+
+    @property
+    def note(self) -> str:
+        """A warning to show beside the figure when it was measured on a busy machine, else empty."""
+        if not self.busy:
+            return ""
+        return (f"measured while the machine was busy (load average {self.load_average:.1f}): the figure may be "
+                f"low; `ondevice doctor --bandwidth` on a quiet machine measures it again")
 
     def run(self, kernel: str, threads: int | None = None) -> KernelRun | None:
         """The `kernel` run at the largest measured thread count <= `threads` (default: the anchor's count)."""
@@ -248,6 +258,17 @@ def _timed_passes(run, n_threads: int, cpus: list[int], passes: int) -> tuple[li
     return times, all(pinned)
 
 
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _is_busy(load: float | None, cpus: int) -> bool:
+    return load is not None and load > cpus / 2
+
+
 def _buffer_mb(buffer_mb: int | None) -> int:
     if buffer_mb:
         return int(buffer_mb)
@@ -273,6 +294,7 @@ def measure_bandwidth(threads: list[int] | None = None, passes: int = DEFAULT_PA
     if unknown or "read" not in kernels:
         raise InvalidInput(f"kernels are 'read' (required) and 'triad', got {list(kernels)}")
     t_start = time.perf_counter()
+    load = _load_average()
     size_mb = _buffer_mb(buffer_mb)
     arr, advised, owner = _buffer(size_mb * 2**20)
     cpus = _cpus_one_per_core()
@@ -292,11 +314,12 @@ def measure_bandwidth(threads: list[int] | None = None, passes: int = DEFAULT_PA
                                       round(statistics.median(rates), 2), round(rates[-1], 2)))
     finally:
         del arr, owner  # the mapping is unmapped when the last view of it is gone
-    anchor_threads = detect_cpu().physical_cores
+    cpu = detect_cpu()
     machine, fingerprint = machine_fingerprint()
-    report = BandwidthReport(0.0, anchor_threads, datetime.now(timezone.utc).isoformat(timespec="seconds"), machine,
-                             fingerprint, size_mb, advised, round(time.perf_counter() - t_start, 2), runs)
-    report.gbps = report.read_gbps(anchor_threads)
+    report = BandwidthReport(0.0, cpu.physical_cores, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             machine, fingerprint, size_mb, advised, round(time.perf_counter() - t_start, 2), runs,
+                             load_average=load, busy=_is_busy(load, cpu.logical_cores))
+    report.gbps = report.read_gbps(cpu.physical_cores)
     return report
 
 
@@ -348,11 +371,14 @@ _lock = threading.Lock()
 def machine_bandwidth(refresh: bool = False, passes: int = DEFAULT_PASSES) -> BandwidthReport:
     """This machine's bandwidth: the cached measurement, or a new one (saved) when there is none or `refresh`.
 
-    Measure on a quiet machine: the cached figure is reused until asked again (`ondevice doctor --bandwidth`)."""
+    Measure on a quiet machine: the cached figure is reused until asked again (`ondevice doctor --bandwidth`),
+    except that one taken on a busy machine (`busy`) is measured again once the machine is quiet."""
     with _lock:
         if not refresh:
             cached = cached_bandwidth()
-            if cached is not None:
+            from ondevice.cpu import detect_cpu
+
+            if cached is not None and not (cached.busy and not _is_busy(_load_average(), detect_cpu().logical_cores)):
                 return cached
         report = measure_bandwidth(passes=passes)
         try:

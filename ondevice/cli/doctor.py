@@ -30,6 +30,8 @@ def doctor_command(refresh_bandwidth, as_json):
     table.add_row("Memory bandwidth", f"{bw.gbps:.1f} GB/s read ({bw.threads} threads, best of {bw.runs[0].passes} "
                   f"passes; {'cached, ' if bw.cached else ''}measured {bw.measured_at[:16].replace('T', ' ')} UTC"
                   f"{'' if refresh_bandwidth else '; --bandwidth measures again'})")
+    if bw.note:
+        table.add_row("  note", bw.note)
     if refresh_bandwidth:
         for run in bw.runs:
             table.add_row(f"  {run.kernel}, {run.threads} thread{'s' if run.threads > 1 else ''}",
