@@ -10,14 +10,19 @@ How it is measured (`measure_bandwidth`):
   is the memory's. A float64 `sum` (this module's old kernel) ran at 26 GB/s from cache: the arithmetic, not the
   memory, set its pace. `triad`: STREAM's a = b + s * c, in blocks small enough that the intermediate stays in cache;
   bytes counted as STREAM counts them (three arrays of 8 bytes per element, write-allocate traffic not counted).
-- Buffers of at least 512 MiB and at least 12 x the last-level cache (STREAM's rule: each array 4 x the caches),
-  advised as transparent huge pages (as the runtime does for model weights, `ondevice.hugepages`: with 4 KiB pages
-  the hardware prefetchers stop at every page and the TLB misses, and the reading measured 30-50% lower here) and
-  written once before any pass, so no page fault is timed.
+- A buffer of at least 512 MiB and 12 x the last-level cache, advised as transparent huge pages (as the runtime
+  does for model weights, `ondevice.hugepages`: with 4 KiB pages the hardware prefetchers stop at every page and
+  the TLB misses, and the same read measured 30-50% lower here) and written once before any pass, so no page fault
+  is timed. Each pass reads one 128 MiB window of it (at least 4 x the last-level cache: STREAM's rule), the next
+  pass the next window, so no pass finds its data in the cache.
 - Thread counts 1, the physical cores and all logical CPUs (duplicates dropped); on Linux each worker thread is
   pinned to its own CPU, one per core for the physical count. Threads start each pass together (a barrier) and a
   pass lasts from the first start to the last finish. numpy releases the GIL inside these loops.
-- Two untimed warm-up passes per kernel and thread count, then `passes` timed passes: min / median / max GB/s.
+- Two untimed warm-up passes per kernel and thread count, then `passes` (24) timed passes of a few milliseconds.
+  On a shared machine the scheduler takes the CPU away in the middle of some passes; a pass counts as
+  undisturbed when every thread's own CPU clock ran for at least 90% of its wall time and the threads started
+  together; on a busy machine passes go on (up to 2 s per kernel and thread count) until 8 were undisturbed.
+  min / median / max GB/s are over the undisturbed passes (over all of them if none was).
 
 The anchor (`BandwidthReport.gbps`) is the read kernel's best pass at the physical-core count: like STREAM's "best
 rate" it is the pass least disturbed by anything else running, which makes it the stable property of the machine;
@@ -43,7 +48,10 @@ from pathlib import Path
 import numpy as np
 
 MIN_BUFFER_MB = 512
-DEFAULT_PASSES = 12
+DEFAULT_PASSES = 24
+MIN_UNDISTURBED = 8            # on a busy machine, passes go on until this many ran undisturbed ...
+MAX_SECONDS = 2.0              # ... or this long went by (per kernel and thread count)
+WINDOW_MB = 128                # bytes one pass reads (at least 4 x the last-level cache)
 WARMUP_PASSES = 2
 TRIAD_BLOCK = 1 << 15          # elements per triad block: 256 KiB per array, the intermediate stays in L2
 CACHE_VERSION = 1
@@ -56,10 +64,11 @@ class KernelRun:
     kernel: str                # "read" or "triad"
     threads: int
     pinned: bool               # each thread on its own CPU
-    passes: int
-    min_gbps: float
+    passes: int                # timed passes run (more than asked for when a busy machine disturbed them)
+    min_gbps: float            # over the undisturbed passes (over all of them when none was undisturbed)
     median_gbps: float
     max_gbps: float
+    undisturbed: int = 0       # passes no other work interrupted (see `_timed_passes`)
 
     @property
     def spread_pct(self) -> float:
@@ -82,15 +91,19 @@ class BandwidthReport:
     runs: list[KernelRun] = field(default_factory=list)
     cached: bool = False       # read from the cache rather than measured by this call
     load_average: float | None = None  # the 1-minute load average when the measurement started (POSIX)
-    busy: bool = False         # other work was running (load average above half the CPUs): the figure may be low
+    busy: bool = False         # other work was running: load average above half the CPUs, or a kernel with no
+                               # undisturbed pass at some thread count; the figure may be low
 
     @property
     def note(self) -> str:
         """A warning to show beside the figure when it was measured on a busy machine, else empty."""
         if not self.busy:
             return ""
-        return (f"measured while the machine was busy (load average {self.load_average:.1f}): the figure may be "
-                f"low; `ondevice doctor --bandwidth` on a quiet machine measures it again")
+        load = f"load average {self.load_average:.1f}" if self.load_average is not None else "load unknown"
+        worst = min(self.runs, key=lambda r: r.undisturbed / r.passes)
+        return (f"measured while the machine was busy ({load}; {worst.undisturbed} of {worst.passes} {worst.kernel} "
+                f"passes undisturbed at {worst.threads} threads): the figure may be low; `ondevice doctor --bandwidth` on a "
+                f"quiet machine measures it again")
 
     def run(self, kernel: str, threads: int | None = None) -> KernelRun | None:
         """The `kernel` run at the largest measured thread count <= `threads` (default: the anchor's count)."""
@@ -191,37 +204,61 @@ def _buffer(nbytes: int) -> tuple[np.ndarray, bool, object]:
     return arr, advised, mem
 
 
-def _read_kernel(parts: list[np.ndarray]):
-    words = [p.view(np.uint64) for p in parts]
+def _windows(arr: np.ndarray, window: int) -> list[np.ndarray]:
+    """The buffer cut into windows of `window` elements: consecutive passes read different windows, so no pass finds
+    the last one's data in the cache (each window is several times the last-level cache)."""
+    return [arr[j:j + window] for j in range(0, len(arr) - window + 1, window)] or [arr]
+
+
+def _read_kernel(windows: list[np.ndarray], n: int):
+    """run(i, k): thread i of n ORs its share of window k as 64-bit words; bytes per pass."""
+    parts = [[p.view(np.uint64) for p in np.array_split(w, n)] for w in windows]
     reduce = np.bitwise_or.reduce
 
-    def run(i: int) -> None:
-        reduce(words[i])
-    return run
+    def run(i: int, k: int) -> None:
+        reduce(parts[k][i])
+    return run, windows[0].nbytes
 
 
-def _triad_kernel(parts: list[np.ndarray]):
-    blocks = []
-    for p in parts:
-        n = len(p) // 3
-        a, b, c = p[:n], p[n:2 * n], p[2 * n:3 * n]
-        blocks.append([(a[j:j + TRIAD_BLOCK], b[j:j + TRIAD_BLOCK], c[j:j + TRIAD_BLOCK])
-                       for j in range(0, n, TRIAD_BLOCK)])
+def _triad_kernel(windows: list[np.ndarray], n: int):
+    """run(i, k): thread i of n computes a = b + 3c on its share of window k (a, b, c its thirds); bytes per pass as
+    STREAM counts them."""
+    blocks, nbytes = [], 0
+    for w in windows:
+        per_thread = []
+        for p in np.array_split(w, n):
+            m = len(p) // 3
+            a, b, c = p[:m], p[m:2 * m], p[2 * m:3 * m]
+            per_thread.append([(a[j:j + TRIAD_BLOCK], b[j:j + TRIAD_BLOCK], c[j:j + TRIAD_BLOCK])
+                               for j in range(0, m, TRIAD_BLOCK)])
+            nbytes += 3 * 8 * m if w is windows[0] else 0
+        blocks.append(per_thread)
     multiply, add = np.multiply, np.add
 
-    def run(i: int) -> None:
-        for a, b, c in blocks[i]:
+    def run(i: int, k: int) -> None:
+        for a, b, c in blocks[k][i]:
             multiply(c, 3.0, out=a)   # a = 3c, still in cache ...
             add(a, b, out=a)          # ... a = b + 3c: memory sees read b, read c, write a
-    return run
+    return run, nbytes
 
 
-def _timed_passes(run, n_threads: int, cpus: list[int], passes: int) -> tuple[list[float], bool]:
-    """Run `run(i)` on `n_threads` pinned threads, all starting together, WARMUP_PASSES + `passes` times; return the
-    seconds of each timed pass (first start to last finish) and whether pinning worked."""
+@dataclass
+class _Pass:
+    seconds: float       # first start to last finish
+    undisturbed: bool    # every thread ran the whole time (CPU time >= 90% of its wall time) and they overlapped
+
+
+def _timed_passes(run, n_threads: int, n_windows: int, cpus: list[int], passes: int) -> tuple[list[_Pass], bool]:
+    """Run `run(i, window)` on `n_threads` pinned threads, all starting together, WARMUP_PASSES + `passes` times,
+    a different window each pass; return each timed pass and whether pinning worked.
+
+    A pass is undisturbed when every thread was on a CPU for at least 90% of its wall time (its own CPU clock,
+    `time.thread_time`) and the threads started within 10% of the pass of each other: on a shared machine that
+    is how a pass the scheduler interrupted is told from one the memory limited."""
     start, finish = threading.Barrier(n_threads + 1), threading.Barrier(n_threads + 1)
-    stamps = [(0.0, 0.0)] * n_threads
+    stamps = [(0.0, 0.0, 0.0)] * n_threads
     pinned = [False] * n_threads
+    window = [0]
     stop = False
 
     def worker(i: int) -> None:
@@ -235,27 +272,38 @@ def _timed_passes(run, n_threads: int, cpus: list[int], passes: int) -> tuple[li
             start.wait()
             if stop:
                 return
-            t0 = time.perf_counter()
-            run(i)
-            stamps[i] = (t0, time.perf_counter())
+            c0, t0 = time.thread_time(), time.perf_counter()
+            run(i, window[0])
+            t1 = time.perf_counter()
+            stamps[i] = (t0, t1, (time.thread_time() - c0) / max(t1 - t0, 1e-9))
             finish.wait()
 
     workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n_threads)]
     for w in workers:
         w.start()
-    times = []
+    out: list[_Pass] = []
+    t_begin, k = time.perf_counter(), 0
     try:
-        for k in range(WARMUP_PASSES + passes):
+        # At least `passes` timed passes; on a busy machine more, until MIN_UNDISTURBED of them ran undisturbed or
+        # MAX_SECONDS went by.
+        while k < WARMUP_PASSES + passes or (sum(p.undisturbed for p in out) < MIN_UNDISTURBED
+                                             and time.perf_counter() - t_begin < MAX_SECONDS):
+            window[0] = k % n_windows
+            k += 1
             start.wait()
             finish.wait()
-            if k >= WARMUP_PASSES:
-                times.append(max(s[1] for s in stamps) - min(s[0] for s in stamps))
+            if k > WARMUP_PASSES:
+                first, last = min(s[0] for s in stamps), max(s[1] for s in stamps)
+                wall = last - first
+                skew = max(s[0] for s in stamps) - first
+                ok = all(s[2] >= 0.9 for s in stamps) and skew <= 0.1 * wall
+                out.append(_Pass(wall, ok))
     finally:
         stop = True
         start.wait()
         for w in workers:
             w.join()
-    return times, all(pinned)
+    return out, all(pinned)
 
 
 def _load_average() -> float | None:
@@ -298,27 +346,26 @@ def measure_bandwidth(threads: list[int] | None = None, passes: int = DEFAULT_PA
     size_mb = _buffer_mb(buffer_mb)
     arr, advised, owner = _buffer(size_mb * 2**20)
     cpus = _cpus_one_per_core()
+    window = max(WINDOW_MB << 20, 4 * _llc_bytes()) // 8
+    windows = _windows(arr, min(window, len(arr)))
     runs = []
     try:
         for kernel in kernels:
             for n in counts:
-                parts = np.array_split(arr, n)
-                if kernel == "read":
-                    run, nbytes = _read_kernel(parts), arr.nbytes
-                else:
-                    run = _triad_kernel(parts)
-                    nbytes = sum(3 * 8 * (len(p) // 3) for p in parts)
-                times, pinned = _timed_passes(run, n, cpus, passes)
-                rates = sorted(nbytes / t / 1e9 for t in times)
-                runs.append(KernelRun(kernel, n, pinned, passes, round(rates[0], 2),
-                                      round(statistics.median(rates), 2), round(rates[-1], 2)))
+                run, nbytes = (_read_kernel if kernel == "read" else _triad_kernel)(windows, n)
+                timed, pinned = _timed_passes(run, n, len(windows), cpus, passes)
+                clean = [p for p in timed if p.undisturbed]
+                rates = sorted(nbytes / p.seconds / 1e9 for p in (clean or timed))
+                runs.append(KernelRun(kernel, n, pinned, len(timed), round(rates[0], 2),
+                                      round(statistics.median(rates), 2), round(rates[-1], 2), len(clean)))
     finally:
         del arr, owner  # the mapping is unmapped when the last view of it is gone
     cpu = detect_cpu()
     machine, fingerprint = machine_fingerprint()
     report = BandwidthReport(0.0, cpu.physical_cores, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                              machine, fingerprint, size_mb, advised, round(time.perf_counter() - t_start, 2), runs,
-                             load_average=load, busy=_is_busy(load, cpu.logical_cores))
+                             load_average=load,
+                             busy=_is_busy(load, cpu.logical_cores) or any(r.undisturbed < 3 for r in runs))
     report.gbps = report.read_gbps(cpu.physical_cores)
     return report
 
