@@ -58,6 +58,8 @@ def speed_cells(path: Path) -> list[SpeedCell]:
         if any(NOT_CLAIMS.search(h) for h in head):
             continue
         columns = [k for k, h in enumerate(head) if SPEED_HEADER.search(h)]
+        if head and SPEED_HEADER.search(head[0]):  # the header's first cell names the figure: every column holds it
+            columns = list(range(1, len(head)))
         for line, cells in rows:
             for k in columns:
                 if k < len(cells) and NUMBER.search(cells[k]):
