@@ -88,8 +88,9 @@ def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type,
         if natives:
             from bench.native import native_table
 
-            click.echo(f"\nllama.cpp's own llama-bench, same file and threads, interleaved with the public API ({repetitions} "
-                       f"rounds of alternating fresh processes, each with its own warm-up):\n" + native_table(natives))
+            click.echo(f"\nllama.cpp's own llama-bench, same file and threads, interleaved with the public API "
+                       f"({repetitions} rounds of alternating fresh processes, each with its own warm-up):\n"
+                       + native_table(natives))
         click.echo(f"\nmemory bandwidth {report.bandwidth_gbps:.1f} GB/s")
         for line in roofline_lines(report):
             click.echo(line)

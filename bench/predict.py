@@ -7,8 +7,8 @@ The RAM check comes first: `ondevice.memory.estimate_memory` (weights + KV cache
 against the share of the device's RAM a model can have; a device that cannot hold the model gets no speed.
 Decode speed is `bench.calibrate`'s model: bytes read per token (weights one step touches + the KV cache at
 depth n_ctx, a conservative full-context figure; the short-context figure at depth 64, the convention of
-published llama-bench tg128 numbers, is given beside it) over the device's peak bandwidth times the calibrated efficiency
-of its backend class, plus a per-layer overhead. Prefill (pp512) is predicted only on Apple GPUs, where the
+published llama-bench tg128 numbers, is given beside it) over the device's peak bandwidth times the calibrated
+efficiency of its backend class, plus a per-layer overhead. Prefill (pp512) is predicted only on Apple GPUs, where the
 published table calibrates a compute throughput per GPU core and generation (`bench.calibrate.prefill_fitted`);
 other devices have no published compute figures to calibrate on, so they get none rather than a guess.
 """
@@ -112,8 +112,9 @@ def predict_for(info: ModelInfo, device: Device | str, backend: str | None = Non
     """Predict `info` (a ModelInfo with its tensor table: read from a GGUF, or `bench.ftype.quantized_info`) on
     `device`: RAM fit first, then decode tok/s at KV depth `depth` (default `n_ctx`: the end of a full context;
     64 matches llama-bench's tg128), then the seed targets. Both labelled figures are always filled in as well:
-    `tg_short_context_tok_s` (depth 64, what published tg128 tables measure) and `tg_full_context_tok_s` (n_ctx). `bandwidth_gbps` replaces the catalog's peak (a laptop
-    fitted with faster or slower memory than the catalog assumes)."""
+    `tg_short_context_tok_s` (depth 64, what published tg128 tables measure) and `tg_full_context_tok_s` (n_ctx).
+    `bandwidth_gbps` replaces the catalog's peak (a laptop fitted with faster or slower memory than the catalog
+    assumes)."""
     from dataclasses import replace
 
     from ondevice.memory import decode_bytes_per_token

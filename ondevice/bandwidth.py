@@ -91,8 +91,8 @@ class BandwidthReport:
     runs: list[KernelRun] = field(default_factory=list)
     cached: bool = False       # read from the cache rather than measured by this call
     load_average: float | None = None  # the 1-minute load average when the measurement started (POSIX)
-    busy: bool = False         # other work was running: load average above half the CPUs, or a kernel with no
-                               # undisturbed pass at some thread count; the figure may be low
+    busy: bool = False         # other work was running: load average above half the CPUs, or fewer than 3
+                               # undisturbed passes for some kernel and thread count; the figure may be low
 
     @property
     def note(self) -> str:
@@ -101,9 +101,9 @@ class BandwidthReport:
             return ""
         load = f"load average {self.load_average:.1f}" if self.load_average is not None else "load unknown"
         worst = min(self.runs, key=lambda r: r.undisturbed / r.passes)
-        return (f"measured while the machine was busy ({load}; {worst.undisturbed} of {worst.passes} {worst.kernel} "
-                f"passes undisturbed at {worst.threads} threads): the figure may be low; `ondevice doctor --bandwidth` on a "
-                f"quiet machine measures it again")
+        return (f"measured while the machine was busy ({load}; {worst.undisturbed} of {worst.passes} "
+                f"{worst.kernel} passes undisturbed at {worst.threads} threads): the figure may be low; "
+                f"`ondevice doctor --bandwidth` on a quiet machine measures it again")
 
     def run(self, kernel: str, threads: int | None = None) -> KernelRun | None:
         """The `kernel` run at the largest measured thread count <= `threads` (default: the anchor's count)."""
