@@ -82,7 +82,7 @@ def run_bench(models: list[str], config: BenchConfig, probe: str | None = None, 
     infos = {m: model_info(m) for m in models}  # each model's facts, read once for the whole run
     results = bench_models(models, config, progress, infos)
     # This machine's cached measurement (measured now, in this model-free process, if there is none yet).
-    measured = machine_bandwidth()
+    measured = machine_bandwidth(progress=(lambda m: progress(m, 0, 1)) if progress else None)
     bandwidth = measured.read_gbps(config.threads)
     report = BenchReport(config, results, bandwidth, rooflines_for(results, bandwidth, list(infos.values()),
                                                                      config.kv_type), bandwidth=measured)

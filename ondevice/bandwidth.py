@@ -44,6 +44,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -415,7 +416,8 @@ def _save(report: BandwidthReport) -> None:
 _lock = threading.Lock()
 
 
-def machine_bandwidth(refresh: bool = False, passes: int = DEFAULT_PASSES) -> BandwidthReport:
+def machine_bandwidth(refresh: bool = False, passes: int = DEFAULT_PASSES,
+                      progress: Callable[[str], None] | None = None) -> BandwidthReport:
     """This machine's bandwidth: the cached measurement, or a new one (saved) when there is none or `refresh`.
 
     Measure on a quiet machine: the cached figure is reused until asked again (`ondevice doctor --bandwidth`),
@@ -427,6 +429,8 @@ def machine_bandwidth(refresh: bool = False, passes: int = DEFAULT_PASSES) -> Ba
 
             if cached is not None and not (cached.busy and not _is_busy(_load_average(), detect_cpu().logical_cores)):
                 return cached
+        if progress:
+            progress("measuring memory bandwidth (2-10 s, longer on a busy machine; cached for this machine after)")
         report = measure_bandwidth(passes=passes)
         try:
             _save(report)

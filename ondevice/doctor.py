@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from ondevice.autoconfig import llama_gpu_offload_supported, memory, onnx_providers
 from ondevice.bandwidth import BandwidthReport, machine_bandwidth
@@ -99,11 +100,11 @@ def find_hazards(cpu, llama: LlamaCppFacts, ram_available_gb: float,
     return hazards
 
 
-def diagnose(refresh_bandwidth: bool = False) -> DoctorReport:
+def diagnose(refresh_bandwidth: bool = False, progress: Callable[[str], None] | None = None) -> DoctorReport:
     """Collect the machine's facts. The bandwidth comes from this machine's cache (`ondevice.bandwidth`); it is
     measured (a few seconds) when there is none yet or `refresh_bandwidth`."""
     cpu = detect_cpu()
-    bandwidth = machine_bandwidth(refresh=refresh_bandwidth)
+    bandwidth = machine_bandwidth(refresh=refresh_bandwidth, progress=progress)
     mem = memory()
     llama = llama_cpp_facts()
     avail_gb = round(mem.available_bytes / GB, 2)

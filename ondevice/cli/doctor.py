@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ondevice.cli.common import console, json_option, print_json
+from ondevice.cli.common import console, err_console, json_option, print_json
 from ondevice.doctor import diagnose
 
 
@@ -16,7 +16,7 @@ from ondevice.doctor import diagnose
 @json_option
 def doctor_command(refresh_bandwidth, as_json):
     """This machine: CPU, ISA, RAM, memory bandwidth, runtimes, devices, and hazards."""
-    report = diagnose(refresh_bandwidth=refresh_bandwidth)
+    report = diagnose(refresh_bandwidth=refresh_bandwidth, progress=lambda message: err_console.print(message))
     if as_json:
         print_json(report)
         return
