@@ -27,8 +27,11 @@ def doctor_command(refresh_bandwidth, as_json):
     table.add_row("ISA", " ".join(report.isa) or "-")
     table.add_row("RAM", f"{report.ram_available_gb:.1f} GB available of {report.ram_total_gb:.1f} GB")
     bw = report.bandwidth
-    table.add_row("Memory bandwidth", f"{bw.gbps:.1f} GB/s read ({bw.threads} threads, best of {bw.runs[0].passes} "
-                  f"passes; {'cached, ' if bw.cached else ''}measured {bw.measured_at[:16].replace('T', ' ')} UTC"
+    anchor = bw.run("read")
+    passes = f"{anchor.undisturbed} undisturbed passes" if anchor and anchor.undisturbed else \
+        f"{anchor.passes if anchor else 0} passes"
+    table.add_row("Memory bandwidth", f"{bw.gbps:.1f} GB/s read ({bw.threads} threads, best of {passes}; "
+                  f"{'cached, ' if bw.cached else ''}measured {bw.measured_at[:16].replace('T', ' ')} UTC"
                   f"{'' if refresh_bandwidth else '; --bandwidth measures again'})")
     if bw.note:
         table.add_row("  note", bw.note)
@@ -36,6 +39,7 @@ def doctor_command(refresh_bandwidth, as_json):
         for run in bw.runs:
             table.add_row(f"  {run.kernel}, {run.threads} thread{'s' if run.threads > 1 else ''}",
                           f"min {run.min_gbps:.1f} / median {run.median_gbps:.1f} / max {run.max_gbps:.1f} GB/s "
+                          f"over {run.undisturbed} undisturbed of {run.passes} passes "
                           f"(spread {run.spread_pct:.0f}%{', pinned' if run.pinned else ''})")
     llama = report.llama_cpp
     table.add_row("llama.cpp", f"llama-cpp-python {llama.version}, GPU offload: {'yes' if llama.gpu_offload else 'no'}"
