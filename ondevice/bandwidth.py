@@ -103,10 +103,10 @@ class BandwidthReport:
             return ""
         load = f"load average {self.load_average:.1f}" if self.load_average is not None else "load unknown"
         worst = min((r for r in self.runs if r.kernel == "read"), key=lambda r: r.undisturbed / r.passes)
-        return (f"measured while the machine was busy ({load}; {worst.undisturbed} of {worst.passes} "
-                f"{worst.kernel} passes undisturbed at {worst.threads} thread{'s' if worst.threads > 1 else ''}): the figure "
-                f"may be low; "
-                f"`ondevice doctor --bandwidth` on a quiet machine measures it again")
+        threads = f"{worst.threads} thread{'s' if worst.threads > 1 else ''}"
+        return (f"measured while the machine was busy ({load}; {worst.undisturbed} of {worst.passes} read passes "
+                f"undisturbed at {threads}): the figure may be low; `ondevice doctor --bandwidth` on a quiet "
+                f"machine measures it again")
 
     def run(self, kernel: str, threads: int | None = None) -> KernelRun | None:
         """The `kernel` run at the largest measured thread count <= `threads` (default: the anchor's count)."""
