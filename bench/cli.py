@@ -29,7 +29,8 @@ from ondevice.memory import KV_TYPES
 @json_option(help="Print JSON (the same as -o json).")
 @click.option("--reference", is_flag=True, help="Also time a bare libllama decode loop and print the ratio.")
 @click.option("--native", is_flag=True, help="Also run llama.cpp's own llama-bench on each GGUF (same file, threads, "
-                                             "-p/-n/-r) and print public / native (builds it once: minutes).")
+                                             "-p/-n), interleaved with the public API for -r rounds, and print "
+                                             "public / native per round (builds it once: minutes).")
 @click.option("--probe", default=None, help="Also measure a shape probe: llama3-8b, qwen2.5-7b, mistral-7b, gemma2-9b.")
 @click.option("--quant", default=None, help="Quant type of the probe (default Q4_K_M).")
 @click.option("--targets", is_flag=True, help="Check the device targets (7-10B, 10-20 tok/s, 8-16 GB) on the probe.")
@@ -69,7 +70,7 @@ def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type,
     if native:
         from bench.native import compare_native
 
-        natives = compare_native(report.results, repetitions, progress=lambda m: err_console.print(m))
+        natives = compare_native(report.results, repetitions, progress=lambda m: err_console.print(m), config=config)
     if output == "json":
         from dataclasses import asdict
 
@@ -87,7 +88,9 @@ def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type,
         if natives:
             from bench.native import native_table
 
-            click.echo("\nllama.cpp's own llama-bench, same file and threads:\n" + native_table(natives))
+            click.echo(f"\nllama.cpp's own llama-bench, same file and threads, interleaved with the public API "
+                       f"({repetitions} rounds of alternating fresh processes, each with its own warm-up):\n"
+                       + native_table(natives))
         click.echo(f"\nmemory bandwidth {report.bandwidth_gbps:.1f} GB/s")
         for line in roofline_lines(report):
             click.echo(line)

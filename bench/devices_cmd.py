@@ -115,6 +115,9 @@ def print_prediction(pred) -> None:
         console.print(f"decode: {pred.predicted_tg_tok_s:.1f} tok/s predicted = {pred.efficiency:.0%} of the "
                       f"{pred.roofline_tg_tok_s:.1f} tok/s roofline ({pred.bandwidth_gbps:g} GB/s peak, "
                       f"{pred.bytes_per_token / 1e9:.2f} GB read per token){err}")
+        console.print(f"decode by context: {pred.tg_short_context_tok_s:.1f} tok/s short context (KV depth "
+                      f"{pred.short_context_depth}, the tg128 convention of published tables), "
+                      f"{pred.tg_full_context_tok_s:.1f} tok/s full context (depth {pred.n_ctx})")
     if pred.predicted_pp512_tok_s is not None:
         console.print(f"prefill: {pred.predicted_pp512_tok_s:.0f} tok/s predicted (pp512)")
     from rich.table import Table

@@ -69,51 +69,96 @@ def native_reference(model_path: str | Path, threads: int, n_gen: int = 128, n_p
 
 @dataclass
 class NativeComparison:
-    """One `ondevice bench` test beside llama-bench's same test (same file, threads, -p/-n, repetitions)."""
+    """One `ondevice bench` test beside llama-bench's same test (same file, threads, -p/-n), interleaved: `rounds`
+    rounds of a fresh public-API bench process and a fresh llama-bench process in alternation (`ondevice.interleave`),
+    each with its own warm-up and one timed run."""
 
     model: str
     test: str                 # "pp512" / "tg128"
     threads: int
-    public_ts: float          # ondevice bench, public API
-    native_ts: float | None   # llama-bench
-    native_stddev: float | None
-    ratio: float | None       # public / native
+    public_ts: float          # ondevice bench, public API: median over the rounds
+    native_ts: float | None   # llama-bench: median over the rounds
+    native_stddev: float | None  # llama-bench's standard deviation over the rounds
+    ratio: float | None       # median of the per-round public / native
     flash_attn: str           # llama-bench's setting (its default: auto)
+    ratio_min: float | None = None
+    ratio_max: float | None = None
+    rounds: int = 0
+    public_samples: list[float] = field(default_factory=list)
+    native_samples: list[float] = field(default_factory=list)
+    public_stddev: float | None = None
 
 
-def compare_native(results: list, repetitions: int = 5, progress: Progress | None = None) -> list[NativeComparison]:
-    """llama-bench on every GGUF model of an `ondevice bench` run (its `BenchResult`s), one row per test.
+def compare_native(results: list, repetitions: int = 5, progress: Progress | None = None,
+                   config=None) -> list[NativeComparison]:
+    """llama-bench beside the public API on every GGUF model of an `ondevice bench` run (its `BenchResult`s), one row
+    per test, measured interleaved: `repetitions` rounds, each a fresh `bench.worker` process (one warm-up, one timed
+    run of every test) and a fresh `llama-bench -r 1` (which warms up too), in alternating order. `config`: the
+    run's `BenchConfig` (KV type, flash attention, context) for the public side. Builds the tools on first use."""
+    import statistics
+    from dataclasses import replace
 
-    One llama-bench run per model and thread count covers its pp and tg tests. Builds the tools on first use.
-    """
+    from ondevice.interleave import interleave
+
+    from bench.runner import BenchConfig, bench_model
+
     rows: list[NativeComparison] = []
-    runs: dict[tuple[str, int], NativeResult] = {}
+    done: set[tuple[str, int]] = set()
     for r in results:
-        if r.backend != "gguf":
-            continue
         key = (r.model_filename, r.n_threads)
-        if key not in runs:
-            tests = [x for x in results if (x.model_filename, x.n_threads) == key]
-            n_prompt = max((x.n_prompt for x in tests if x.n_gen == 0), default=0)
-            n_gen = max((x.n_gen for x in tests if x.n_prompt == 0), default=0)
+        if r.backend != "gguf" or key in done:
+            continue
+        done.add(key)
+        tests = [x for x in results if (x.model_filename, x.n_threads) == key]
+        n_prompt = max((x.n_prompt for x in tests if x.n_gen == 0), default=0)
+        n_gen = max((x.n_gen for x in tests if x.n_prompt == 0), default=0)
+        cfg = replace(config or BenchConfig(), n_prompt=n_prompt, n_gen=n_gen, repetitions=1, threads=r.n_threads,
+                      reference=False)
+        path = r.model_filename
+
+        def public(path=path, cfg=cfg) -> dict:
+            return {x.test: x.avg_ts for x in bench_model(path, cfg)}
+
+        def native(path=path, threads=r.n_threads, n_gen=n_gen, n_prompt=n_prompt) -> dict:
+            nat = native_reference(path, threads, n_gen, n_prompt, 1, progress=progress)
+            out = {"flash_attn": nat.flash_attn}
+            if nat.tg_ts is not None:
+                out[f"tg{n_gen}"] = nat.tg_ts
+            if nat.pp_ts is not None:
+                out[f"pp{n_prompt}"] = nat.pp_ts
+            return out
+
+        def step(desc: str, i: int, total: int, name=Path(path).name) -> None:
             if progress:
-                progress(f"llama-bench {Path(r.model_filename).name} -t {r.n_threads}")
-            runs[key] = native_reference(r.model_filename, r.n_threads, n_gen, n_prompt, repetitions,
-                                         progress=progress)
-        native = runs[key]
-        ts, sd = (native.tg_ts, native.tg_stddev) if r.n_gen else (native.pp_ts, native.pp_stddev)
-        rows.append(NativeComparison(r.model_filename, r.test, r.n_threads, r.avg_ts, ts, sd,
-                                     round(r.avg_ts / ts, 3) if ts else None, native.flash_attn))
+                progress(f"interleaved vs llama-bench: {name} -t {r.n_threads}: {desc}")
+
+        comp = interleave(public, native, max(1, repetitions), warmup=0, labels=("public", "llama-bench"),
+                          key=lambda d: 0.0, progress=step)
+        for x in tests:
+            c = comp.on(lambda d, t=x.test: d.get(t, float("nan")))
+            nat_ok = all(v == v for v in c.b)  # llama-bench measured this test in every round
+            rows.append(NativeComparison(
+                x.model_filename, x.test, x.n_threads, round(c.a_median, 3),
+                round(c.b_median, 3) if nat_ok else None,
+                round(statistics.stdev(c.b), 3) if nat_ok and c.rounds > 1 else (0.0 if nat_ok else None),
+                round(c.ratio_median, 4) if nat_ok else None, comp.b_results[0]["flash_attn"],
+                round(c.ratio_min, 4) if nat_ok else None, round(c.ratio_max, 4) if nat_ok else None, c.rounds,
+                [round(v, 3) for v in c.a], [round(v, 3) for v in c.b] if nat_ok else [],
+                round(statistics.stdev(c.a), 3) if c.rounds > 1 else 0.0))
     return rows
 
 
 def native_table(rows: list[NativeComparison]) -> str:
-    """Markdown: public vs native tokens/s per model and test."""
-    lines = ["| model | threads | test | public t/s | native t/s | public / native |", "|---|---:|---|---:|---:|---:|"]
+    """Markdown: public vs native tokens/s per model and test (medians ± standard deviation over the interleaved
+    rounds; the ratio is the median of the per-round ratios, with their range)."""
+    lines = ["| model | threads | test | rounds | public t/s | native t/s | public / native (per-round range) |",
+             "|---|---:|---|---:|---:|---:|---:|"]
     for c in rows:
+        public = f"{c.public_ts:.2f} ± {c.public_stddev or 0:.2f}"
         native = f"{c.native_ts:.2f} ± {c.native_stddev:.2f}" if c.native_ts else ""
-        ratio = f"{c.ratio:.3f}" if c.ratio else ""
-        lines.append(f"| {Path(c.model).name} | {c.threads} | {c.test} | {c.public_ts:.2f} | {native} | {ratio} |")
+        ratio = f"{c.ratio:.3f} ({c.ratio_min:.3f}-{c.ratio_max:.3f})" if c.ratio else ""
+        lines.append(f"| {Path(c.model).name} | {c.threads} | {c.test} | {c.rounds} | {public} | {native} | "
+                     f"{ratio} |")
     return "\n".join(lines)
 
 

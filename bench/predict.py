@@ -6,8 +6,9 @@
 The RAM check comes first: `ondevice.memory.estimate_memory` (weights + KV cache at n_ctx + compute + runtime)
 against the share of the device's RAM a model can have; a device that cannot hold the model gets no speed.
 Decode speed is `bench.calibrate`'s model: bytes read per token (weights one step touches + the KV cache at
-depth n_ctx, a conservative full-context figure) over the device's peak bandwidth times the calibrated efficiency
-of its backend class, plus a per-layer overhead. Prefill (pp512) is predicted only on Apple GPUs, where the
+depth n_ctx, a conservative full-context figure; the short-context figure at depth 64, the convention of
+published llama-bench tg128 numbers, is given beside it) over the device's peak bandwidth times the calibrated
+efficiency of its backend class, plus a per-layer overhead. Prefill (pp512) is predicted only on Apple GPUs, where the
 published table calibrates a compute throughput per GPU core and generation (`bench.calibrate.prefill_fitted`);
 other devices have no published compute figures to calibrate on, so they get none rather than a guess.
 """
@@ -25,6 +26,7 @@ DECODE_TARGETS = (10.0, 20.0)        # tokens/s
 RAM_TARGETS_GB = (8.0, 16.0)         # GB (1e9 bytes) of device DRAM
 PARAMS_RANGE = (7e9, 10e9)
 DEFAULT_CTX = 4096
+SHORT_DEPTH = 64    # llama-bench's tg128 generates 128 tokens from an empty cache: 64 is their mean KV depth
 # Share of a device's RAM one model can use; the OS and other apps keep the rest. Assumptions, not measurements:
 # Android keeps about half of a phone's RAM for the system and other apps; desktop OSes about a quarter.
 USABLE_RAM_FRACTION = {"phone": 0.5, "sbc": 0.8, "laptop": 0.75, "desktop": 0.8}
@@ -72,6 +74,11 @@ class Prediction:
     efficiency: float | None      # predicted / roofline
     expected_error_pct: float | None  # the class's held-out median |error| on published measurements
     predicted_pp512_tok_s: float | None = None  # prompt processing (Apple GPUs only; see the module docstring)
+    # Both conventions, labelled: published decode figures (llama-bench tg128) are taken near an empty cache
+    # (SHORT_DEPTH); an app at the end of a long conversation reads the whole context's KV cache (n_ctx).
+    tg_short_context_tok_s: float | None = None   # at depth SHORT_DEPTH: compare with published tg128 tables
+    tg_full_context_tok_s: float | None = None    # at depth n_ctx: the conservative figure the targets use by default
+    short_context_depth: int = SHORT_DEPTH
     targets: list[TargetRow] = field(default_factory=list)
     ram_options_that_fit: list[float] = field(default_factory=list)
 
@@ -104,8 +111,10 @@ def predict_for(info: ModelInfo, device: Device | str, backend: str | None = Non
                 bandwidth_gbps: float | None = None, depth: int | None = None) -> Prediction:
     """Predict `info` (a ModelInfo with its tensor table: read from a GGUF, or `bench.ftype.quantized_info`) on
     `device`: RAM fit first, then decode tok/s at KV depth `depth` (default `n_ctx`: the end of a full context;
-    64 matches llama-bench's tg128), then the seed targets. `bandwidth_gbps` replaces the catalog's peak (a laptop
-    fitted with faster or slower memory than the catalog assumes)."""
+    64 matches llama-bench's tg128), then the seed targets. Both labelled figures are always filled in as well:
+    `tg_short_context_tok_s` (depth 64, what published tg128 tables measure) and `tg_full_context_tok_s` (n_ctx).
+    `bandwidth_gbps` replaces the catalog's peak (a laptop fitted with faster or slower memory than the catalog
+    assumes)."""
     from dataclasses import replace
 
     from ondevice.memory import decode_bytes_per_token
@@ -135,18 +144,26 @@ def predict_for(info: ModelInfo, device: Device | str, backend: str | None = Non
     roof = dev.bandwidth_gbps * 1e9 / per_token
     params = fitted(cls)
     used_threads = (threads or dev.perf_cores) if backend == "cpu" else None
-    tg = eff = None
+
+    def tg_at(at_depth: int) -> float:
+        return 1.0 / seconds_per_token(decode_bytes_per_token(info, at_depth, kv_type), dev.bandwidth_gbps,
+                                       info.n_layers, params.efficiency, params.overhead_ms_per_layer, used_threads,
+                                       params.per_thread_gbps)
+
+    tg = eff = short = full = None
     if fits:
-        tg = 1.0 / seconds_per_token(per_token, dev.bandwidth_gbps, info.n_layers, params.efficiency,
-                                     params.overhead_ms_per_layer, used_threads, params.per_thread_gbps)
+        tg = tg_at(depth)
         eff = round(tg / roof, 3)
         tg = round(tg, 2)
+        short, full = round(tg_at(min(SHORT_DEPTH, n_ctx)), 2), round(tg_at(n_ctx), 2)
     pred = Prediction(dev.name, dev.title, backend, cls, info.name, info.quant, info.n_params, info.size_bytes, n_ctx,
                       depth, used_threads, dev.bandwidth_gbps, ram_gb, usable, needed, fits,
                       "fits" if fits else f"does not fit in {ram_gb:g} GB", per_token, round(roof, 2), tg, eff,
                       params.holdout_median_abs_err_pct,
                       ram_options_that_fit=[r for r in dev.ram_gb if needed <= r * 1e9 * fraction])
     pred.predicted_pp512_tok_s = _prefill(dev, cls, info) if fits else None
+    pred.tg_short_context_tok_s, pred.tg_full_context_tok_s = short, full
+    pred.short_context_depth = min(SHORT_DEPTH, n_ctx)
     pred.targets = target_rows(pred, fraction)
     return pred
 

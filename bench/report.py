@@ -56,6 +56,17 @@ def roofline_lines(report: "BenchReport") -> list[str]:
         lines.append(f"- {Path(name).name}: {roof.bytes_per_token / 1e6:.1f} MB read per token, tg_max "
                      f"{roof.tg_max:.1f} tok/s at {roof.bandwidth_gbps:.1f} GB/s; measured {roof.tg_measured:.2f} "
                      f"tok/s = {100 * (roof.efficiency or 0):.0f}% of the roofline (gap {roof.gap_pct}%)")
+        if roof.note:
+            lines.append(f"  NOTE: {roof.note}")
+    bw = report.bandwidth
+    read = bw.run("read", report.config.threads) if bw is not None else None
+    if read is not None:
+        lines.append(f"- bandwidth: read {read.max_gbps:.1f} GB/s best (median {read.median_gbps:.1f}, min "
+                     f"{read.min_gbps:.1f}) over {read.passes} passes at {read.threads} threads, "
+                     f"{'cached from ' if bw.cached else 'measured '}{bw.measured_at[:10]} "
+                     f"(`ondevice doctor --bandwidth` measures again)")
+        if bw.note:
+            lines.append(f"  NOTE: bandwidth {bw.note}")
     return lines
 
 
@@ -69,6 +80,8 @@ def targets_table(report: "BenchReport") -> str:
     lines.append("")
     lines.append(f"Device bandwidth: {t.bandwidth_gbps['device']:.1f} GB/s (needed figures assume this device's "
                  f"measured {100 * (t.roofline.efficiency or 1):.0f}% roofline efficiency)")
+    if t.roofline.note:
+        lines.append(f"NOTE: {t.roofline.note}")
     return "\n".join(lines)
 
 

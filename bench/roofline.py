@@ -1,5 +1,8 @@
 """The decode roofline: tokens/s cannot exceed memory bandwidth / bytes read per generated token.
 
+The bandwidth is this machine's (`ondevice.bandwidth.machine_bandwidth`, the same figure `doctor` shows) or a
+catalog device's. Efficiency is reported as measured: a decode above 100% means the anchor is too low.
+
 Each generated token reads every weight matrix once (the token embedding only one row, unless the output layer
 reuses it) plus the KV cache up to the current depth; `ondevice.memory.decode_bytes_per_token` counts them.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ondevice.bandwidth import anchor_note
 from ondevice.memory import decode_bytes_per_token, weights_read_per_token  # noqa: F401 (re-exported)
 from ondevice.model_info import ModelInfo
 
@@ -20,8 +24,9 @@ class Roofline:
     bytes_per_token: int
     tg_max: float            # tokens/s at 100% of the measured bandwidth
     tg_measured: float | None = None
-    efficiency: float | None = None  # measured / tg_max
-    gap_pct: float | None = None     # how far below the ceiling the measurement is, in %
+    efficiency: float | None = None  # measured / tg_max, as measured: above 1 when decode beat the anchor
+    gap_pct: float | None = None     # how far below the ceiling the measurement is, in % (negative: above it)
+    note: str = ""                   # set when efficiency > 1: the bandwidth anchor is too low, not the decode
 
 
 def bytes_per_token(info: ModelInfo, depth: int, kv_type: str = "f16") -> int:
@@ -39,6 +44,7 @@ def roofline(info: ModelInfo, bandwidth_gbps: float, depth: int, tg_measured: fl
     if tg_measured and tg_max:
         result.efficiency = round(tg_measured / tg_max, 3)
         result.gap_pct = round(100 * (1 - tg_measured / tg_max), 1)
+        result.note = anchor_note(result.efficiency, bandwidth_gbps)
     return result
 
 

@@ -87,8 +87,9 @@ class BenchResult:
     quant: str
     architecture: str
     reference_ts: float | None = None     # bare libllama loop, tg only (--reference)
-    reference_ratio: float | None = None  # avg_ts / reference_ts
+    reference_ratio: float | None = None  # median over the interleaved rounds of public / bare loop (per round)
     reference_samples_ts: list[float] = field(default_factory=list)
+    reference_ratio_range: list[float] = field(default_factory=list)  # [min, max] of the per-round ratios
 
 
 @dataclass

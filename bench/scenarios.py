@@ -22,6 +22,7 @@ from typing import Sequence
 import ondevice
 from ondevice import SamplingParams
 from ondevice.errors import InvalidInput, UnsupportedOperation
+from ondevice.interleave import interleave
 from ondevice.speculative import MAX_DRAFT, NgramDrafter
 
 SCENARIOS = ("rag", "summarize", "rewrite", "chat")
@@ -78,6 +79,7 @@ class ScenarioResult:
     identical: bool          # the two modes produced the same tokens (temperature 0)
     text: str                # the plain answer, for the reader to judge
     copy_bound: float = 1.0  # the speed-up if a verify batch cost one token (`copy_bound`): what the text allows
+    round_speedups: list[float] = field(default_factory=list)  # lookup / plain tok/s of each interleaved round
 
     @property
     def speedup(self) -> float:
@@ -209,19 +211,19 @@ def run_scenarios(model: str | ondevice.Model, scenarios: Sequence[str] = SCENAR
         for scenario in chosen:
             prompt = scenario_prompt(m, scenario)
             _decode(m, prompt, 1, "off")  # every timed run then starts from the cached prompt: TTFTs compare
-            runs: dict[str, list] = {"off": [], lookup_mode: []}
-            outputs: dict[str, list[int]] = {}
-            texts: dict[str, str] = {}
-            for rep in range(repetitions):
-                for mode in (("off", lookup_mode) if rep % 2 == 0 else (lookup_mode, "off")):
-                    tokens, text, timings = _decode(m, prompt, max_tokens, mode)
-                    runs[mode].append((tokens, timings))
-                    outputs.setdefault(mode, tokens)
-                    texts.setdefault(mode, text)
+            # Plain and lookup in alternation (A B, B A, ...): a busy machine slows both alike.
+            comp = interleave(lambda: _decode(m, prompt, max_tokens, "off"),
+                              lambda: _decode(m, prompt, max_tokens, lookup_mode), repetitions, warmup=0,
+                              labels=("off", lookup_mode), key=lambda r: r[2].decode_tokens_per_s)
+            runs = {"off": [(t, tm) for t, _, tm in comp.a_results],
+                    lookup_mode: [(t, tm) for t, _, tm in comp.b_results]}
+            outputs = {"off": comp.a_results[0][0], lookup_mode: comp.b_results[0][0]}
+            texts = {"off": comp.a_results[0][1], lookup_mode: comp.b_results[0][1]}
             identical = all(tokens == outputs["off"] for mode in runs for tokens, _ in runs[mode])
             bound = copy_bound(m.tokenize(prompt), outputs["off"])
             results.append(ScenarioResult(scenario.name, _mode_run("off", runs["off"]),
-                                          _mode_run(lookup_mode, runs[lookup_mode]), identical, texts["off"], bound))
+                                          _mode_run(lookup_mode, runs[lookup_mode]), identical, texts["off"], bound,
+                                          round_speedups=[round(y / x, 4) for x, y in zip(comp.a, comp.b)]))
         return ScenarioReport(m.name, m.threads, max_tokens, lookup_mode, results)
     finally:
         if own:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ondevice.bandwidth import BandwidthReport
 from ondevice.model_info import ModelInfo
 
 from bench.roofline import Roofline, roofline
@@ -18,13 +19,15 @@ class BenchReport:
 
     config: BenchConfig
     results: list[BenchResult]
-    bandwidth_gbps: float
+    bandwidth_gbps: float      # this machine's read bandwidth at the run's thread count (`machine_bandwidth`)
     rooflines: dict[str, Roofline] = field(default_factory=dict)  # model_filename -> ceiling vs measured tg
     targets: TargetReport | None = None
     report_dir: str | None = None
+    bandwidth: BandwidthReport | None = None  # where bandwidth_gbps came from: kernels, spread, date
 
     def to_dict(self) -> dict:
         return {"config": asdict(self.config), "bandwidth_gbps": self.bandwidth_gbps,
+                "bandwidth": self.bandwidth.to_dict() if self.bandwidth else None,
                 "results": [asdict(r) for r in self.results],
                 "rooflines": {k: asdict(v) for k, v in self.rooflines.items()},
                 "targets": self.targets.to_dict() if self.targets else None, "report_dir": self.report_dir}
@@ -56,7 +59,7 @@ def run_bench(models: list[str], config: BenchConfig, probe: str | None = None, 
               progress: Progress | None = None) -> BenchReport:
     """Measure `models` (and the probe, if named); with targets=True check the device targets on the probe
     (llama3-8b Q4_K_M unless named); with report_dir write report.md, report.json and plots there."""
-    from ondevice.bandwidth import measure_bandwidth
+    from ondevice.bandwidth import machine_bandwidth
     from ondevice.catalog import model_info
 
     from bench.probe import check_probe_args, ensure_probe
@@ -78,10 +81,11 @@ def run_bench(models: list[str], config: BenchConfig, probe: str | None = None, 
         raise InvalidInput("give at least one MODEL, or --probe NAME --quant TYPE, or --targets")
     infos = {m: model_info(m) for m in models}  # each model's facts, read once for the whole run
     results = bench_models(models, config, progress, infos)
-    # Measured after the models, in this (model-free) process, so no model is resident while it runs.
-    bandwidth = measure_bandwidth(seconds=1.0, threads=config.threads).gbps
+    # This machine's cached measurement (measured now, in this model-free process, if there is none yet).
+    measured = machine_bandwidth(progress=(lambda m: progress(m, 0, 1)) if progress else None)
+    bandwidth = measured.read_gbps(config.threads)
     report = BenchReport(config, results, bandwidth, rooflines_for(results, bandwidth, list(infos.values()),
-                                                                     config.kv_type))
+                                                                     config.kv_type), bandwidth=measured)
     if targets:
         probe_path = models[-1]
         probe_results = [r for r in results if Path(r.model_filename) == Path(probe_path).resolve()]

@@ -13,6 +13,7 @@ from dataclasses import asdict
 import numpy as np
 
 from bench.runner import BenchConfig, BenchResult, RssMeasurement
+from ondevice.interleave import interleave
 from ondevice.errors import OnDeviceError
 
 def _emit(**msg) -> None:
@@ -112,25 +113,34 @@ def bench_job(model: str, config: dict, n_ctx: int, fmt: str) -> list[dict]:
     done = 0
     rows = []
     for kind, n in tests:
-        samples, ttfts, ref_samples = [], [], []
-        for rep in range(cfg.repetitions + 1):  # rep 0 is the warm-up
-            _emit(progress=f"{m.name} {kind}{n} {'warm-up' if rep == 0 else f'run {rep}'}", done=done, total=total)
+        samples, ttfts, ref_samples, ratios = [], [], [], []
+
+        def run_test(kind=kind, n=n) -> tuple[float, float]:
             if kind == "pp":
                 ttft, timings = _timed_stream(m, random_tokens(n), 1)
-                ts = n * 1000.0 / timings.prompt_ms
-            else:
-                ttft, timings = _timed_stream(m, random_tokens(1), n + 1)
-                ts = timings.decode_tokens_per_s
-            done += 1
-            ref = None
-            if kind == "tg" and per_rep == 2:  # interleaved, so both see the same machine load
-                ref = reference_tg(m, n, rng)
+                return ttft, n * 1000.0 / timings.prompt_ms
+            ttft, timings = _timed_stream(m, random_tokens(1), n + 1)
+            return ttft, timings.decode_tokens_per_s
+
+        if kind == "tg" and per_rep == 2:  # interleaved (A B, B A, ...), so both see the same machine load
+            def step(desc: str, done_now: int, total_now: int, base=done) -> None:
+                _emit(progress=f"{m.name} {kind}{n} {desc}", done=base + done_now, total=total)
+
+            comp = interleave(run_test, lambda: reference_tg(m, n, rng), cfg.repetitions, warmup=1,
+                              labels=("public", "bare loop"), key=lambda v: v[1] if isinstance(v, tuple) else v,
+                              progress=step)
+            done += 2 * (cfg.repetitions + 1)
+            ttfts = [r[0] for r in comp.a_results]
+            samples, ref_samples, ratios = comp.a, comp.b, comp.ratios
+        else:
+            for rep in range(cfg.repetitions + 1):  # rep 0 is the warm-up
+                _emit(progress=f"{m.name} {kind}{n} {'warm-up' if rep == 0 else f'run {rep}'}", done=done,
+                      total=total)
+                ttft, ts = run_test()
                 done += 1
-            if rep:
-                samples.append(ts)
-                ttfts.append(ttft)
-                if ref is not None:
-                    ref_samples.append(ref)
+                if rep:
+                    samples.append(ts)
+                    ttfts.append(ttft)
         avg = float(np.mean(samples))
         ref_avg = float(np.mean(ref_samples)) if ref_samples else None
         rows.append(BenchResult(
@@ -144,8 +154,9 @@ def bench_job(model: str, config: dict, n_ctx: int, fmt: str) -> list[dict]:
             baseline_rss_bytes=baseline, n_ctx=m.n_ctx,
             bits_per_weight=m.info.bits_per_weight, quant=m.info.quant, architecture=m.info.architecture,
             reference_ts=round(ref_avg, 3) if ref_avg else None,
-            reference_ratio=round(avg / ref_avg, 4) if ref_avg else None,
-            reference_samples_ts=[round(s, 3) for s in ref_samples]))
+            reference_ratio=round(float(np.median(ratios)), 4) if ratios else None,
+            reference_samples_ts=[round(s, 3) for s in ref_samples],
+            reference_ratio_range=[round(min(ratios), 4), round(max(ratios), 4)] if ratios else []))
     _emit(progress=f"{m.name} done", done=total, total=total)
     m.close()
     return [asdict(r) for r in rows]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import platform
 import sys
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from ondevice.autoconfig import llama_gpu_offload_supported, memory, onnx_providers
-from ondevice.bandwidth import measure_bandwidth
+from ondevice.bandwidth import BandwidthReport, machine_bandwidth
 from ondevice.cpu import detect_cpu
 from ondevice.providers import PluginProvider, plugin_providers
 
@@ -35,7 +36,8 @@ class DoctorReport:
     isa: list[str]
     ram_total_gb: float
     ram_available_gb: float
-    bandwidth_gbps: float
+    bandwidth_gbps: float            # the anchor: `bandwidth.gbps` (read, best pass, physical cores)
+    bandwidth: BandwidthReport       # every kernel and thread count, the spread, the date, cached or not
     llama_cpp: LlamaCppFacts
     onnxruntime_version: str | None
     onnxruntime_genai_version: str | None
@@ -98,9 +100,11 @@ def find_hazards(cpu, llama: LlamaCppFacts, ram_available_gb: float,
     return hazards
 
 
-def diagnose(bandwidth_seconds: float = 1.0) -> DoctorReport:
-    """Collect the machine's facts (<= ~2 s, most of it the bandwidth probe)."""
+def diagnose(refresh_bandwidth: bool = False, progress: Callable[[str], None] | None = None) -> DoctorReport:
+    """Collect the machine's facts. The bandwidth comes from this machine's cache (`ondevice.bandwidth`); it is
+    measured (a few seconds) when there is none yet or `refresh_bandwidth`."""
     cpu = detect_cpu()
+    bandwidth = machine_bandwidth(refresh=refresh_bandwidth, progress=progress)
     mem = memory()
     llama = llama_cpp_facts()
     avail_gb = round(mem.available_bytes / GB, 2)
@@ -109,7 +113,7 @@ def diagnose(bandwidth_seconds: float = 1.0) -> DoctorReport:
         os=f"{platform.system()} {platform.release()}", python=sys.version.split()[0], cpu=cpu.model, arch=cpu.arch,
         cores={"physical": cpu.physical_cores, "logical": cpu.logical_cores}, isa=cpu.flags,
         ram_total_gb=round(mem.total_bytes / GB, 2), ram_available_gb=avail_gb,
-        bandwidth_gbps=measure_bandwidth(seconds=bandwidth_seconds, threads=cpu.physical_cores).gbps,
+        bandwidth_gbps=bandwidth.gbps, bandwidth=bandwidth,
         llama_cpp=llama, onnxruntime_version=_version("onnxruntime"),
         onnxruntime_genai_version=_version("onnxruntime-genai"), onnxruntime_providers=onnx_providers(),
         hazards=find_hazards(cpu, llama, avail_gb, plugins), onnxruntime_plugins=plugins,

@@ -1,6 +1,7 @@
 """Load/soak a running server (not a test): N clients stream chats for S seconds, some walk away mid-stream.
 
     python -m ondevice.server.soak --url http://127.0.0.1:8080 --clients 16 --seconds 60
+    python -m ondevice.server.soak --url http://127.0.0.1:8601 --versus http://127.0.0.1:8608 --rounds 3 --seconds 15
 
 Loopback only and bounded: it refuses any host but 127.0.0.1/localhost/::1, stops starting requests after
 `--seconds`, and gives up on the ones still running `--grace` seconds later. It prints one JSON summary: requests
@@ -163,18 +164,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--abandon-rate", type=float, default=0.2, help="Share of requests dropped mid-stream.")
     parser.add_argument("--grace", type=float, default=60, help="Seconds to let running requests finish.")
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("--versus", default=None, metavar="URL",
+                        help="A second server: soak both in alternation (ondevice.interleave: --rounds rounds of "
+                             "--seconds each, order flipped every round) and print the per-round ratios.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds with --versus.")
     args = parser.parse_args(argv)
-    host = urlparse(args.url).hostname
-    if host not in LOOPBACK:
-        print(f"refusing to load {host!r}: the soak test only targets loopback", file=sys.stderr)
-        return 2
+    for url in (args.url, args.versus) if args.versus else (args.url,):
+        host = urlparse(url).hostname
+        if host not in LOOPBACK:
+            print(f"refusing to load {host!r}: the soak test only targets loopback", file=sys.stderr)
+            return 2
     if not (1 <= args.clients <= 256 and 0 < args.seconds <= 3600):
         print("clients must be 1..256 and seconds 0..3600", file=sys.stderr)
         return 2
-    result = asyncio.run(soak(args.url, args.clients, args.seconds, args.model, args.max_tokens,
-                              args.abandon_rate, args.grace, args.api_key))
-    print(json.dumps(asdict(result), indent=2))
-    return 0 if result.malformed == 0 and result.errors == 0 else 1
+    def run(url: str) -> SoakResult:
+        return asyncio.run(soak(url, args.clients, args.seconds, args.model, args.max_tokens, args.abandon_rate,
+                                args.grace, args.api_key))
+
+    if args.versus:
+        if args.rounds < 1:
+            print("--rounds must be at least 1", file=sys.stderr)
+            return 2
+        from ondevice.interleave import interleave
+
+        comp = interleave(lambda: run(args.url), lambda: run(args.versus), args.rounds, warmup=0,
+                          labels=(args.url, args.versus), key=lambda r: r.tokens_per_s)
+        results = comp.a_results + comp.b_results
+        print(json.dumps({"tokens_per_s": comp.to_dict(), "ttft_p50_s": comp.on(lambda r: r.ttft_p50_s).to_dict(),
+                          "runs": {args.url: [asdict(r) for r in comp.a_results],
+                                   args.versus: [asdict(r) for r in comp.b_results]}}, indent=2))
+    else:
+        results = [run(args.url)]
+        print(json.dumps(asdict(results[0]), indent=2))
+    return 0 if all(r.malformed == 0 and r.errors == 0 for r in results) else 1
 
 
 if __name__ == "__main__":

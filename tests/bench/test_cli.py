@@ -46,5 +46,9 @@ def test_bench_json_output_and_report_folder(tmp_path):
     data = json.loads(result.stdout)
     assert [r["test"] for r in data["results"]] == ["pp8", "tg4"]
     assert data["bandwidth_gbps"] > 0 and data["rooflines"]
+    bw = data["bandwidth"]  # the machine's cached measurement, the one `ondevice doctor` shows
+    assert bw["measured_at"] and data["bandwidth_gbps"] == next(r["max_gbps"] for r in bw["runs"]
+                                                                if r["kernel"] == "read" and r["threads"] == 1)
+    assert "- bandwidth: read" in (tmp_path / "rep" / "report.md").read_text()
     for name in ("report.md", "report.json", "tg.png", "pp.png", "roofline.png"):
         assert (tmp_path / "rep" / name).stat().st_size > 0

@@ -40,3 +40,20 @@ def test_llama_bench_refuses_a_missing_file_before_building_anything(tmp_path):
 def test_llama_bench_refuses_nothing_to_measure(smollm2_path):
     with pytest.raises(InvalidInput, match="n_gen or n_prompt"):
         native_reference(smollm2_path, threads=1, n_gen=0, n_prompt=0)
+
+
+def test_public_and_llama_bench_are_compared_interleaved_round_by_round(tools, smollm2_path):
+    from bench.native import compare_native, native_table
+    from bench.runner import BenchConfig, bench_model
+
+    config = BenchConfig(n_prompt=16, n_gen=8, repetitions=1, threads=1, n_ctx=256)
+    results = bench_model(str(smollm2_path), config)
+    rows = compare_native(results, repetitions=2, config=config)
+    assert [r.test for r in rows] == ["pp16", "tg8"]
+    for r in rows:
+        assert r.rounds == 2 and len(r.public_samples) == len(r.native_samples) == 2
+        per_round = sorted(a / b for a, b in zip(r.public_samples, r.native_samples))
+        assert r.ratio_min == pytest.approx(per_round[0], rel=1e-3)
+        assert r.ratio_max == pytest.approx(per_round[-1], rel=1e-3)
+        assert r.ratio_min <= r.ratio <= r.ratio_max and r.flash_attn == "auto"
+    assert "| 2 |" in native_table(rows) and "per-round range" in native_table(rows)

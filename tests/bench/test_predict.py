@@ -91,6 +91,27 @@ def test_deeper_context_reads_more_kv_and_is_slower():
     assert long.predicted_tg_tok_s < short.predicted_tg_tok_s
 
 
+def test_both_depths_are_given_labelled_short_for_published_tables_and_full_for_the_targets():
+    p = predict(probe="llama3.1-8b", quant="Q4_K_M", device="m2", n_ctx=4096)
+    assert p.short_context_depth == 64 and p.depth == 4096
+    assert p.tg_full_context_tok_s == p.predicted_tg_tok_s  # the default depth is the full context
+    at_64 = predict(probe="llama3.1-8b", quant="Q4_K_M", device="m2", n_ctx=4096, depth=64)
+    assert p.tg_short_context_tok_s == at_64.predicted_tg_tok_s > p.tg_full_context_tok_s
+    assert at_64.tg_full_context_tok_s == p.tg_full_context_tok_s  # both figures whatever --depth says
+    small = predict(probe="llama3.1-8b", quant="Q4_K_M", device="m2", n_ctx=32)
+    assert small.short_context_depth == 32  # never deeper than the context
+
+
+def test_this_machine_is_a_device_with_its_measured_bandwidth(isolated_store, monkeypatch):
+    from ondevice import bandwidth
+
+    fake = bandwidth.BandwidthReport(12.5, 2, "2026-12-07T13:00:00+00:00", "test machine", "0" * 16, 512, True, 1.0)
+    monkeypatch.setattr(bandwidth, "machine_bandwidth", lambda refresh=False: fake)
+    p = predict(probe="llama3-8b", quant="Q4_K_M", device="this")
+    assert p.device == "this" and p.backend == "cpu" and p.bandwidth_gbps == 12.5
+    assert p.predicted_tg_tok_s < p.roofline_tg_tok_s
+
+
 def test_ram_is_checked_before_speed():
     p = predict(probe="llama3.1-8b", quant="Q4_K_M", device="raspberry-pi-5", ram_gb=4)
     assert not p.fits_ram and p.predicted_tg_tok_s is None and p.verdict == "does not fit in 4 GB"
@@ -150,8 +171,10 @@ def test_predict_json_has_the_documented_fields():
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     for key in ("device", "backend", "model", "quant", "size_bytes", "bandwidth_gbps", "efficiency",
-                "predicted_tg_tok_s", "fits_ram", "targets"):
+                "predicted_tg_tok_s", "fits_ram", "targets", "tg_short_context_tok_s", "tg_full_context_tok_s",
+                "short_context_depth", "depth"):
         assert key in data
+    assert data["tg_short_context_tok_s"] > data["tg_full_context_tok_s"] == data["predicted_tg_tok_s"]
     assert data["device"] == "apple-m2" and data["backend"] == "gpu"
     assert all("pass" in row for row in data["targets"])
 

@@ -21,9 +21,10 @@ def test_every_scenario_ships_a_real_prompt():
 
 
 def test_rag_scenario_runs_both_modes_with_identical_greedy_output(smollm2):
-    report = run_scenarios(smollm2, ["rag"], max_tokens=24, repetitions=1)
+    report = run_scenarios(smollm2, ["rag"], max_tokens=24, repetitions=2)
     (result,) = report.results
     assert result.identical
+    assert len(result.round_speedups) == 2 and len(result.plain.samples_tok_s) == 2  # interleaved rounds
     assert result.plain.drafted_tokens == 0 and result.lookup.drafted_tokens > 0
     assert result.plain.decode_tok_s > 0 and result.lookup.decode_tok_s > 0
     assert "| rag |" in report.markdown()

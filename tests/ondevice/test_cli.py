@@ -66,9 +66,24 @@ def test_doctor_json_has_the_documented_keys():
                 "onnxruntime_providers", "hazards"):
         assert key in report
     assert report["bandwidth_gbps"] > 0
+    bw = report["bandwidth"]
+    assert bw["gbps"] == report["bandwidth_gbps"] and bw["measured_at"] and bw["fingerprint"]
+    assert {r["kernel"] for r in bw["runs"]} == {"read", "triad"}
+    again = json.loads(run_cli("doctor", "--json").stdout)["bandwidth"]
+    assert again["cached"] and again["measured_at"] == bw["measured_at"]  # the same figure until --bandwidth
     assert "CPUExecutionProvider" in report["onnxruntime_providers"]
     assert report["llama_cpp"]["installed"] is True
     assert not any("AMX" in h for h in report["hazards"])  # our build turns AMX off
+
+
+def test_doctor_bandwidth_measures_again_and_shows_every_kernel_and_thread_count():
+    before = json.loads(run_cli("doctor", "--json").stdout)["bandwidth"]
+    result = run_cli("doctor", "--bandwidth")
+    assert result.exit_code == 0, result.output
+    assert "read, 1 thread" in result.stdout and "triad, 1 thread" in result.stdout
+    assert "median" in result.stdout and "spread" in result.stdout
+    after = json.loads(run_cli("doctor", "--json").stdout)["bandwidth"]
+    assert after["cached"] and after["measured_at"] >= before["measured_at"]
 
 
 @pytest.fixture()
