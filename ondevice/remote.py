@@ -23,7 +23,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ondevice.backends.base import Backend, StreamEvent, Timings
+from ondevice.backends.base import Backend, StreamEvent
+from ondevice.backends.finish import FinishRules
 from ondevice.errors import InvalidInput, OnDeviceError, RemoteUnavailable
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
@@ -150,23 +151,23 @@ class RemoteBackend(Backend):
         if not prompt:
             raise InvalidInput("prompt is empty")
         return self._events(lambda: self._client.completions.create(prompt=prompt, **self._request(params)),
-                            lambda chunk: chunk.choices[0].text if chunk.choices else "")
+                            lambda chunk: chunk.choices[0].text if chunk.choices else "", params)
 
     def stream_chat(self, messages: list[dict], params: SamplingParams) -> Iterator[StreamEvent]:
         return self._events(lambda: self._client.chat.completions.create(messages=messages, **self._request(params)),
-                            lambda chunk: (chunk.choices[0].delta.content or "") if chunk.choices else "")
+                            lambda chunk: (chunk.choices[0].delta.content or "") if chunk.choices else "", params)
 
-    def _events(self, open_stream, text_of) -> Iterator[StreamEvent]:
+    def _events(self, open_stream, text_of, params: SamplingParams) -> Iterator[StreamEvent]:
         t0 = time.perf_counter()
         try:
             response = open_stream()  # connection errors, 4xx and retries-exhausted 5xx raise here, at call time
         except Exception as exc:
             raise _map_error(exc, self.where) from None
-        return self._read(response, text_of, t0)
+        return self._read(response, text_of, FinishRules(params, params.max_tokens, t0=t0))
 
-    def _read(self, response, text_of, t0: float) -> Iterator[StreamEvent]:
-        timings = Timings()
-        finish, t_first = None, None
+    def _read(self, response, text_of, rules: FinishRules) -> Iterator[StreamEvent]:
+        """The server's chunks through the decode loop's finish rules (stop strings, timings, the last event)."""
+        finish = None
         try:
             for chunk in response:
                 text = text_of(chunk)
@@ -174,13 +175,14 @@ class RemoteBackend(Backend):
                     finish = chunk.choices[0].finish_reason
                 usage = getattr(chunk, "usage", None)
                 if usage:
-                    timings.prompt_tokens = usage.prompt_tokens or 0
-                if text:
-                    if t_first is None:
-                        t_first = time.perf_counter()
-                        timings.ttft_ms = timings.prompt_ms = (t_first - t0) * 1000
-                    timings.completion_tokens += 1  # one streamed chunk ~ one token on llama.cpp/vLLM servers
-                    yield StreamEvent(text)
+                    rules.timings.prompt_tokens = usage.prompt_tokens or 0
+                if text:  # one streamed chunk ~ one token on llama.cpp/vLLM servers
+                    events, stopped = rules.text(text)
+                    yield from events
+                    if stopped:
+                        finish = stopped
+                        response.close()
+                        break
         except GeneratorExit:
             response.close()
             raise
@@ -192,10 +194,7 @@ class RemoteBackend(Backend):
             raise RemoteUnavailable(f"{self.where}: the connection failed mid-answer ({cause})") from None
         if finish is None:  # the body ended cleanly but the server never said the answer was complete
             raise RemoteUnavailable(f"{self.where}: the stream ended mid-answer without a finish reason")
-        t_end = time.perf_counter()
-        timings.decode_ms = (t_end - t_first) * 1000 if t_first else 0.0
-        timings.total_ms = (t_end - t0) * 1000
-        yield StreamEvent("", None, finish_reason=finish, timings=timings)
+        yield from rules.end(finish)
 
     # --- embeddings -------------------------------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -13,9 +13,9 @@ same order and greedy output is token-identical to `LlamaCppBackend`'s one-at-a-
 The cost: libllama splits a step into one micro-batch per run of consecutive sequence ids, so free slots are handed
 out lowest id first to keep the active ones contiguous.
 
-Per token, a request follows the one decode loop's rules (`ondevice.backends.text`): end-of-generation, incremental
-UTF-8 (`Utf8Pieces`), stop strings (`StopMatcher`), the `max_tokens`/context budget, one `StreamEvent` per token and
-a last one with `finish_reason` and `Timings`. Sampling is libllama's own chain per sequence (`ChainSampler`), reading
+Per token, a request follows the one set of finish rules the single-stream loop uses
+(`ondevice.backends.finish.FinishRules`): end-of-generation, incremental UTF-8, stop strings, the
+`max_tokens`/context budget, one `StreamEvent` per token and a last one with `finish_reason` and `Timings`. Sampling is libllama's own chain per sequence (`ChainSampler`), reading
 that sequence's row of the step's logits.
 
 Not served here (the server falls back to the single-stream path): grammars / JSON schemas, speculative decoding,
@@ -25,7 +25,6 @@ prompts longer than a slot's context. All methods run on one thread (the server'
 from __future__ import annotations
 
 import ctypes
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -33,7 +32,7 @@ from typing import Callable, Sequence
 from ondevice.backends.base import StreamEvent, Timings
 from ondevice.backends.cache import MIN_FRESH_ROWS, exact_reuse
 from ondevice.backends.llama_cpp_backend import ChainSampler, LlamaCppBackend
-from ondevice.backends.stops import StopMatcher
+from ondevice.backends.finish import FinishRules
 from ondevice.backends.text import Utf8Pieces
 from ondevice.errors import ContextOverflow, InvalidInput, UnsupportedOperation
 from ondevice.sampling import SamplingParams
@@ -63,13 +62,9 @@ class Job:
     slot: "Slot | None" = None
     todo: list[int] = field(default_factory=list)     # prompt tokens not evaluated yet
     pending: int | None = None                        # sampled, not yet evaluated
-    budget: int = 0
     timings: Timings = field(default_factory=Timings)
     sampler: ChainSampler | None = None
-    text: Utf8Pieces | None = None
-    stops: StopMatcher | None = None
-    t0: float = 0.0
-    t_first: float | None = None
+    rules: FinishRules | None = None  # the decode loop's finish rules (ondevice.backends.finish), one per job
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -156,18 +151,16 @@ class BatchEngine:
             self._start(job, best)
 
     def _start(self, job: Job, slot: Slot) -> None:
-        job.t0 = time.perf_counter()
         # The same reuse rule as the single-stream path (ondevice.backends.cache.exact_reuse): the answer at
         # temperature 0 is then the same whichever slot, history or company a request gets.
         n = self._trim(slot, exact_reuse(slot.tokens, slot.prefilled, job.prompt))
         slot.prefilled = len(job.prompt)
         job.slot, slot.job = slot, job
         job.todo = list(job.prompt[n:])
-        job.budget = min(job.params.max_tokens, self.slot_ctx - len(job.prompt))
         job.timings = Timings(prompt_tokens=len(job.prompt), reused_tokens=n)
+        job.rules = FinishRules(job.params, min(job.params.max_tokens, self.slot_ctx - len(job.prompt)),
+                                Utf8Pieces(self.backend), self.backend._is_eog, timings=job.timings)
         job.sampler = ChainSampler(self.ctx, job.params, self.backend._n_vocab)
-        job.text = Utf8Pieces(self.backend)
-        job.stops = StopMatcher(job.params.stop)
         self.reused_tokens += n
 
     def _trim(self, slot: Slot, n: int) -> int:
@@ -230,30 +223,21 @@ class BatchEngine:
         if rc != 0:
             self.fail_all(RuntimeError(f"llama_decode failed with code {rc}"))
             return n
-        now = time.perf_counter()
         for index, job in rows:
-            if job.t_first is None:
-                job.t_first = now
-                job.timings.ttft_ms = (now - job.t0) * 1000
-                job.timings.prompt_ms = job.timings.ttft_ms
+            job.rules.first_token()
             self._accept(job, job.sampler.sample(index))
         return n
 
     def _accept(self, job: Job, token: int) -> None:
-        """One sampled token, by the decode loop's rules (ondevice.backends.text)."""
-        t = job.timings
-        if not job.params.ignore_eos and self.backend._is_eog(token):
-            return self._release(job.slot, "stop")
-        t.completion_tokens += 1
-        piece, hit_stop = job.stops.feed(job.text.decode(token))
-        job.emit(StreamEvent(piece, token))
-        if hit_stop:
-            return self._release(job.slot, "stop", hit_stop=True)
-        if t.completion_tokens >= job.budget:
-            return self._release(job.slot, "length")
+        """One sampled token, by the decode loop's finish rules (ondevice.backends.finish)."""
+        events, finish = job.rules.token(token)
+        for event in events:
+            job.emit(event)
+        if finish is not None:
+            return self._release(job.slot, finish)
         job.pending = token
 
-    def _release(self, slot: Slot, finish: str | None, hit_stop: bool = False) -> None:
+    def _release(self, slot: Slot, finish: str | None) -> None:
         """End the slot's job: emit its tail and last event (unless it was cancelled) and free the slot. The cells
         stay (for prefix reuse); `slot.tokens` records exactly what they hold."""
         job, slot.job = slot.job, None
@@ -261,14 +245,8 @@ class BatchEngine:
         job.done = True
         if finish is None:  # cancelled: nobody reads further events
             return
-        if not hit_stop:
-            tail = job.stops.feed(job.text.flush())[0] + job.stops.flush()
-            if tail:
-                job.emit(StreamEvent(tail))
-        t, end = job.timings, time.perf_counter()
-        t.decode_ms = (end - job.t_first) * 1000 if job.t_first else 0.0
-        t.total_ms = (end - job.t0) * 1000
-        job.emit(StreamEvent("", None, finish_reason=finish, timings=t))
+        for event in job.rules.end(finish):
+            job.emit(event)
 
     def _finish_unstarted(self, job: Job) -> None:
         job.done = True

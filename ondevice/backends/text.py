@@ -8,7 +8,8 @@
    leading tokens it already held (prefix reuse, `Timings.reused_tokens`);
 3. repeat `self._step(state)` -> 1..k accepted tokens, until `max_tokens`, the end of the context, an
    end-of-generation token (unless `ignore_eos`), or a stop string;
-4. per token: end-of-generation check, incremental UTF-8 decoding, stop strings (`StopMatcher`), one `StreamEvent`;
+4. per token, the finish rules (`ondevice.backends.finish.FinishRules`, shared with the batch engine and the
+   remote backend): end-of-generation, incremental UTF-8 decoding, stop strings, one `StreamEvent`;
 5. a last event with `finish_reason` ("stop" or "length") and `Timings` (TTFT, prompt/decode/total ms).
 
 What a backend supplies (the primitives):
@@ -51,7 +52,7 @@ import numpy as np
 from ondevice.autoconfig import choose_context
 from ondevice.backends.base import Backend, StreamEvent, Timings
 from ondevice.backends.cache import CacheState, PrefixCache, common_prefix
-from ondevice.backends.stops import StopMatcher
+from ondevice.backends.finish import FinishRules
 from ondevice.errors import ContextOverflow, InvalidInput, UnsupportedOperation
 from ondevice.sampling import SamplingParams
 
@@ -242,9 +243,9 @@ class TextBackend(Backend):
     def _decode_loop(self, tokens: list[int], params: SamplingParams) -> Iterator[StreamEvent]:
         timings = Timings(prompt_tokens=len(tokens))
         state = DecodeState(params, tokens, min(params.max_tokens, self.n_ctx - len(tokens)), timings=timings)
-        t0 = time.perf_counter()
+        rules = FinishRules(params, state.budget, is_eog=self._is_eog, timings=timings)  # the one set of rules
         state.sampler = self._sampler_for(params)
-        finish, hit_stop, t_first = "length", False, None
+        finish = None
         try:
             if self.prefix_cache is not None:
                 best = self.prefix_cache.best(tokens, self.reusable_prefix(tokens))
@@ -253,46 +254,30 @@ class TextBackend(Backend):
             timings.reused_tokens = self._prefill(tokens)
             if self.prefix_cache is not None:
                 self.prefix_cache.count(len(tokens), timings.reused_tokens)
-            timings.prompt_ms = (time.perf_counter() - t0) * 1000
-            text = self._text_decoder()
-            stops = StopMatcher(params.stop)
-            done = False
-            while not done and timings.completion_tokens < state.budget:
+            timings.prompt_ms = (time.perf_counter() - rules.t0) * 1000
+            rules.decoder = self._text_decoder()
+            while finish is None and rules.remaining > 0:
                 accepted = self._step(state)
-                if t_first is None:
-                    t_first = time.perf_counter()
-                    timings.ttft_ms = (t_first - t0) * 1000
+                rules.first_token(prompt_done=False)
                 if not accepted:  # the runtime ended the sequence itself
-                    finish = "stop"
+                    finish = rules.stop()
                     break
-                for token in accepted[:state.budget - timings.completion_tokens]:
-                    if not params.ignore_eos and self._is_eog(token):
-                        finish, done = "stop", True
-                        break
-                    state.generated.append(token)
-                    timings.completion_tokens += 1
-                    piece, hit_stop = stops.feed(text.decode(token))
-                    yield StreamEvent(piece, token)
-                    if hit_stop:
-                        finish, done = "stop", True
-                        break
-                    if not params.ignore_eos and getattr(state.sampler, "complete", False):
-                        # A complete grammar allows only end-of-text next: end here and skip the forward pass
-                        # that would only confirm it (one decode less per structured answer, same output).
-                        finish, done = "stop", True
+                for token in accepted[:rules.remaining]:
+                    # A complete grammar allows only end-of-text next: the rules end there and skip the forward
+                    # pass that would only confirm it (one decode less per structured answer, same output).
+                    events, finish = rules.token(token, getattr(state.sampler, "complete", False))
+                    if events:
+                        state.generated.append(token)
+                    yield from events
+                    if finish is not None:
                         break
         finally:
             state.sampler.close()
-        if not hit_stop:  # emit what was held back as a possible stop-string prefix or partial UTF-8
-            tail = stops.feed(text.flush())[0] + stops.flush()
-            if tail:
-                yield StreamEvent(tail)
-        t_end = time.perf_counter()
-        timings.decode_ms = (t_end - t_first) * 1000 if t_first else 0.0
-        timings.total_ms = (t_end - t0) * 1000
+        last = rules.end(finish)
+        yield from last[:-1]
         if self.prefix_cache is not None and not self.prefix_cache.covers(self.cached_tokens()):
             self.prefix_cache.put(self.export_cache())  # file this context before the caller moves on
-        yield StreamEvent("", None, finish_reason=finish, timings=timings)
+        yield last[-1]
 
     # --- benchmarking ------------------------------------------------------------------------------------------
     def reference_decode(self, tokens: Sequence[int]) -> float:
