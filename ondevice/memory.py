@@ -53,7 +53,7 @@ REPACKED_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL"})
 # runtime live in it (more is kept when the estimate of those is larger). "Available" memory already excludes
 # what the OS and other programs use.
 RAM_HEADROOM_BYTES = 1 << 30
-MIN_CTX = 256
+MIN_AUTO_CTX = 256  # the smallest context auto-config opens (options.MIN_CTX is the smallest allowed)
 CTX_STEP = 256
 
 
@@ -158,11 +158,11 @@ def context_that_fits(info: ModelInfo, available_bytes: int, kv_type: str = "f16
         return trained
     fixed = needed(1) - kv_bytes(info, 1, kv_type)  # everything but the KV cache, at the smallest context
     per_token = kv_bytes(info, 1, kv_type) or 1
-    ctx = max(MIN_CTX, min(trained, int((available_bytes - fixed) // per_token)))
+    ctx = max(MIN_AUTO_CTX, min(trained, int((available_bytes - fixed) // per_token)))
     ctx = ctx - ctx % CTX_STEP if ctx > CTX_STEP else ctx
-    while ctx > MIN_CTX and needed(ctx) > available_bytes:  # the compute term grows with n_ctx too
+    while ctx > MIN_AUTO_CTX and needed(ctx) > available_bytes:  # the compute term grows with n_ctx too
         ctx -= CTX_STEP
-    return max(MIN_CTX, ctx)
+    return max(MIN_AUTO_CTX, ctx)
 
 
 def weights_read_per_token(info: ModelInfo) -> int:

@@ -268,7 +268,9 @@ def load(model: str | os.PathLike = "smollm2-135m", n_ctx: int | None = None, th
                           **options)
     opts.extra.update(connection)
     name = backend or backend_for_format(ref.format)
-    return Model(backend_class(name)(ref, info, opts))
+    cls = backend_class(name)
+    opts.check_backend(name, cls.options)  # an option this backend does not take: one clear line, before loading
+    return Model(cls(ref, info, opts))
 
 
 def load_or_use(model: "str | os.PathLike | Model", **load_options) -> tuple[Model, bool]:

@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from ondevice.errors import InvalidInput
 from ondevice.memory import KV_TYPES, QUANTISED_KV_TYPES, uses_flash_attention
 FLASH_ATTN = ("auto", "on", "off")
-MIN_CTX = 16
+MIN_CTX = 16  # the smallest context a model may be opened with (auto-config's own floor: memory.MIN_AUTO_CTX)
+
+# Options only some backends honour: each backend declares which of these it takes (`Backend.options`); a value
+# other than the default for an option the chosen backend does not declare is refused when the model loads,
+# naming the option and the backend (never silently ignored).
+BACKEND_OPTIONS = ("logits_all", "embedding", "use_mmap", "kv_type", "flash_attn", "huge_pages", "speculative",
+                   "chat_template", "tool_format")
 
 
 @dataclass
@@ -85,6 +91,14 @@ class RuntimeOptions:
         if overlap:
             raise InvalidInput(f"set {', '.join(sorted(overlap))} through RuntimeOptions.kv_type / flash_attn, "
                                f"not extra")
+
+    def check_backend(self, backend: str, declared) -> None:
+        """Refuse a backend-specific option set for a backend that does not take it (see BACKEND_OPTIONS)."""
+        defaults = RuntimeOptions()
+        for name in BACKEND_OPTIONS:
+            if name not in declared and getattr(self, name) != getattr(defaults, name):
+                takes = ", ".join(o for o in BACKEND_OPTIONS if o in declared) or "none of them"
+                raise InvalidInput(f"{name} is not an option of the {backend} backend (it takes: {takes})")
 
     def flash_attention_enabled(self) -> bool:
         """Whether to turn flash attention on ("auto" resolves to on exactly when the KV cache is quantised)."""

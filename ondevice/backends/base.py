@@ -94,6 +94,9 @@ class Backend(ABC):
 
     name: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
+    # The backend-specific RuntimeOptions it honours (ondevice.options.BACKEND_OPTIONS); others must stay at their
+    # defaults, checked by `RuntimeOptions.check_backend` when a model loads.
+    options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, ref: ModelRef, info: ModelInfo, options: RuntimeOptions):
         self.ref = ref

@@ -75,6 +75,8 @@ class LlamaCppBackend(TextBackend):
 
     name = "gguf"
     formats = ("gguf",)
+    options = frozenset({"logits_all", "embedding", "use_mmap", "kv_type", "flash_attn", "huge_pages",
+                         "speculative", "chat_template", "tool_format"})
 
     def __init__(self, ref: ModelRef, info: ModelInfo, options: RuntimeOptions):
         super().__init__(ref, info, options)

@@ -35,6 +35,7 @@ class OnnxEncoderBackend(Backend):
 
     name = "onnx-encoder"
     formats = ("onnx-encoder",)
+    options = frozenset({"embedding"})
 
     def __init__(self, ref: ModelRef, info: ModelInfo, options: RuntimeOptions):
         super().__init__(ref, info, options)

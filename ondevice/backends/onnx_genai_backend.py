@@ -80,6 +80,7 @@ class OnnxGenaiBackend(TextBackend):
 
     name = "onnx-genai"
     formats = ("onnx-genai",)
+    options = frozenset({"huge_pages", "chat_template", "tool_format"})
     can_exceed_trained_context = False
 
     def __init__(self, ref: ModelRef, info: ModelInfo, options: RuntimeOptions):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from ondevice.options import MIN_CTX
 from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
 
 
@@ -20,7 +21,7 @@ class ServerSettings(BaseModel):
     max_queue: int = Field(16, ge=0, description="Requests allowed to wait for the model; more get 429.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get 413.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty = CORS off.")
-    n_ctx: int | None = Field(None, ge=16)
+    n_ctx: int | None = Field(None, ge=MIN_CTX)
     threads: int | None = Field(None, ge=1)
     device: str = "auto"
     kv_type: str = Field("f16", description="KV cache element type of the served model (RuntimeOptions.kv_type).")
