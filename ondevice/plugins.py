@@ -32,11 +32,30 @@ MATERIALIZERS_GROUP = "ondevice.materializers"
 DEVICE_TARGETS_GROUP = "ondevice.device_targets"
 
 
+# Every hook, with the signature of what its entry point names (the contract a plugin implements).
+HOOKS: dict[str, str] = {
+    COMMANDS_GROUP: "a click.Command, joined as `ondevice NAME`",
+    BACKENDS_GROUP: "register() -> None, which calls ondevice.register_backend(name, 'module:Class', formats=(...))",
+    MATERIALIZERS_GROUP: "to_runnable(path: pathlib.Path) -> pathlib.Path (a folder of format NAME -> a runnable model)",
+    DEVICE_TARGETS_GROUP: "panel(device: str | None) -> dict (a table for the web app's device page)",
+}
+
+
+def _provider(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name if dist else 'an unknown package'} ({ep.value})"
+
+
 @lru_cache(maxsize=None)
 def plugin_entry_points(group: str) -> dict[str, EntryPoint]:
-    """Entry points of `group` by name, from every installed distribution (first one wins on a clash)."""
+    """Entry points of `group` by name, from every installed distribution. Two packages that register one name
+    are an error naming both (never one of them silently winning)."""
     found: dict[str, EntryPoint] = {}
     for ep in entry_points(group=group):
+        other = found.get(ep.name)
+        if other is not None and other.value != ep.value:
+            raise BackendUnavailable(f"two packages register {ep.name!r} in {group}: {_provider(other)} and "
+                                     f"{_provider(ep)}; uninstall one")
         found.setdefault(ep.name, ep)
     return found
 
@@ -83,7 +102,7 @@ def materializer(fmt: str) -> Callable[[Path], Path] | None:
                                  f"(pip install 'ondevice-toolkit[quantize]')") from None
 
 
-__all__ = ["COMMANDS_GROUP", "BACKENDS_GROUP", "MATERIALIZERS_GROUP", "plugin_entry_points", "command_names",
+__all__ = ["HOOKS", "COMMANDS_GROUP", "BACKENDS_GROUP", "MATERIALIZERS_GROUP", "plugin_entry_points", "command_names",
            "command_entry_point", "load_backend_plugins", "materializer"]
 
 
