@@ -133,3 +133,21 @@ print(json.dumps({{"names": backend_names(), "backend": m.backend_name, "a": flo
 def test_without_the_plugin_on_the_path_there_is_no_such_command():
     result = ondevice(dict(os.environ), "hello", "world")
     assert result.returncode == 2 and "No such command 'hello'" in result.stderr
+
+
+def test_two_packages_registering_one_name_is_an_error_naming_both(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from ondevice import plugins
+    from ondevice.errors import BackendUnavailable
+
+    clash = [EntryPoint("hello", "pkg_a.cli:hello", plugins.COMMANDS_GROUP),
+             EntryPoint("hello", "pkg_b.cli:hello", plugins.COMMANDS_GROUP)]
+    monkeypatch.setattr(plugins, "entry_points", lambda group: clash if group == "test.clash" else [])
+    plugins.plugin_entry_points.cache_clear()
+    try:
+        with pytest.raises(BackendUnavailable, match="pkg_a.cli:hello.*pkg_b.cli:hello"):
+            plugins.plugin_entry_points("test.clash")
+    finally:
+        plugins.plugin_entry_points.cache_clear()
+    assert set(plugins.HOOKS) >= {plugins.COMMANDS_GROUP, plugins.BACKENDS_GROUP, plugins.MATERIALIZERS_GROUP}
