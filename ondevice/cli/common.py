@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 
 from ondevice.errors import OnDeviceError
+from ondevice.options import MIN_CTX
 
 console = Console()
 err_console = Console(stderr=True)
@@ -90,7 +91,7 @@ def threads_option(func=None, *, help: str = "CPU threads (default: physical cor
 def ctx_option(func=None, *, default: int | None = None,
                help: str = "Context length (default: trained length, capped to fit RAM)."):
     """--ctx N: the context length (tokens) a model is loaded with; passed on as `n_ctx`."""
-    decorator = click.option("--ctx", "n_ctx", type=click.IntRange(min=16), default=default,
+    decorator = click.option("--ctx", "n_ctx", type=click.IntRange(min=MIN_CTX), default=default,
                              show_default=default is not None, help=help)
     return decorator(func) if func is not None else decorator
 

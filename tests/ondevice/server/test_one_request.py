@@ -69,14 +69,13 @@ def test_logit_bias_bans_the_tokens_it_names(client, smollm2):
 
 
 @pytest.mark.parametrize("field", ["frequency_penalty", "presence_penalty"])
-def test_penalties_change_a_repetitive_answer(client, field):
-    ask = [{"role": "user", "content": "Write the word cat ten times."}]
-    assert chat(client, ask, max_tokens=24, **{field: 2.0}) != chat(client, ask, max_tokens=24)
+def test_penalties_change_an_answer_that_repeats_a_token(client, field):
+    # The greedy answer ("A cat is a loyal ... in a cozy ...") uses "a" again: a penalty on it changes the text.
+    assert chat(client, CATS, max_tokens=24, **{field: 2.0}) != chat(client, CATS, max_tokens=24)
 
 
 def test_llama_cpp_extensions_top_k_min_p_repeat_penalty_are_honoured(client):
-    ask = [{"role": "user", "content": "Write the word cat ten times."}]
-    assert chat(client, ask, max_tokens=24, extra_body={"repeat_penalty": 1.8}) != chat(client, ask, max_tokens=24)
+    assert chat(client, CATS, max_tokens=24, extra_body={"repeat_penalty": 1.8}) != chat(client, CATS, max_tokens=24)
     sample = dict(max_tokens=16, temperature=1.0, seed=11)
     one = client.chat.completions.create(model="smollm2-135m", messages=CATS, extra_body={"top_k": 1}, **sample)
     greedy = chat(client, CATS, max_tokens=16)
