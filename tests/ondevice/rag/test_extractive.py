@@ -134,3 +134,16 @@ def test_auto_mode_is_extractive_for_the_embedded_model_and_bad_modes_are_errors
         resolve_mode("quote", smollm2)
     with pytest.raises(InvalidInput, match="remote"):
         resolve_mode("extractive", smollm2, remote="remote:x@http://localhost:1")
+
+
+def test_the_qa_set_has_40_answerable_and_10_unanswerable_questions_that_parse(tmp_path):
+    from ondevice.rag.evaluate import contains_fact, read_qa
+
+    items = read_qa(ANSWERS / "qa.jsonl")
+    assert sum(i.answerable for i in items) >= 40 and sum(not i.answerable for i in items) >= 10
+    for item in items:
+        if item.answerable:  # the fact is in its source (line breaks aside), and the question does not give it away
+            assert contains_fact((ANSWERS / "notes" / item.source).read_text(), item.answer), item
+            assert not contains_fact(item.question, item.answer), item
+    assert contains_fact("on the first day of every\nmonth", "First day of every month")
+    assert contains_fact("size 9", ["nine", "9"]) and not contains_fact("size 8", "9")
