@@ -210,10 +210,11 @@ def eval_command(qa_file, index_name, embed_model, k, mode, model, answer_modes,
         return "-" if value is None else f"{value:.2f}"
 
     table = Table("mode", "contains fact (source retrieved)", "cites its file (source retrieved)",
-                  "contains fact (all answerable)", "not found (unanswerable)", "s/answer mean", "p50", "max")
+                  "fact among candidates", "contains fact (all answerable)", "not found (unanswerable)",
+                  "s/answer mean", "p50", "max")
     for q in report.answer_modes:
         table.add_row(q.mode, f"{share(q.contains_fact)} of {q.retrieved}", f"{share(q.cites_source)} of "
-                      f"{q.retrieved}", f"{share(q.contains_fact_all)} of {q.answerable}",
+                      f"{q.retrieved}", share(q.fact_in_candidates), f"{share(q.contains_fact_all)} of {q.answerable}",
                       f"{share(q.not_found)} of {q.unanswerable}", f"{q.seconds_mean:.2f}", f"{q.seconds_p50:.2f}",
                       f"{q.seconds_max:.2f}")
     console.print(table)

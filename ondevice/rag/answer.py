@@ -73,6 +73,7 @@ class Answer:
     mode: str = "generative"
     quotes: list[Quote] = field(default_factory=list)  # extractive: the chosen sentences, verbatim
     lead_in: str = ""                                   # extractive: optional generated line from the quotes only
+    candidates: list[str] = field(default_factory=list)  # extractive: the numbered sentences the model chose from
 
     def render(self) -> str:
         lines = [self.answer.strip()]
@@ -122,10 +123,12 @@ def answer_extractive(question: str, sources: Sequence[SearchResult], model, emb
         return Answer(question, NOTHING_FOUND, [], found=False, mode="extractive")
     shown = rank_candidates(question, candidates(sources), embedder)
     chosen = choose(question, shown, model)
+    offered = [c.text for c in shown]
     if chosen is None:
         if on_text:
             on_text(NOT_IN_FILES)
-        return Answer(question, NOT_IN_FILES, [], found=False, sources=list(sources), mode="extractive")
+        return Answer(question, NOT_IN_FILES, [], found=False, sources=list(sources), mode="extractive",
+                      candidates=offered)
     path = display_path(chosen.path)
     quote = Quote(1, chosen.text, path, chosen.start_line, chosen.end_line, chosen.page, chosen.verbatim)
     lead = lead_in(question, chosen, model) if with_lead_in else ""
@@ -133,7 +136,7 @@ def answer_extractive(question: str, sources: Sequence[SearchResult], model, emb
     if on_text:
         on_text(text)
     return Answer(question, text, [Citation(1, path, chosen.span)], True, [chosen.source], mode="extractive",
-                  quotes=[quote], lead_in=lead)
+                  quotes=[quote], lead_in=lead, candidates=offered)
 
 
 def display_path(path: str) -> str:

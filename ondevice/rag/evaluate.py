@@ -45,6 +45,7 @@ class ModeAnswer:
     cites_source: bool | None
     seconds: float
     citations: list[str] = field(default_factory=list)
+    fact_in_candidates: bool | None = None  # extractive: the fact was in one of the sentences offered to the model
 
 
 @dataclass
@@ -67,6 +68,7 @@ class AnswerQuality:
     contains_fact: float | None         # share of `retrieved` whose answer contains the expected fact
     cites_source: float | None          # share of `retrieved` whose answer cites the file holding it
     contains_fact_all: float | None     # share of all answerable questions
+    fact_in_candidates: float | None    # extractive: share of `retrieved` whose fact was among the offered sentences
     unanswerable: int
     not_found: float | None             # share of unanswerable questions answered "not found"
     seconds_mean: float
@@ -197,7 +199,9 @@ def evaluate(index, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid"
                     answer_mode, answer.answer, answer.found, says_not_found(answer),
                     contains_fact(answer.answer, item.answer) if item.answerable else None,
                     any(_matches(c.path, item.source) for c in answer.citations) if item.answerable else None,
-                    round(seconds, 3), [str(c) for c in answer.citations])
+                    round(seconds, 3), [str(c) for c in answer.citations],
+                    any(contains_fact(c, item.answer) for c in answer.candidates)
+                    if item.answerable and answer.mode == "extractive" else None)
             result.answers = [outcomes[m] for m in answer_modes if m in outcomes]
             if result.answers:
                 result.answer = result.answers[0].answer
@@ -240,6 +244,8 @@ def _quality(answer_mode: str, results: list[QAResult], k: int) -> AnswerQuality
         contains_fact=_share([bool(outcome(r).contains_answer) for r in retrieved]),
         cites_source=_share([bool(outcome(r).cites_source) for r in retrieved]),
         contains_fact_all=_share([bool(outcome(r).contains_answer) for r in answerable]),
+        fact_in_candidates=_share([bool(outcome(r).fact_in_candidates) for r in retrieved
+                                   if outcome(r).fact_in_candidates is not None]),
         unanswerable=len(unanswerable),
         not_found=_share([outcome(r).not_found for r in unanswerable]),
         seconds_mean=round(sum(seconds) / len(seconds), 3) if seconds else 0.0,
