@@ -21,10 +21,10 @@ def rag_group():
     """Ask questions of your own files: hybrid search and cited answers, fully offline."""
 
 
-def _open(index_name, embed_model=None, create=False):
+def _open(index_name, embed_model=None, create=False, threads=None):
     from ondevice.rag import Index
 
-    return Index(index_name, embed_model=embed_model, create=create)
+    return Index(index_name, embed_model=embed_model, create=create, threads=threads)
 
 
 @rag_group.command("index")
@@ -127,18 +127,27 @@ def _result_json(r) -> dict:
 @click.option("--remote", default=None, metavar="URL",
               help="Let a remote OpenAI-compatible model answer (remote:MODEL@URL); sources with sensitive data "
                    "never leave this device.")
+@click.option("--mode", "answer_mode", type=click.Choice(["auto", "extractive", "generative"]), default="auto",
+              show_default=True, help="extractive: quote the retrieved sentence the model picks, with its exact "
+                                      "lines; generative: the model writes the answer; auto: by model size.")
+@click.option("--lead-in", is_flag=True, help="Extractive: one generated line before the quote, from it alone.")
 @json_option
-def ask_command(question, index_name, embed_model, model, k, rerank, max_tokens, remote, as_json):
+def ask_command(question, index_name, embed_model, model, k, rerank, max_tokens, remote, answer_mode, lead_in,
+                as_json):
     """Answer a question from the index with the local model, with numbered citations."""
     on_text = None if as_json else (lambda piece: click.echo(piece, nl=False))
     if remote and not remote.startswith("remote:"):
         remote = f"remote:{remote}"
     with _open(index_name, embed_model) as index:
         answer = index.ask(question, model=model, k=k, on_text=on_text, rerank=rerank, max_tokens=max_tokens,
-                           remote=remote)
+                           remote=remote, mode=answer_mode, lead_in=lead_in)
     if as_json:
-        print_json({"question": question, "answer": answer.answer, "found": answer.found,
+        print_json({"question": question, "answer": answer.answer, "found": answer.found, "mode": answer.mode,
                     "citations": [{"number": c.number, "path": c.path, "span": c.span} for c in answer.citations],
+                    "quotes": [{"number": q.number, "text": q.text, "path": q.path, "start_line": q.start_line,
+                                "end_line": q.end_line, "page": q.page, "verbatim": q.verbatim}
+                               for q in answer.quotes],
+                    "lead_in": answer.lead_in,
                     "routed_to": answer.routed_to, "route_reason": answer.route_reason,
                     "withheld": [{"path": c.path, "span": c.span} for c in answer.withheld]})
         return
@@ -157,21 +166,58 @@ def ask_command(question, index_name, embed_model, model, k, rerank, max_tokens,
 @embed_option
 @click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--mode", type=click.Choice(["hybrid", "bm25", "vector"]), default="hybrid", show_default=True)
-@click.option("--model", default=None, help="Also answer each question with this LLM (answer-contains share).")
+@click.option("--model", default=None, help="Also answer each question with this LLM (answer quality per mode).")
+@click.option("--answer-modes", default="extractive,generative", show_default=True, metavar="MODES",
+              help="With --model: comma-separated answer modes to compare (extractive, generative, auto), "
+                   "run interleaved question by question.")
+@click.option("--lead-in", is_flag=True, help="Extractive answers start with a generated line.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=160, show_default=True,
+              help="Longest generated answer.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for the LLM and the embedder (default: physical cores).")
 @json_option
-def eval_command(qa_file, index_name, embed_model, k, mode, model, as_json):
-    """Recall@1/@5, MRR (and with --model, answer-contains share) on a QA.jsonl file."""
+def eval_command(qa_file, index_name, embed_model, k, mode, model, answer_modes, lead_in, max_tokens, threads,
+                 as_json):
+    """Recall@1/@5, MRR; with --model, per answer mode: answers containing the fact, citing its file, "not found"
+    on unanswerable questions, seconds per answer. QA.jsonl: {"question", "answer", "source"} per line, answer
+    and source null for a question the files do not answer."""
+    from ondevice.errors import InvalidInput
+    from ondevice.rag.answer import ANSWER_MODES
     from ondevice.rag.evaluate import read_qa
 
     read_qa(qa_file)  # malformed input fails before the index and models load
-    with _open(index_name, embed_model) as index:
-        report = index.evaluate(qa_file, k=k, mode=mode, model=model)
+    modes = [m.strip() for m in answer_modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ANSWER_MODES]
+    if bad or not modes:
+        raise InvalidInput(f"unknown answer mode {', '.join(bad) or repr(answer_modes)}; choose from "
+                           f"{', '.join(ANSWER_MODES)}")
+    progress = None
+    if model is not None and not as_json:
+        progress = lambda done, total: err_console.print(f"answered {done}/{total}", end="\r")  # noqa: E731
+    with _open(index_name, embed_model, threads=threads) as index:
+        report = index.evaluate(qa_file, k=k, mode=mode, model=model, answer_modes=modes, lead_in=lead_in,
+                                on_progress=progress, max_tokens=max_tokens, threads=threads)
     if as_json:
         print_json(report)
         return
-    contains = "-" if report.answer_contains is None else f"{report.answer_contains:.2f}"
-    console.print(f"{report.n} questions, {mode}: recall@1 {report.recall_at_1:.2f}, recall@5 "
-                  f"{report.recall_at_5:.2f}, MRR {report.mrr:.3f}, answer contains {contains}")
+    answerable = sum(1 for item in report.items if item.source is not None)
+    console.print(f"{report.n} questions ({answerable} answerable), {mode}: recall@1 {report.recall_at_1:.2f}, "
+                  f"recall@5 {report.recall_at_5:.2f}, MRR {report.mrr:.3f}")
+    if not report.answer_modes:
+        return
+    from rich.table import Table
+
+    def share(value):
+        return "-" if value is None else f"{value:.2f}"
+
+    table = Table("mode", "contains fact (source retrieved)", "cites its file (source retrieved)",
+                  "fact among candidates", "contains fact (all answerable)", "not found (unanswerable)",
+                  "s/answer mean", "p50", "max")
+    for q in report.answer_modes:
+        table.add_row(q.mode, f"{share(q.contains_fact)} of {q.retrieved}", f"{share(q.cites_source)} of "
+                      f"{q.retrieved}", share(q.fact_in_candidates), f"{share(q.contains_fact_all)} of {q.answerable}",
+                      f"{share(q.not_found)} of {q.unanswerable}", f"{q.seconds_mean:.2f}", f"{q.seconds_p50:.2f}",
+                      f"{q.seconds_max:.2f}")
+    console.print(table)
 
 
 @rag_group.command("bench")

@@ -1,7 +1,12 @@
 """Answer a question from retrieved chunks with the local model, citing them as [1] path:lines.
 
-Only chunks that pass `is_relevant` go into the prompt; when none does, the answer says that nothing relevant was
-found and the model is not asked at all, so it cannot invent one.
+Two modes. "generative": the model writes the answer from the numbered chunks (fine for larger models).
+"extractive": the model only picks, by constrained decoding, which retrieved sentence answers the question, and the
+answer is that sentence verbatim with its exact file and lines, or "not found" (`ondevice.rag.extractive`).
+"auto" picks extractive for models under `AUTO_EXTRACTIVE_MAX_PARAMS` (measured: docs/rag.md, answer quality).
+
+Only chunks that pass `is_relevant` are used; when none does, the answer says that nothing relevant was found and
+the model is not asked at all, so it cannot invent one.
 """
 
 from __future__ import annotations
@@ -10,10 +15,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from ondevice.errors import InvalidInput
 from ondevice.rag.retrieve import SearchResult
 from ondevice.store import DEFAULT_MODEL
 
 NOTHING_FOUND = "I could not find anything relevant to this question in the indexed files."
+NOT_IN_FILES = "Not found in your files: none of the closest sentences answers this question."
+ANSWER_MODES = ("auto", "extractive", "generative")
+# `auto` answers extractively with models below this size: at 135M and 270M parameters the extractive mode's
+# answers contained the fact far more often than generated ones (docs/rag.md, "Answer quality"); no larger
+# model could be measured on this machine, so larger models keep the generative mode.
+AUTO_EXTRACTIVE_MAX_PARAMS = 1_000_000_000
 SYSTEM_PROMPT = ("Answer the question in one or two sentences using only the numbered sources below, which come "
                  "from the user's own files. Copy names, numbers and dates exactly. Cite the source like [1]. "
                  "If the sources do not answer it, say you do not know.")
@@ -32,8 +44,23 @@ class Citation:
 
 
 @dataclass
+class Quote:
+    """A sentence quoted verbatim in an extractive answer: for plain-text files, the file's own text, starting on
+    `start_line` and ending on `end_line` (1-based, inclusive); `number` is its citation's number."""
+
+    number: int
+    text: str
+    path: str
+    start_line: int | None
+    end_line: int | None
+    page: int | None = None
+    verbatim: bool = True  # False for PDF/DOCX/HTML: the reader's extracted text, cited by page or chunk span
+
+
+@dataclass
 class Answer:
-    """A grounded answer. `found` is False when retrieval had nothing relevant (and no model was run)."""
+    """A grounded answer. `found` is False when retrieval had nothing relevant (and no model was run), or, in the
+    extractive mode, when the model chose "none". `mode` is the mode that answered ("extractive"/"generative")."""
 
     question: str
     answer: str
@@ -43,6 +70,10 @@ class Answer:
     routed_to: str = "local"           # "remote" when a remote model wrote it (rag ask --remote)
     route_reason: str = ""
     withheld: list[Citation] = field(default_factory=list)  # sources kept on the device (sensitive data)
+    mode: str = "generative"
+    quotes: list[Quote] = field(default_factory=list)  # extractive: the chosen sentences, verbatim
+    lead_in: str = ""                                   # extractive: optional generated line from the quotes only
+    candidates: list[str] = field(default_factory=list)  # extractive: the numbered sentences the model chose from
 
     def render(self) -> str:
         lines = [self.answer.strip()]
@@ -58,6 +89,54 @@ def answer_model(model) -> tuple[object, bool]:
     from ondevice.model import load_or_use
 
     return load_or_use(model or DEFAULT_MODEL, n_ctx=ANSWER_CTX)
+
+
+def resolve_mode(mode: str | None, model, remote=None) -> str:
+    """"extractive" or "generative" for `mode` ("auto", "extractive", "generative") and the answering model:
+    auto is generative when a remote model may answer, extractive for local models below
+    AUTO_EXTRACTIVE_MAX_PARAMS parameters (or of unknown size), else generative."""
+    mode = mode or "auto"
+    if mode not in ANSWER_MODES:
+        raise InvalidInput(f"unknown answer mode {mode!r}; choose from {', '.join(ANSWER_MODES)}")
+    if mode == "extractive" and remote is not None:
+        raise InvalidInput("a remote model writes generated answers: use the generative (or auto) mode with remote")
+    if mode != "auto":
+        return mode
+    if remote is not None:
+        return "generative"
+    info = getattr(model, "info", None)
+    n_params = getattr(info, "n_params", 0) or 0
+    return "extractive" if n_params < AUTO_EXTRACTIVE_MAX_PARAMS else "generative"
+
+
+def answer_extractive(question: str, sources: Sequence[SearchResult], model, embedder=None,
+                      with_lead_in: bool = False, on_text: Callable[[str], None] | None = None) -> Answer:
+    """The retrieved sentence the model picks (constrained to the candidate numbers or "none", temperature 0),
+    quoted verbatim with its exact lines; "none" gives `NOT_IN_FILES` with found=False.
+
+    with_lead_in: put one generated line before the quote, written from the quoted sentence alone."""
+    from ondevice.rag.extractive import candidates, choose, lead_in, rank_candidates
+
+    if not sources:
+        if on_text:
+            on_text(NOTHING_FOUND)
+        return Answer(question, NOTHING_FOUND, [], found=False, mode="extractive")
+    shown = rank_candidates(question, candidates(sources), embedder)
+    chosen = choose(question, shown, model)
+    offered = [c.text for c in shown]
+    if chosen is None:
+        if on_text:
+            on_text(NOT_IN_FILES)
+        return Answer(question, NOT_IN_FILES, [], found=False, sources=list(sources), mode="extractive",
+                      candidates=offered)
+    path = display_path(chosen.path)
+    quote = Quote(1, chosen.text, path, chosen.start_line, chosen.end_line, chosen.page, chosen.verbatim)
+    lead = lead_in(question, chosen, model) if with_lead_in else ""
+    text = (f"{lead}\n" if lead else "") + f"{chosen.text} [1]"
+    if on_text:
+        on_text(text)
+    return Answer(question, text, [Citation(1, path, chosen.span)], True, [chosen.source], mode="extractive",
+                  quotes=[quote], lead_in=lead, candidates=offered)
 
 
 def display_path(path: str) -> str:

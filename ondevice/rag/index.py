@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ondevice.model import load_or_use
-from ondevice.rag.answer import Answer, answer_model, answer_question, answer_routed
+from ondevice.rag.answer import (Answer, answer_extractive, answer_model, answer_question, answer_routed,
+                                 resolve_mode)
 from ondevice.rag.embedder import Embedder, TextEmbedder, as_embedder, load_embedder
 from ondevice.rag.indexer import IndexProgress, IndexSummary, index_paths
 from ondevice.rag.readers import DEFAULT_MAX_BYTES
@@ -94,12 +95,18 @@ class Index:
         return [r for r in results if is_relevant(query, r, self.embedder)]
 
     def ask(self, question: str, model=DEFAULT_MODEL, k: int = 5, on_text: Callable[[str], None] | None = None,
-            rerank: bool = False, max_tokens: int = 160, remote=None) -> Answer:
+            rerank: bool = False, max_tokens: int = 160, remote=None, mode: str = "auto",
+            lead_in: bool = False) -> Answer:
         """Answer from the top `k` relevant chunks, streamed through `on_text`; says so when nothing is relevant.
 
+        mode: "extractive" (the model picks the retrieved sentence that answers, quoted verbatim with its exact
+        lines, or "not found"), "generative" (the model writes the answer) or "auto" (extractive for small local
+        models; see `ondevice.rag.answer.resolve_mode`). lead_in: extractive answers start with one generated line
+        written from the quoted sentence alone.
         remote: a remote model (`"remote:MODEL@URL"` or a loaded one) that may answer instead of the local model;
         retrieved chunks are screened first and those with sensitive data never leave (see `answer_routed`)."""
         question = check_query(question)
+        resolve_mode(mode, None, remote)  # a bad mode fails before anything loads
         self._check_ready()
         llm, owned = answer_model(model) if rerank else (None, False)
         try:
@@ -107,6 +114,10 @@ class Index:
             sources = self.relevant(question, results)
             if sources and llm is None:  # load the LLM only when there is something to answer from
                 llm, owned = answer_model(model)
+            chosen_mode = resolve_mode(mode, llm, remote) if llm is not None else \
+                ("generative" if mode == "generative" or remote is not None else "extractive")
+            if chosen_mode == "extractive":
+                return answer_extractive(question, sources, llm, self.embedder, lead_in, on_text)
             if remote is not None and sources:
                 remote_model, remote_owned = load_or_use(remote)
                 try:
@@ -119,11 +130,16 @@ class Index:
             if owned:
                 llm.close()
 
-    def evaluate(self, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid", model=None):
-        """Retrieval (and, with `model`, answer) quality on a QA.jsonl file; see `ondevice.rag.evaluate`."""
+    def evaluate(self, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid", model=None,
+                 answer_modes: Sequence[str] = ("extractive", "generative"), lead_in: bool = False,
+                 on_progress: Callable[[int, int], None] | None = None, max_tokens: int = 160,
+                 threads: int | None = None):
+        """Retrieval (and, with `model`, answer quality per answer mode) on a QA.jsonl file; see
+        `ondevice.rag.evaluate`."""
         from ondevice.rag.evaluate import evaluate
 
-        return evaluate(self, qa_path, k=k, mode=mode, model=model)
+        return evaluate(self, qa_path, k=k, mode=mode, model=model, answer_modes=answer_modes, lead_in=lead_in,
+                        on_progress=on_progress, max_tokens=max_tokens, threads=threads)
 
     def stats(self) -> tuple[int, int]:
         """(files, chunks) in the index."""

@@ -38,9 +38,17 @@ async def rag_query(body: schemas.RagQueryRequest, request: Request) -> dict:
     max_tokens = body.max_tokens or DEFAULT_ANSWER_TOKENS
     async with await state.llm.acquire():
         answer = await state.llm.call(lambda: index.ask(body.query, model=state.model, k=body.k,
-                                                        max_tokens=max_tokens))
-    return schemas.RagAnswer(answer=answer.answer, citations=_citations(answer.sources),
-                             model=state.model_id).model_dump()
+                                                        max_tokens=max_tokens, mode=body.mode,
+                                                        lead_in=body.lead_in))
+    if answer.mode == "extractive":  # cite the quoted sentences' exact lines, with the chunk they came from
+        citations = [schemas.Citation(source=str(c), text=s.text, score=s.score)
+                     for c, s in zip(answer.citations, answer.sources)]
+    else:
+        citations = _citations(answer.sources)
+    quotes = [schemas.RagQuote(source=str(c), text=q.text, path=q.path, start_line=q.start_line,
+                               end_line=q.end_line, page=q.page) for q, c in zip(answer.quotes, answer.citations)]
+    return schemas.RagAnswer(answer=answer.answer, citations=citations, model=state.model_id, mode=answer.mode,
+                             found=answer.found, quotes=quotes, lead_in=answer.lead_in).model_dump()
 
 
 async def ground(state: ServerState, messages: list[dict], options) -> tuple[list[dict], list[schemas.Citation]]:

@@ -131,6 +131,10 @@ class RagQueryRequest(BaseModel):
     k: int = Field(4, ge=1, le=32)
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
+    # extractive: the retrieved sentence the model picks, quoted verbatim with its lines; generative: written by
+    # the model; auto: extractive for small models (ondevice.rag.answer.resolve_mode)
+    mode: Literal["auto", "extractive", "generative"] = "auto"
+    lead_in: bool = False
 
 
 # --- responses -------------------------------------------------------------------------------------------------
@@ -242,8 +246,23 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class RagQuote(BaseModel):
+    """A sentence quoted verbatim from a file (extractive answers); `source` is its citation "[n] path:lines"."""
+
+    source: str
+    text: str
+    path: str
+    start_line: int | None = None
+    end_line: int | None = None
+    page: int | None = None
+
+
 class RagAnswer(BaseModel):
     answer: str
     citations: list[Citation]
     model: str
     usage: Usage | None = None
+    mode: Literal["extractive", "generative"] = "generative"
+    found: bool = True
+    quotes: list[RagQuote] = []
+    lead_in: str = ""

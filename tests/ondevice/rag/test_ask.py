@@ -7,8 +7,8 @@ def test_ask_answers_from_the_note_with_a_citation(notes_index, smollm2, corpus,
     monkeypatch.chdir(corpus[0])  # sources are labelled relative to the working folder: a stable prompt
     streamed = []
     answer = notes_index.ask("How often does my puppy need his pill?", model=smollm2, max_tokens=48,
-                             on_text=streamed.append)
-    assert answer.found
+                             on_text=streamed.append, mode="generative")
+    assert answer.found and answer.mode == "generative"
     assert answer.answer and "".join(streamed).strip() == answer.answer
     assert answer.citations[0].number == 1
     assert answer.citations[0].path == "pets/biscuit.md" and answer.citations[0].span == "1-4"

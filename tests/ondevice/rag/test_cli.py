@@ -100,3 +100,55 @@ def test_a_query_is_checked_once_per_command(cli_index, monkeypatch):
         result = CliRunner().invoke(cli, [*command, "--index", str(db), "--json"])
         assert result.exit_code == 0, result.output
         assert checked == [command[2]], command
+
+
+def test_ask_extractive_json_quotes_the_file_verbatim(cli_index, corpus):
+    db, _ = cli_index
+    result = CliRunner().invoke(cli, ["rag", "ask", "Which purchase was number 84075?", "--index", str(db),
+                                      "--mode", "extractive", "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["mode"] == "extractive" and body["found"] is True
+    [quote] = body["quotes"]  # one of the receipt's two lines (the 135M model does not always pick the order line)
+    assert quote["path"].endswith("receipts/order-84075.md") and quote["verbatim"]
+    lines = (corpus[0] / "receipts/order-84075.md").read_text().splitlines()
+    assert quote["start_line"] == quote["end_line"] and lines[quote["start_line"] - 1] == quote["text"]
+    assert body["citations"] == [{"number": 1, "path": quote["path"], "span": str(quote["start_line"])}]
+    assert body["answer"] == quote["text"] + " [1]"
+
+
+def test_eval_with_a_model_compares_answer_modes_side_by_side(cli_index, tmp_path):
+    db, _ = cli_index
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "Which purchase was number 84075?", "answer": "bike helmet",
+                              "source": "receipts/order-84075.md"}) + "\n"
+                  + json.dumps({"question": "What is the boiling point of mercury?", "answer": None,
+                                "source": None}) + "\n")
+    result = CliRunner().invoke(cli, ["rag", "eval", str(qa), "--index", str(db), "--model", "smollm2-135m",
+                                      "--answer-modes", "extractive,generative", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["n"] == 2 and report["recall_at_1"] == 1.0
+    extractive, generative = report["answer_modes"]
+    assert extractive["mode"] == "extractive" and generative["mode"] == "generative"
+    assert extractive["answerable"] == extractive["retrieved"] == 1 and extractive["unanswerable"] == 1
+    assert extractive["cites_source"] == 1.0 and extractive["not_found"] == 1.0
+    assert generative["not_found"] == 1.0  # nothing relevant is retrieved: neither mode runs the model
+    item = report["items"][0]
+    assert [a["mode"] for a in item["answers"]] == ["extractive", "generative"]
+    assert all(a["seconds"] > 0 for a in item["answers"])
+    for answer, quality in zip(item["answers"], (extractive, generative)):  # the shares are these answers' checks
+        assert answer["contains_answer"] == ("bike helmet" in answer["answer"].lower())
+        assert quality["contains_fact"] == float(answer["contains_answer"])
+
+
+def test_bad_answer_mode_and_half_unanswerable_items_are_one_line_errors(cli_index, tmp_path):
+    db, _ = cli_index
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"question": "q", "answer": null, "source": "s.md"}\n')
+    assert "qa.jsonl:1" in _one_line_error(["rag", "eval", str(qa), "--index", str(db)])
+    qa.write_text('{"question": "q", "answer": "a", "source": "s.md"}\n')
+    assert "unknown answer mode" in _one_line_error(["rag", "eval", str(qa), "--index", str(db), "--model",
+                                                     "smollm2-135m", "--answer-modes", "quote"])
+    assert "remote" in _one_line_error(["rag", "ask", "Which purchase was number 84075?", "--index", str(db),
+                                        "--mode", "extractive", "--remote", "m@http://127.0.0.1:9"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.ondevice.server.conftest import rag_available
+from tests.ondevice.server.conftest import NOTES, rag_available
 
 pytestmark = pytest.mark.skipif(not rag_available(), reason="ondevice.rag is not installed")
 
@@ -18,6 +18,22 @@ def test_rag_query_answers_from_the_note_and_cites_it(server):
     assert "first day of every month" in body["answer"]
     assert body["citations"][0]["source"].startswith("[1] ")
     assert "pets/biscuit.md" in body["citations"][0]["source"]
+
+
+def test_rag_query_extractive_mode_quotes_the_note_verbatim_with_its_lines(server):
+    response = httpx.post(server.base_url + "/v1/rag/query", timeout=120,
+                          json={"query": "What is the guest wifi passphrase?", "k": 2, "mode": "extractive"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["mode"] == "extractive" and body["found"] is True
+    [quote] = body["quotes"]
+    assert quote["text"] == "Router passphrase for the guest wifi: sunflower-meadow-42."
+    assert quote["path"].endswith("home/network.md") and quote["start_line"] == quote["end_line"] == 3
+    assert NOTES["home/network.md"].splitlines()[2] == quote["text"]
+    assert body["answer"] == quote["text"] + " [1]" and body["citations"][0]["source"] == quote["source"]
+    assert quote["source"].endswith("home/network.md:3")
+    bad = httpx.post(server.base_url + "/v1/rag/query", json={"query": "x", "mode": "quote"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "mode"
 
 
 def test_chat_can_opt_in_to_grounding(client):
