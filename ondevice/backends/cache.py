@@ -30,16 +30,19 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 # in a batch of two or more rows (a prompt chunk), and at a near-tie that flips a greedy token. Measured on SmolLM2
 # (tests/ondevice/test_determinism.py): every split of a prompt into chunks of >= 2 rows gives bit-identical logits,
 # but positions written by decode steps (an earlier answer) and then reused as part of a new prompt changed later
-# answers, and so did a lone last row re-evaluated in a multi-sequence batch. So a cache is reused only up to the
-# positions it evaluated as a prompt (`prefilled`), and at least MIN_FRESH_ROWS prompt tokens are evaluated again:
-# a prompt's positions are then computed the same way whatever the cache held.
+# answers, and so did a batch slot whose reused cells ended exactly where the new prompt parted from the old one.
+# So a cache is reused only up to the positions it evaluated as a prompt (`prefilled`), less the last of the shared
+# ones, and at least MIN_FRESH_ROWS prompt tokens are evaluated again: measured on bursts of identical and
+# different prompts through the batch engine and on continued conversations, a prompt's answer is then the one a
+# cold start gives, whatever the cache held (tests/ondevice/test_determinism.py).
 MIN_FRESH_ROWS = 2
 
 
 def exact_reuse(cached: Sequence[int], prefilled: int, prompt: Sequence[int]) -> int:
     """How many leading tokens of `prompt` a cache holding `cached` (of which the first `prefilled` were evaluated
     as a prompt) may keep so that the prompt's logits are exactly those of a cold start."""
-    return max(0, min(common_prefix(cached, prompt), prefilled, len(prompt) - MIN_FRESH_ROWS))
+    shared = min(common_prefix(cached, prompt), prefilled, len(prompt) - 1)
+    return max(0, shared - 1)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ FOLLOW_UPS = ["Now make it about a dog.", "Give it a title."]
 
 def test_exact_reuse_stops_at_the_prefilled_positions_and_leaves_rows_to_evaluate():
     cached = [1, 2, 3, 4, 5, 6, 7, 8]
-    assert exact_reuse(cached, prefilled=8, prompt=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) == 8
-    assert exact_reuse(cached, prefilled=5, prompt=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) == 5   # 6..8 were decoded
+    assert exact_reuse(cached, prefilled=8, prompt=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) == 7   # the last shared again
+    assert exact_reuse(cached, prefilled=5, prompt=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) == 4   # 6..8 were decoded
     assert exact_reuse(cached, prefilled=8, prompt=cached) == 8 - MIN_FRESH_ROWS          # same prompt again
     assert exact_reuse(cached, prefilled=8, prompt=[1, 2, 9]) == 1
     assert exact_reuse([], prefilled=0, prompt=[1]) == 0
