@@ -50,6 +50,7 @@ class OllamaBody(BaseModel):
 class ChatBody(OllamaBody):
     messages: list[dict[str, Any]] = []
     tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None  # an ondevice extension ("required", as OpenAI): Ollama's own API has none
 
 
 class GenerateBody(OllamaBody):
@@ -211,6 +212,7 @@ async def chat(body: ChatBody, request: Request):
         return {"model": body.model, "created_at": _now(), "message": {"role": "assistant", "content": ""},
                 "done": True, "done_reason": "load"}
     req = build(state, messages=_messages(body.messages), schema=_schema(body.format), tools=body.tools or None,
+                tool_choice=body.tool_choice if body.tools else None,
                 **_sampling(state, body.options))
     return await _answer(request, state, req, body.model, True, body.stream)
 
