@@ -7,7 +7,8 @@ import json
 import logging
 from typing import AsyncIterator, Callable
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+from fastapi import Request as HTTPRequest  # ondevice.request.Request is the core's request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -140,7 +141,7 @@ async def stream_body(run: generation.Run, chunk: Callable[[str | None, str | No
         run.close()
 
 
-async def collect(run: generation.Run, request: Request) -> str | None:
+async def collect(run: generation.Run, request: HTTPRequest) -> str | None:
     """The whole text of a non-streamed run; None if the client went away (checked every few tokens)."""
     pieces = []
     try:
@@ -153,12 +154,12 @@ async def collect(run: generation.Run, request: Request) -> str | None:
         run.close()
 
 
-def state_of(request: Request) -> ServerState:
+def state_of(request: HTTPRequest) -> ServerState:
     return request.app.state.server
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: schemas.ChatCompletionRequest, request: Request):
+async def chat_completions(body: schemas.ChatCompletionRequest, request: HTTPRequest):
     state = state_of(request)
     state.check_model(body.model)
     req = chat_request(body, state)
@@ -214,7 +215,7 @@ async def chat_completions(body: schemas.ChatCompletionRequest, request: Request
 
 
 @router.post("/v1/completions", response_model=None)
-async def completions(body: schemas.CompletionRequest, request: Request):
+async def completions(body: schemas.CompletionRequest, request: HTTPRequest):
     state = state_of(request)
     state.check_model(body.model)
     req = completion_request(body, state)
