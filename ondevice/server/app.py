@@ -54,8 +54,31 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
 
 def serve(settings: ServerSettings) -> None:
-    """Run the server in this process until interrupted (what `ondevice serve` calls)."""
+    """Run the server in this process until interrupted (what `ondevice serve` calls). With `ollama_port`, the
+    same app also answers on 127.0.0.1:ollama_port (a second uvicorn server in this event loop, started once the
+    model is loaded; it runs no lifespan of its own)."""
+    import asyncio
+
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
-                timeout_graceful_shutdown=5)
+    app = create_app(settings)
+    main = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                                         timeout_graceful_shutdown=5))
+    if not settings.ollama_port:
+        main.run()
+        return
+    extra = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.ollama_port, log_level="warning",
+                                          lifespan="off", timeout_graceful_shutdown=5))
+
+    async def both() -> None:
+        first = asyncio.create_task(main.serve())
+        while not main.started and not first.done():
+            await asyncio.sleep(0.05)
+        tasks = [first] + ([asyncio.create_task(extra.serve())] if main.started else [])
+        # Each server installs its own signal handlers (the last one wins): stop both when either is told to.
+        while not (main.should_exit or extra.should_exit or any(t.done() for t in tasks)):
+            await asyncio.sleep(0.1)
+        main.should_exit = extra.should_exit = True
+        await asyncio.gather(*tasks)
+
+    asyncio.run(both())

@@ -119,7 +119,7 @@ def test_ollama_embed_matches_v1_embeddings(ol, client):
     (lambda c: c.chat(model="nope", messages=QUESTION), 404, "'nope' does not exist"),
     (lambda c: c.chat(model=MODEL, messages=QUESTION, options={"num_ctx": 100000}), 400, "num_ctx"),
     (lambda c: c.chat(model=MODEL, messages=QUESTION, options={"temperature": -3}), 400, "temperature"),
-    (lambda c: c.chat(model=MODEL, messages=QUESTION, format="yaml"), 400, "format"),
+    (lambda c: c.chat(model=MODEL, messages=QUESTION, options={"top_p": 5}), 400, "top_p"),
     (lambda c: c.embed(model=MODEL, input="x"), 404, "embedding model"),
 ])
 def test_ollama_bad_requests_answer_in_ollamas_error_shape(ol, call, status, words):
@@ -128,10 +128,12 @@ def test_ollama_bad_requests_answer_in_ollamas_error_shape(ol, call, status, wor
     assert caught.value.status_code == status and words in caught.value.error
 
 
-def test_ollama_bad_body_is_a_400_error_string(server):
-    response = httpx.post(server.base_url + "/api/chat", json={"messages": "hi"}, timeout=30)
+@pytest.mark.parametrize("body, words", [({"messages": "hi"}, "model"), ({"model": MODEL, "messages": "hi"}, "messages"),
+                                         ({"model": MODEL, "messages": QUESTION, "format": "yaml"}, "format")])
+def test_ollama_bad_body_is_a_400_error_string(server, body, words):
+    response = httpx.post(server.base_url + "/api/chat", json=body, timeout=30)
     assert response.status_code == 400 and set(response.json()) == {"error"}
-    assert isinstance(response.json()["error"], str)
+    assert words in response.json()["error"]
 
 
 # --- Anthropic Messages ----------------------------------------------------------------------------------------
@@ -212,3 +214,34 @@ def test_a_body_that_is_not_json_is_a_400_saying_so(server, path):
     response = httpx.post(server.base_url + path, content=b"model=smollm2-135m",
                           headers={"content-type": "text/plain"}, timeout=30)
     assert response.status_code == 400 and "Content-Type: application/json" in response.text
+
+
+# --- serve --ollama --------------------------------------------------------------------------------------------
+def test_serve_ollama_also_answers_on_the_ollama_port():
+    from tests.ondevice.server.conftest import free_port, start_server, stop_server
+
+    port = free_port()
+    s = start_server("--ollama", "--ollama-port", str(port))
+    try:
+        on_ollama_port = ollama.Client(host=f"http://127.0.0.1:{port}", timeout=120)
+        assert [m.model for m in on_ollama_port.list().models] == [MODEL]
+        reply = on_ollama_port.chat(model=MODEL, messages=QUESTION, options={"temperature": 0, "num_predict": 20})
+        assert reply.message.content == PARIS
+        assert httpx.get(s.base_url + "/api/tags", timeout=30).json()["models"][0]["model"] == MODEL
+    finally:
+        stop_server(s)
+    assert s.process.returncode in (0, -15)  # SIGTERM stops both listeners (uvicorn re-raises it); no kill needed
+
+
+def test_serve_ollama_on_a_taken_port_is_one_line_and_exit_2():
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "ondevice", "serve", "--ollama", "--ollama-port", str(port)],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "already in use" in done.stderr and len(done.stderr.strip().splitlines()) == 1
