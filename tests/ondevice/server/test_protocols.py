@@ -12,6 +12,7 @@ import json
 import anthropic
 import httpx
 import ollama
+import openai
 import pytest
 
 from tests.ondevice.server.conftest import API_KEY, QUESTION, SYSTEM
@@ -198,6 +199,69 @@ def test_anthropic_x_api_key_is_accepted(keyed_server):
     with pytest.raises(anthropic.AuthenticationError) as caught:
         bad.messages.create(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "Hi"}])
     assert caught.value.body["error"]["type"] == "authentication_error"
+
+
+# --- OpenAI Responses -------------------------------------------------------------------------------------------
+RESPONSES_TOOL = {"type": "function", "name": "get_weather", "description": "Get the current weather for a city",
+                  "parameters": {**CITY, "additionalProperties": False}, "strict": True}
+
+
+def test_responses_create_and_stream_match_chat_completions(client, reference):
+    ask = {"model": MODEL, "instructions": SYSTEM, "input": QUESTION[1]["content"], "max_output_tokens": 20,
+           "temperature": 0}
+    response = client.responses.create(**ask)
+    assert response.output_text == reference and response.status == "completed"
+    assert response.usage.output_tokens == 7 and response.usage.total_tokens == response.usage.input_tokens + 7
+    with client.responses.stream(**{**ask, "input": [{"role": "user", "content": QUESTION[1]["content"]}]}) as s:
+        kinds = [event.type for event in s]
+        final = s.get_final_response()
+    assert final.output_text == reference
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert kinds.count("response.output_text.delta") == 7
+    short = client.responses.create(**{**ask, "max_output_tokens": 3})
+    assert short.status == "incomplete" and short.incomplete_details.reason == "max_output_tokens"
+
+
+def test_responses_parse_structured_output(client):
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        city: str
+
+    parsed = client.responses.parse(model=MODEL, input="What is the capital of France? JSON.", text_format=City,
+                                    max_output_tokens=40, temperature=0)
+    assert isinstance(parsed.output_parsed, City) and parsed.output_parsed.city
+
+
+def test_responses_function_tools_create_stream_and_output(client):
+    ask = {"model": MODEL, "input": "Weather in Paris?", "tools": [RESPONSES_TOOL], "tool_choice": "required",
+           "max_output_tokens": 60, "temperature": 0}
+    (call,) = client.responses.create(**ask).output
+    assert call.type == "function_call" and (call.name, json.loads(call.arguments)) == ("get_weather",
+                                                                                         {"city": "Paris"})
+    with client.responses.stream(**ask) as s:
+        final = s.get_final_response()
+    assert [(item.name, item.parsed_arguments) for item in final.output] == [("get_weather", {"city": "Paris"})]
+    history = [{"role": "user", "content": "Weather in Paris?"},
+               {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+               {"type": "function_call_output", "call_id": call.call_id, "output": "18 C and sunny"}]
+    answer = client.responses.create(model=MODEL, input=history, tools=[RESPONSES_TOOL], max_output_tokens=40,
+                                     temperature=0)
+    assert answer.status == "completed" and [item.type for item in answer.output] == ["message"]
+    assert answer.output_text
+
+
+@pytest.mark.parametrize("kwargs, param", [
+    ({"previous_response_id": "resp_1"}, "previous_response_id"), ({"store": True}, "store"),
+    ({"tools": [{"type": "web_search"}]}, "tools[0].type"), ({"text": {"format": {"type": "xml"}}}, "text.format"),
+    ({"input": [{"type": "function_call_output", "call_id": "call_9", "output": "x"}]}, "input"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input"),
+    ({"temperature": -1}, "temperature"),
+])
+def test_responses_bad_requests_are_openai_shaped_400s(client, kwargs, param):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(**{"model": MODEL, "input": "hi", "max_output_tokens": 3, **kwargs})
+    assert caught.value.body["param"] == param and caught.value.body["message"]
 
 
 # --- any path --------------------------------------------------------------------------------------------------
