@@ -309,3 +309,21 @@ def test_serve_ollama_on_a_taken_port_is_one_line_and_exit_2():
         done = subprocess.run([sys.executable, "-m", "ondevice", "serve", "--ollama", "--ollama-port", str(port)],
                               capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "already in use" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+# --- structured output holds through every protocol ------------------------------------------------------------
+@pytest.mark.parametrize("index", [0, 17, 42])
+def test_a_hidden_schema_gives_the_same_valid_answer_through_every_protocol(server, index):
+    """A few of bench.structured's 50 schemas (all 50: `python -m bench.protocol_structured`, docs/server.md)."""
+    from bench.protocol_structured import _bodies, _text
+    from bench.structured import _validator
+    from bench.structured_schemas import SCHEMAS
+
+    name, prompt, schema = SCHEMAS[index]
+    texts = []
+    for path, body, kind in _bodies(MODEL, prompt, schema, 200, index).values():
+        response = httpx.post(server.base_url + path, json=body, timeout=120)
+        assert response.status_code == 200, response.text
+        texts.append(_text(kind, response.json()))
+    assert len(set(texts)) == 1, texts
+    assert not list(_validator(schema).iter_errors(json.loads(texts[0]))), name
