@@ -1,5 +1,6 @@
 """Structured output through every protocol: the 50 schemas of `bench.structured_schemas` sent to a running server
-as chat completions `response_format`, Responses `text.format` and Ollama `format`, each answer checked with
+as chat completions `response_format`, Responses `text.format`, Ollama `format` and Anthropic
+`output_config.format`, each answer checked with
 jsonschema (Draft 2020-12 with its format checker, as `bench.structured`).
 
     python -m bench.protocol_structured --url http://127.0.0.1:8080 [--limit 50] [--max-tokens 256]
@@ -33,6 +34,9 @@ def _bodies(model: str, prompt: str, schema: dict, max_tokens: int, seed: int) -
         "ollama /api/chat": ("/api/chat", {
             "model": model, "messages": messages, "stream": False, "format": schema,
             "options": {"temperature": 0, "seed": seed, "num_predict": max_tokens}}, "ollama"),
+        "anthropic messages": ("/v1/messages", {  # temperature defaults to 0 here; Anthropic has no seed
+            "model": model, "messages": messages, "max_tokens": max_tokens,
+            "output_config": {"format": {"type": "json_schema", "schema": schema}}}, "anthropic"),
     }
 
 
@@ -42,6 +46,8 @@ def _text(kind: str, reply: dict) -> str:
     if kind == "responses":
         return "".join(part["text"] for item in reply["output"] if item["type"] == "message"
                        for part in item["content"])
+    if kind == "anthropic":
+        return "".join(block["text"] for block in reply["content"] if block["type"] == "text")
     return reply["message"]["content"]
 
 
@@ -76,7 +82,7 @@ def main() -> None:
         print(f"{protocol:<18} {count}/{n} valid")
         for failure in failures.get(protocol, []):
             print(f"  invalid: {failure}")
-    print(f"identical answer through all three: {same}/{n}")
+    print(f"identical answer through all four: {same}/{n}")
 
 
 if __name__ == "__main__":
