@@ -88,8 +88,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OnDeviceError)
     async def _ondevice_error(request: Request, exc: OnDeviceError) -> JSONResponse:
-        return error_response(exc.http_status, str(exc), exc.code, None,
-                              path=request.url.path)
+        return error_response(exc.http_status, str(exc), exc.code, getattr(exc, "param", None),
+                              path=request.url.path)  # an InvalidInput raised at start names its field
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
