@@ -7,6 +7,8 @@ import click
 from ondevice.cli.common import err_console, kv_type_option, runtime_options
 from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
 
+OLLAMA_PORT = 11434  # Ollama's default
+
 
 @click.command("serve")
 @click.argument("model", default=DEFAULT_MODEL)
@@ -35,10 +37,14 @@ from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
 @click.option("--tool-format", default="auto", show_default=True,
               help="Tool-call format: auto (the one the chat template is written for, else generic) or hermes, "
                    "llama3, mistral, phi4, granite, generic (docs/structured-output.md).")
+@click.option("--ollama", is_flag=True, help="Also answer on 127.0.0.1:11434 (Ollama's default port; the Ollama API "
+              "is always served under /api/ on --port), so apps that only speak Ollama find the model.")
+@click.option("--ollama-port", type=click.IntRange(1, 65535), default=OLLAMA_PORT, show_default=True,
+              help="The port --ollama listens on.")
 @kv_type_option
 @runtime_options
 def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue, max_body_bytes, cors_origins,
-                  remote, route, parallel, tool_format, kv_type, n_ctx, threads, device):
+                  remote, route, parallel, tool_format, ollama, ollama_port, kv_type, n_ctx, threads, device):
     """Serve MODEL with the OpenAI API (chat, completions, embeddings, models) on HOST:PORT."""
     from ondevice.server import ServerSettings, serve
     from ondevice.store import resolve
@@ -58,13 +64,30 @@ def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue,
 
         resolve(remote if remote.startswith("remote:") else f"remote:{remote}")  # a malformed spec fails here
         parse_policy(route)
+    if ollama:
+        check_port_free(ollama_port)
     settings = ServerSettings(model=model, host=host, port=port, api_key=api_key, embed_model=embed_model,
                               rag_index=rag_index, max_queue=max_queue, max_body_bytes=max_body_bytes,
                               cors_origins=list(cors_origins), n_ctx=n_ctx, threads=threads, device=device,
                               remote=remote, route=route, parallel=parse_parallel(parallel), tool_format=tool_format,
-                              kv_type=kv_type)
-    err_console.print(f"[dim]serving {model} on http://{host}:{port}/v1 (Ctrl-C stops)[/dim]")
+                              kv_type=kv_type, ollama_port=ollama_port if ollama else None)
+    also = f" and the Ollama API on http://127.0.0.1:{ollama_port}" if ollama else ""
+    err_console.print(f"[dim]serving {model} on http://{host}:{port}/v1{also} (Ctrl-C stops)[/dim]")
     serve(settings)
+
+
+def check_port_free(port: int) -> None:
+    """--ollama: a port already taken (Ollama itself running?) is one clear line, not a traceback from uvicorn."""
+    import socket
+
+    from ondevice.errors import InvalidInput
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise InvalidInput(f"--ollama: 127.0.0.1:{port} is already in use (is Ollama running?); stop it or "
+                               f"pick another --ollama-port") from None
 
 
 def parse_parallel(value: str) -> int | None:

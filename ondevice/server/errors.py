@@ -7,6 +7,7 @@ offending field in `param`); anything unexpected is a 500 with a logged tracebac
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,20 +41,33 @@ def error_body(status: int, message: str, code: str | None = None, param: str | 
 
 
 def error_response(status: int, message: str, code: str | None = None, param: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message, code, param), status_code=status, headers=headers)
+                   headers: dict[str, str] | None = None, path: str = "") -> JSONResponse:
+    return JSONResponse(shaped_body(path, status, message, code, param), status_code=status, headers=headers)
+
+
+# The protocol adapters (routes_ollama, routes_anthropic) answer errors in their own protocol's shape: each
+# registers a body builder (status, message, code, param) -> dict for its path prefix. Everything else is OpenAI's.
+ERROR_SHAPES: dict[str, Callable[[int, str, str | None, str | None], dict]] = {}
+
+
+def shaped_body(path: str, status: int, message: str, code: str | None = None, param: str | None = None) -> dict:
+    """The error body for a request to `path`: its protocol's shape, else OpenAI's."""
+    for prefix, shape in ERROR_SHAPES.items():
+        if path.startswith(prefix):
+            return shape(status, message, code, param)
+    return error_body(status, message, code, param)
 
 
 def from_ondevice(exc: OnDeviceError, param: str | None = None) -> JSONResponse:
     return error_response(exc.http_status, str(exc), exc.code, param)
 
 
-def _validation_response(exc: RequestValidationError) -> JSONResponse:
+def _validation_response(exc: RequestValidationError, path: str = "") -> JSONResponse:
     errors = exc.errors()
     first = errors[0] if errors else {"msg": "invalid request", "loc": (), "type": "invalid"}
     if first.get("type") == "json_invalid":
         return error_response(400, f"We could not parse the JSON body of your request: {first.get('msg')}",
-                              "invalid_json")
+                              "invalid_json", path=path)
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = ".".join(loc) or None
     kind = first.get("type", "")
@@ -62,27 +76,35 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     message = f"Invalid value for {param!r}: {first.get('msg')}" if param else str(first.get("msg"))
     if kind == "missing":
         message = f"Missing required parameter: {param!r}"
-    return error_response(400, message, code, param)
+    return error_response(400, message, code, param, path=path)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every exception type to the OpenAI error shape."""
 
     @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.code, exc.param, exc.headers)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.code, exc.param, exc.headers, path=request.url.path)
 
     @app.exception_handler(OnDeviceError)
-    async def _ondevice_error(_: Request, exc: OnDeviceError) -> JSONResponse:
-        return from_ondevice(exc)
+    async def _ondevice_error(request: Request, exc: OnDeviceError) -> JSONResponse:
+        return error_response(exc.http_status, str(exc), exc.code, getattr(exc, "param", None),
+                              path=request.url.path)  # an InvalidInput raised at start names its field
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation_response(exc)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_response(exc, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), None, None, getattr(exc, "headers", None))
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message, code = str(exc.detail), None
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no route: say so (not "model not found")
+            message, code = f"The endpoint {request.method} {request.url.path} does not exist on this server.", \
+                "unknown_endpoint"
+        elif exc.status_code == 405:
+            message, code = f"{request.method} is not allowed on {request.url.path}.", "method_not_allowed"
+        return error_response(exc.status_code, message, code, None, getattr(exc, "headers", None),
+                              path=request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

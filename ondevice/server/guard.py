@@ -11,13 +11,16 @@ import hmac
 import json
 
 from ondevice.server import ui_auth
-from ondevice.server.errors import error_body
+from ondevice.server.errors import shaped_body
 
 PUBLIC_PATHS = ("/health",)
+# API paths whose POST bodies must be JSON (the web app's own forms live elsewhere).
+JSON_PREFIXES = ("/v1/", "/api/")
 
 
-async def _send_error(send, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
-    body = json.dumps(error_body(status, message, code)).encode()
+async def _send_error(send, status: int, message: str, code: str, headers: dict[str, str] | None = None,
+                      path: str = "") -> None:
+    body = json.dumps(shaped_body(path, status, message, code)).encode()
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
@@ -48,18 +51,20 @@ class RequestGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if self.api_key and scope["method"] != "OPTIONS" and scope["path"] not in PUBLIC_PATHS \
                 and not self._authorised(headers.get("authorization", "")) \
+                and not self._key_authorised(headers.get("x-api-key", "")) \
                 and not ui_auth.cookie_authorised(headers, self.api_key) \
                 and not ui_auth.login_authorised(scope, self.api_key):  # the web app's login (ui_auth.py)
             if ui_auth.wants_page(scope):
                 await _send_login_page(send)
                 return
-            await _send_error(send, 401, "Incorrect or missing API key: send `Authorization: Bearer <key>`.",
-                              "invalid_api_key", {"WWW-Authenticate": "Bearer"})
+            await _send_error(send, 401, "Incorrect or missing API key: send `Authorization: Bearer <key>` "
+                                         "(or `x-api-key: <key>`).", "invalid_api_key", {"WWW-Authenticate": "Bearer"},
+                              scope["path"])
             return
         too_big = f"Request body exceeds the limit of {self.max_body_bytes} bytes."
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body_bytes:
-            await _send_error(send, 413, too_big, "request_too_large")
+            await _send_error(send, 413, too_big, "request_too_large", path=scope["path"])
             return
         chunks, size, more = [], 0, True
         while more:
@@ -70,9 +75,16 @@ class RequestGuard:
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > self.max_body_bytes:
-                await _send_error(send, 413, too_big, "request_too_large")
+                await _send_error(send, 413, too_big, "request_too_large", path=scope["path"])
                 return
         body = b"".join(chunks)
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if body and scope["method"] == "POST" and scope["path"].startswith(JSON_PREFIXES) \
+                and not (content_type == "application/json" or content_type.endswith("+json")):
+            await _send_error(send, 400, f"The body must be JSON sent with `Content-Type: application/json` (got "
+                                         f"{content_type or 'no Content-Type'}).", "invalid_content_type",
+                              path=scope["path"])
+            return
         replayed = False
 
         async def replay():
@@ -83,6 +95,10 @@ class RequestGuard:
             return await receive()  # afterwards: the real channel, so disconnects still arrive
 
         await self.app(scope, replay, send)
+
+    def _key_authorised(self, key: str) -> bool:
+        """Anthropic's clients send the key as `x-api-key`."""
+        return bool(key) and hmac.compare_digest(key.strip().encode(), self.api_key.encode())
 
     def _authorised(self, authorization: str) -> bool:
         scheme, _, token = authorization.partition(" ")

@@ -1,0 +1,77 @@
+"""What the protocol adapters (routes_ollama, routes_anthropic, routes_responses) share: building the one
+`Request` from a protocol's values, and the streaming response that gives the model back however it ends.
+
+Each adapter translates its protocol's body into `ondevice.request.build_request(...)` through `build` (the one
+validation: bad values become a 400 in the protocol's own error shape, see `errors.ERROR_SHAPES`), starts it with
+`routes_generate.start_run` (the one engine) and translates the run's events back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator
+
+from fastapi.responses import StreamingResponse
+
+from ondevice.errors import InvalidInput
+from ondevice.request import Request, build_request
+from ondevice.server.errors import APIError
+from ondevice.server.state import ServerState
+
+
+def build(state: ServerState, *, fallback_param: str = "messages", **values: Any) -> Request:
+    """`build_request(...)` with the served model's backend and default max_tokens; InvalidInput is a 400 naming
+    the field. `values` holds messages or prompt, schema, tools, tool_choice and sampling values by name (None:
+    the default)."""
+    try:
+        return build_request(backend=state.model.backend, default_max_tokens=state.settings.default_max_tokens,
+                             **values)
+    except InvalidInput as exc:
+        raise APIError(400, str(exc), "invalid_value", getattr(exc, "param", None) or fallback_param) from None
+
+
+def bad(message: str, param: str | None = None, status: int = 400) -> APIError:
+    return APIError(status, message, "invalid_value" if status == 400 else None, param)
+
+
+def call_arguments(call: dict) -> dict:
+    """The arguments of an OpenAI-shaped tool call (a JSON string there) as a dict."""
+    arguments = call["function"].get("arguments") or "{}"
+    try:
+        parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except json.JSONDecodeError:
+        parsed = {}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def openai_call(call_id: str, name: Any, arguments: Any) -> dict:
+    """An assistant tool call in OpenAI's shape (what `build_request` reads from the history)."""
+    if not isinstance(name, str) or not name:
+        raise bad("each tool call needs a function name", "messages")
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments if arguments is not None else {})
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": text}}
+
+
+def finish_reason(run_finish: str | None) -> str:
+    return run_finish or "stop"
+
+
+class ProtocolStream(StreamingResponse):
+    """A streamed answer (NDJSON or SSE) that gives the model back however it ends, even if its body never
+    started (as `routes_generate.LeasedStream`, with the protocol's media type)."""
+
+    def __init__(self, content: AsyncIterator[str], run, media_type: str):
+        super().__init__(content, media_type=media_type,
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.run = run
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.run.close()
+
+
+def sse_event(event: str, data: dict) -> str:
+    """One named server-sent event (Anthropic's and the Responses API's streams name each event)."""
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
