@@ -127,10 +127,12 @@ def test_sigkill_mid_run_leaves_an_index_that_opens_and_the_next_run_completes(t
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
     with Index(db, embedder=HashEmbedder()) as index:
-        partial_files = index.stats()[0]
+        partial_files, partial_chunks = index.stats()
         assert 0 < partial_files < 400
         summary = index.add([tmp_path / "files"])
         assert summary.added == 400 - partial_files and summary.unchanged == partial_files
+        # what the killed run wrote is not embedded again: only the missing files' chunks (all distinct texts)
+        assert summary.embedded == index.stats()[1] - partial_chunks and summary.reused_vectors == 0
         assert index.stats()[0] == 400
         n_chunks = index.store.conn.execute("SELECT sum(n_chunks) FROM files").fetchone()[0]
         assert index.stats()[1] == n_chunks  # no orphaned or missing chunks
