@@ -21,12 +21,16 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ondevice.errors import InvalidInput
-from ondevice.rag.chunking import Chunk, chunk_document
+from ondevice.rag.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP_CHARS, Chunk, chunk_document, title_context
 from ondevice.rag.embedder import Embedder
 from ondevice.rag.readers import DEFAULT_MAX_BYTES, ParseError, Skipped, iter_files, read_document
 from ondevice.rag.store import IndexStore
 
 EMBED_BATCH = 256  # chunks per embedding call (across files): enough for length buckets to form
+# Chunking and the embedding text: module settings so that the lever measurements (docs/rag.md) can vary them.
+CHUNK_CHARS = DEFAULT_MAX_CHARS
+CHUNK_OVERLAP = DEFAULT_OVERLAP_CHARS
+TITLE_CONTEXT = False  # prefix each chunk's embedding text with its folder and file name
 READ_AHEAD = 512  # files the reader thread may run ahead of the embedder
 
 
@@ -227,7 +231,12 @@ def _read_one(path: Path, record, renamed_from: frozenset) -> tuple:
             return "touched", path, (st.st_size, st.st_mtime_ns)
         if record is None and sha in renamed_from:  # a rename: the consumer checks, and parses only if it is not
             return "parsed", path, (sha, st.st_size, st.st_mtime_ns, None)
-        return "parsed", path, (sha, st.st_size, st.st_mtime_ns, chunk_document(read_document(path, data)))
+        chunks = chunk_document(read_document(path, data), CHUNK_CHARS, CHUNK_OVERLAP)
+        if TITLE_CONTEXT:
+            context = title_context(path)
+            for chunk in chunks:
+                chunk.context = context
+        return "parsed", path, (sha, st.st_size, st.st_mtime_ns, chunks)
     except (ParseError, OSError, UnicodeError, ValueError) as exc:
         return "failed", path, str(exc) or type(exc).__name__
     except Exception as exc:  # a reader bug must not hang the consumer: report the file as failed
@@ -245,7 +254,7 @@ def _flush(store: IndexStore, embedder: Embedder, pending: list[_Pending], summa
     for p in pending:
         for c in p.chunks:
             if c.key not in vectors:
-                todo.setdefault(c.key, c.text)
+                todo.setdefault(c.key, c.embed_text)
     if todo:
         embedded = embedder.embed(list(todo.values()))
         for key, row in zip(todo, embedded):

@@ -19,6 +19,7 @@ from ondevice.rag.embedder import Embedder
 from ondevice.rag.store import STOPWORDS, IndexStore
 
 RRF_K = 60
+FUSION_WEIGHTS = (1.0, 1.0)  # (BM25, vector); measured in docs/rag.md ("levers")
 MODES = ("hybrid", "bm25", "vector")
 # Below this cosine similarity (all-MiniLM-L6-v2 scale) a chunk is not about the question, unless BM25 finds
 # most of the question's content words in it.
@@ -59,8 +60,10 @@ def check_query(query: str) -> str:
 
 
 def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5, mode: str = "hybrid",
-           candidates: int = 50) -> list[SearchResult]:
+           candidates: int = 50, weights: tuple[float, float] = FUSION_WEIGHTS) -> list[SearchResult]:
     """The top `k` chunks for `query`, best first. mode: "hybrid", "bm25" or "vector".
+
+    weights: (BM25, vector) multipliers of each list's reciprocal-rank score in the fusion.
 
     `query` is one `check_query` accepted (`Index.search` checks it once, for every caller above it).
     """
@@ -76,9 +79,9 @@ def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5,
             raise InvalidInput("vector search needs an embedding model")
         semantic = store.nearest(embedder.embed([query])[0], pool)
     fused: dict[int, float] = {}
-    for ranked in (lexical, semantic):
+    for ranked, weight in ((lexical, weights[0]), (semantic, weights[1])):
         for rank, (chunk_id, _) in enumerate(ranked, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + rank)
     top = sorted(fused, key=lambda cid: -fused[cid])[:k]
     rows = store.chunk_rows(top)
     sims, scores = dict(semantic), dict(lexical)
@@ -111,25 +114,14 @@ def is_relevant(query: str, result: SearchResult, embedder: Embedder | None = No
     return any(any(ch.isdigit() for ch in t) for t in hits)
 
 
-RERANK_PROMPT = ("Passage:\n{passage}\n\nQuestion: {question}\n"
-                 "Does the passage contain the answer to the question? Answer yes or no.")
-
-
 def rerank(results: Sequence[SearchResult], query: str, model) -> list[SearchResult]:
-    """Re-order by the LLM's log-odds of "yes" to "does this passage answer the question?" (temperature 0)."""
+    """Re-order by the local reranker (`ondevice.rag.rerank`: the LLM's log-odds of "yes, this passage answers")."""
+    from ondevice.rag.rerank import rerank as rerank_texts
+
+    results = list(results)
     if not results:
         return []
-    yes = _first_token(model, [" yes", "yes", " Yes", "Yes"])
-    no = _first_token(model, [" no", "no", " No", "No"])
-    for result in results:
-        prompt = model.render_chat([{"role": "user",
-                                     "content": RERANK_PROMPT.format(passage=result.text[:1500], question=query)}])
-        tokens = model.tokenize(prompt, add_special=False)[-(model.n_ctx - 1):]
-        last = model.logits(tokens)[-1]
-        result.relevance = float(max(last[t] for t in yes) - max(last[t] for t in no))
-    return sorted(results, key=lambda r: -(r.relevance or 0.0))
-
-
-def _first_token(model, words: Sequence[str]) -> list[int]:
-    ids = {model.tokenize(w, add_special=False)[0] for w in words if model.tokenize(w, add_special=False)}
-    return sorted(ids)
+    order = rerank_texts(query, [r.text for r in results], model)
+    for index, score in order:
+        results[index].relevance = score
+    return [results[index] for index, _ in order]

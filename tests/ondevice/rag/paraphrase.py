@@ -98,6 +98,17 @@ DISTRACTORS = [
 ]
 
 
+# Questions the library cannot answer: a good answerability check refuses them.
+UNANSWERABLE = [
+    "What is my blood type?",
+    "Which airline am I flying with to Lisbon in June?",
+    "How much did the new sofa cost?",
+    "What is the name of my neighbour's daughter?",
+    "When is the car's MOT test due?",
+    "Which dentist did my sister recommend?",
+]
+
+
 def write_library(root: Path) -> list[dict]:
     """Write notes, distractors and reference documents under `root`; return the QA items."""
     from pydoc_data.topics import topics
