@@ -313,6 +313,96 @@ def _fact_worker(index_file: str, embed_model: str, questions: list[tuple[str, s
     out.put((times, cpu, rss, found / len(questions)))
 
 
+def plain_onnx_loop(onnx_dir: Path, threads: int = 2, batch: int = 64, max_length: int = 256):
+    """The baseline: a plain onnxruntime loop, batches of `batch` texts in their given order padded to the longest."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(onnx_dir / "model.onnx"), so, providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(str(onnx_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(pad_id=0)
+    names = {i.name for i in session.get_inputs()}
+
+    def embed(texts):
+        rows = []
+        for start in range(0, len(texts), batch):
+            encodings = tokenizer.encode_batch(list(texts[start:start + batch]))
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+            pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+            rows.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+        return np.concatenate(rows)
+
+    return embed
+
+
+def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 2, embed_model: str | None = None,
+                            variants: tuple[str, ...] = ("ours", "spinning", "opt-basic", "batch-4096",
+                                                         "batch-16384", "cap-128", "static"),
+                            on_step=None) -> dict:
+    """Embeddings/s on real chunks (a generated library's), interleaved: the plain loop, our path, and our path
+    with one setting changed at a time, each over the same texts in each round. Returns {variant: {...}}."""
+    import ondevice
+    from ondevice.rag.chunking import chunk_document
+    from ondevice.rag.embedder import BucketedEncoder, SessionSettings
+    from ondevice.rag.library import write_library
+    from ondevice.rag.readers import read_document
+    from ondevice.store import DEFAULT_EMBED_MODEL
+
+    embed_model = embed_model or DEFAULT_EMBED_MODEL
+    with tempfile.TemporaryDirectory() as tmp:
+        write_library(Path(tmp), max(10, n_texts // 3))
+        texts = [c.text for p in sorted(Path(tmp).rglob("*.*")) for c in chunk_document(read_document(p, p.read_bytes()))]
+    random.Random(0).shuffle(texts)
+    texts = texts[:n_texts]
+    model = ondevice.load(embed_model, threads=threads)
+    folder = Path(model._backend.ref.path)
+    model.close()
+    runners = {"plain onnxruntime loop (batches of 64, padded to the longest)": plain_onnx_loop(folder, threads)}
+    settings = {"ours": {}, "spinning": {"spinning": True}, "opt-basic": {"optimization": "basic"}}
+    for name in variants:
+        if name in settings:
+            runners[name] = BucketedEncoder(folder, SessionSettings(threads=threads, **settings[name])).embed
+        elif name.startswith("batch-"):
+            runners[name] = BucketedEncoder(folder, SessionSettings(threads=threads),
+                                            batch_tokens=int(name.split("-")[1])).embed
+        elif name.startswith("cap-"):
+            runners[name] = BucketedEncoder(folder, SessionSettings(threads=threads),
+                                            max_length=int(name.split("-")[1])).embed
+        elif name == "static":
+            from ondevice.rag.static import load_static
+
+            runners[name] = load_static(embed_model, threads).embed
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    vectors = {}
+    for name, run in runners.items():  # warm-up (and the static table's one-time distillation)
+        run(texts[:8])
+    for r in range(rounds):
+        for name, run in runners.items():
+            if on_step:
+                on_step(f"round {r + 1}: {name}")
+            t0 = time.perf_counter()
+            vectors[name] = run(texts)
+            rates[name].append(len(texts) / (time.perf_counter() - t0))
+    base_name = next(iter(runners))
+    base = vectors[base_name]
+    base_rate = statistics.median(rates[base_name])
+    out = {}
+    for name in runners:
+        rate = statistics.median(rates[name])
+        cosine = (vectors[name] * base).sum(axis=1) if vectors[name].shape == base.shape else None
+        out[name] = {"per_s": round(rate, 1), "x_plain": round(rate / base_rate, 2),
+                     "rounds": [round(x, 1) for x in rates[name]],
+                     "min_cosine_vs_plain": None if cosine is None else round(float(cosine.min()), 5)}
+    out["_texts"] = {"n": len(texts), "mean_chars": round(sum(map(len, texts)) / len(texts))}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=10_000)
@@ -321,7 +411,16 @@ def main() -> None:
     parser.add_argument("--embed-model", default=None)
     parser.add_argument("--library", type=int, default=None, help="generated library of N files (see library.py)")
     parser.add_argument("--scales", default="10000,50000,100000", help="chunk counts for --library's latency runs")
+    parser.add_argument("--embedding", action="store_true", help="interleaved embeddings/s: plain loop vs ours")
+    parser.add_argument("--texts", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    if args.embedding:
+        result = run_embedding_benchmark(args.texts, args.rounds, embed_model=args.embed_model,
+                                         on_step=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
+        for name, row in result.items():
+            print(f"{name:64} {row}")
+        return
     if args.library:
         scales = tuple(int(x) for x in args.scales.split(",") if x)
         report = run_library_benchmark(args.library, scales, args.queries, args.embed_model,

@@ -1,0 +1,38 @@
+"""`ondevice.rag.rerank.rerank`: the one local reranker RAG and `/v1/rerank` share (SmolLM2's yes/no log-odds)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ondevice.errors import InvalidInput
+from ondevice.rag.rerank import rerank
+
+DOCS = [
+    "The science museum's dinosaur hall reopens in autumn.",
+    "Tooth cleaning booked with Dr. Alvarez for Tuesday 9 April at 10:30.",
+    "Plant garlic in October; tomatoes go against the south fence in May.",
+]
+
+
+def test_the_answering_passage_ranks_first_and_every_document_is_scored(smollm2):
+    ranked = rerank("When is my appointment with the dentist?", DOCS, model=smollm2)
+    assert sorted(i for i, _ in ranked) == [0, 1, 2]
+    assert ranked[0][0] == 1
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    assert rerank("When is my appointment with the dentist?", DOCS, model=smollm2, top_n=1) == ranked[:1]
+
+
+def test_same_input_same_scores(smollm2):
+    assert rerank("garlic planting month", DOCS, model=smollm2) == rerank("garlic planting month", DOCS,
+                                                                         model=smollm2)
+
+
+@pytest.mark.parametrize("query, documents, top_n", [("", DOCS, None), ("q", "not a list", None),
+                                                     ("q", [1, 2], None), ("q", DOCS, 0)])
+def test_bad_input_is_a_user_error(query, documents, top_n):
+    with pytest.raises(InvalidInput):
+        rerank(query, documents, top_n=top_n)
+
+
+def test_no_documents_no_model_load():
+    assert rerank("anything", []) == []
