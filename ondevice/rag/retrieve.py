@@ -1,8 +1,8 @@
 """Hybrid retrieval: BM25 (FTS5) and vector (sqlite-vec) candidates fused by reciprocal rank fusion.
 
 BM25 finds rare exact tokens (an invoice number, an error code) that embeddings blur; vectors find paraphrases
-that share no words with the text. RRF (Cormack et al. 2009) adds 1/(60 + rank) from each list, so neither
-list's raw scores need calibrating against the other. `--rerank` then asks the local LLM how relevant each
+that share no words with the text. RRF (Cormack et al. 2009) adds weight/(k + rank) from each list, so neither
+list's raw scores need calibrating against the other (k and the weights: see RRF_K below). `--rerank` then asks the local LLM how relevant each
 candidate is and re-orders by that.
 """
 
@@ -18,8 +18,15 @@ from ondevice.errors import InvalidInput
 from ondevice.rag.embedder import Embedder
 from ondevice.rag.store import STOPWORDS, IndexStore
 
-RRF_K = 60
-FUSION_WEIGHTS = (1.0, 1.0)  # (BM25, vector); measured in docs/rag.md ("levers")
+# Fusion, measured lever by lever in docs/rag.md: RRF with k=10 (not the customary 60, which lets a chunk ranked
+# middling by both lists beat the one vectors rank first), and BM25 counted in full only when its best match is
+# decisive (twice the score of the runner-up: an order number, a rare name); otherwise its list is a tie-breaker.
+# In a library of long documents, BM25 over a question's ordinary words mostly finds prose that shares "cost" or
+# "class", which outvoted the vector side's right answer.
+RRF_K = 10
+FUSION_WEIGHTS = (1.0, 1.0)  # (BM25 when decisive, vector)
+BM25_DECISIVE_RATIO = 2.0
+BM25_WEAK_WEIGHT = 0.2
 MODES = ("hybrid", "bm25", "vector")
 # Below this cosine similarity (all-MiniLM-L6-v2 scale) a chunk is not about the question, unless BM25 finds
 # most of the question's content words in it.
@@ -60,7 +67,8 @@ def check_query(query: str) -> str:
 
 
 def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5, mode: str = "hybrid",
-           candidates: int = 50, weights: tuple[float, float] = FUSION_WEIGHTS) -> list[SearchResult]:
+           candidates: int = 50, weights: tuple[float, float] = FUSION_WEIGHTS,
+           rrf_k: int = RRF_K) -> list[SearchResult]:
     """The top `k` chunks for `query`, best first. mode: "hybrid", "bm25" or "vector".
 
     weights: (BM25, vector) multipliers of each list's reciprocal-rank score in the fusion.
@@ -79,9 +87,11 @@ def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5,
             raise InvalidInput("vector search needs an embedding model")
         semantic = store.nearest(embedder.embed([query])[0], pool)
     fused: dict[int, float] = {}
-    for ranked, weight in ((lexical, weights[0]), (semantic, weights[1])):
+    decisive = len(lexical) == 1 or (len(lexical) > 1 and lexical[0][1] >= BM25_DECISIVE_RATIO * lexical[1][1])
+    lexical_weight = weights[0] if decisive or mode == "bm25" else weights[0] * BM25_WEAK_WEIGHT
+    for ranked, weight in ((lexical, lexical_weight), (semantic, weights[1])):
         for rank, (chunk_id, _) in enumerate(ranked, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + rank)
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (rrf_k + rank)
     top = sorted(fused, key=lambda cid: -fused[cid])[:k]
     rows = store.chunk_rows(top)
     sims, scores = dict(semantic), dict(lexical)

@@ -53,63 +53,90 @@ def evaluate(index, qa: list[dict], k: int = 5, **search_options) -> dict:
     return _metrics(ranks)
 
 
+def fusion(index, para_qa, corpus_qa, label: str, **settings) -> None:
+    """Evaluate with module-level fusion settings changed (restored afterwards)."""
+    from ondevice.rag import retrieve
+
+    saved = {name: getattr(retrieve, name) for name in settings}
+    try:
+        for name, value in settings.items():
+            setattr(retrieve, name, value)
+        options = {"rrf_k": retrieve.RRF_K}
+        row = {"paraphrase": evaluate(index, para_qa, **options), "corpus": evaluate(index, corpus_qa, **options)}
+    finally:
+        for name, value in saved.items():
+            setattr(retrieve, name, value)
+    print(label, json.dumps(row), flush=True)
+
+
 def main() -> None:
+    from ondevice.rag import Index
     from ondevice.rag.embedder import BucketedEncoder, Embedder, SessionSettings, load_embedder
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--only", nargs="*", default=None, help="index-time variants whose name contains one of these")
+    parser.add_argument("--reuse", default=None, help="a folder of an earlier run: reuse its default index")
     parser.add_argument("--rerank", action="store_true", help="also the LLM reranker (slow)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="levers-"))
+    tmp = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp(prefix="levers-"))
     para_qa = paraphrase.write_library(tmp / "lib")
     corpus_qa = test_corpus.write_corpus(tmp / "lib" / "corpus")
     for item in corpus_qa:
         item["source"] = "corpus/" + item["source"]
     roots = [tmp / "lib"]
+    print(f"library {tmp / 'lib'}: {len(para_qa)} paraphrase questions, {len(corpus_qa)} test-corpus questions",
+          flush=True)
     minilm = load_embedder("minilm-l6", threads=2)
-    folder = None
+    if args.reuse and (tmp / "v0.sqlite").exists():
+        default_index = Index(tmp / "v0.sqlite", embedder=minilm)
+    else:
+        default_index, seconds, summary = build(tmp / "v0.sqlite", roots, minilm)
+        print(f"default index: {summary.total_chunks} chunks in {seconds:.0f} s", flush=True)
+    # query-time levers on the default index
+    fusion(default_index, para_qa, corpus_qa, "before: RRF k=60, BM25 and vector weighted 1:1",
+           RRF_K=60, BM25_WEAK_WEIGHT=1.0)
+    fusion(default_index, para_qa, corpus_qa, "RRF k=10, 1:1", RRF_K=10, BM25_WEAK_WEIGHT=1.0)
+    fusion(default_index, para_qa, corpus_qa, "RRF k=10, BM25 x0.3 always", RRF_K=10, BM25_WEAK_WEIGHT=0.3,
+           BM25_DECISIVE_RATIO=1e9)
+    fusion(default_index, para_qa, corpus_qa, "RRF k=60, BM25 x0.2 unless decisive", RRF_K=60)
+    fusion(default_index, para_qa, corpus_qa, "default: RRF k=10, BM25 x0.2 unless decisive (2x runner-up)")
+    fusion(default_index, para_qa, corpus_qa, "  same, decisive at 1.5x", BM25_DECISIVE_RATIO=1.5)
+    fusion(default_index, para_qa, corpus_qa, "  same, decisive at 3x", BM25_DECISIVE_RATIO=3.0)
+    for mode in ("vector", "bm25"):
+        row = {"paraphrase": evaluate(default_index, para_qa, mode=mode),
+               "corpus": evaluate(default_index, corpus_qa, mode=mode)}
+        print(f"{mode} only", json.dumps(row), flush=True)
+    for candidates in (20, 100):
+        row = {"paraphrase": evaluate(default_index, para_qa, candidates=candidates),
+               "corpus": evaluate(default_index, corpus_qa, candidates=candidates)}
+        print(f"candidates per retriever {candidates} (default 50)", json.dumps(row), flush=True)
+    answerability(default_index, para_qa)
+    if args.rerank:
+        rerank_lever(default_index, para_qa, corpus_qa)
+    # index-time levers: one index each
     import ondevice
 
-    m = ondevice.load("minilm-l6")
-    folder = Path(m._backend.ref.path)
-    m.close()
-
+    model = ondevice.load("minilm-l6")
+    folder = Path(model._backend.ref.path)
+    model.close()
     variants = {
-        "default (MiniLM, cap 256, 900/200 chunks)": dict(embedder=minilm),
-        "sequence cap 128": dict(embedder=Embedder(BucketedEncoder(folder, SessionSettings(threads=2), 128),
-                                                   "minilm-l6")),
-        "title/path context in the embedded text": dict(embedder=minilm, context=True),
-        "chunks 500/100": dict(embedder=minilm, chunk=(500, 100)),
-        "chunks 1400/200": dict(embedder=minilm, chunk=(1400, 200)),
-        "static (distilled) embeddings": dict(embedder=load_embedder("minilm-l6-static", threads=2)),
-        "static + title context": dict(embedder=load_embedder("minilm-l6-static", threads=2), context=True),
+        "static (distilled) embeddings": lambda: dict(embedder=load_embedder("minilm-l6-static", threads=2)),
+        "static + title context": lambda: dict(embedder=load_embedder("minilm-l6-static", threads=2), context=True),
+        "title/path context in the embedded text": lambda: dict(embedder=minilm, context=True),
+        "sequence cap 128": lambda: dict(embedder=Embedder(BucketedEncoder(folder, SessionSettings(threads=2), 128),
+                                                           "minilm-l6")),
+        "chunks 500/100": lambda: dict(embedder=minilm, chunk=(500, 100)),
+        "chunks 1400/200": lambda: dict(embedder=minilm, chunk=(1400, 200)),
     }
-    out = {}
-    default_index = None
-    for n, (name, options) in enumerate(variants.items()):
-        if args.only and not any(o in name for o in args.only) and n:
+    for n, (name, options) in enumerate(variants.items(), start=1):
+        if args.only and not any(o in name for o in args.only):
             continue
-        index, seconds, summary = build(tmp / f"v{n}.sqlite", roots, **options)
+        index, seconds, summary = build(tmp / f"v{n}.sqlite", roots, **options())
         row = {"paraphrase": evaluate(index, para_qa), "corpus": evaluate(index, corpus_qa),
                "index_s": round(seconds, 1), "chunks": summary.total_chunks,
                "embeddings_per_s": round(summary.embeddings_per_s, 1)}
         print(name, json.dumps(row), flush=True)
-        out[name] = row
-        if n == 0:
-            default_index = index
-        else:
-            index.close()
-    for weights in ((1.0, 2.0), (1.0, 1.5), (0.5, 1.0), (2.0, 1.0)):
-        row = {"paraphrase": evaluate(default_index, para_qa, weights=weights),
-               "corpus": evaluate(default_index, corpus_qa, weights=weights)}
-        print(f"fusion weights bm25={weights[0]} vector={weights[1]}", json.dumps(row), flush=True)
-    for candidates in (20, 100):
-        row = {"paraphrase": evaluate(default_index, para_qa, candidates=candidates),
-               "corpus": evaluate(default_index, corpus_qa, candidates=candidates)}
-        print(f"candidates per retriever {candidates}", json.dumps(row), flush=True)
-    answerability(default_index, para_qa)
-    if args.rerank:
-        rerank_lever(default_index, para_qa, corpus_qa)
+        index.close()
 
 
 def answerability(index, qa) -> None:
