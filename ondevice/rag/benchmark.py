@@ -346,7 +346,9 @@ def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 
                                                          "batch-16384", "cap-128", "static"),
                             on_step=None) -> dict:
     """Embeddings/s on real chunks (a generated library's), interleaved: the plain loop, our path, and our path
-    with one setting changed at a time, each over the same texts in each round. Returns {variant: {...}}."""
+    with one setting changed at a time, each over the same texts in each round. Returns {variant: {...}} with the
+    median wall-clock rate and the median rate per CPU-second of this process (texts / CPU time: steadier than
+    wall time on a shared machine, as long as threads do not spin)."""
     import ondevice
     from ondevice.rag.chunking import chunk_document
     from ondevice.rag.embedder import BucketedEncoder, SessionSettings
@@ -379,6 +381,7 @@ def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 
 
             runners[name] = load_static(embed_model, threads).embed
     rates: dict[str, list[float]] = {name: [] for name in runners}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in runners}
     vectors = {}
     for name, run in runners.items():  # warm-up (and the static table's one-time distillation)
         run(texts[:8])
@@ -386,17 +389,21 @@ def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 
         for name, run in runners.items():
             if on_step:
                 on_step(f"round {r + 1}: {name}")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             vectors[name] = run(texts)
             rates[name].append(len(texts) / (time.perf_counter() - t0))
+            cpu_rates[name].append(len(texts) / max(time.process_time() - c0, 1e-9))
     base_name = next(iter(runners))
     base = vectors[base_name]
     base_rate = statistics.median(rates[base_name])
+    base_cpu = statistics.median(cpu_rates[base_name])
     out = {}
     for name in runners:
         rate = statistics.median(rates[name])
+        cpu = statistics.median(cpu_rates[name])
         cosine = (vectors[name] * base).sum(axis=1) if vectors[name].shape == base.shape else None
         out[name] = {"per_s": round(rate, 1), "x_plain": round(rate / base_rate, 2),
+                     "per_cpu_s": round(cpu, 1), "x_plain_cpu": round(cpu / base_cpu, 2),
                      "rounds": [round(x, 1) for x in rates[name]],
                      "min_cosine_vs_plain": None if cosine is None else round(float(cosine.min()), 5)}
     out["_texts"] = {"n": len(texts), "mean_chars": round(sum(map(len, texts)) / len(texts))}
@@ -413,10 +420,12 @@ def main() -> None:
     parser.add_argument("--scales", default="10000,50000,100000", help="chunk counts for --library's latency runs")
     parser.add_argument("--embedding", action="store_true", help="interleaved embeddings/s: plain loop vs ours")
     parser.add_argument("--texts", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", default="ours,spinning,opt-basic,batch-4096,batch-16384,cap-128,static")
     args = parser.parse_args()
     if args.embedding:
         result = run_embedding_benchmark(args.texts, args.rounds, embed_model=args.embed_model,
+                                         variants=tuple(args.variants.split(",")),
                                          on_step=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
         for name, row in result.items():
             print(f"{name:64} {row}")

@@ -20,7 +20,8 @@ from ondevice.rag.store import STOPWORDS, IndexStore
 
 # Fusion, measured lever by lever in docs/rag.md: RRF with k=10 (not the customary 60, which lets a chunk ranked
 # middling by both lists beat the one vectors rank first), and BM25 counted in full only when its best match is
-# decisive (twice the score of the runner-up: an order number, a rare name); otherwise its list is a tie-breaker.
+# decisive: the query names something (a word with a digit such as an order number, or a capitalised name) and
+# BM25's best score is twice the runner-up's. Otherwise its list is a tie-breaker.
 # In a library of long documents, BM25 over a question's ordinary words mostly finds prose that shares "cost" or
 # "class", which outvoted the vector side's right answer.
 RRF_K = 10
@@ -87,7 +88,8 @@ def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5,
             raise InvalidInput("vector search needs an embedding model")
         semantic = store.nearest(embedder.embed([query])[0], pool)
     fused: dict[int, float] = {}
-    decisive = len(lexical) == 1 or (len(lexical) > 1 and lexical[0][1] >= BM25_DECISIVE_RATIO * lexical[1][1])
+    decisive = names_something(query) and (len(lexical) == 1 or (
+        len(lexical) > 1 and lexical[0][1] >= BM25_DECISIVE_RATIO * lexical[1][1]))
     lexical_weight = weights[0] if decisive or mode == "bm25" else weights[0] * BM25_WEAK_WEIGHT
     for ranked, weight in ((lexical, lexical_weight), (semantic, weights[1])):
         for rank, (chunk_id, _) in enumerate(ranked, start=1):
@@ -97,6 +99,13 @@ def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5,
     sims, scores = dict(semantic), dict(lexical)
     return [SearchResult(rows[c].path, rows[c].start_line, rows[c].end_line, rows[c].page, round(fused[c], 6),
                          rows[c].text, c, sims.get(c), scores.get(c)) for c in top if c in rows]
+
+
+def names_something(query: str) -> bool:
+    """Whether the query names something BM25 can match exactly: a word with a digit (an order number, a code) or
+    a capitalised word after the first (a name)."""
+    words = re.findall(r"\w+", query)
+    return any(any(ch.isdigit() for ch in w) for w in words) or any(w[0].isupper() and w != "I" for w in words[1:])
 
 
 def content_terms(text: str) -> set[str]:

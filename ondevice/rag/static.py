@@ -92,9 +92,12 @@ class StaticEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         out = np.zeros((len(texts), self.table.shape[1]), np.float32)
-        for row, encoding in enumerate(encodings):
-            if encoding.ids:
-                out[row] = self.table[encoding.ids].mean(axis=0)
+        lengths = np.array([len(e.ids) for e in encodings])
+        rows = np.flatnonzero(lengths)
+        if len(rows):  # one gather and one segmented sum for the whole batch
+            ids = np.fromiter((i for r in rows for i in encodings[r].ids), dtype=np.int64, count=int(lengths.sum()))
+            starts = np.concatenate([[0], np.cumsum(lengths[rows])[:-1]])
+            out[rows] = np.add.reduceat(self.table[ids], starts, axis=0) / lengths[rows, None]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.clip(norms, 1e-12, None)
 
