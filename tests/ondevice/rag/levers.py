@@ -134,36 +134,45 @@ def main() -> None:
     for n, (name, options) in enumerate(variants.items(), start=1):
         if args.only and not any(o in name for o in args.only):
             continue
-        index, seconds, summary = build(tmp / f"v{n}.sqlite", roots, **options())
-        row = {"paraphrase": evaluate(index, para_qa), "corpus": evaluate(index, corpus_qa),
-               "index_s": round(seconds, 1), "chunks": summary.total_chunks,
-               "embeddings_per_s": round(summary.embeddings_per_s, 1)}
+        if args.reuse and (tmp / f"v{n}.sqlite").exists():
+            index = Index(tmp / f"v{n}.sqlite", embedder=options()["embedder"])
+            row = {"paraphrase": evaluate(index, para_qa), "corpus": evaluate(index, corpus_qa), "reused": True}
+        else:
+            index, seconds, summary = build(tmp / f"v{n}.sqlite", roots, **options())
+            row = {"paraphrase": evaluate(index, para_qa), "corpus": evaluate(index, corpus_qa),
+                   "index_s": round(seconds, 1), "chunks": summary.total_chunks,
+                   "embeddings_per_s": round(summary.embeddings_per_s, 1)}
         print(name, json.dumps(row), flush=True)
         index.close()
 
 
 def answerability(index, qa) -> None:
-    """How often the answerer gets the right note (kept as relevant) and how often it refuses the unanswerable."""
+    """How often the answerer is given the right note (it passes the relevance check) and how often it refuses a
+    question the library cannot answer, for the similarity threshold and for where relevant chunks are looked for."""
+    from ondevice.rag import retrieve
     from ondevice.rag.retrieve import is_relevant, search
 
-    for name, k, extra in (("top 5, relevance check (before)", 5, 0), ("top 5 + next 5 when none of the top 5 "
-                                                                      "is relevant", 5, 5)):
-        kept = refused = 0
-        for item in qa:
-            results = search(index.store, index.embedder, item["question"], k + extra)
-            relevant = [r for r in results[:k] if is_relevant(item["question"], r, index.embedder)]
-            if not relevant and extra:
-                relevant = [r for r in results[k:] if is_relevant(item["question"], r, index.embedder)]
-            kept += any(r.path.endswith(item["source"]) for r in relevant)
-        for question in paraphrase.UNANSWERABLE:
-            results = search(index.store, index.embedder, question, k + extra)
-            relevant = [r for r in results[:k] if is_relevant(question, r, index.embedder)]
-            if not relevant and extra:
-                relevant = [r for r in results[k:] if is_relevant(question, r, index.embedder)]
-            refused += not relevant
-        print(f"answerability {name}", json.dumps({"right note kept": f"{kept}/{len(qa)}",
-                                                   "unanswerable refused": f"{refused}/{len(paraphrase.UNANSWERABLE)}"}),
-              flush=True)
+    found = {item["question"]: search(index.store, index.embedder, item["question"], 10) for item in qa}
+    unanswerable = {q: search(index.store, index.embedder, q, 10) for q in paraphrase.UNANSWERABLE}
+    pickers = {
+        "top 5": lambda q, r: [x for x in r[:5] if is_relevant(q, x, index.embedder)],
+        "relevant among the top 10, first 5": lambda q, r: [x for x in r[:10]
+                                                            if is_relevant(q, x, index.embedder)][:5],
+    }
+    saved = retrieve.MIN_SIMILARITY
+    try:
+        for threshold in (0.3, 0.35, 0.4):
+            retrieve.MIN_SIMILARITY = threshold
+            for name, pick in pickers.items():
+                kept = sum(any(r.path.endswith(item["source"]) for r in pick(item["question"],
+                                                                              found[item["question"]]))
+                           for item in qa)
+                refused = sum(not pick(q, r) for q, r in unanswerable.items())
+                print(f"answerability: cosine >= {threshold}, {name}",
+                      json.dumps({"right note kept": f"{kept}/{len(qa)}",
+                                  "unanswerable refused": f"{refused}/{len(unanswerable)}"}), flush=True)
+    finally:
+        retrieve.MIN_SIMILARITY = saved
 
 
 def rerank_lever(index, para_qa, corpus_qa) -> None:
