@@ -65,9 +65,11 @@ def write_library(root: Path, n_files: int, seed: int = 0, paragraphs: tuple[int
     facts: list[Fact] = []
     root = Path(root)
     for i in range(n_files):
-        subject = f"{rng.choice(ADJECTIVES).title()} {rng.choice(NOUNS).title()} {i}"
+        # names differ in words, not only in the number, for the first 260 files (as two real projects would)
+        subject = f"{ADJECTIVES[i % len(ADJECTIVES)].title()} {NOUNS[i % len(NOUNS)].title()} {i}"
         t = rng.randrange(len(TEMPLATES))
-        statement, question, answer = (part.format(s=subject, v=_value(rng, t)) for part in TEMPLATES[t])
+        value = _value(rng, t)
+        statement, question, answer = (part.format(s=subject, v=value) for part in TEMPLATES[t])
         paras = [" ".join(rng.choices(sentences, k=rng.randint(2, 5)))
                  for _ in range(rng.randint(*paragraphs))]
         at = rng.randrange(len(paras))
@@ -104,7 +106,7 @@ def _code(subject: str, paras: list[str], rng: random.Random) -> str:
     name = re.sub(r"\W+", "_", subject.lower())
     lines = [f'"""Helpers for {subject}.', "", *(_wrap(paras[0], 100)), '"""', "", "import os", ""]
     for j, para in enumerate(paras[1:], start=1):
-        lines += [f"def {name}_step{j}(value):", f'    """{" ".join(_wrap(para, 100)[:3])}"""',
+        lines += [f"def {name}_step{j}(value):", '    """' + "\n    ".join(_wrap(para, 96)) + '"""',
                   f"    return value * {rng.randint(2, 9)} + {j}", ""]
     return "\n".join(lines) + "\n"
 

@@ -21,13 +21,14 @@ from ondevice.rag.store import STOPWORDS, IndexStore
 # Fusion, measured lever by lever in docs/rag.md: RRF with k=10 (not the customary 60, which lets a chunk ranked
 # middling by both lists beat the one vectors rank first), and BM25 counted in full only when its best match is
 # decisive: the query names something (a word with a digit such as an order number, or a capitalised name) and
-# BM25's best score is twice the runner-up's. Otherwise its list is a tie-breaker.
+# BM25's best score is twice the runner-up's; then it counts double. Otherwise its list is a tie-breaker.
 # In a library of long documents, BM25 over a question's ordinary words mostly finds prose that shares "cost" or
 # "class", which outvoted the vector side's right answer.
 RRF_K = 10
 FUSION_WEIGHTS = (1.0, 1.0)  # (BM25 when decisive, vector)
 BM25_DECISIVE_RATIO = 2.0
 BM25_WEAK_WEIGHT = 0.2
+BM25_DECISIVE_WEIGHT = 2.0  # a decisive exact match must beat chunks that both lists rank second or third
 MODES = ("hybrid", "bm25", "vector")
 # Below this cosine similarity (all-MiniLM-L6-v2 scale) a chunk is not about the question, unless BM25 finds
 # most of the question's content words in it.
@@ -90,7 +91,7 @@ def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5,
     fused: dict[int, float] = {}
     decisive = names_something(query) and (len(lexical) == 1 or (
         len(lexical) > 1 and lexical[0][1] >= BM25_DECISIVE_RATIO * lexical[1][1]))
-    lexical_weight = weights[0] if decisive or mode == "bm25" else weights[0] * BM25_WEAK_WEIGHT
+    lexical_weight = weights[0] * (BM25_DECISIVE_WEIGHT if decisive else 1.0 if mode == "bm25" else BM25_WEAK_WEIGHT)
     for ranked, weight in ((lexical, lexical_weight), (semantic, weights[1])):
         for rank, (chunk_id, _) in enumerate(ranked, start=1):
             fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (rrf_k + rank)
