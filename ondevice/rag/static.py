@@ -9,7 +9,8 @@ model2vec 0.10 requires huggingface-hub >= 1.0, which transformers 4.57.6 (pinne
 accept; the recipe is a few array operations on top of the encoder and tokenizer we already ship.
 
 The distilled table is cached in the model store (`converted/<model>-static-<dims>/`), written atomically, and
-made on first use (480 s on the shared 2-core machine, load average ~17; 30,522 three-piece passes through MiniLM). Its vectors are not comparable with MiniLM's: an index built with
+made on first use (480 s on the shared 2-core machine, load average ~17: 30,522 three-piece passes through
+MiniLM). Its vectors are not comparable with MiniLM's: an index built with
 `--embed-model minilm-l6-static` records that name and must be queried with it. Recall is lower than MiniLM's
 (docs/rag.md), so it is an opt-in fast first pass, not the default.
 """
