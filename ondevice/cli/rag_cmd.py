@@ -52,13 +52,15 @@ def _index_with_progress(index, paths, exclude, quiet: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-               TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.0f} embeddings/s"), TimeElapsedColumn())
+               TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.0f} embeddings/s"), TimeElapsedColumn(),
+               TextColumn("ETA {task.fields[eta]}"))
     with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task("index", total=None, chunks=0, rate=0.0)
+        task = progress.add_task("index", total=None, chunks=0, rate=0.0, eta="-")
 
         def update(event):
+            eta = "-" if event.eta_s is None else f"{int(event.eta_s) // 60}:{int(event.eta_s) % 60:02d}"
             progress.update(task, completed=event.files_done, total=event.files_total, chunks=event.chunks,
-                            rate=event.embeddings_per_s)
+                            rate=event.embeddings_per_s, eta=eta)
 
         return index.add(paths, exclude=exclude, on_progress=update)
 
@@ -224,15 +226,33 @@ def eval_command(qa_file, index_name, embed_model, k, mode, model, answer_modes,
 @click.option("--chunks", type=click.IntRange(min=100), default=10_000, show_default=True)
 @click.option("--files", type=click.IntRange(min=10), default=500, show_default=True)
 @click.option("--queries", type=click.IntRange(min=5), default=100, show_default=True)
+@click.option("--library", type=click.IntRange(min=10), default=None, metavar="N",
+              help="Generate N realistic files (notes, Markdown, PDF, DOCX, code) with known facts: first-index and "
+                   "one-file re-index time, facts found, then size, re-index time, p50/p95 and memory at --scales.")
+@click.option("--scales", default="10000,50000,100000", show_default=True, metavar="CHUNKS,...",
+              help="Index sizes (chunks) for --library's latency runs.")
 @embed_option
 @json_option
-def bench_command(chunks, files, queries, embed_model, as_json):
+def bench_command(chunks, files, queries, library, scales, embed_model, as_json):
     """Indexing files/s (without embedding), embeddings/s, retrieval p95 at N chunks, query-process memory."""
-    from ondevice.rag.benchmark import run_benchmark
+    from ondevice.rag.benchmark import run_benchmark, run_library_benchmark
 
-    report = run_benchmark(n_chunks=chunks, n_files=files, n_queries=queries, embed_model=embed_model)
+    if library:
+        try:
+            sizes = tuple(int(x) for x in scales.split(",") if x.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected chunk counts separated by commas, got {scales!r}",
+                                     param_hint="--scales") from None
+        report = run_library_benchmark(library, sizes, queries, embed_model,
+                                       on_step=None if as_json else lambda m: err_console.print(f"[dim]{m}[/]"))
+    else:
+        report = run_benchmark(n_chunks=chunks, n_files=files, n_queries=queries, embed_model=embed_model)
     if as_json:
         print_json(report)
         return
     for key, value in report.__dict__.items():
-        console.print(f"{key:32} {value}")
+        if key == "scale":
+            for point in value:
+                console.print(f"{'at ' + str(point.chunks) + ' chunks':32} {point.__dict__}")
+        else:
+            console.print(f"{key:32} {value}")

@@ -159,16 +159,289 @@ def run_benchmark(n_chunks: int = 10_000, n_files: int = 500, n_queries: int = 1
         query_process_rss_mb=round(rss, 1))
 
 
+@dataclass
+class ScalePoint:
+    """One library size: an index of `chunks` chunks (hashing vectors under the real model's name)."""
+
+    chunks: int
+    files: int
+    index_mb: float
+    build_s: float                 # incremental build up to this size, hashing embedder (excludes the model)
+    index_process_rss_mb: float
+    reindex_one_file_s: float      # one changed file, hashing embedder: walk, stat, read, parse, write
+    retrieval_p50_ms: float
+    retrieval_p95_ms: float
+    retrieval_cpu_p95_ms: float
+    query_process_rss_mb: float
+
+
+@dataclass
+class LibraryReport:
+    """`ondevice rag bench --library N`: the real model on N generated files, then latency at larger sizes."""
+
+    files: int
+    chunks: int
+    embed_model: str
+    first_index_s: float
+    embeddings_per_s: float
+    index_mb: float
+    index_process_rss_mb: float
+    reindex_one_file_s: float      # real embedder
+    facts: int
+    facts_found_at_5: float
+    fact_retrieval_p50_ms: float
+    fact_retrieval_p95_ms: float
+    scale: list[ScalePoint]
+
+
+def _index_worker(index_file: str, root: str, embed_model: str | None, hashing: bool, change: str | None,
+                  out) -> None:
+    """In a fresh process: index `root`, then (if `change`) append a line to that file and index again."""
+    import resource
+
+    from ondevice.rag import Index
+    from ondevice.rag.embedder import Embedder
+
+    embedder = None
+    if hashing:
+        from ondevice.rag.embedder import load_embedder
+
+        real = load_embedder(embed_model)  # for its name and dimension only
+        embedder = Embedder(HashEmbedder(real.name, real.dim), real.name)
+        real.close()
+    with Index(index_file, embed_model=None if hashing else embed_model, embedder=embedder) as index:
+        t0 = time.perf_counter()
+        summary = index.add([root])
+        first = time.perf_counter() - t0
+        reindex = None
+        if change:
+            with open(change, "a") as f:
+                f.write("\nChanged: one more line for the one-file re-index measurement.\n")
+            t0 = time.perf_counter()
+            again = index.add([root])
+            reindex = time.perf_counter() - t0
+            assert again.updated == 1 and again.embedded <= 3, again
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.put((first, summary.embeddings_per_s, summary.total_files, summary.total_chunks, reindex, rss))
+
+
+def _in_process(target, *args):
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, out))
+    proc.start()
+    result = out.get()
+    proc.join()
+    return result
+
+
+def _size_mb(index_file: Path) -> float:
+    return round(sum(p.stat().st_size for p in index_file.parent.glob(index_file.name + "*")) / 2**20, 1)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+
+
+def run_library_benchmark(n_files: int = 1000, scales: tuple[int, ...] = (10_000, 50_000, 100_000),
+                          n_queries: int = 100, embed_model: str | None = None, workdir: str | None = None,
+                          on_step=None) -> LibraryReport:
+    """Generated library: first index and one-file re-index with the real embedder, facts retrieved, then
+    index size, re-index time, retrieval p50/p95 and process memory at each size in `scales` (chunks)."""
+    from ondevice.rag.library import write_library
+    from ondevice.store import DEFAULT_EMBED_MODEL
+
+    embed_model = embed_model or DEFAULT_EMBED_MODEL
+    step = on_step or (lambda message: None)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        step(f"writing {n_files} files")
+        facts = write_library(tmp / "lib", n_files)
+        step("indexing them with the real embedding model")
+        first, rate, files, chunks, reindex, rss = _in_process(
+            _index_worker, str(tmp / "lib.sqlite"), str(tmp / "lib"), embed_model, False,
+            str(tmp / "lib" / facts[0].path) if not facts[0].path.endswith((".pdf", ".docx")) else
+            str(tmp / "lib" / next(f.path for f in facts if f.path.endswith((".md", ".txt")))))
+        sample = facts[:: max(1, len(facts) // n_queries)][:n_queries]
+        step(f"asking {len(sample)} fact questions")
+        times, _, _, found = _in_process(_fact_worker, str(tmp / "lib.sqlite"), embed_model,
+                                         [(f.question, f.path) for f in sample])
+        report = LibraryReport(files, chunks, embed_model, round(first, 1), round(rate, 1),
+                               _size_mb(tmp / "lib.sqlite"), round(rss, 1), round(reindex, 2), len(sample),
+                               round(found, 3), _percentile(times, 0.5), _percentile(times, 0.95), [])
+        # Larger sizes: one library grown step by step, vectors from the hashing embedder.
+        grown, per_file = 0, max(chunks / max(files, 1), 1.0)
+        words = _vocabulary()
+        rng = random.Random(3)
+        queries = [" ".join(rng.choices(words, k=rng.randint(3, 8))) for _ in range(n_queries)]
+        big = tmp / "big.sqlite"
+        for target in scales:
+            need = int(target / per_file) - grown
+            if need > 0:
+                step(f"growing the library to about {target} chunks")
+                write_library(tmp / "big" / f"part{len(report.scale)}", need, seed=10 + len(report.scale))
+                grown += need
+            change = next(p for p in sorted((tmp / "big").rglob("*.md")))
+            t0 = time.perf_counter()
+            _, _, n_files_big, n_chunks_big, reindex_big, rss_big = _in_process(
+                _index_worker, str(big), str(tmp / "big"), embed_model, True, str(change))
+            build = time.perf_counter() - t0
+            step(f"querying {n_chunks_big} chunks")
+            times, cpu, qrss, _ = _in_process(_fact_worker, str(big), embed_model, [(q, "") for q in queries])
+            report.scale.append(ScalePoint(n_chunks_big, n_files_big, _size_mb(big), round(build, 1),
+                                           round(rss_big, 1), round(reindex_big, 2), _percentile(times, 0.5),
+                                           _percentile(times, 0.95), _percentile(cpu, 0.95), round(qrss, 1)))
+    return report
+
+
+def _fact_worker(index_file: str, embed_model: str, questions: list[tuple[str, str]], out) -> None:
+    import resource
+
+    from ondevice.rag import Index
+
+    with Index(index_file, embed_model=embed_model, create=False) as index:
+        index.search(questions[0][0], 5)  # warm-up: loads the model, the vector matrix
+        times, cpu, found = [], [], 0
+        for question, path in questions:
+            t0, c0 = time.perf_counter(), time.process_time()
+            results = index.search(question, 5)
+            times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
+            found += bool(path) and any(r.path.endswith(path) for r in results)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.put((times, cpu, rss, found / len(questions)))
+
+
+def plain_onnx_loop(onnx_dir: Path, threads: int = 2, batch: int = 64, max_length: int = 256):
+    """The baseline: a plain onnxruntime loop, batches of `batch` texts in their given order padded to the longest."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(onnx_dir / "model.onnx"), so, providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(str(onnx_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(pad_id=0)
+    names = {i.name for i in session.get_inputs()}
+
+    def embed(texts):
+        rows = []
+        for start in range(0, len(texts), batch):
+            encodings = tokenizer.encode_batch(list(texts[start:start + batch]))
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+            pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+            rows.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
+        return np.concatenate(rows)
+
+    return embed
+
+
+def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 2, embed_model: str | None = None,
+                            variants: tuple[str, ...] = ("ours", "spinning", "opt-basic", "batch-4096",
+                                                         "batch-16384", "cap-128", "static"),
+                            on_step=None) -> dict:
+    """Embeddings/s on real chunks (a generated library's), interleaved: the plain loop, our path, and our path
+    with one setting changed at a time, each over the same texts in each round. Returns {variant: {...}} with the
+    median wall-clock rate and the median rate per CPU-second of this process (texts / CPU time: steadier than
+    wall time on a shared machine, as long as threads do not spin)."""
+    import ondevice
+    from ondevice.rag.chunking import chunk_document
+    from ondevice.rag.embedder import BucketedEncoder, SessionSettings
+    from ondevice.rag.library import write_library
+    from ondevice.rag.readers import read_document
+    from ondevice.store import DEFAULT_EMBED_MODEL
+
+    embed_model = embed_model or DEFAULT_EMBED_MODEL
+    with tempfile.TemporaryDirectory() as tmp:
+        write_library(Path(tmp), max(10, n_texts // 3))
+        texts = [c.text for p in sorted(Path(tmp).rglob("*.*")) for c in chunk_document(read_document(p, p.read_bytes()))]
+    random.Random(0).shuffle(texts)
+    texts = texts[:n_texts]
+    model = ondevice.load(embed_model, threads=threads)
+    folder = Path(model._backend.ref.path)
+    model.close()
+    runners = {"plain onnxruntime loop (batches of 64, padded to the longest)": plain_onnx_loop(folder, threads)}
+    settings = {"ours": {}, "spinning": {"spinning": True}, "opt-basic": {"optimization": "basic"}}
+    for name in variants:
+        if name in settings:
+            runners[name] = BucketedEncoder(folder, SessionSettings(threads=threads, **settings[name])).embed
+        elif name.startswith("batch-"):
+            runners[name] = BucketedEncoder(folder, SessionSettings(threads=threads),
+                                            batch_tokens=int(name.split("-")[1])).embed
+        elif name.startswith("cap-"):
+            runners[name] = BucketedEncoder(folder, SessionSettings(threads=threads),
+                                            max_length=int(name.split("-")[1])).embed
+        elif name == "static":
+            from ondevice.rag.static import load_static
+
+            runners[name] = load_static(embed_model, threads).embed
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in runners}
+    vectors = {}
+    for name, run in runners.items():  # warm-up (and the static table's one-time distillation)
+        run(texts[:8])
+    for r in range(rounds):
+        for name, run in runners.items():
+            if on_step:
+                on_step(f"round {r + 1}: {name}")
+            t0, c0 = time.perf_counter(), time.process_time()
+            vectors[name] = run(texts)
+            rates[name].append(len(texts) / (time.perf_counter() - t0))
+            cpu_rates[name].append(len(texts) / max(time.process_time() - c0, 1e-9))
+    base_name = next(iter(runners))
+    base = vectors[base_name]
+    base_rate = statistics.median(rates[base_name])
+    base_cpu = statistics.median(cpu_rates[base_name])
+    out = {}
+    for name in runners:
+        rate = statistics.median(rates[name])
+        cpu = statistics.median(cpu_rates[name])
+        cosine = (vectors[name] * base).sum(axis=1) if vectors[name].shape == base.shape else None
+        out[name] = {"per_s": round(rate, 1), "x_plain": round(rate / base_rate, 2),
+                     "per_cpu_s": round(cpu, 1), "x_plain_cpu": round(cpu / base_cpu, 2),
+                     "rounds": [round(x, 1) for x in rates[name]],
+                     "min_cosine_vs_plain": None if cosine is None else round(float(cosine.min()), 5)}
+    out["_texts"] = {"n": len(texts), "mean_chars": round(sum(map(len, texts)) / len(texts))}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--files", type=int, default=500)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--embed-model", default=None)
+    parser.add_argument("--library", type=int, default=None, help="generated library of N files (see library.py)")
+    parser.add_argument("--scales", default="10000,50000,100000", help="chunk counts for --library's latency runs")
+    parser.add_argument("--embedding", action="store_true", help="interleaved embeddings/s: plain loop vs ours")
+    parser.add_argument("--texts", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", default="ours,spinning,opt-basic,batch-4096,batch-16384,cap-128,static")
     args = parser.parse_args()
-    report = run_benchmark(args.chunks, args.files, args.queries, args.embed_model)
+    if args.embedding:
+        result = run_embedding_benchmark(args.texts, args.rounds, embed_model=args.embed_model,
+                                         variants=tuple(args.variants.split(",")),
+                                         on_step=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
+        for name, row in result.items():
+            print(f"{name:64} {row}")
+        return
+    if args.library:
+        scales = tuple(int(x) for x in args.scales.split(",") if x)
+        report = run_library_benchmark(args.library, scales, args.queries, args.embed_model,
+                                       on_step=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
+    else:
+        report = run_benchmark(args.chunks, args.files, args.queries, args.embed_model)
     for key, value in report.__dict__.items():
-        print(f"{key:34} {value}")
+        if key == "scale":
+            for point in value:
+                print(f"{'at ' + str(point.chunks) + ' chunks':34} {point.__dict__}")
+        else:
+            print(f"{key:34} {value}")
 
 
 if __name__ == "__main__":

@@ -27,11 +27,27 @@ class Chunk:
     start_line: int | None = None
     end_line: int | None = None
     page: int | None = None
+    context: str = ""  # what the embedding sees before the text (the file's title), "" for none
+
+    @property
+    def embed_text(self) -> str:
+        return f"{self.context}\n{self.text}" if self.context else self.text
 
     @property
     def key(self) -> str:
-        """Content key: chunks with the same text share one embedding (renames, copies, untouched sections)."""
-        return hashlib.sha256(self.text.encode()).hexdigest()[:32]
+        """Content key: chunks with the same embedded text share one embedding (renames, copies, untouched
+        sections)."""
+        return hashlib.sha256(self.embed_text.encode()).hexdigest()[:32]
+
+
+def title_context(path) -> str:
+    """A file's folder and name as words ("bike/fit.md" -> "bike fit"): what a chunk is about when its text
+    does not say."""
+    from pathlib import Path
+
+    path = Path(path)
+    words = [path.parent.name, path.stem]
+    return " ".join(re.sub(r"[-_.]+", " ", w).strip() for w in words if w).strip()
 
 
 def chunk_document(document: Document, max_chars: int = DEFAULT_MAX_CHARS,

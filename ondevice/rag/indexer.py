@@ -3,24 +3,35 @@
 Incremental by content: a file whose size and mtime are unchanged is not read; one whose bytes hash the same is
 not re-parsed; a file whose hash matches an indexed file that has disappeared is a rename (its path is updated,
 nothing is embedded); and chunks whose text is already in the index reuse the stored vector. Embedding is batched
-across files; each file is then written in its own transaction, so a kill loses at most the files in flight.
+across files; each file is then written in its own transaction, so a kill loses at most the files in flight and
+the next run embeds only those (tested).
+
+Reading, hashing, parsing and chunking run in a background thread, one batch ahead of the embedder (onnxruntime
+releases the GIL while it computes), so the model is never idle waiting for files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ondevice.errors import InvalidInput
-from ondevice.rag.chunking import Chunk, chunk_document
+from ondevice.rag.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP_CHARS, Chunk, chunk_document, title_context
 from ondevice.rag.embedder import Embedder
 from ondevice.rag.readers import DEFAULT_MAX_BYTES, ParseError, Skipped, iter_files, read_document
 from ondevice.rag.store import IndexStore
 
-EMBED_BATCH = 64  # chunks per embedding call (across files)
+EMBED_BATCH = 256  # chunks per embedding call (across files): enough for length buckets to form
+# Chunking and the embedding text: module settings so that the lever measurements (docs/rag.md) can vary them.
+CHUNK_CHARS = DEFAULT_MAX_CHARS
+CHUNK_OVERLAP = DEFAULT_OVERLAP_CHARS
+TITLE_CONTEXT = False  # prefix each chunk's embedding text with its folder and file name
+READ_AHEAD = 512  # files the reader thread may run ahead of the embedder
 
 
 @dataclass
@@ -39,6 +50,8 @@ class IndexProgress:
     embedded: int
     embeddings_per_s: float
     current: str = ""
+    elapsed_s: float = 0.0
+    eta_s: float | None = None  # remaining files at the rate so far; None until there is a rate to go by
 
 
 @dataclass
@@ -120,48 +133,71 @@ def index_paths(store: IndexStore, paths: Sequence[str | Path], embedder: Embedd
         if on_progress:
             stats = embedder.stats
             rate = (stats.texts - embed_before[0]) / max(stats.seconds - embed_before[1], 1e-9)
+            elapsed = time.perf_counter() - t0
+            eta = (len(found) - done) * elapsed / done if done else None
             on_progress(IndexProgress(done, len(found), summary.chunks_written,
-                                      stats.texts - embed_before[0], rate, current))
+                                      stats.texts - embed_before[0], rate, current, elapsed, eta))
 
-    for path in found:
-        key = str(path)
-        try:
-            st = path.stat()
+    # The reader thread only reads files and the `known` snapshot; every store write stays on this thread.
+    items: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+    reader = threading.Thread(target=_read_files, args=(found, known, frozenset(by_hash), items, stop), daemon=True,
+                              name="rag-reader")
+    reader.start()
+    try:
+        while True:
+            item = items.get()
+            if item is None:
+                break
+            kind, path, payload = item
+            key = str(path)
+            if kind == "unchanged":
+                summary.unchanged += 1
+                done += 1
+                continue
+            if kind == "touched":  # touched, not changed
+                store.touch_file(key, *payload)
+                summary.unchanged += 1
+                done += 1
+                continue
+            if kind == "failed":
+                summary.failed.append(FailedFile(key, payload))
+                if key in known:  # do not keep serving the old text of a file we can no longer read
+                    store.delete_file(key)
+                done += 1
+                continue
+            sha, size, mtime_ns, chunks = payload
             record = known.get(key)
-            if record and record.size == st.st_size and record.mtime_ns == st.st_mtime_ns:
-                summary.unchanged += 1
-                done += 1
-                continue
-            data = path.read_bytes()
-            sha = file_sha256(data)
-            if record and record.sha256 == sha:  # touched, not changed
-                store.touch_file(key, st.st_size, st.st_mtime_ns)
-                summary.unchanged += 1
-                done += 1
-                continue
             if record is None and sha in by_hash:  # a renamed (moved) file: keep its chunks and vectors
                 old = by_hash.pop(sha)
                 vanished.pop(old, None)
-                store.rename_file(old, key, st.st_mtime_ns)
-                store.touch_file(key, st.st_size, st.st_mtime_ns)
+                store.rename_file(old, key, mtime_ns)
+                store.touch_file(key, size, mtime_ns)
                 summary.renamed += 1
                 done += 1
                 report(key)
                 continue
-            chunks = chunk_document(read_document(path, data))
-        except (ParseError, OSError, UnicodeError, ValueError) as exc:
-            summary.failed.append(FailedFile(key, str(exc) or type(exc).__name__))
-            if key in known:  # do not keep serving the old text of a file we can no longer read
-                store.delete_file(key)
-            done += 1
-            continue
-        pending.append(_Pending(path, sha, st.st_size, st.st_mtime_ns, chunks, record is not None))
-        if sum(len(p.chunks) for p in pending) >= EMBED_BATCH:
-            done += _flush(store, embedder, pending, summary)
-            pending = []
-            report(key)
-    done += _flush(store, embedder, pending, summary)
-    report()
+            if chunks is None:  # looked like a rename, but its twin was taken by an earlier file: parse it here
+                item = _read_one(path, None, frozenset())
+                if item[0] == "failed":
+                    summary.failed.append(FailedFile(key, item[2]))
+                    done += 1
+                    continue
+                chunks = item[2][3]
+            pending.append(_Pending(path, sha, size, mtime_ns, chunks, record is not None))
+            if sum(len(p.chunks) for p in pending) >= EMBED_BATCH:
+                done += _flush(store, embedder, pending, summary)
+                pending = []
+                report(key)
+        done += _flush(store, embedder, pending, summary)
+        report()
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                reader.join(0.05)
 
     for path in vanished:
         store.delete_file(path)
@@ -170,6 +206,41 @@ def index_paths(store: IndexStore, paths: Sequence[str | Path], embedder: Embedd
     summary.seconds = time.perf_counter() - t0
     summary.total_files, summary.total_chunks = store.counts()
     return summary
+
+
+def _read_files(found: Sequence[Path], known: dict, renamed_from: frozenset, items: queue.Queue,
+                stop: threading.Event) -> None:
+    """Reader thread: classify each file (unchanged / touched / failed / parsed with its chunks) into `items`."""
+    try:
+        for path in found:
+            if stop.is_set():
+                return
+            items.put(_read_one(path, known.get(str(path)), renamed_from))
+    finally:
+        items.put(None)
+
+
+def _read_one(path: Path, record, renamed_from: frozenset) -> tuple:
+    try:
+        st = path.stat()
+        if record and record.size == st.st_size and record.mtime_ns == st.st_mtime_ns:
+            return "unchanged", path, None
+        data = path.read_bytes()
+        sha = file_sha256(data)
+        if record and record.sha256 == sha:
+            return "touched", path, (st.st_size, st.st_mtime_ns)
+        if record is None and sha in renamed_from:  # a rename: the consumer checks, and parses only if it is not
+            return "parsed", path, (sha, st.st_size, st.st_mtime_ns, None)
+        chunks = chunk_document(read_document(path, data), CHUNK_CHARS, CHUNK_OVERLAP)
+        if TITLE_CONTEXT:
+            context = title_context(path)
+            for chunk in chunks:
+                chunk.context = context
+        return "parsed", path, (sha, st.st_size, st.st_mtime_ns, chunks)
+    except (ParseError, OSError, UnicodeError, ValueError) as exc:
+        return "failed", path, str(exc) or type(exc).__name__
+    except Exception as exc:  # a reader bug must not hang the consumer: report the file as failed
+        return "failed", path, f"{type(exc).__name__}: {exc}"
 
 
 def _flush(store: IndexStore, embedder: Embedder, pending: list[_Pending], summary: IndexSummary) -> int:
@@ -183,7 +254,7 @@ def _flush(store: IndexStore, embedder: Embedder, pending: list[_Pending], summa
     for p in pending:
         for c in p.chunks:
             if c.key not in vectors:
-                todo.setdefault(c.key, c.text)
+                todo.setdefault(c.key, c.embed_text)
     if todo:
         embedded = embedder.embed(list(todo.values()))
         for key, row in zip(todo, embedded):

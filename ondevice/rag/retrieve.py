@@ -1,8 +1,8 @@
 """Hybrid retrieval: BM25 (FTS5) and vector (sqlite-vec) candidates fused by reciprocal rank fusion.
 
 BM25 finds rare exact tokens (an invoice number, an error code) that embeddings blur; vectors find paraphrases
-that share no words with the text. RRF (Cormack et al. 2009) adds 1/(60 + rank) from each list, so neither
-list's raw scores need calibrating against the other. `--rerank` then asks the local LLM how relevant each
+that share no words with the text. RRF (Cormack et al. 2009) adds weight/(k + rank) from each list, so neither
+list's raw scores need calibrating against the other (k and the weights: see RRF_K below). `--rerank` then asks the local LLM how relevant each
 candidate is and re-orders by that.
 """
 
@@ -18,7 +18,17 @@ from ondevice.errors import InvalidInput
 from ondevice.rag.embedder import Embedder
 from ondevice.rag.store import STOPWORDS, IndexStore
 
-RRF_K = 60
+# Fusion, measured lever by lever in docs/rag.md: RRF with k=10 (not the customary 60, which lets a chunk ranked
+# middling by both lists beat the one vectors rank first), and BM25 counted in full only when its best match is
+# decisive: the query names something (a word with a digit such as an order number, or a capitalised name) and
+# BM25's best score is twice the runner-up's; then it counts double. Otherwise its list is a tie-breaker.
+# In a library of long documents, BM25 over a question's ordinary words mostly finds prose that shares "cost" or
+# "class", which outvoted the vector side's right answer.
+RRF_K = 10
+FUSION_WEIGHTS = (1.0, 1.0)  # (BM25 when decisive, vector)
+BM25_DECISIVE_RATIO = 2.0
+BM25_WEAK_WEIGHT = 0.2
+BM25_DECISIVE_WEIGHT = 2.0  # a decisive exact match must beat chunks that both lists rank second or third
 MODES = ("hybrid", "bm25", "vector")
 # Below this cosine similarity (all-MiniLM-L6-v2 scale) a chunk is not about the question, unless BM25 finds
 # most of the question's content words in it.
@@ -59,8 +69,11 @@ def check_query(query: str) -> str:
 
 
 def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5, mode: str = "hybrid",
-           candidates: int = 50) -> list[SearchResult]:
+           candidates: int = 50, weights: tuple[float, float] = FUSION_WEIGHTS,
+           rrf_k: int = RRF_K) -> list[SearchResult]:
     """The top `k` chunks for `query`, best first. mode: "hybrid", "bm25" or "vector".
+
+    weights: (BM25, vector) multipliers of each list's reciprocal-rank score in the fusion.
 
     `query` is one `check_query` accepted (`Index.search` checks it once, for every caller above it).
     """
@@ -76,14 +89,24 @@ def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5,
             raise InvalidInput("vector search needs an embedding model")
         semantic = store.nearest(embedder.embed([query])[0], pool)
     fused: dict[int, float] = {}
-    for ranked in (lexical, semantic):
+    decisive = names_something(query) and (len(lexical) == 1 or (
+        len(lexical) > 1 and lexical[0][1] >= BM25_DECISIVE_RATIO * lexical[1][1]))
+    lexical_weight = weights[0] * (BM25_DECISIVE_WEIGHT if decisive else 1.0 if mode == "bm25" else BM25_WEAK_WEIGHT)
+    for ranked, weight in ((lexical, lexical_weight), (semantic, weights[1])):
         for rank, (chunk_id, _) in enumerate(ranked, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (rrf_k + rank)
     top = sorted(fused, key=lambda cid: -fused[cid])[:k]
     rows = store.chunk_rows(top)
     sims, scores = dict(semantic), dict(lexical)
     return [SearchResult(rows[c].path, rows[c].start_line, rows[c].end_line, rows[c].page, round(fused[c], 6),
                          rows[c].text, c, sims.get(c), scores.get(c)) for c in top if c in rows]
+
+
+def names_something(query: str) -> bool:
+    """Whether the query names something BM25 can match exactly: a word with a digit (an order number, a code) or
+    a capitalised word after the first (a name)."""
+    words = re.findall(r"\w+", query)
+    return any(any(ch.isdigit() for ch in w) for w in words) or any(w[0].isupper() and w != "I" for w in words[1:])
 
 
 def content_terms(text: str) -> set[str]:
@@ -111,25 +134,14 @@ def is_relevant(query: str, result: SearchResult, embedder: Embedder | None = No
     return any(any(ch.isdigit() for ch in t) for t in hits)
 
 
-RERANK_PROMPT = ("Passage:\n{passage}\n\nQuestion: {question}\n"
-                 "Does the passage contain the answer to the question? Answer yes or no.")
-
-
 def rerank(results: Sequence[SearchResult], query: str, model) -> list[SearchResult]:
-    """Re-order by the LLM's log-odds of "yes" to "does this passage answer the question?" (temperature 0)."""
+    """Re-order by the local reranker (`ondevice.rag.rerank`: the LLM's log-odds of "yes, this passage answers")."""
+    from ondevice.rag.rerank import rerank as rerank_texts
+
+    results = list(results)
     if not results:
         return []
-    yes = _first_token(model, [" yes", "yes", " Yes", "Yes"])
-    no = _first_token(model, [" no", "no", " No", "No"])
-    for result in results:
-        prompt = model.render_chat([{"role": "user",
-                                     "content": RERANK_PROMPT.format(passage=result.text[:1500], question=query)}])
-        tokens = model.tokenize(prompt, add_special=False)[-(model.n_ctx - 1):]
-        last = model.logits(tokens)[-1]
-        result.relevance = float(max(last[t] for t in yes) - max(last[t] for t in no))
-    return sorted(results, key=lambda r: -(r.relevance or 0.0))
-
-
-def _first_token(model, words: Sequence[str]) -> list[int]:
-    ids = {model.tokenize(w, add_special=False)[0] for w in words if model.tokenize(w, add_special=False)}
-    return sorted(ids)
+    order = rerank_texts(query, [r.text for r in results], model)
+    for index, score in order:
+        results[index].relevance = score
+    return [results[index] for index, _ in order]

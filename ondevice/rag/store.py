@@ -85,6 +85,7 @@ class IndexStore:
         self._writes = 0
         self._matrix: tuple[np.ndarray, np.ndarray] | None = None
         self._matrix_version: tuple[int, int] | None = None
+        self._matrix_keys: list[str] = []
         try:
             with self.conn:
                 self.conn.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)")
@@ -242,15 +243,47 @@ class IndexStore:
     def _vector_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         # data_version changes when another connection commits; _writes counts this connection's own commits.
         version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
-        if self._matrix is None or self._matrix_version != version:
-            rows = self.conn.execute("SELECT rowid, embedding FROM chunks_vec").fetchall()
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1) \
-                if rows else np.zeros((0, self.dim or 1), np.float32)
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            self._matrix = (ids, matrix / np.clip(norms, 1e-12, None))
-            self._matrix_version = version
+        if self._matrix is None:
+            rows = self.conn.execute("SELECT c.id, c.key, v.embedding FROM chunks c "
+                                     "JOIN chunks_vec v ON v.rowid = c.id").fetchall()
+            self._set_matrix([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        elif self._matrix_version != version:
+            self._update_matrix()
+        self._matrix_version = version
         return self._matrix
+
+    def _set_matrix(self, ids: list[int], keys: list[str], blobs: list[bytes]) -> None:
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1) \
+            if blobs else np.zeros((0, self.dim or 1), np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        self._matrix = (np.array(ids, dtype=np.int64), matrix / np.clip(norms, 1e-12, None))
+        self._matrix_keys = list(keys)
+
+    def _update_matrix(self) -> None:
+        """Bring the in-memory copy up to date after a change: compare (id, content key) pairs, which costs one scan
+        of the chunks table, and read only the vectors of new or changed chunks (a one-file change at 100k chunks
+        reads a handful of vectors instead of all of them). An id reused for new text shows as a changed key."""
+        ids, matrix = self._matrix
+        have = dict(zip(ids.tolist(), self._matrix_keys))
+        now = self.conn.execute("SELECT id, key FROM chunks").fetchall()
+        current = dict(now)
+        fresh = [i for i, k in now if have.get(i) != k]
+        stay = np.array([current.get(i) == k for i, k in zip(ids.tolist(), self._matrix_keys)], dtype=bool)
+        new_ids, new_keys, new_blobs = [], [], []
+        for start in range(0, len(fresh), 500):
+            part = fresh[start:start + 500]
+            marks = ",".join("?" * len(part))
+            for rowid, blob in self.conn.execute(f"SELECT rowid, embedding FROM chunks_vec WHERE rowid IN ({marks})",
+                                                 tuple(part)):
+                new_ids.append(rowid)
+                new_keys.append(current[rowid])
+                new_blobs.append(blob)
+        added = np.frombuffer(b"".join(new_blobs), dtype=np.float32).reshape(len(new_blobs), -1) \
+            if new_blobs else np.zeros((0, matrix.shape[1]), np.float32)
+        added = added / np.clip(np.linalg.norm(added, axis=1, keepdims=True), 1e-12, None)
+        self._matrix = (np.concatenate([ids[stay], np.array(new_ids, dtype=np.int64)]),
+                        np.concatenate([matrix[stay], added]) if len(new_ids) or not stay.all() else matrix)
+        self._matrix_keys = [k for k, s in zip(self._matrix_keys, stay) if s] + new_keys
 
     def nearest_sqlite_vec(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """The same search done inside SQLite by sqlite-vec (no memory copy; slower full scan)."""

@@ -1,7 +1,8 @@
 """`--watch`: keep an index current while files change, with watchdog.
 
 Events are debounced: after the first change we wait until the folder has been quiet for `debounce` seconds,
-then run one incremental index pass (which re-reads only what changed, and handles renames and deletions).
+then run one incremental index pass (which re-reads only what changed, and handles renames and deletions). One pass
+also runs right after the observer starts, so a change made while it was starting is not missed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def watch(index, paths: Sequence[str | Path], exclude: Iterable[str] = (), debou
         observer.schedule(Handler(), str(path if path.is_dir() else path.parent), recursive=path.is_dir())
     observer.start()
     try:
+        # Changes made before the observer was watching (between the caller's last pass and now) are caught by one
+        # pass here; it is reported only when it changed something.
+        summary = index.add(paths, exclude=exclude)
+        if on_update and (summary.added or summary.updated or summary.deleted or summary.renamed):
+            on_update(summary)
         while not stop.is_set():
             if not changed.wait(timeout=0.2):
                 continue

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import apsw
 import pytest
 
@@ -127,10 +128,12 @@ def test_sigkill_mid_run_leaves_an_index_that_opens_and_the_next_run_completes(t
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
     with Index(db, embedder=HashEmbedder()) as index:
-        partial_files = index.stats()[0]
+        partial_files, partial_chunks = index.stats()
         assert 0 < partial_files < 400
         summary = index.add([tmp_path / "files"])
         assert summary.added == 400 - partial_files and summary.unchanged == partial_files
+        # what the killed run wrote is not embedded again: only the missing files' chunks (all distinct texts)
+        assert summary.embedded == index.stats()[1] - partial_chunks and summary.reused_vectors == 0
         assert index.stats()[0] == 400
         n_chunks = index.store.conn.execute("SELECT sum(n_chunks) FROM files").fetchone()[0]
         assert index.stats()[1] == n_chunks  # no orphaned or missing chunks
@@ -161,3 +164,30 @@ def test_watch_reindexes_when_a_file_appears(folder, embedder, tmp_path):
         stop.set()
         assert updates and updates[0].added == 1
         assert index.search("delta review", k=1)[0].path.endswith("d.md")
+
+
+def test_in_memory_vectors_follow_changes_without_reloading_everything(tmp_path):
+    """After files change, the query-side matrix is updated from (id, key) pairs: it must equal a fresh load."""
+    from ondevice.rag.benchmark import HashEmbedder, write_corpus
+    from ondevice.rag.store import IndexStore
+
+    write_corpus(tmp_path / "files", 30)
+    with Index(tmp_path / "m.sqlite", embedder=HashEmbedder()) as index:
+        index.add([tmp_path / "files"])
+        index.store.nearest(np.ones(384, np.float32), 5)  # loads the matrix
+        notes = sorted((tmp_path / "files").rglob("*.md"))
+        notes[0].write_text("# Changed\n\nA completely new paragraph about tomato seedlings.\n")
+        notes[1].unlink()
+        (tmp_path / "files" / "new.md").write_text("# New\n\nAnother note about the boiler pressure valve.\n")
+        notes[-1].unlink()  # the highest chunk ids: SQLite may hand them out again to the new chunks
+        index.add([tmp_path / "files"])
+        index.store.conn.execute("SELECT 1").fetchall()
+        ids, matrix = index.store._vector_matrix()
+        fresh = IndexStore(index.store.path)
+        try:
+            fresh_ids, fresh_matrix = fresh._vector_matrix()
+        finally:
+            fresh.close()
+    order, fresh_order = np.argsort(ids), np.argsort(fresh_ids)
+    assert (ids[order] == fresh_ids[fresh_order]).all()
+    assert np.allclose(matrix[order], fresh_matrix[fresh_order])
