@@ -9,7 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from ondevice import __version__
 from ondevice.server import (routes_anthropic, routes_embed, routes_generate, routes_info, routes_ollama,
-                             routes_responses, routes_ui)
+                             routes_rerank, routes_responses, routes_ui)
 from ondevice.server.errors import install_error_handlers
 from ondevice.server.guard import RequestGuard
 from ondevice.server.settings import ServerSettings
@@ -41,6 +41,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(routes_ollama.router)  # Ollama's API under /api/ (docs/server.md, "Protocols")
     app.include_router(routes_anthropic.router)  # Anthropic's POST /v1/messages
     app.include_router(routes_responses.router)  # OpenAI's POST /v1/responses
+    app.include_router(routes_rerank.router)  # POST /v1/rerank (RAG's reranker)
     app.include_router(routes_ui.router)  # the web app at / (docs/ui.md)
     if settings.rag_index:
         from ondevice.server import routes_rag

@@ -327,3 +327,30 @@ def test_a_hidden_schema_gives_the_same_valid_answer_through_every_protocol(serv
         texts.append(_text(kind, response.json()))
     assert len(set(texts)) == 1, texts
     assert not list(_validator(schema).iter_errors(json.loads(texts[0]))), name
+
+
+# --- /v1/rerank ------------------------------------------------------------------------------------------------
+def test_rerank_orders_documents_by_the_local_reranker(server):
+    import httpx
+
+    from ondevice.rag.rerank import rerank
+
+    docs = ["The dentist appointment is on Tuesday 9 April at 10:00.", "The museum reopens in the autumn.",
+            {"text": "Bread needs flour, water, salt and yeast."}]
+    reply = httpx.post(server.base_url + "/v1/rerank", json={"model": "smollm2-135m", "query": "When is the dentist?",
+                                                             "documents": docs, "top_n": 2}, timeout=300).json()
+    assert [r["index"] for r in reply["results"]] == [i for i, _ in rerank(
+        "When is the dentist?", [d if isinstance(d, str) else d["text"] for d in docs], top_n=2)]
+    scores = [r["relevance_score"] for r in reply["results"]]
+    assert len(scores) == 2 and scores == sorted(scores, reverse=True)
+    assert reply["results"][0]["document"]["text"] in (docs[0], docs[1], docs[2]["text"])
+
+
+def test_rerank_bad_bodies_are_openai_shaped_400s(server):
+    import httpx
+
+    for body in ({"model": "smollm2-135m", "query": "q", "documents": "not a list"},
+                 {"model": "smollm2-135m", "query": "q", "documents": [{"no_text": 1}]},
+                 {"model": "smollm2-135m", "query": "", "documents": ["a"]}):
+        reply = httpx.post(server.base_url + "/v1/rerank", json=body, timeout=60)
+        assert reply.status_code == 400 and reply.json()["error"]["message"]
