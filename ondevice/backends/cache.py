@@ -38,9 +38,13 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 MIN_FRESH_ROWS = 2
 
 
-def exact_reuse(cached: Sequence[int], prefilled: int, prompt: Sequence[int]) -> int:
+def exact_reuse(cached: Sequence[int], prefilled: int, prompt: Sequence[int], mode: str = "exact") -> int:
     """How many leading tokens of `prompt` a cache holding `cached` (of which the first `prefilled` were evaluated
-    as a prompt) may keep so that the prompt's logits are exactly those of a cold start."""
+    as a prompt) may keep so that the prompt's logits are exactly those of a cold start. mode "all"
+    (`RuntimeOptions.cache_reuse`, an explicit opt-in): every shared position but the prompt's last, faster and not
+    exact."""
+    if mode == "all":
+        return max(0, min(common_prefix(cached, prompt), len(prompt) - 1))
     shared = min(common_prefix(cached, prompt), prefilled, len(prompt) - 1)
     return max(0, shared - 1)
 
@@ -81,8 +85,8 @@ class PrefixStats:
 class PrefixCache:
     """A few snapshots of the context, least recently used evicted, capped in count and bytes."""
 
-    def __init__(self, slots: int = 4, max_bytes: int = 256 << 20, min_tokens: int = 16):
-        self.slots, self.max_bytes, self.min_tokens = slots, max_bytes, min_tokens
+    def __init__(self, slots: int = 4, max_bytes: int = 256 << 20, min_tokens: int = 16, mode: str = "exact"):
+        self.slots, self.max_bytes, self.min_tokens, self.mode = slots, max_bytes, min_tokens, mode
         self._entries: OrderedDict[tuple[int, ...], CacheState] = OrderedDict()
         self.stats = PrefixStats()
         self._lock = threading.Lock()  # the server reads the counters from another thread
@@ -100,7 +104,7 @@ class PrefixCache:
         best, best_n = None, live + self.min_tokens - 1
         with self._lock:
             for key, state in self._entries.items():
-                n = exact_reuse(key, state.reusable, tokens)
+                n = exact_reuse(key, state.reusable, tokens, self.mode)
                 if n > best_n:
                     best, best_n = state, n
             if best is not None:

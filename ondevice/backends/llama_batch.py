@@ -146,14 +146,15 @@ class BatchEngine:
                 continue
             # The free slot whose cells share the longest prefix with this prompt; ties go to the lowest id, which
             # keeps active sequence ids contiguous (one micro-batch per step).
-            best = max(free, key=lambda s: (exact_reuse(s.tokens, s.prefilled, job.prompt), -s.seq))
+            mode = self.backend.options.cache_reuse
+            best = max(free, key=lambda s: (exact_reuse(s.tokens, s.prefilled, job.prompt, mode), -s.seq))
             free.remove(best)
             self._start(job, best)
 
     def _start(self, job: Job, slot: Slot) -> None:
         # The same reuse rule as the single-stream path (ondevice.backends.cache.exact_reuse): the answer at
         # temperature 0 is then the same whichever slot, history or company a request gets.
-        n = self._trim(slot, exact_reuse(slot.tokens, slot.prefilled, job.prompt))
+        n = self._trim(slot, exact_reuse(slot.tokens, slot.prefilled, job.prompt, self.backend.options.cache_reuse))
         slot.prefilled = len(job.prompt)
         job.slot, slot.job = slot, job
         job.todo = list(job.prompt[n:])

@@ -76,7 +76,7 @@ class LlamaCppBackend(TextBackend):
     name = "gguf"
     formats = ("gguf",)
     options = frozenset({"logits_all", "embedding", "use_mmap", "kv_type", "flash_attn", "huge_pages",
-                         "speculative", "chat_template", "tool_format"})
+                         "speculative", "chat_template", "tool_format", "cache_reuse"})
 
     def __init__(self, ref: ModelRef, info: ModelInfo, options: RuntimeOptions):
         super().__init__(ref, info, options)
@@ -190,7 +190,7 @@ class LlamaCppBackend(TextBackend):
         return n
 
     def reusable_prefix(self, tokens: Sequence[int]) -> int:
-        return exact_reuse(self._cached, self._prefilled, tokens)
+        return exact_reuse(self._cached, self._prefilled, tokens, self.options.cache_reuse)
 
     def _prefill(self, tokens: list[int]) -> int:
         # Reuse only what keeps the prompt's logits those of a cold start (and so evaluate at least its last rows).

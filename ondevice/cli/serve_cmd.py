@@ -41,10 +41,15 @@ OLLAMA_PORT = 11434  # Ollama's default
               "is always served under /api/ on --port), so apps that only speak Ollama find the model.")
 @click.option("--ollama-port", type=click.IntRange(1, 65535), default=OLLAMA_PORT, show_default=True,
               help="The port --ollama listens on.")
+@click.option("--cache-reuse", type=click.Choice(["exact", "all"]), default="exact", show_default=True,
+              help="exact: a temperature-0 answer never depends on what the cache held (a continued conversation "
+                   "evaluates its last answer again). all: faster next turns, but greedy answers may differ from "
+                   "a cold start's (docs/server.md, 'Temperature 0').")
 @kv_type_option
 @runtime_options
 def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue, max_body_bytes, cors_origins,
-                  remote, route, parallel, tool_format, ollama, ollama_port, kv_type, n_ctx, threads, device):
+                  remote, route, parallel, tool_format, ollama, ollama_port, cache_reuse, kv_type, n_ctx, threads,
+                  device):
     """Serve MODEL with the OpenAI API (chat, completions, embeddings, models) on HOST:PORT."""
     from ondevice.server import ServerSettings, serve
     from ondevice.store import resolve

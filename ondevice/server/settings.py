@@ -25,6 +25,7 @@ class ServerSettings(BaseModel):
     threads: int | None = Field(None, ge=1)
     device: str = "auto"
     kv_type: str = Field("f16", description="KV cache element type of the served model (RuntimeOptions.kv_type).")
+    cache_reuse: str = Field("exact", description="Which cached positions a prompt may keep (RuntimeOptions.cache_reuse).")
     tool_format: str = Field("auto", description="Tool-call format: auto (from the chat template) or a name from "
                                                  "ondevice.tool_formats.FORMATS.")
     default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request gives none.")

@@ -52,7 +52,8 @@ class ServerState:
     def load(self) -> None:
         s = self.settings
         self.model = ondevice.load(s.model, n_ctx=s.n_ctx, threads=s.threads, device=s.device,
-                                   tool_format=s.tool_format, kv_type=s.kv_type)
+                                   tool_format=s.tool_format, kv_type=s.kv_type,
+                                   cache_reuse=s.cache_reuse)
         keep = getattr(self.model.backend, "keep_prefixes", None)
         if keep is not None:  # requests sharing a prefix with any recent one (system prompt, a conversation) reuse it
             self.prefix_cache = keep(PREFIX_SLOTS, PREFIX_MAX_BYTES)

@@ -84,3 +84,19 @@ def test_the_batch_engine_answers_like_one_at_a_time_whatever_the_slots_held(smo
         assert engine.reused_tokens > 0
     finally:
         engine.close()
+
+
+def test_cache_reuse_all_is_the_explicit_faster_mode():
+    import ondevice
+
+    history = list(STORY)
+    with ondevice.load("smollm2-135m", n_ctx=512, cache_reuse="all") as fast:
+        answer = fast.chat(history, max_tokens=24).text
+        turn = history + [{"role": "assistant", "content": answer}, {"role": "user", "content": FOLLOW_UPS[0]}]
+        reused_all = fast.chat(turn, max_tokens=2).timings.reused_tokens
+    with ondevice.load("smollm2-135m", n_ctx=512) as exact:
+        exact.chat(history, max_tokens=24)
+        reused_exact = exact.chat(turn, max_tokens=2).timings.reused_tokens
+    assert reused_all > reused_exact > 0   # "all" keeps the previous answer's positions too
+    with pytest.raises(ondevice.InvalidInput):
+        ondevice.RuntimeOptions(cache_reuse="some")
