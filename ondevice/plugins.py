@@ -12,6 +12,9 @@ they add in their package metadata, the way `llm` plugins do, and `ondevice` fin
     [project.entry-points."ondevice.materializers"]  # format -> function(path) -> path of a runnable model
     hf = "my_pkg.convert:to_runnable"
 
+    [project.entry-points."ondevice.models_commands"]  # a click command, joined as `ondevice models NAME`
+    catalog = "my_pkg.cli:catalog_command"
+
 Only names are read at start-up (package metadata, no imports); a plugin's module is imported when it is used.
 """
 
@@ -27,6 +30,7 @@ from ondevice.errors import BackendUnavailable
 COMMANDS_GROUP = "ondevice.commands"
 BACKENDS_GROUP = "ondevice.backends"
 MATERIALIZERS_GROUP = "ondevice.materializers"
+MODELS_COMMANDS_GROUP = "ondevice.models_commands"  # click commands joined as `ondevice models NAME`
 
 
 @lru_cache(maxsize=None)

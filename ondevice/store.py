@@ -137,6 +137,10 @@ def resolve(name: str | os.PathLike) -> ModelRef:
         from ondevice.remote import RemoteSpec
 
         return RemoteSpec.parse(text).ref()
+    if text.startswith("hf:"):  # a model pulled from the Hugging Face Hub (ondevice/hub.py); never downloads
+        from ondevice.hub import resolve_hub
+
+        return resolve_hub(text)
     if text in ALIASES:
         path = ALIASES[text].locate()
         if not path.exists():

@@ -129,7 +129,7 @@ def _family_config(family: str, vocab_size: int, ids: dict):
         "phi": lambda: tf.PhiConfig(**base),
         "lfm2": lambda: tf.Lfm2Config(**{**base, "intermediate_size": 512}, block_auto_adjust_ff_dim=False,
                                       layer_types=["conv", "full_attention"]),
-        "exaone4": lambda: tf.Exaone4Config(**base, sliding_window=None),
+        "exaone4": lambda: tf.Exaone4Config(**base),
         "glm4": lambda: tf.Glm4Config(**base, head_dim=64),
         "seed_oss": lambda: tf.SeedOssConfig(**base, head_dim=64),
         "ernie4_5": lambda: tf.Ernie4_5Config(**base, head_dim=64),
