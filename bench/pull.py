@@ -80,14 +80,14 @@ def predict_plan(pull: PullPlan, device: str | None = None, n_ctx: int = DEFAULT
             info = None
         if info is not None and info.n_layers:
             p = predict_for(info, dev, n_ctx=n_ctx)
-            return PullPrediction(dev.name, pull.quant, p.ram_needed_bytes, p.ram_usable_bytes, p.fits_ram,
+            return PullPrediction(dev.title, pull.quant, p.ram_needed_bytes, p.ram_usable_bytes, p.fits_ram,
                                   p.predicted_tg_tok_s, [t.to_dict() for t in p.targets], "config.json shapes")
     # No shapes: the file's size plus a runtime allowance (KV cache unknown) against the same usable share.
     from bench.predict import USABLE_RAM_FRACTION
 
     needed = pull.download_bytes + 256 * 1024 * 1024
     usable = int(dev.max_ram_gb * 1e9 * USABLE_RAM_FRACTION.get(dev.kind, 0.75))
-    return PullPrediction(dev.name, pull.quant, needed, usable, needed <= usable, None, [],
+    return PullPrediction(dev.title, pull.quant, needed, usable, needed <= usable, None, [],
                           "file size (no config.json)")
 
 
@@ -130,6 +130,8 @@ def pull(name: str, quant: str | None = None, force: bool = False, device: str |
                            f"GB of RAM at {n_ctx} tokens of context; {prediction.device} has "
                            f"{prediction.ram_usable_bytes / 1e9:.1f} GB usable: not downloaded (--force to pull "
                            f"anyway, or pick a smaller QUANT)")
+    if pull_plan.kind == "safetensors":
+        _check_convertible(pull_plan)
     snapshot = download(pull_plan)
     converted = pull_plan.kind == "safetensors"
     if converted:
@@ -139,6 +141,22 @@ def pull(name: str, quant: str | None = None, force: bool = False, device: str |
         target = publish(pull_plan, snapshot / pull_plan.files[0].name)
     return PullResult(pull_plan.name, str(target), pull_plan.kind, pull_plan.revision, pull_plan.download_bytes,
                       prediction, converted)
+
+
+def _check_convertible(pull: PullPlan) -> None:
+    """Refuse, before downloading, a safetensors repo neither converter takes (one line naming its architecture)."""
+    from quantize.gguf_arch import ARCHITECTURES
+    from quantize.llama_convert import supported_architectures
+
+    config = pull.config or {}
+    archs = config.get("architectures") or (config.get("text_config") or {}).get("architectures") or []
+    arch = str(archs[0]) if archs else f"model_type {config.get('model_type')!r}"
+    if arch in supported_architectures() or config.get("model_type") in ARCHITECTURES:
+        return
+    supported = supported_architectures()
+    raise InvalidInput(f"{pull.name}: architecture {arch!r} cannot be converted: llama.cpp's convert_hf_to_gguf.py "
+                       f"does not support it (nothing downloaded); supported ({len(supported)}): "
+                       f"{', '.join(supported)}")
 
 
 def _publish_file(pull: PullPlan, converted: Path) -> Path:
@@ -152,7 +170,7 @@ def _publish_file(pull: PullPlan, converted: Path) -> Path:
 
 def describe(pull: PullPlan, p: PullPrediction) -> str:
     """One paragraph: what will be fetched and what it would do here."""
-    size = f"{pull.download_bytes / 1e6:,.0f} MB"
+    size = f"{pull.download_bytes / 1e6:,.1f} MB"
     what = (f"{pull.files[0].name}" if pull.kind == "gguf" else
             f"{len(pull.files)} files (safetensors; converted and quantised to {pull.quant} on pull)")
     speed = f", decode about {p.predicted_tg_tok_s:g} tok/s" if p.predicted_tg_tok_s else ""

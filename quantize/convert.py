@@ -8,7 +8,9 @@ Two converters, one choice (`converter="auto"`, the default everywhere):
   where transformers' reconstruction of the tokenizer is not faithful (docs/quantize-gguf.md);
   (2) a byte-level BPE tokenizer llama.cpp's script does not recognise ("BPE pre-tokenizer was not recognized": a
   tokenizer trained or edited by the user; tests/quantize/test_convert_choice.py shows llama.cpp's refusing one that
-  ours converts with the same logits). Anything else ours is not asked to do.
+  ours converts with the same logits); that is decided up front with llama.cpp's own test (its check text through
+  the tokenizer, hashed, against its list), and also caught if the script refuses. Anything else ours is not asked
+  to do.
 """
 
 from __future__ import annotations
@@ -65,8 +67,13 @@ def convert_hf(hf_dir: str | Path, out: str | Path, outtype: str = "f16", conver
         raise InvalidInput(f"converter {converter!r} is not one of {', '.join(CONVERTERS)}")
     if converter == "ondevice":
         return _ours(hf_dir, out, outtype, "asked for")
-    if converter == "auto" and source_gguf(hf_dir) is not None and _ours_handles(hf_dir):
-        return _ours(hf_dir, out, outtype, "de-quantised from a GGUF: its tokenizer metadata is copied unchanged")
+    if converter == "auto" and _ours_handles(hf_dir):
+        if source_gguf(hf_dir) is not None:
+            return _ours(hf_dir, out, outtype, "de-quantised from a GGUF: its tokenizer metadata is copied unchanged")
+        from quantize.llama_convert import recognises_bpe
+
+        if recognises_bpe(hf_dir) is False:  # known before spending a child process on llama.cpp's refusal
+            return _ours(hf_dir, out, outtype, "llama.cpp's converter does not recognise this BPE pre-tokenizer")
     try:
         r = convert_with_llama_cpp(hf_dir, out, outtype, progress)
     except OnDeviceError as exc:

@@ -58,6 +58,37 @@ def supported_architectures() -> tuple[str, ...]:
     return tuple(sorted(set(re.findall(r'"([A-Za-z0-9_]+)":\s*"', table))))
 
 
+@lru_cache(maxsize=1)
+def _known_bpe_hashes() -> frozenset[str]:
+    text = (ensure_converter() / "conversion" / "base.py").read_text()
+    return frozenset(re.findall(r'chkhsh == "([0-9a-f]{64})"', text))
+
+
+def _check_text() -> str:
+    text = (ensure_converter() / "conversion" / "base.py").read_text()
+    line = next(line for line in text.splitlines() if line.strip().startswith("chktxt = "))
+    import ast
+
+    return ast.literal_eval(line.split("=", 1)[1].strip())
+
+
+def recognises_bpe(hf_dir: Path) -> bool | None:
+    """Whether llama.cpp's converter will recognise the folder's byte-level BPE pre-tokenizer: the same test (its
+    check text through the folder's tokenizer, hashed) against its own list, without running it. None when the
+    folder has no tokenizer.json (SentencePiece models are not hashed) or the tokenizer cannot be loaded here."""
+    import hashlib
+
+    if not (Path(hf_dir) / "tokenizer.json").exists() or (Path(hf_dir) / "tokenizer.model").exists():
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        ids = AutoTokenizer.from_pretrained(str(hf_dir)).encode(_check_text())
+    except Exception:
+        return None
+    return hashlib.sha256(str(ids).encode()).hexdigest() in _known_bpe_hashes()
+
+
 def hf_architecture(hf_dir: Path) -> str:
     """config.json's first "architectures" entry (what llama.cpp's converter dispatches on)."""
     try:
