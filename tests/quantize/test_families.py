@@ -1,0 +1,69 @@
+"""The family parity table's rows as tests (docs/families.md; `python -m tests.family_table` writes it).
+
+Each family: a tiny random model from a real transformers configuration, converted to f16 GGUF by llama.cpp's own
+convert_hf_to_gguf.py (all families in one child process), the same top-1 token as transformers at every position
+and a mean KL divergence below 1e-4, then GGUF quant types made from it and run. The families the issue names run by
+default with four quant types; ONDEVICE_ALL_FAMILIES=1 runs every family of the table with every quant type and the
+ONNX export (about 10 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from quantize.family_parity import KLD_LIMIT, QUANT_TYPES, family_parity
+from tests.family_table import family_tokens
+from tests.tiny_models import FAMILIES
+
+ALL = bool(os.environ.get("ONDEVICE_ALL_FAMILIES"))
+NAMED = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3", "phi3", "smollm3", "granite", "olmo2")
+# Families the table shows failing with the pinned llama.cpp / transformers pair, and why (docs/families.md).
+KNOWN_FAILURES: dict[str, str] = {}
+QUICK_QUANTS = ("Q4_K_M", "Q8_0", "Q2_K", "IQ4_XS")
+
+
+@pytest.fixture(scope="module")
+def converted(llama_converter, tmp_path_factory):
+    """{family: (hf folder, f16 GGUF or the conversion error)} for the families this run covers."""
+    from tests.family_table import build, convert_all
+
+    work = tmp_path_factory.mktemp("families")
+    families = FAMILIES if ALL else NAMED
+    folders, failures = build(families, work, progress=lambda message: None)
+    f16s = convert_all(folders, work)
+    return {f: (folders[f], f16s[f]) for f in folders}, failures, work
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_f16_matches_transformers_and_quants_run(family, converted):
+    if family not in NAMED and not ALL:
+        pytest.skip("set ONDEVICE_ALL_FAMILIES=1 for every family of the table")
+    if family in KNOWN_FAILURES:
+        pytest.xfail(KNOWN_FAILURES[family])
+    rows, failures, work = converted
+    assert family not in failures, failures.get(family)
+    folder, f16 = rows[family]
+    assert not isinstance(f16, Exception), str(f16)
+    row = family_parity(family, folder, f16, family_tokens(folder), work, "llama.cpp",
+                        quants=QUANT_TYPES if ALL else QUICK_QUANTS, onnx=ALL)
+    assert row.error is None, row.error
+    assert row.n_tokens >= 16
+    assert row.same_top_pct == 100.0
+    assert row.kld_mean < KLD_LIMIT, row.kld_mean
+    assert not row.quants_failed, row.quants_failed
+    if ALL and row.onnx.startswith("yes"):
+        assert row.onnx_same_top_pct == 100.0
+
+
+def test_an_hf_folder_of_a_family_ours_does_not_convert_loads(converted):
+    """ondevice.load of an HF folder converts it with llama.cpp's converter (qwen3: not one of ours)."""
+    import ondevice
+    from quantize.gguf_arch import ARCHITECTURES
+
+    rows, _, _ = converted
+    folder, _ = rows["qwen3"]
+    assert "qwen3" not in ARCHITECTURES
+    with ondevice.load(folder, n_ctx=64, threads=2) as model:
+        assert len(model.generate("The quick", max_tokens=3, temperature=0.0).tokens) == 3
