@@ -53,14 +53,21 @@ def convert_all(folders: dict[str, Path], work: Path) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from quantize.family_parity import FamilyParity, family_parity, table
+    from quantize.family_parity import FamilyParity, family_parity
     from tests.tiny_models import FAMILIES
 
     parser = argparse.ArgumentParser(prog="python -m tests.family_table", description=__doc__)
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
     parser.add_argument("--out", type=Path, help="write the markdown table here (between the markers)")
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--rows", type=Path, help="also append each row as a JSON line here, as it is measured")
+    parser.add_argument("--from-rows", type=Path, help="only write the table from rows measured earlier (--rows)")
     args = parser.parse_args(argv)
+    if args.from_rows:
+        import json
+
+        rows = [FamilyParity(**json.loads(line)) for line in args.from_rows.read_text().splitlines() if line.strip()]
+        return _write(rows, args, "(assembled from rows measured by `--rows`)")
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     start = time.perf_counter()
     rows: list[FamilyParity] = []
@@ -68,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         folders, failures = build(args.families, work, say)
         rows += [FamilyParity(f, "?", "-", error=why) for f, why in failures.items()]
+        for row in rows:
+            _save(row, args.rows)
         say("converting with llama.cpp's convert_hf_to_gguf.py")
         converted = convert_all(folders, work)
         for family, folder in folders.items():
@@ -78,9 +87,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 arch = json.loads((folder / "config.json").read_text())["architectures"][0]
                 rows.append(FamilyParity(family, arch, "llama.cpp", error=str(f16).split(": ", 1)[-1][:200]))
+                _save(rows[-1], args.rows)
                 continue
             rows.append(family_parity(family, folder, f16, family_tokens(folder), work, "llama.cpp",
                                       onnx=not args.no_onnx))
+            _save(rows[-1], args.rows)
             f16.unlink()
         for family in [f for f in args.families if f in OURS]:
             from quantize.hf_to_gguf import convert_hf_to_gguf
@@ -89,12 +100,28 @@ def main(argv: list[str] | None = None) -> int:
             f16 = convert_hf_to_gguf(folders[family], work / f"{family}-ours-f16.gguf", "f16").path
             rows.append(family_parity(family, folders[family], f16, family_tokens(folders[family]), work,
                                       "ondevice", quants=(), onnx=False))
+            _save(rows[-1], args.rows)
+    return _write(rows, args, f"in {time.perf_counter() - start:.0f} s")
+
+
+def _save(row, path: Path | None) -> None:
+    if path is not None:
+        import json
+        from dataclasses import asdict
+
+        with path.open("a") as fh:
+            fh.write(json.dumps(asdict(row)) + "\n")
+
+
+def _write(rows, args, how: str) -> int:
+    from quantize.family_parity import table
+
     text = table(rows)
     print(text)
     if args.out:
         doc = args.out.read_text() if args.out.exists() else ""
         begin, end = "<!-- family-table:begin -->", "<!-- family-table:end -->"
-        stamp = (f"Made by `python -m tests.family_table --out {args.out}` in {time.perf_counter() - start:.0f} s "
+        stamp = (f"Made by `python -m tests.family_table --out {args.out}` {how} "
                  f"(llama-cpp-python 0.3.36's llama.cpp, transformers 4.57.6, onnxruntime-genai 0.11.4).")
         block = f"{begin}\n{stamp}\n\n{text}\n{end}"
         doc = doc[:doc.index(begin)] + block + doc[doc.index(end) + len(end):] if begin in doc else doc + block + "\n"
