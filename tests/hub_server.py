@@ -29,6 +29,7 @@ class Repo:
     missing: set[str] = field(default_factory=set)
     corrupt: set[str] = field(default_factory=set)
     stall_after: int | None = None
+    token: str | None = None       # a gated repo lets in requests carrying this token ("Authorization: Bearer ...")
     stalled: set[str] = field(default_factory=set)
 
     @property
@@ -123,7 +124,7 @@ class HubServer:
             repo = self.repos.get(name)
             if repo is None:
                 return self._error(h, 401, "RepoNotFound", "Repository not found")
-            if repo.gated:
+            if repo.gated and not self._authorised(h, repo):
                 return self._error(h, 403, "GatedRepo", "Access to this repo is restricted")
             return self._json(h, self._info(name, repo))
         if len(parts) >= 5 and parts[2] == "resolve":
@@ -131,12 +132,16 @@ class HubServer:
             repo = self.repos.get(name)
             if repo is None:
                 return self._error(h, 401, "RepoNotFound", "Repository not found")
-            if repo.gated:
+            if repo.gated and not self._authorised(h, repo):
                 return self._error(h, 403, "GatedRepo", "Access to this repo is restricted")
             if fname not in repo.files or fname in repo.missing:
                 return self._error(h, 404, "EntryNotFound", f"{fname} does not exist")
             return self._file(h, repo, fname, head)
         return self._error(h, 404, None, "not found")
+
+    @staticmethod
+    def _authorised(h, repo: Repo) -> bool:
+        return repo.token is not None and h.headers.get("Authorization") == f"Bearer {repo.token}"
 
     def _file(self, h, repo: Repo, fname: str, head: bool) -> None:
         listed = repo.files[fname]

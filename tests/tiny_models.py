@@ -85,10 +85,11 @@ def make_tiny_hf(arch: str, folder: Path, seed: int = 0) -> Path:
 # Shapes: rows of 256 so llama.cpp's K-quants apply to every matrix (smaller rows fall back to legacy types);
 # 2 layers. The tokenizer is SmolLM2's real byte-level BPE (49,152 tokens), rebuilt from the embedded GGUF: its
 # pre-tokenizer is one llama.cpp's converter recognises ("smollm"), which a tokenizer trained here never is. Families
-# whose converter reads only SentencePiece (gemma, gemma2) get a SentencePiece model trained here instead.
+# whose converter reads only SentencePiece (gemma, gemma2) and phi3 (Phi-3's own is one) get a SentencePiece model
+# trained here instead.
 FAMILY_SHAPE = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, max_position_embeddings=1024)
-SPM_FAMILIES = frozenset({"gemma", "gemma2"})
+SPM_FAMILIES = frozenset({"gemma", "gemma2", "phi3"})
 TIED_FAMILIES = frozenset({"llama", "qwen2", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3", "smollm3", "granite",
                            "granitemoe", "lfm2", "exaone4", "arcee"})
 
@@ -168,7 +169,7 @@ def smollm2_tokenizer(folder: Path) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
 
 
-def spm_tokenizer(folder: Path, vocab_size: int = VOCAB_SIZE) -> None:
+def spm_tokenizer(folder: Path, vocab_size: int = VOCAB_SIZE, extra: tuple[str, ...] = ()) -> None:
     """A SentencePiece BPE model (with byte fallback) trained here on pydoc text, as tokenizer.model."""
     import io
 
@@ -178,11 +179,11 @@ def spm_tokenizer(folder: Path, vocab_size: int = VOCAB_SIZE) -> None:
     spm.SentencePieceTrainer.train(sentence_iterator=iter(training_text()), model_writer=proto,
                                    vocab_size=vocab_size, model_type="bpe", byte_fallback=True, unk_id=0, bos_id=1,
                                    eos_id=2, pad_id=3, character_coverage=1.0, remove_extra_whitespaces=False,
-                                   minloglevel=2)
+                                   user_defined_symbols=list(extra), minloglevel=2)
     (folder / "tokenizer.model").write_bytes(proto.getvalue())
     (folder / "tokenizer_config.json").write_text(json.dumps({
-        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
-        "chat_template": CHAT_TEMPLATE}))
+        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "pad_token": "<pad>", "chat_template": CHAT_TEMPLATE}))
 
 
 def make_family_hf(family: str, folder: Path, seed: int = 0) -> Path:
@@ -196,14 +197,13 @@ def make_family_hf(family: str, folder: Path, seed: int = 0) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     if family in SPM_FAMILIES:
-        spm_tokenizer(folder)
+        # Phi-3's SentencePiece vocabulary carries <|endoftext|> and <|end|>; llama.cpp's vocabulary loader looks
+        # them up for models named phi3.
+        spm_tokenizer(folder, extra=("<|endoftext|>", "<|end|>") if family == "phi3" else ())
         vocab_size, ids = VOCAB_SIZE, dict(bos_token_id=1, eos_token_id=2, pad_token_id=3)
     else:
         smollm2_tokenizer(folder)
         vocab_size, ids = 49152, dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)
-        if family == "phi3":  # Phi-3.5/Phi-4-mini style: llama.cpp's phi3 converter reads a GPT2Tokenizer as BPE
-            config = json.loads((folder / "tokenizer_config.json").read_text())
-            (folder / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "GPT2Tokenizer"}))
     torch.manual_seed(seed)
     config = _family_config(family, vocab_size, ids)
     model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)

@@ -144,10 +144,11 @@ def test_missing_file_is_one_line(tiny_gguf, env):
     assert "missing" in line and final_files(env) == []
 
 
-def test_gated_repo_says_how_to_get_access(tiny_gguf, env):
-    with HubServer({"test/gated": gguf_repo(tiny_gguf, gated=True)}) as hub:
-        line = error_line(pull(env, hub, "hf:test/gated"))
-    assert "gated" in line and "HF_TOKEN" in line and final_files(env) == []
+def test_gated_repo_says_how_to_get_access_and_hf_token_opens_it(tiny_gguf, env):
+    with HubServer({"test/gated": gguf_repo(tiny_gguf, gated=True, token="hf_test_token")}) as hub:
+        line = error_line(pull({k: v for k, v in env.items() if k != "HF_TOKEN"}, hub, "hf:test/gated"))
+        assert "gated" in line and "HF_TOKEN" in line and final_files(env) == []
+        assert pull({**env, "HF_TOKEN": "hf_test_token"}, hub, "hf:test/gated").returncode == 0
 
 
 def test_unknown_repo_and_repo_without_weights(tiny_gguf, env):
