@@ -45,6 +45,10 @@ def list_models() -> list[ModelEntry]:
         except (OnDeviceError, OSError):
             continue
         entries.append(_entry(str(path), "?", "see source model", lambda p=path: resolve(p)))
+    from ondevice.hub import pulled_names
+
+    for name, path in pulled_names():  # models pulled from the Hugging Face Hub, by the name that loads them
+        entries.append(_entry(name, "?", "see the repo", lambda p=path: resolve(p)))
     return entries
 
 

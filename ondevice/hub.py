@@ -109,6 +109,19 @@ def resolve_hub(name: str):
     return ModelRef(str(hub), path, detect_format(path))
 
 
+def pulled_names() -> list[tuple[str, Path]]:
+    """(hf: name, store file) of every pulled model, for `ondevice models list`."""
+    from ondevice.store import models_dir
+
+    found = []
+    for folder in sorted((models_dir() / "hf").glob("*--*")) if (models_dir() / "hf").is_dir() else []:
+        record = json.loads((folder / RECORD).read_text()) if (folder / RECORD).exists() else {}
+        for path in sorted(folder.glob("*.gguf")):
+            name = record.get(path.name, {}).get("name") or f"{SCHEME}{folder.name.replace('--', '/', 1)}:{path.name}"
+            found.append((name, path))
+    return found
+
+
 # ---------------------------------------------------------------- planning (file list + config, no weights)
 
 @dataclass

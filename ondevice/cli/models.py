@@ -45,6 +45,10 @@ def list_command(as_json):
         print_json(entries)
         return
     console.print(models_table(entries, console.width))
+    from ondevice.hub import disk_use
+
+    console.print("disk: " + ", ".join(f"{k} {v / 1e6:,.1f} MB" for k, v in disk_use().items()), highlight=False,
+                  markup=False)
 
 
 MIN_PATH_WIDTH = 24  # below this a path column shows too little to be worth its room

@@ -94,6 +94,10 @@ def test_pull_a_gguf_repo_predicts_then_downloads_and_runs(tiny_gguf, env, monke
     assert str(Path(env["HF_HOME"])) in str(ref.path.resolve())  # one copy, in the shared HF cache
     with ondevice.load("hf:test/tiny-GGUF:Q8_0", n_ctx=64, threads=1) as model:
         assert len(model.generate("class", max_tokens=3, temperature=0.0).tokens) == 3
+    listed = subprocess.run([sys.executable, "-m", "ondevice", "models", "list", "--json"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    entry = next(e for e in json.loads(listed.stdout) if e["name"] == "hf:test/tiny-GGUF:Q8_0")
+    assert entry["format"] == "gguf" and entry["quant"] == "Q8_0" and entry["size_bytes"] == tiny_gguf.stat().st_size
 
 
 def test_interrupted_download_resumes_where_it_stopped(env):
