@@ -38,6 +38,7 @@ class ConvertedFile:
     converter: str   # "llama.cpp" or "ondevice"
     reason: str = ""
     n_params: int = 0
+    architecture: str = ""   # llama.cpp's architecture name (general.architecture), e.g. "qwen2"
 
 
 def _ours_handles(hf_dir: Path) -> bool:
@@ -53,7 +54,7 @@ def _ours(hf_dir: Path, out: Path, outtype: str, reason: str) -> ConvertedFile:
     from quantize.hf_to_gguf import convert_hf_to_gguf
 
     r = convert_hf_to_gguf(hf_dir, out, outtype)
-    return ConvertedFile(r.path, outtype, r.size_bytes, r.seconds, "ondevice", reason, r.n_params)
+    return ConvertedFile(r.path, outtype, r.size_bytes, r.seconds, "ondevice", reason, r.n_params, r.architecture)
 
 
 def convert_hf(hf_dir: str | Path, out: str | Path, outtype: str = "f16", converter: str = "auto",
@@ -82,7 +83,9 @@ def convert_hf(hf_dir: str | Path, out: str | Path, outtype: str = "f16", conver
         raise
     from ondevice.gguf_file import read_gguf
 
-    return ConvertedFile(r.path, outtype, r.size_bytes, r.seconds, "llama.cpp", n_params=read_gguf(r.path).n_params)
+    contents = read_gguf(r.path)
+    return ConvertedFile(r.path, outtype, r.size_bytes, r.seconds, "llama.cpp", n_params=contents.n_params,
+                         architecture=contents.architecture)
 
 
 def convert(source: str | Path, out: Path, outtype: str = "f16", converter: str = "auto") -> ConvertedFile:
