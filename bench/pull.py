@@ -91,7 +91,7 @@ def predict_plan(pull: PullPlan, device: str | None = None, n_ctx: int = DEFAULT
                           "file size (no config.json)")
 
 
-def _convert(pull: PullPlan, snapshot: Path, say: Say) -> Path:
+def _convert(pull: PullPlan, snapshot: Path, say: Say, progress=None) -> Path:
     """A safetensors snapshot -> the pull's quant type, via f16 (llama.cpp's converter), in the store."""
     from ondevice.hub import pulled_dir
     from quantize.gguf_quantize import quantize_gguf
@@ -101,7 +101,7 @@ def _convert(pull: PullPlan, snapshot: Path, say: Say) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     f16 = folder / f".{pull.revision[:12]}-F16.gguf"
     say(f"converting {pull.repo} to f16 GGUF")
-    done = convert_hf(snapshot, f16, "f16")
+    done = convert_hf(snapshot, f16, "f16", progress=progress)
     say(f"converted with the {done.converter} converter" + (f" ({done.reason})" if done.reason else ""))
     try:
         if pull.quant in ("F16",):
@@ -115,8 +115,10 @@ def _convert(pull: PullPlan, snapshot: Path, say: Say) -> Path:
 
 
 def pull(name: str, quant: str | None = None, force: bool = False, device: str | None = None,
-         n_ctx: int = DEFAULT_CTX, say: Say | None = None) -> PullResult:
-    """Pull `name` (hf:ORG/REPO[:QUANT|FILE]) into the store; see the module docstring for the steps."""
+         n_ctx: int = DEFAULT_CTX, say: Say | None = None, progress=None) -> PullResult:
+    """Pull `name` (hf:ORG/REPO[:QUANT|FILE]) into the store; see the module docstring for the steps.
+
+    say: one-line messages (the prediction first); progress: `(description, done, total)` of the conversion."""
     say = say or (lambda message: None)
     if quant is not None:
         from quantize.gguf_quantize import check_qtype
@@ -135,7 +137,7 @@ def pull(name: str, quant: str | None = None, force: bool = False, device: str |
     snapshot = download(pull_plan)
     converted = pull_plan.kind == "safetensors"
     if converted:
-        source = _convert(pull_plan, snapshot, say)
+        source = _convert(pull_plan, snapshot, say, progress)
         target = _publish_file(pull_plan, source)
     else:
         target = publish(pull_plan, snapshot / pull_plan.files[0].name)

@@ -26,13 +26,35 @@ def pull_command(name, quant, force, device, n_ctx, as_json):
     Honours HF_TOKEN, HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE."""
     from bench.pull import pull
 
-    result = pull(name, quant=quant, force=force, device=device, n_ctx=n_ctx,
-                  say=lambda message: err_console.print(message, highlight=False, markup=False))
+    with _LazyBar() as bar:  # drawn only once the conversion reports (huggingface_hub draws its own while downloading)
+        result = pull(name, quant=quant, force=force, device=device, n_ctx=n_ctx, progress=bar,
+                      say=lambda message: err_console.print(message, highlight=False, markup=False))
     if as_json:
         print_json(result)
         return
     console.print(f"pulled {result.name} -> {result.path}" + (" (converted)" if result.converted else ""),
                   highlight=False, markup=False)
+
+
+class _LazyBar:
+    """A ProgressBar started on its first update."""
+
+    def __init__(self):
+        self._bar = None
+
+    def __enter__(self) -> "_LazyBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def __call__(self, description: str, done: int, total: int) -> None:
+        if self._bar is None:
+            from ondevice.cli.common import ProgressBar
+
+            self._bar = ProgressBar().__enter__()
+        self._bar(description, done, total)
 
 
 @click.command("catalog")
