@@ -62,3 +62,16 @@ def test_onnx_export_refuses_an_architecture_the_builder_lacks(tiny_hf, tmp_path
 def test_bad_outtype(tiny_hf, tmp_path):
     with pytest.raises(InvalidInput, match="f32, f16, bf16, q8_0"):
         convert_with_llama_cpp(tiny_hf("llama"), tmp_path / "x.gguf", "q4")
+
+
+def test_llama_cpp_conversion_reports_progress_per_tensor(llama_converter, tmp_path):
+    """A gemma2 tiny model (SentencePiece: no pre-tokenizer hash involved) through llama.cpp's script: one progress
+    report per tensor, the last one complete, the file only under its final name."""
+    from tests.tiny_models import make_family_hf
+
+    folder = make_family_hf("gemma2", tmp_path / "gemma2")
+    seen = []
+    done = convert_hf(folder, tmp_path / "g.gguf", "f16", progress=lambda d, n, total: seen.append((n, total)))
+    assert done.converter == "llama.cpp" and done.architecture == "gemma2"
+    assert seen and seen[-1][0] == seen[-1][1] and [n for n, _ in seen] == list(range(1, len(seen) + 1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.gguf", "gemma2"]
