@@ -21,7 +21,7 @@ ALL = bool(os.environ.get("ONDEVICE_ALL_FAMILIES"))
 NAMED = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3", "phi3", "smollm3", "granite", "olmo2")
 # Families the table shows failing with the pinned llama.cpp / transformers pair, and why (docs/families.md).
 KNOWN_FAILURES: dict[str, str] = {}
-QUICK_QUANTS = ("Q4_K_M", "Q8_0", "Q2_K")
+QUICK_QUANTS = ("Q4_K_M", "Q8_0")
 
 
 @pytest.fixture(scope="module")
