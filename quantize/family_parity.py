@@ -127,8 +127,16 @@ def onnx_parity(hf_dir: Path, tokens: list[int], reference: np.ndarray, out_dir:
         last = np.asarray(generator.get_logits()).reshape(-1)
         same = float(last.argmax() == reference[-1].argmax()) * 100
         return ("yes" if same == 100.0 else "yes (last-token top-1 differs)"), same
-    except Exception as exc:
-        return f"no ({str(exc).splitlines()[0][:120]})", None
+    except Exception as exc:  # the builder's own last line says why
+        return f"no ({_last_reason(str(exc))})", None
+
+
+def _last_reason(text: str) -> str:
+    """The last ' | '-separated part of a builder failure (its exception line), or the first line, shortened."""
+    line = text.strip().splitlines()[0] if text.strip() else "failed"
+    if "builder failed:" in line:
+        line = "builder: " + line.rsplit(" | ", 1)[-1].strip()
+    return line[:140]
 
 
 def family_parity(family: str, hf_dir: Path, f16: Path, tokens: list[int], out_dir: Path, converter: str,
@@ -165,6 +173,8 @@ def table(rows: list[FamilyParity]) -> str:
         same = f"{r.same_top_pct:.0f}"
         if r.decisive_same_top_pct is not None and r.same_top_pct != 100.0:
             same += f"; {r.decisive_same_top_pct:.0f} beyond {r.near_ties} near-tie(s)"
+        onnx = f"no ({_last_reason(r.onnx[4:-1])})" if r.onnx.startswith("no (") and "builder failed" in r.onnx \
+            else r.onnx
         lines.append(f"| {r.family} | {r.architecture} | {r.converter} | {r.kld_mean:.2e} | {same} "
-                     f"| {quants} | {r.onnx} |")
+                     f"| {quants} | {onnx} |")
     return "\n".join(lines)

@@ -101,6 +101,7 @@ def _family_config(family: str, vocab_size: int, ids: dict):
     # (olmo2's graph requires output.weight) keep their own head as their releases do.
     base = dict(FAMILY_SHAPE, vocab_size=vocab_size, tie_word_embeddings=family in TIED_FAMILIES, **ids)
     moe = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=256)
+    mha = dict(base, num_key_value_heads=base["num_attention_heads"])
     configs = {
         "llama": lambda: tf.LlamaConfig(**base, rms_norm_eps=1e-5, rope_theta=10000.0),
         "mistral": lambda: tf.MistralConfig(**base, sliding_window=None, rope_theta=10000.0),
@@ -115,7 +116,9 @@ def _family_config(family: str, vocab_size: int, ids: dict):
         "gemma": lambda: tf.GemmaConfig(**base, head_dim=64),
         "gemma2": lambda: tf.Gemma2Config(**base, head_dim=64, query_pre_attn_scalar=64, sliding_window=64),
         "gemma3": lambda: tf.Gemma3TextConfig(**base, head_dim=64, query_pre_attn_scalar=64, sliding_window=64),
-        "phi3": lambda: tf.Phi3Config(**base, rope_theta=10000.0),
+        # Phi-3-mini-4k's shape: trained length = original length (no long-rope scaling)
+        "phi3": lambda: tf.Phi3Config(**base, rope_theta=10000.0,
+                                      original_max_position_embeddings=base["max_position_embeddings"]),
         "smollm3": lambda: tf.SmolLM3Config(**base, rope_theta=10000.0),
         "granite": lambda: tf.GraniteConfig(**base, embedding_multiplier=2.0, residual_multiplier=0.5,
                                             attention_multiplier=1 / 64, logits_scaling=2.0),
@@ -124,10 +127,11 @@ def _family_config(family: str, vocab_size: int, ids: dict):
                                                   attention_multiplier=1 / 64, logits_scaling=2.0),
         "olmo": lambda: tf.OlmoConfig(**base),
         "olmo2": lambda: tf.Olmo2Config(**base),
-        "olmoe": lambda: tf.OlmoeConfig(**base, num_experts=4, num_experts_per_tok=2),
+        # OLMoE and Phi-2 release multi-head attention (as many KV heads as heads), which llama.cpp's graphs assume.
+        "olmoe": lambda: tf.OlmoeConfig(**mha, num_experts=4, num_experts_per_tok=2),
         "stablelm": lambda: tf.StableLmConfig(**base),
         "starcoder2": lambda: tf.Starcoder2Config(**base, sliding_window=None),
-        "phi": lambda: tf.PhiConfig(**base),
+        "phi": lambda: tf.PhiConfig(**mha),
         "lfm2": lambda: tf.Lfm2Config(**{**base, "intermediate_size": 512}, block_auto_adjust_ff_dim=False,
                                       layer_types=["conv", "full_attention"]),
         "exaone4": lambda: tf.Exaone4Config(**base),
