@@ -21,7 +21,10 @@ from tests.tiny_models import FAMILIES
 ALL = bool(os.environ.get("ONDEVICE_ALL_FAMILIES"))
 NAMED = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3", "phi3", "smollm3", "granite", "olmo2")
 # Families the table shows failing with the pinned llama.cpp / transformers pair, and why (docs/families.md).
-KNOWN_FAILURES: dict[str, str] = {}
+KNOWN_FAILURES: dict[str, str] = {
+    "glm4": "llama.cpp's glm4 converter reads GLM's own <|user|> token from the tokenizer; the tiny model's (SmolLM2's) "
+            "has none: a limit of the tiny model, not of GLM-4 checkpoints",
+}
 QUICK_QUANTS = ("Q4_K_M", "Q8_0")
 
 
