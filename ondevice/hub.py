@@ -227,7 +227,8 @@ def plan(name: str, quant: str | None = None) -> PullPlan:
             raise InvalidInput(f"{hub}: {hub.selector!r} is not a GGUF file of this safetensors repository; name a "
                                f"quant type instead (e.g. hf:{hub.repo}:{DEFAULT_QUANT})")
         qtype = (quant or (hub.selector if hub.is_quant else None) or DEFAULT_QUANT).upper()
-        wanted = [f for f in files if f.name.endswith(".safetensors") and "/" not in f.name or _SIDE_FILES.match(f.name)]
+        wanted = [f for f in files
+                  if (f.name.endswith(".safetensors") and "/" not in f.name) or _SIDE_FILES.match(f.name)]
         return PullPlan(str(hub), hub.repo, revision, "safetensors", wanted, qtype, config, f"{qtype}.gguf")
     listing = ", ".join(sorted(by_name)[:12]) or "none"
     raise InvalidInput(f"{hub}: the repository has no weights ondevice can use (no .gguf file, no config.json with "

@@ -43,8 +43,8 @@ def _to_gguf(hf_dir: Path, target: Path, model_type: str) -> Path:
     except OnDeviceError:
         arch = model_type
     if arch not in supported_architectures() and model_type not in ARCHITECTURES:
-        raise InvalidInput(f"{hf_dir}: model type {model_type!r} ({arch}) cannot be run: llama.cpp's converter does not "
-                           f"take {arch!r} and ours takes {', '.join(sorted(ARCHITECTURES))}; encoders: "
+        raise InvalidInput(f"{hf_dir}: model type {model_type!r} ({arch}) cannot be run: llama.cpp's converter "
+                           f"does not take {arch!r} and ours takes {', '.join(sorted(ARCHITECTURES))}; encoders: "
                            f"{', '.join(sorted(ENCODER_TYPES))}")
     convert_hf(hf_dir, target, "f16")  # writes <target>.partial, renames when complete
     return target

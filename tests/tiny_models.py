@@ -85,8 +85,8 @@ def make_tiny_hf(arch: str, folder: Path, seed: int = 0) -> Path:
 # Shapes: rows of 256 so llama.cpp's K-quants apply to every matrix (smaller rows fall back to legacy types);
 # 2 layers. The tokenizer is SmolLM2's real byte-level BPE (49,152 tokens), rebuilt from the embedded GGUF: its
 # pre-tokenizer is one llama.cpp's converter recognises ("smollm"), which a tokenizer trained here never is. Families
-# whose converter reads only SentencePiece (gemma, gemma2, ernie4_5) and phi3 (Phi-3's own is one) get a SentencePiece model
-# trained here instead.
+# whose converter reads only SentencePiece (gemma, gemma2, ernie4_5) and phi3 (Phi-3's own is one) get a
+# SentencePiece model trained here instead.
 FAMILY_SHAPE = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, max_position_embeddings=1024)
 SPM_FAMILIES = frozenset({"gemma", "gemma2", "phi3", "ernie4_5"})

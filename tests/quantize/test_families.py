@@ -22,8 +22,8 @@ ALL = bool(os.environ.get("ONDEVICE_ALL_FAMILIES"))
 NAMED = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3", "phi3", "smollm3", "granite", "olmo2")
 # Families the table shows failing with the pinned llama.cpp / transformers pair, and why (docs/families.md).
 KNOWN_FAILURES: dict[str, str] = {
-    "glm4": "llama.cpp's glm4 converter reads GLM's own <|user|> token from the tokenizer; the tiny model's (SmolLM2's) "
-            "has none: a limit of the tiny model, not of GLM-4 checkpoints",
+    "glm4": "llama.cpp's glm4 converter reads GLM's own <|user|> token from the tokenizer; the tiny model's "
+            "(SmolLM2's) has none: a limit of the tiny model, not of GLM-4 checkpoints",
 }
 QUICK_QUANTS = ("Q4_K_M", "Q8_0")
 
@@ -54,7 +54,7 @@ def test_family_f16_matches_transformers_and_quants_run(family, converted):
                         quants=QUANT_TYPES if ALL else QUICK_QUANTS, onnx=ALL)
     assert row.error is None, row.error
     assert row.n_tokens >= 16
-    # the same top-1 everywhere but at near-ties (top-2 logits within TIE_BAND, f16 arithmetic's reach), and few of those
+    # the same top-1 everywhere but at near-ties (top-2 logits within TIE_BAND, f16 arithmetic's reach), few of them
     assert row.decisive_same_top_pct == 100.0 and row.same_top_pct >= 90.0
     assert row.kld_mean < KLD_LIMIT, row.kld_mean
     assert not row.quants_failed, row.quants_failed
