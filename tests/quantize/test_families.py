@@ -24,6 +24,8 @@ NAMED = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3", 
 KNOWN_FAILURES: dict[str, str] = {
     "glm4": "llama.cpp's glm4 converter reads GLM's own <|user|> token from the tokenizer; the tiny model's "
             "(SmolLM2's) has none: a limit of the tiny model, not of GLM-4 checkpoints",
+    "cohere2": "llama.cpp's cohere2 converter reads config.json's rotary_pct, which transformers 4.57.6's "
+               "Cohere2Config does not write (KeyError: 'rotary_pct')",
 }
 QUICK_QUANTS = ("Q4_K_M", "Q8_0")
 
