@@ -131,7 +131,8 @@ def _family_config(family: str, vocab_size: int, ids: dict):
         "olmoe": lambda: tf.OlmoeConfig(**mha, num_experts=4, num_experts_per_tok=2),
         "stablelm": lambda: tf.StableLmConfig(**base),
         "starcoder2": lambda: tf.Starcoder2Config(**base, sliding_window=None),
-        "phi": lambda: tf.PhiConfig(**mha),
+        # Phi-2: llama.cpp's converter writes n_ff = 4 x n_embd whatever intermediate_size says (Phi-2's own ratio)
+        "phi": lambda: tf.PhiConfig(**{**mha, "intermediate_size": 4 * base["hidden_size"]}),
         "lfm2": lambda: tf.Lfm2Config(**{**base, "intermediate_size": 512}, block_auto_adjust_ff_dim=False,
                                       layer_types=["conv", "full_attention"]),
         "exaone4": lambda: tf.Exaone4Config(**base),
