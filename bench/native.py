@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ondevice.errors import InvalidInput, OnDeviceError
-from ondevice.native_tools import Progress, ensure_tools
+from ondevice.native_tools import Progress, ensure_converter, ensure_tools
 
 
 @dataclass
@@ -163,7 +163,7 @@ def native_table(rows: list[NativeComparison]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.native --build` builds the tools; `python -m bench.native MODEL.gguf` runs llama-bench."""
+    """`python -m bench.native --build` builds the tools (and unpacks llama.cpp's converter); `python -m bench.native MODEL.gguf` runs llama-bench."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench.native", description=main.__doc__)
@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     try:
         tools = ensure_tools(say)
+        if args.build:
+            print(f"{ensure_converter(say) / 'convert_hf_to_gguf.py'} (llama.cpp's own HF -> GGUF converter)")
         print(f"{tools.bin_dir} (llama-cpp-python {tools.version}, flags {tools.flags_from}: "
               f"{' '.join(tools.cmake_args) or 'defaults'})")
         if args.model:

@@ -27,6 +27,7 @@ from ondevice.request import Request, build_request  # noqa: E402
 from ondevice.session import Chat  # noqa: E402
 from ondevice.router import RoutedGeneration, Router  # noqa: E402
 from ondevice.store import ALIASES, DEFAULT_EMBED_MODEL, DEFAULT_MODEL, resolve  # noqa: E402
+import ondevice.hub  # noqa: E402,F401  (registers the hf: model name scheme)
 
 __version__ = "0.1.0"
 

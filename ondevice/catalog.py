@@ -45,9 +45,36 @@ def list_models() -> list[ModelEntry]:
         except (OnDeviceError, OSError):
             continue
         entries.append(_entry(str(path), "?", "see source model", lambda p=path: resolve(p)))
+    from ondevice.hub import pulled_names
+
+    for name, path in pulled_names():  # models pulled from the Hugging Face Hub, by the name that loads them
+        entries.append(_entry(name, "?", "see the repo", lambda p=path: resolve(p)))
     return entries
 
 
 def model_info(model: str) -> ModelInfo:
     """Facts about one model, by alias or path, read from its files (the weights are not loaded)."""
     return read_info(resolve(model))
+
+
+def remove_model(model: str, hf_cache: bool = True):
+    """Delete a model from the store: a pulled `hf:` name (ondevice.hub.remove), or a file or folder under the
+    store's models folder. Aliases and files elsewhere are refused (they are not the store's to delete)."""
+    import shutil
+    from pathlib import Path
+
+    from ondevice import hub
+    from ondevice.errors import InvalidInput
+
+    if hub.is_hub_name(model):
+        return hub.remove(model, hf_cache=hf_cache)
+    if model in ALIASES:
+        raise InvalidInput(f"{model!r} ships inside a package: uninstall the package to remove it")
+    path = Path(model).expanduser().absolute()
+    root = models_dir().resolve()
+    if not path.exists() or root not in path.resolve().parents:
+        raise InvalidInput(f"{model}: not a model in the store ({root}); only pulled hf: names and files under "
+                           f"it are removed")
+    removed = hub.Removed(model, [str(path)], hub._size(path))
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    return removed

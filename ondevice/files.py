@@ -24,6 +24,7 @@ def check_free_space(dest: Path, needed_bytes: int) -> None:
 
 
 def partial_path(dest: Path) -> Path:
+    """The temporary name `atomic_output` writes `dest` under (`<dest>.partial`), for writers in another process."""
     return dest.with_name(dest.name + ".partial")
 
 

@@ -10,6 +10,9 @@ find the folder.
 
 Used by `bench.native` (llama-bench beside `ondevice bench`) and `quantize.imatrix` (llama-imatrix); llama-quantize
 is there to cross-check our quantiser. Build them ahead with `make native-tools` or `python -m bench.native --build`.
+
+The same source distribution carries llama.cpp's own `convert_hf_to_gguf.py` (with its `conversion/` package and the
+matching `gguf-py`): `ensure_converter` unpacks just those, and `quantize.llama_convert` runs them.
 """
 
 from __future__ import annotations
@@ -128,8 +131,8 @@ def ensure_tools(progress: Progress | None = None) -> NativeTools:
     return NativeTools(folder / "bin", version, args, source)
 
 
-def _unpack_source(version: str, dest: Path, say: Progress) -> Path:
-    """Download llama-cpp-python's source distribution with pip (cached in the store) and unpack it to `dest`."""
+def _sdist(version: str, say: Progress) -> Path:
+    """llama-cpp-python's source distribution, downloaded with pip once and cached in the store."""
     cache = _store() / "native" / "sdist"
     tarball = cache / f"llama_cpp_python-{version}.tar.gz"
     if not tarball.exists():
@@ -139,10 +142,61 @@ def _unpack_source(version: str, dest: Path, say: Progress) -> Path:
             _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", tmp,
                   f"llama-cpp-python=={version}"], "pip download of the llama-cpp-python source")
             os.replace(next(Path(tmp).glob("llama_cpp_python-*.tar.gz")), tarball)
+    return tarball
+
+
+def _extract(tar: tarfile.TarFile, dest: Path, members=None) -> None:
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, members=members, filter="data")
+    else:
+        tar.extractall(dest, members=members)
+
+
+def _unpack_source(version: str, dest: Path, say: Progress) -> Path:
+    """Download llama-cpp-python's source distribution with pip (cached in the store) and unpack it to `dest`."""
+    tarball = _sdist(version, say)
     dest.mkdir(parents=True)
     with tarfile.open(tarball) as tar:
-        tar.extractall(dest, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(dest)
+        _extract(tar, dest)
     return next(dest.iterdir())
+
+
+# The parts of the vendored llama.cpp that convert HF folders: the script, its per-family package, its gguf-py.
+CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/gguf/")
+CONVERTER_SCRIPT = "convert_hf_to_gguf.py"
+
+
+def find_converter() -> Path | None:
+    """The folder holding llama.cpp's `convert_hf_to_gguf.py` for the installed libllama if unpacked, else None."""
+    folder = _store() / "native" / f"llama.cpp-convert-{_version()}"
+    return folder if (folder / CONVERTER_SCRIPT).exists() else None
+
+
+def ensure_converter(progress: Progress | None = None) -> Path:
+    """llama.cpp's own HF -> GGUF converter from the installed libllama's vendored source: the folder holding
+    `convert_hf_to_gguf.py`, its `conversion/` package and the matching `gguf-py/` (the script puts that gguf first on
+    its path). Unpacked from the same source distribution the tools are built from (a pip download, once, seconds
+    when the tools were built already); only these parts (about 3 MB) are kept."""
+    found = find_converter()
+    if found is not None:
+        return found
+    from ondevice.files import atomic_dir
+
+    say = progress or (lambda message: None)
+    version = _version()
+    folder = _store() / "native" / f"llama.cpp-convert-{version}"
+    tarball = _sdist(version, say)
+    say(f"unpacking llama.cpp's convert_hf_to_gguf.py from llama-cpp-python {version}'s source -> {folder}")
+    with atomic_dir(folder, 64_000_000) as staging, tarfile.open(tarball) as tar:
+        prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
+        wanted = [m for m in tar.getmembers() if m.name.startswith(prefix)
+                  and any(m.name[len(prefix):].startswith(part) for part in CONVERTER_PARTS)]
+        if not any(m.name.endswith(CONVERTER_SCRIPT) for m in wanted):
+            raise BackendUnavailable(f"{tarball.name} carries no vendor/llama.cpp/{CONVERTER_SCRIPT}")
+        for m in wanted:
+            m.name = m.name[len(prefix):]
+        _extract(tar, staging, wanted)
+    return folder
 
 
 def _compile(source: Path, build: Path, cmake_args: list[str], say: Progress) -> None:

@@ -12,6 +12,9 @@ they add in their package metadata, the way `llm` plugins do, and `ondevice` fin
     [project.entry-points."ondevice.materializers"]  # format -> function(path) -> path of a runnable model
     hf = "my_pkg.convert:to_runnable"
 
+    [project.entry-points."ondevice.models_commands"]  # a click command, joined as `ondevice models NAME`
+    catalog = "my_pkg.cli:catalog_command"
+
 Only names are read at start-up (package metadata, no imports); a plugin's module is imported when it is used.
 """
 
@@ -38,12 +41,15 @@ HOOKS: dict[str, str] = {
     BACKENDS_GROUP: "register() -> None, which calls ondevice.register_backend(name, 'module:Class', formats=(...))",
     MATERIALIZERS_GROUP: "to_runnable(path: pathlib.Path) -> pathlib.Path (a folder of format NAME -> a runnable model)",
     DEVICE_TARGETS_GROUP: "panel(device: str | None) -> dict (a table for the web app's device page)",
+    "ondevice.models_commands": "a click.Command, joined as `ondevice models NAME`",
 }
 
 
 def _provider(ep: EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     return f"{dist.name if dist else 'an unknown package'} ({ep.value})"
+
+MODELS_COMMANDS_GROUP = "ondevice.models_commands"  # click commands joined as `ondevice models NAME`
 
 
 @lru_cache(maxsize=None)

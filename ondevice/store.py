@@ -138,7 +138,8 @@ def detect_format(path: Path) -> str:
 
 
 # Name schemes: "SCHEME:rest" -> a function of the whole name that returns its ModelRef. "remote:" is built in
-# (ondevice/remote.py); others (e.g. "hf:") register with `register_scheme`. Anything else is an alias or a path.
+# (below); others register with `register_scheme` from their own module, which the package imports at start-up:
+# "hf:" by ondevice/hub.py (pulled Hugging Face models). Anything else is an alias or a path.
 SCHEMES: dict[str, Callable[[str], "ModelRef"]] = {}
 
 

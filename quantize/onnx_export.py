@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ondevice.errors import InvalidInput
@@ -108,6 +109,35 @@ def _check_hf_dir(hf_dir: Path) -> None:
         raise InvalidInput(f"{hf_dir}: not a Hugging Face model folder (no config.json)")
 
 
+@lru_cache(maxsize=1)
+def onnx_architectures() -> tuple[str, ...]:
+    """The HF architectures onnxruntime-genai's model builder takes, read from its own dispatch (builder.py's
+    `config.architectures[0] == "..."` chain) without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("onnxruntime_genai.models.builder")
+    if spec is None or not spec.origin:
+        return ()
+    text = Path(spec.origin).read_text()
+    return tuple(sorted(set(re.findall(r'architectures\[0\]\s*==\s*"([A-Za-z0-9_]+)"', text))))
+
+
+def check_onnx_supported(hf_dir: Path) -> str:
+    """The folder's architecture if onnxruntime-genai's builder takes it; else InvalidInput naming it and the list."""
+    import json as _json
+
+    try:
+        config = _json.loads((Path(hf_dir) / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{hf_dir}: unreadable config.json ({exc})") from None
+    arch = str((config.get("architectures") or [config.get("model_type", "unknown")])[0])
+    supported = onnx_architectures()
+    if arch not in supported:
+        raise InvalidInput(f"architecture {arch!r} is not supported by onnxruntime-genai's model builder; "
+                           f"supported: {', '.join(supported)}")
+    return arch
+
+
 def _staging_dir(out_dir: Path) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
@@ -193,6 +223,11 @@ def export_onnx_llm(hf_dir: str | Path, out_dir: str | Path, quant: str = "int4"
                            f"{' or '.join(IMATRIX_ALGORITHMS)}, got {quant} / {algorithm!r}")
     if not 0 <= eight_bit_pct < 100:
         raise InvalidInput(f"eight_bit_pct must be 0-99, got {eight_bit_pct}")
+    check_onnx_supported(hf_dir)
+    from ondevice.files import check_free_space
+
+    # The builder writes an fp32 graph first (quantised afterwards): about 4 bytes a weight, twice over at the peak.
+    check_free_space(out_dir, 8 * _hf_param_count(hf_dir))
     t0 = time.perf_counter()
     staging = _staging_dir(out_dir)
     try:

@@ -30,9 +30,14 @@ def pytest_sessionstart(session):
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_store(tmp_path_factory):
+    from tests.native import CONVERTER  # looked up in the user's store, before it is swapped for a temporary one
+
     home = tmp_path_factory.mktemp("ondevice-home")
     old = os.environ.get("ONDEVICE_HOME")
     os.environ["ONDEVICE_HOME"] = str(home)
+    if CONVERTER is not None:  # llama.cpp's converter (HF folders convert through it): shared, not re-unpacked
+        (home / "native").mkdir(exist_ok=True)
+        (home / "native" / CONVERTER.name).symlink_to(CONVERTER, target_is_directory=True)
     yield home
     if old is None:
         os.environ.pop("ONDEVICE_HOME", None)
@@ -80,3 +85,11 @@ def tiny_onnx_int4_dir(tiny_llama_hf, tmp_path_factory):
     from quantize.onnx_export import export_onnx_llm
 
     return export_onnx_llm(tiny_llama_hf, tmp_path_factory.mktemp("tiny-onnx") / "tiny-int4", quant="int4").path
+
+
+@pytest.fixture(scope="session")
+def llama_converter(isolated_store):
+    """llama.cpp's own convert_hf_to_gguf.py, linked into the test store (skips when not unpacked)."""
+    from tests.native import link_converter
+
+    return link_converter(isolated_store)

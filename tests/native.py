@@ -30,3 +30,28 @@ def link_built_tools(store: Path):
     tools = find_tools()
     assert tools is not None and tools.bin_dir.resolve() == BUILT.bin_dir.resolve()
     return tools
+
+
+def _find_converter():
+    from ondevice.native_tools import find_converter
+
+    try:
+        return find_converter()
+    except Exception:  # llama-cpp-python missing: the tests that need it skip
+        return None
+
+
+CONVERTER = _find_converter()
+CONVERTER_SKIP = ("llama.cpp's convert_hf_to_gguf.py is not unpacked for this libllama: run `make native-tools` "
+                  "or `python -m bench.native --build`")
+
+
+def link_converter(store: Path) -> Path:
+    """Make the already-unpacked llama.cpp converter visible in the test store `store`; skip if there is none."""
+    if CONVERTER is None:
+        pytest.skip(CONVERTER_SKIP)
+    link = Path(store) / "native" / CONVERTER.name
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(CONVERTER, target_is_directory=True)
+    return link

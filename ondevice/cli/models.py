@@ -1,4 +1,5 @@
-"""`ondevice models list|info`."""
+"""`ondevice models list|info|rm`, plus subcommands packages add ("ondevice.models_commands" entry points: bench's
+`catalog`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,25 @@ from ondevice.catalog import list_models, model_info
 from ondevice.cli.common import OnDeviceGroup, console, json_option, print_json
 
 
-@click.group("models", cls=OnDeviceGroup, invoke_without_command=True)
+class _ModelsGroup(OnDeviceGroup):
+    """The built-in subcommands, then those installed packages add by entry point (imported only when used)."""
+
+    def list_commands(self, ctx):
+        from ondevice.plugins import MODELS_COMMANDS_GROUP, plugin_entry_points
+
+        return sorted(set(super().list_commands(ctx)) | set(plugin_entry_points(MODELS_COMMANDS_GROUP)))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        from ondevice.plugins import MODELS_COMMANDS_GROUP, plugin_entry_points
+
+        ep = plugin_entry_points(MODELS_COMMANDS_GROUP).get(name)
+        return ep.load() if ep is not None else None
+
+
+@click.group("models", cls=_ModelsGroup, invoke_without_command=True)
 @click.pass_context
 def models_group(ctx):
     """Models in the store and their facts (default: list)."""
@@ -26,6 +45,10 @@ def list_command(as_json):
         print_json(entries)
         return
     console.print(models_table(entries, console.width))
+    from ondevice.hub import disk_use
+
+    console.print("disk: " + ", ".join(f"{k} {v / 1e6:,.1f} MB" for k, v in disk_use().items()), highlight=False,
+                  markup=False)
 
 
 MIN_PATH_WIDTH = 24  # below this a path column shows too little to be worth its room
@@ -69,3 +92,24 @@ def info_command(model, as_json):
     for key, value in info.to_dict().items():
         table.add_row(key, str(value))
     console.print(table)
+
+
+@models_group.command("rm")
+@click.argument("model")
+@click.option("--keep-hf-cache", is_flag=True, help="For hf: names, keep the repo's files in the Hugging Face cache.")
+@json_option
+def rm_command(model, keep_hf_cache, as_json):
+    """Delete MODEL from the store: a pulled hf:ORG/REPO[:QUANT] (and its HF cache files), or a file or folder
+    under the store's models folder. Prints what was freed and the disk the store and HF cache still use."""
+    from ondevice.catalog import remove_model
+    from ondevice.hub import disk_use
+
+    removed = remove_model(model, hf_cache=not keep_hf_cache)
+    use = disk_use()
+    if as_json:
+        print_json({"removed": removed, "disk_use_bytes": use})
+        return
+    for path in removed.paths:
+        console.print(f"removed {path}", highlight=False, markup=False)
+    console.print(f"freed {removed.freed_bytes / 1e6:,.1f} MB; now using "
+                  + ", ".join(f"{k} {v / 1e6:,.1f} MB" for k, v in use.items()), highlight=False, markup=False)
