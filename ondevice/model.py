@@ -9,6 +9,7 @@ import numpy as np
 
 from ondevice.backends import Backend, Generation, SamplingParams, StreamEvent, backend_class, backend_for_format
 from ondevice.errors import BackendUnavailable, InvalidInput
+from ondevice.messages import check_messages  # noqa: F401  (one message checker: ondevice.messages)
 from ondevice.model_info import ModelInfo, read_info
 from ondevice.options import RuntimeOptions
 from ondevice.store import ModelRef, resolve
@@ -47,38 +48,6 @@ class TextStream:
         close = getattr(self._events, "close", None)
         if close:
             close()
-
-
-def _content_text(i: int, content) -> str:
-    """A message's content as text: a string, or OpenAI's list of parts ([{"type": "text", "text": ...}])."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for j, part in enumerate(content):
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif kind in ("image_url", "image", "input_image", "input_audio", "file"):
-                raise InvalidInput(f"message {i}: content part {j} is {kind!r}; this runtime reads text only")
-            else:
-                raise InvalidInput(f"message {i}: content part {j} must be {{'type': 'text', 'text': ...}}")
-        return "".join(texts)
-    raise InvalidInput(f"message {i} must be a dict with string 'role' and 'content' (a string or text parts)")
-
-
-def check_messages(messages: Sequence[dict]) -> list[dict]:
-    """Chat messages as the backends take them: known roles, content as one string (text parts joined)."""
-    if not messages:
-        raise InvalidInput("messages is empty: give at least one {'role': ..., 'content': ...}")
-    checked = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise InvalidInput(f"message {i} must be a dict with string 'role' and 'content'")
-        if message["role"] not in ("system", "user", "assistant", "tool"):
-            raise InvalidInput(f"message {i}: unknown role {message['role']!r}")
-        checked.append({"role": message["role"], "content": _content_text(i, message.get("content"))})
-    return checked
 
 
 class Model:

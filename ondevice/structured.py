@@ -17,11 +17,19 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+try:  # Python's own regex parser: used only to count a pattern's repetitions
+    import re._constants as _sre_constants
+    import re._parser as _sre_parser
+except ImportError:  # Python < 3.11
+    import sre_constants as _sre_constants
+    import sre_parse as _sre_parser
 
 from ondevice.errors import InvalidInput
 
@@ -29,6 +37,7 @@ from ondevice.errors import InvalidInput
 # token budget on newlines and indentation; compact output is also fewer tokens to decode.
 JSON_OPTIONS = {"whitespace_flexible": False}
 ANY_JSON_OBJECT = {"type": "object"}
+ANY_JSON: dict = {}  # the schema of any JSON value
 
 _UNIMPLEMENTED = re.compile(r'Unimplemented keys: \[(.*?)\]')
 
@@ -84,7 +93,7 @@ def _is_pydantic_class(obj: Any) -> bool:
 def check(source: str, what: str = "schema") -> None:
     """Raise InvalidInput (naming the keyword where it is one) if llguidance cannot enforce `source`."""
     llg = _llg()
-    is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(source)
+    is_error, messages = isolated(llg.LLMatcher.validate_grammar_with_warnings, source)
     if not messages:
         return
     # A warning means "accepted but not enforced" (an unknown string format): for us that is an error too.
@@ -96,6 +105,217 @@ def check(source: str, what: str = "schema") -> None:
                            f"{what} (supported keywords: docs/structured-output.md)")
     detail = " ".join(line.strip() for line in message if line.strip())
     raise InvalidInput(f"{what} cannot be enforced during decoding: {detail}")
+
+
+# --- limits checked before llguidance sees a schema (docs/limits.md says why each is where it is) ---------------
+MAX_SCHEMA_BYTES = 256 << 10    # the schema as compact JSON
+MAX_SCHEMA_DEPTH = 64           # nested objects/arrays of the schema document
+MAX_REF_CHAIN = 256             # $ref -> $ref -> ... hops before a schema with content is reached
+MAX_PATTERN_REPEAT = 5000       # the largest repetition a `pattern` can ask for ({n,m} counts, nested ones multiplied)
+COMPILE_STACK_BYTES = 256 << 20  # the stack of the thread every llguidance compilation runs on
+
+_stack_lock = threading.Lock()
+
+
+def isolated(func, *args, **kwargs):
+    """Run `func` (an llguidance call that compiles or checks a grammar) on a fresh thread with a 256 MiB stack.
+
+    llguidance's grammar check recurses along `$ref` chains: on the 8 MiB stack of a main thread a chain of about
+    3,000 definitions overflows it and kills the process (SIGSEGV, docs/limits.md). `MAX_REF_CHAIN` keeps far below
+    that, and a fixed, large stack makes the margin independent of the caller's thread (server worker threads, or
+    platforms whose threads get 512 KiB). The stack is reserved, not committed: only the pages used cost memory.
+    """
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = func(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    with _stack_lock:  # threading.stack_size is process-wide: set it only around this one thread's start
+        old = threading.stack_size(COMPILE_STACK_BYTES)
+        try:
+            worker = threading.Thread(target=run, name="ondevice-grammar", daemon=True)
+            worker.start()
+        finally:
+            threading.stack_size(old)
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+_REPEATS = tuple(getattr(_sre_constants, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+                 if hasattr(_sre_constants, name))
+
+
+def _pattern_repeat(pattern: str) -> int:
+    """The largest number of repetitions `pattern` asks for (nested counts multiplied; 0 if Python's regex parser
+    cannot read it: llguidance then judges it)."""
+    try:
+        parsed = _sre_parser.parse(pattern)
+    except Exception:  # not Python syntax (llguidance reports what it cannot read); no count to bound here
+        return 0
+    worst = 0
+    stack = [(parsed, 1)]
+    while stack:
+        items, factor = stack.pop()
+        for op, av in items:
+            if op in _REPEATS:
+                low, high, sub = av
+                count = low if high == _sre_constants.MAXREPEAT else max(low, high)
+                worst = max(worst, factor * max(count, 1))
+                stack.append((sub, factor * max(count, 1)))
+            elif op == _sre_constants.SUBPATTERN:
+                stack.append((av[-1], factor))
+            elif op == _sre_constants.BRANCH:
+                stack.extend((sub, factor) for sub in av[1])
+            elif op in (_sre_constants.ASSERT, _sre_constants.ASSERT_NOT):
+                stack.append((av[1], factor))
+    return worst
+
+
+def check_schema(schema: Any, what: str = "schema") -> None:
+    """Refuse, with a line naming the limit, a schema that is not JSON data or exceeds the limits above (depth,
+    size, cycles in a Python dict, `$ref` chains, pattern repetition): before llguidance or any recursive code
+    (ours included) reads it."""
+    # 1. Depth and cycles, without recursion (a 100,000-deep dict must not raise RecursionError here).
+    on_path: set[int] = set()
+    stack: list[tuple[Any, int, bool]] = [(schema, 1, False)]
+    while stack:
+        node, depth, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            continue
+        if isinstance(node, (dict, list, tuple)):
+            if depth > MAX_SCHEMA_DEPTH:
+                raise InvalidInput(f"{what} is nested deeper than {MAX_SCHEMA_DEPTH} levels (ondevice's limit, "
+                                   f"docs/limits.md)")
+            if id(node) in on_path:
+                raise InvalidInput(f"{what} contains itself (a Python object that refers to itself is not JSON; "
+                                   f"use \"$ref\" for recursion)")
+            on_path.add(id(node))
+            stack.append((node, depth, True))
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if not isinstance(key, str):
+                        raise InvalidInput(f"{what} has a key that is not a string: {key!r}")
+                    stack.append((value, depth + 1, False))
+            else:
+                stack.extend((value, depth + 1, False) for value in node)
+    # 2. Plain JSON data (no sets, bytes, NaN) and the size.
+    try:
+        text = json.dumps(schema, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} is not JSON data: {exc}") from None
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SCHEMA_BYTES:
+        raise InvalidInput(f"{what} is {len(text) >> 10} KiB as JSON, over the {MAX_SCHEMA_BYTES >> 10} KiB limit "
+                           f"(ondevice's limit, docs/limits.md)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} contains a lone surrogate (not valid Unicode text)") from None
+    # 3. $ref chains and patterns.
+    if isinstance(schema, dict):
+        _check_refs(schema, what)
+    stack2: list[Any] = [schema]
+    while stack2:
+        node = stack2.pop()
+        if isinstance(node, dict):
+            pattern = node.get("pattern")
+            if isinstance(pattern, str) and _pattern_repeat(pattern) > MAX_PATTERN_REPEAT:
+                raise InvalidInput(f"{what} pattern {pattern[:60]!r} repeats up to {_pattern_repeat(pattern)} "
+                                   f"times, over the limit of {MAX_PATTERN_REPEAT} (ondevice's limit, "
+                                   f"docs/limits.md)")
+            stack2.extend(v for k, v in node.items() if k not in _DATA_KEYS)
+        elif isinstance(node, list):
+            stack2.extend(node)
+
+
+def _resolve_pointer(root: dict, ref: str) -> Any:
+    """The node a local `$ref` ("#", "#/$defs/a", ...) points at, or None (llguidance reports the missing ones)."""
+    if not ref.startswith("#"):
+        return None
+    node: Any = root
+    for part in ref[1:].split("/")[1:] if ref != "#" else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _check_refs(root: dict, what: str) -> None:
+    """Follow every `$ref` chain (a schema that is nothing but a `$ref` pointing at another): refuse one longer
+    than MAX_REF_CHAIN hops, and a chain that comes back to where it started (it defines nothing)."""
+    stack: list[Any] = [root]
+    lengths: dict[int, int] = {}
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        stack.extend(v for k, v in node.items() if k not in _DATA_KEYS)
+        ref = node.get("$ref")
+        if not isinstance(ref, str) or id(node) in lengths:
+            continue
+        seen, hops, current = [id(node)], 0, node
+        while isinstance(current, dict) and isinstance(current.get("$ref"), str):
+            target = _resolve_pointer(root, current["$ref"])
+            if target is None or target is root:  # the root has content (or is_any_json took it)
+                break
+            hops += 1
+            if id(target) in seen:
+                if target is root:  # {"$ref": "#"}: whatever the root allows, which _any_json decides
+                    break
+                raise InvalidInput(f"{what} $ref {current['$ref']!r} refers back to itself through {hops} "
+                                   f"$ref(s) and so defines nothing")
+            if hops > MAX_REF_CHAIN:
+                raise InvalidInput(f"{what} has a chain of more than {MAX_REF_CHAIN} $refs that only point at "
+                                   f"other $refs (ondevice's limit, docs/limits.md: llguidance 1.9 overflows "
+                                   f"its stack on about 3,000)")
+            if id(target) in lengths:
+                hops += lengths[id(target)]
+                if hops > MAX_REF_CHAIN:
+                    raise InvalidInput(f"{what} has a chain of more than {MAX_REF_CHAIN} $refs that only point "
+                                       f"at other $refs (ondevice's limit, docs/limits.md: llguidance 1.9 "
+                                       f"overflows its stack on about 3,000)")
+                break
+            seen.append(id(target))
+            current = target
+        lengths[id(node)] = hops
+
+
+_ANNOTATIONS = {"$schema", "$id", "$comment", "title", "description", "default", "examples", "$defs",
+                "definitions", "readOnly", "writeOnly", "deprecated", "$anchor"}
+
+
+def is_any_json(schema: Any) -> bool:
+    """True for a schema every JSON value satisfies: `true`, `{}`, only annotations, or only `$ref`s that end at
+    such a schema (`{"$ref": "#"}` points at itself: it constrains nothing)."""
+    if schema is True:
+        return True
+    if not isinstance(schema, dict):
+        return False
+    node, seen = schema, set()
+    while isinstance(node, dict):
+        keys = set(node) - _ANNOTATIONS
+        if not keys:
+            return True
+        if keys != {"$ref"} or not isinstance(node["$ref"], str) or id(node) in seen:
+            return False
+        seen.add(id(node))
+        target = _resolve_pointer(schema, node["$ref"])
+        if target is node or target is None and node["$ref"] == "#":
+            return True
+        node = target
+    return node is True
 
 
 MAX_FORMAT_LENGTH = 128
@@ -131,18 +351,30 @@ def close_objects(schema: Any, in_all_of: bool = False) -> Any:
                                                          "unevaluatedProperties", "allOf"} & out.keys():
         out["additionalProperties"] = False
     kinds = out.get("type") if isinstance(out.get("type"), list) else [out.get("type")]
-    if "format" in out and "maxLength" not in out and not in_all_of:  # an e-mail, URI, ... of at most 128
-        out["maxLength"] = MAX_FORMAT_LENGTH                         # characters: it can always still end
+    # The narrowing never adds a bound the user's own bounds contradict (a minLength of 200, a minimum beyond
+    # 2**53): such a schema is left as written, so an error can only name limits the user wrote.
+    if "format" in out and "maxLength" not in out and not in_all_of \
+            and _number(out.get("minLength"), 0) <= MAX_FORMAT_LENGTH:  # an e-mail, URI, ... of at most 128
+        out["maxLength"] = MAX_FORMAT_LENGTH                              # characters: it can always still end
     if "integer" in kinds and not in_all_of:  # at most 16 digits: a small model can repeat a digit forever
-        if "minimum" not in out and "exclusiveMinimum" not in out:
+        low = max(_number(out.get("minimum"), -SAFE_INTEGER), _number(out.get("exclusiveMinimum"), -SAFE_INTEGER))
+        high = min(_number(out.get("maximum"), SAFE_INTEGER), _number(out.get("exclusiveMaximum"), SAFE_INTEGER))
+        if "minimum" not in out and "exclusiveMinimum" not in out and high >= -SAFE_INTEGER:
             out["minimum"] = -SAFE_INTEGER
-        if "maximum" not in out and "exclusiveMaximum" not in out:
+        if "maximum" not in out and "exclusiveMaximum" not in out and low <= SAFE_INTEGER:
             out["maximum"] = SAFE_INTEGER
     return out
 
 
+def _number(value: Any, default: float) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
 def schema_grammar(schema: Any, name: str | None = None) -> Grammar:
-    """Compile `schema`: a JSON Schema dict, a pydantic model class, or "json" (any JSON object)."""
+    """Compile `schema`: a JSON Schema dict (or `true`), a pydantic model class, or "json" (any JSON object).
+
+    A schema every JSON value satisfies (`{}`, `true`, `{"$ref": "#"}`) compiles to "any JSON value"; one over a
+    limit of docs/limits.md is refused with a line naming it."""
     model_class = None
     if isinstance(schema, Grammar):
         return schema
@@ -154,27 +386,39 @@ def schema_grammar(schema: Any, name: str | None = None) -> Grammar:
     elif _is_pydantic_class(schema):
         model_class, name = schema, name or schema.__name__
         schema, kind = schema.model_json_schema(), "json_schema"
-    elif isinstance(schema, dict):
+    elif isinstance(schema, dict) or schema is True:
         kind = "json_schema"
     else:
         raise InvalidInput(f"schema must be a JSON Schema dict, a pydantic model class or \"json\", "
                            f"got {type(schema).__name__}")
+    check_schema(schema)
+    compiled = ANY_JSON if is_any_json(schema) else close_objects(schema)
     try:
-        source = _llg().LLMatcher.grammar_from_json_schema(close_objects(schema), defaults=JSON_OPTIONS)
+        source = isolated(_llg().LLMatcher.grammar_from_json_schema, compiled, defaults=JSON_OPTIONS)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"schema is not a JSON object: {exc}") from None
     check(source)
-    return Grammar(source, kind, schema, model_class, name)
+    return Grammar(source, kind, schema if isinstance(schema, dict) else {}, model_class, name)
 
 
 def load_schema(path: str | Path) -> dict | str:
     """A JSON Schema from a file (the CLI's --schema); the literal "json" means any JSON object."""
     if str(path) == "json":
         return "json"
+    path = Path(path)
     try:
-        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+        if path.is_dir() or (path.exists() and not path.is_file()):
+            raise InvalidInput(f"schema file {path} is not a regular file")
+        size = path.stat().st_size
+        if size > MAX_SCHEMA_BYTES * 4:  # compact limit x4 for indentation; check_schema measures it exactly
+            raise InvalidInput(f"schema file {path} is {size >> 10} KiB, over the {MAX_SCHEMA_BYTES >> 10} KiB "
+                               f"limit (ondevice's limit, docs/limits.md)")
+        schema = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidInput(f"cannot read schema file {path}: {exc.strerror}") from None
+    except RecursionError:
+        raise InvalidInput(f"schema file {path} is nested deeper than {MAX_SCHEMA_DEPTH} levels (ondevice's "
+                           f"limit, docs/limits.md)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"schema file {path} is not JSON: {exc}") from None
     if not isinstance(schema, dict):
@@ -184,14 +428,15 @@ def load_schema(path: str | Path) -> dict | str:
 
 def lark_grammar(lark: str, kind: str = "lark") -> Grammar:
     """Compile a grammar in llguidance's Lark syntax (it may embed JSON Schemas with `%json {...}`)."""
-    source = _llg().LLMatcher.grammar_from_lark(lark)
+    source = isolated(_llg().LLMatcher.grammar_from_lark, lark)
     check(source, "grammar")
     return Grammar(source, kind)
 
 
 def json_in_lark(schema: dict) -> str:
     """`schema` as a `%json {...}` Lark fragment with the same compact-JSON options as `schema_grammar`."""
-    return "%json " + json.dumps({**close_objects(schema), "x-guidance": JSON_OPTIONS})
+    body = ANY_JSON if is_any_json(schema) else close_objects(schema)
+    return "%json " + json.dumps({**body, "x-guidance": JSON_OPTIONS})
 
 
 class Vocabulary:
@@ -269,15 +514,29 @@ class TokenConstraint:
     _bits: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        self._matcher = _llg().LLMatcher(self.vocabulary.tokenizer, self.grammar.source, log_level=0)
+        self._matcher = isolated(_llg().LLMatcher, self.vocabulary.tokenizer, self.grammar.source, log_level=0)
         if self._matcher.is_error():
-            raise InvalidInput(f"grammar rejected: {self._matcher.get_error()}")
+            raise InvalidInput(f"grammar rejected: {self._first_line()}")
         self._bits = np.zeros(self.vocabulary.words, dtype=np.int32)
+
+    def _first_line(self) -> str:
+        return (self._matcher.get_error() or "").strip().splitlines()[0] if self._matcher.get_error() else ""
+
+    def _stopped(self) -> InvalidInput:
+        """The error for a grammar llguidance gave up on mid-answer (one of its own limits, such as the size of a
+        pattern's automaton or the parser's item count, or a schema no finite answer satisfies)."""
+        return InvalidInput(f"the schema cannot be enforced: llguidance stopped mid-answer ({self._first_line()}); "
+                            f"a schema with no finite answer (a required property whose $ref never ends) or a "
+                            f"pattern too large for its limits does this (docs/limits.md)")
 
     def allowed(self, n: int) -> np.ndarray:
         """Boolean mask over a logits row of `n` entries: True where the grammar accepts the token next (a row
-        longer than the tokenizer's vocabulary, as some exports pad it, has its padding forbidden)."""
+        longer than the tokenizer's vocabulary, as some exports pad it, has its padding forbidden).
+
+        Raises InvalidInput when the engine stopped (one of its limits) or allows no token at all."""
         self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
+        if self._matcher.is_error() or not self._bits.any():
+            raise self._stopped()
         allowed = np.unpackbits(self._bits.view(np.uint8), bitorder="little").view(bool)
         if allowed.size < n:
             allowed = np.concatenate([allowed, np.zeros(n - allowed.size, dtype=bool)])
@@ -290,8 +549,7 @@ class TokenConstraint:
     def accept(self, token: int) -> bool:
         """Advance by the sampled token; True when the grammar is complete (nothing but end-of-text may follow)."""
         if not self._matcher.consume_token(int(token)):
-            raise RuntimeError(f"constrained decoding: token {token} was sampled outside the mask "
-                               f"({self._matcher.get_error()})")
+            raise self._stopped()
         return self._matcher.is_stopped()
 
     @property
