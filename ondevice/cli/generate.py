@@ -73,6 +73,10 @@ def chat_command(model, system, max_tokens, temperature, session_file, template_
     from pathlib import Path
 
     template = Path(template_file).read_text(encoding="utf-8", errors="replace") if template_file else None
+    if session_file is not None:  # a path it cannot be saved to fails now, not after the first answer
+        from ondevice.session import check_save_path
+
+        check_save_path(session_file)
     with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device, chat_template=template) as m:
         resume = session_file is not None and Path(session_file).exists()
         chat = ondevice.Chat.load(session_file, m) if resume else ondevice.Chat(m, system=system)
