@@ -20,7 +20,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -104,6 +104,8 @@ def check(source: str, what: str = "schema") -> None:
         raise InvalidInput(f"{what} keyword {keys} cannot be enforced during decoding; remove it from the "
                            f"{what} (supported keywords: docs/structured-output.md)")
     detail = " ".join(line.strip() for line in message if line.strip())
+    if len(detail) > 400:
+        detail = detail[:400] + " ..."
     raise InvalidInput(f"{what} cannot be enforced during decoding: {detail}")
 
 
@@ -216,9 +218,10 @@ def check_schema(schema: Any, what: str = "schema") -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(f"{what} contains a lone surrogate (not valid Unicode text)") from None
-    # 3. $ref chains and patterns.
+    # 3. $ref chains, answers that can never end, and patterns.
     if isinstance(schema, dict):
         _check_refs(schema, what)
+        _check_finite(schema, what)
     stack2: list[Any] = [schema]
     while stack2:
         node = stack2.pop()
@@ -290,6 +293,55 @@ def _check_refs(root: dict, what: str) -> None:
             seen.append(id(target))
             current = target
         lengths[id(node)] = hops
+
+
+_ALTERNATIVES = ("anyOf", "oneOf", "enum", "const", "not", "if", "$dynamicRef")
+
+
+def _must(root: dict, node: Any) -> list:
+    """The subschemas every answer to `node` must also satisfy inside it: its `$ref` target, `allOf` members,
+    required properties and, for arrays of at least one item, `items`. A node offering alternatives (anyOf, a type
+    list, ...) has none: one of them may end."""
+    if not isinstance(node, dict) or any(k in node for k in _ALTERNATIVES) or isinstance(node.get("type"), list):
+        return []
+    out = []
+    if isinstance(node.get("$ref"), str):
+        target = _resolve_pointer(root, node["$ref"])
+        if isinstance(target, dict) and target is not node:  # a schema referring to itself adds nothing
+            out.append(target)
+    if isinstance(node.get("allOf"), list):
+        out.extend(member for member in node["allOf"] if isinstance(member, dict))
+    properties, required = node.get("properties"), node.get("required")
+    if isinstance(properties, dict) and isinstance(required, list):
+        out.extend(properties[name] for name in required if isinstance(name, str)
+                   and isinstance(properties.get(name), dict))
+    if isinstance(node.get("items"), dict) and isinstance(node.get("minItems"), int) and node["minItems"] > 0:
+        out.append(node["items"])
+    return out
+
+
+def _check_finite(root: dict, what: str) -> None:
+    """Refuse a schema whose every answer would be infinite: following only what must be present (required
+    properties, $refs, allOf, non-empty arrays) from the root comes back to a schema already on the way
+    (`{"$defs": {"n": {"properties": {"x": {"$ref": "#/$defs/n"}}, "required": ["x"]}}, "$ref": "#/$defs/n"}`).
+    llguidance accepts such a schema and gives up mid-answer."""
+    if is_any_json(root):
+        return
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    stack: list[tuple[Any, Iterator]] = [(root, iter(_must(root, root)))]
+    state[id(root)] = 1
+    while stack:
+        node, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            state[id(node)] = 2
+            stack.pop()
+        elif state.get(id(child)) == 1:
+            raise InvalidInput(f"{what} has no finite answer: a required property (through $ref, allOf or a "
+                               f"non-empty array) contains a schema that contains it again, without end")
+        elif id(child) not in state:
+            state[id(child)] = 1
+            stack.append((child, iter(_must(root, child))))
 
 
 _ANNOTATIONS = {"$schema", "$id", "$comment", "title", "description", "default", "examples", "$defs",

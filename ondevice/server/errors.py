@@ -57,6 +57,11 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = ".".join(loc) or None
     kind = first.get("type", "")
+    if param is None and kind == "missing":  # no body at all (or one that is not JSON, by its content-type)
+        return error_response(400, "The request body is empty or not JSON: send a JSON object "
+                                   "(content-type: application/json).", "invalid_json")
+    if param is None and kind in ("model_attributes_type", "dict_type"):
+        return error_response(400, "The request body must be a JSON object.", "invalid_type")
     code = "missing_required_parameter" if kind == "missing" else \
         "invalid_type" if kind.endswith("_type") or kind.endswith("_parsing") else "invalid_value"
     message = f"Invalid value for {param!r}: {first.get('msg')}" if param else str(first.get("msg"))
