@@ -106,7 +106,7 @@ def check(source: str, what: str = "schema") -> None:
     detail = " ".join(line.strip() for line in message if line.strip())
     if len(detail) > 400:
         detail = detail[:400] + " ..."
-    raise InvalidInput(f"{what} cannot be enforced during decoding: {detail}")
+    raise InvalidInput(f"{what} cannot be enforced during decoding (llguidance says: {detail})")
 
 
 # --- limits checked before llguidance sees a schema (docs/limits.md says why each is where it is) ---------------
