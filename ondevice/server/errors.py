@@ -70,6 +70,21 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     return error_response(400, message, code, param)
 
 
+# FastAPI raises HTTPException(400, "There was an error parsing the body") for a body its JSON parser gives up on
+# in a way other than a syntax error (nested deeper than Python's recursion limit, for one).
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type"}
+
+
+def _http_response(exc: StarletteHTTPException) -> JSONResponse:
+    message, code = str(exc.detail), _HTTP_CODES.get(exc.status_code)
+    if exc.status_code == 400 and "parsing the body" in message:
+        message, code = "We could not parse the JSON body of your request (malformed, or nested too deeply).", \
+            "invalid_json"
+    elif exc.status_code == 400:
+        code = "invalid_request"
+    return error_response(exc.status_code, message, code, None, getattr(exc, "headers", None))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every exception type to the OpenAI error shape."""
 
@@ -87,7 +102,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), None, None, getattr(exc, "headers", None))
+        return _http_response(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
