@@ -1,0 +1,315 @@
+"""Runs the fuzz corpus (tests/fuzz/corpus.py) in child processes with time and memory limits and classifies every
+outcome: "ok" (ran fine), "error" (one clear line: an OnDeviceError, CLI exit 2 with `error: ...`, an OpenAI-shaped
+4xx with a code), or a failure: "failure" (a traceback, a misleading message, a 5xx, a changed file), "crash" (the
+process died on a signal), "hang" (no answer in time).
+
+    python -m tests.fuzz [--full]        # the table of outcomes; --full for the whole corpus (940 inputs)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+CASE_TIMEOUT_S = 60         # one input, CLI model load included; far above any clear refusal (milliseconds)
+MEMORY_LIMIT = 6 << 30      # address space of a driver child: an input that makes a runtime allocate ~22 GB fails
+SERVER_BATCH = 50           # inputs between the server's health, answer and RSS checks
+RSS_GROWTH = 0.10           # the server's RSS after every batch: within 10% of where it started
+FAILURES = ("failure", "crash", "hang")
+
+
+@dataclass
+class Report:
+    """Outcomes by (surface, channel), the failures with their inputs, and the server's RSS checks."""
+
+    counts: Counter = field(default_factory=Counter)
+    failures: list[dict] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
+    inputs: Counter = field(default_factory=Counter)
+
+    def add(self, surface: str, channel: str, outcome: str, detail: str, case) -> None:
+        self.counts[(surface, channel, outcome)] += 1
+        if outcome in FAILURES:
+            self.failures.append({"surface": surface, "channel": channel, "outcome": outcome, "detail": detail,
+                                  "case": json.dumps(case)[:300]})
+
+    def table(self) -> str:
+        outcomes = ("ok", "error") + FAILURES
+        rows = sorted({(s, c) for s, c, _ in self.counts})
+        lines = [f"{'surface':9} {'channel':10} " + " ".join(f"{o:>7}" for o in outcomes)]
+        for surface, channel in rows:
+            lines.append(f"{surface:9} {channel:10} " +
+                         " ".join(f"{self.counts[(surface, channel, o)]:>7}" for o in outcomes))
+        total = {o: sum(n for (_, _, oc), n in self.counts.items() if oc == o) for o in outcomes}
+        lines.append(f"{'all':9} {'':10} " + " ".join(f"{total[o]:>7}" for o in outcomes))
+        lines.append("inputs: " + ", ".join(f"{s} {n}" for s, n in sorted(self.inputs.items())) +
+                     f" ({sum(self.inputs.values())} in all)")
+        if self.rss:
+            lines.append(f"server RSS after each batch (MiB): {' '.join(str(r >> 20) for r in self.rss)}")
+        return "\n".join(lines)
+
+
+# --- driver children ------------------------------------------------------------------------------------------------
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def run_in_children(items: list[dict], work: Path, onnx_dir: Path | None, report: Report) -> None:
+    """Run `items` through tests/fuzz/driver.py children; a child that dies or hangs is replaced and the rest go
+    on in a fresh one."""
+    remaining = list(items)
+    by_key = {item["key"]: item for item in items}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                       os.environ.get("PYTHONPATH", "")])}
+    while remaining:
+        cases = work / "cases.json"
+        cases.write_text(json.dumps(remaining))
+        log = open(work / "driver.log", "ab")
+        child = subprocess.Popen([sys.executable, "-m", "tests.fuzz.driver", str(cases), str(work / "scratch"),
+                                  str(onnx_dir or "")], stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                 preexec_fn=_limit_memory, env=env)
+        lines: queue.Queue = queue.Queue()
+
+        def pump(stream=child.stdout) -> None:
+            for raw in stream:
+                lines.put(raw)
+            lines.put(None)  # end of output: the child exited (or closed its stdout)
+
+        threading.Thread(target=pump, daemon=True).start()
+        started, done = None, set()
+        deadline = time.monotonic() + CASE_TIMEOUT_S * 3  # the first case also waits for the model to load
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:  # no progress in time: a hang
+                child.kill()
+                child.wait()
+                if started is not None and started not in done:
+                    item = by_key[started]
+                    report.add(item["surface"], item["channel"], "hang", f">{CASE_TIMEOUT_S}s", item["case"])
+                    done.add(started)
+                break
+            if line is None:  # the child is gone: a case it started and never finished crashed it
+                try:
+                    child.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+                if started is not None and started not in done:
+                    item = by_key[started]
+                    report.add(item["surface"], item["channel"], "crash", f"exit {child.returncode}", item["case"])
+                    done.add(started)
+                break
+            text = line.decode("utf-8", "replace")
+            if not text.startswith("@@FUZZ "):
+                continue
+            kind, _, payload = text[len("@@FUZZ "):].rstrip("\n").partition(" ")
+            if kind == "START":
+                started = payload
+                deadline = time.monotonic() + CASE_TIMEOUT_S
+            elif kind == "DONE":
+                result = json.loads(payload)
+                item = by_key[result["key"]]
+                report.add(item["surface"], item["channel"], result["outcome"], result["detail"], item["case"])
+                done.add(result["key"])
+        log.close()
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        remaining = [item for item in remaining if item["key"] not in done]
+        if remaining and started is None:  # the child died before its first case: nothing would change
+            for item in remaining:
+                report.add(item["surface"], item["channel"], "crash", "the driver did not start", item["case"])
+            return
+
+
+# --- the server ----------------------------------------------------------------------------------------------------
+_DEEP = "\u0000deep:"
+
+
+def _json_text(value) -> str | None:
+    """JSON text of a case value; {"$deep": n} becomes n nested lists; None for values JSON cannot carry."""
+    def swap(v):
+        if isinstance(v, dict):
+            if "$deep" in v and len(v) <= 2:
+                return f"{_DEEP}{int(v['$deep'])}:{v.get('kind', 'list')}"
+            if "$set" in v and len(v) == 1:
+                return list(v["$set"])
+            if "$self" in v and len(v) == 1:
+                raise ValueError("no JSON form")
+            return {k: swap(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [swap(x) for x in v]
+        return v
+
+    try:
+        text = json.dumps(swap(value))
+    except ValueError:
+        return None
+    while _DEEP in text or json.dumps(_DEEP)[1:-1] in text:
+        marker = json.dumps(_DEEP)[1:-1]
+        start = text.index(marker) - 1
+        end = text.index('"', start + 1 + len(marker))
+        depth, kind = text[start + 1 + len(marker):end].split(":")
+        depth = int(depth)
+        nested = ('{"type": "object", "properties": {"a": ' * depth + '{"type": "integer"}' + "}}" * depth
+                  if kind == "schema" else "[" * depth + "]" * depth)
+        text = text[:start] + nested + text[end + 1:]
+    return text
+
+
+def server_bodies(corpus: dict[str, list[dict]]) -> list[tuple[str, str, str, dict]]:
+    """(surface, path, body text, case) for every input the server can take: raw bodies, schemas as
+    response_format, tool requests as chat requests."""
+    out = []
+    base = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    for case in corpus.get("body", []):
+        out.append(("body", case["path"], case["body"], case))
+    for case in corpus.get("schema", []):
+        if "schema" in case:
+            text = _json_text({**base, "response_format": {"type": "json_schema",
+                                                           "json_schema": {"name": "x", "schema": case["schema"]}}})
+            if text is not None:
+                out.append(("schema", "/v1/chat/completions", text, case))
+    for case in corpus.get("tools", []):
+        request = {**base, **{k: v for k, v in case.items() if k in ("messages", "tools", "tool_choice")}}
+        text = _json_text(request)
+        if text is not None:
+            out.append(("tools", "/v1/chat/completions", text, case))
+    return out
+
+
+def classify_response(response: httpx.Response) -> tuple[str, str]:
+    if response.status_code >= 500:
+        return "failure", f"{response.status_code}: {response.text[:300]}"
+    if response.status_code == 200:
+        return "ok", "200"
+    try:
+        error = response.json()["error"]
+        assert isinstance(error["message"], str) and error["message"] and error["code"] and "type" in error
+    except Exception:  # noqa: BLE001 - anything but OpenAI's error shape is a failure
+        return "failure", f"{response.status_code} without OpenAI's error shape (and a code): {response.text[:300]}"
+    return "error", f"{response.status_code} {error['code']}: {error['message'][:200]}"
+
+
+def _healthy(server, client: httpx.Client) -> str | None:
+    """None when the server answers /health and a normal request; else what is wrong."""
+    try:
+        if client.get(server.base_url + "/health", timeout=30).status_code != 200:
+            return "/health is not 200"
+        response = client.post(server.base_url + "/v1/chat/completions", timeout=120, json={
+            "model": "smollm2-135m", "max_tokens": 8, "temperature": 0,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        return None if response.status_code == 200 else f"a normal request got {response.status_code}"
+    except httpx.HTTPError as exc:
+        return f"the server does not answer ({type(exc).__name__})"
+
+
+def run_server(corpus: dict[str, list[dict]], report: Report) -> None:
+    """Every server input against one `ondevice serve` child; after each batch the server must be healthy, answer
+    a normal request and hold its RSS within 10% of where it started."""
+    import psutil
+
+    from tests.ondevice.server.conftest import start_server, stop_server
+
+    bodies = server_bodies(corpus)
+    server = start_server("--max-queue", "8")
+    try:
+        with httpx.Client() as client:
+            warm = server_bodies({"schema": [{"schema": {"type": "object", "properties": {"a": {"type": "integer"}}}}]})
+            client.post(server.base_url + warm[0][1], content=warm[0][2], timeout=120,
+                        headers={"content-type": "application/json"})
+            problem = _healthy(server, client)
+            assert problem is None, problem
+            start_rss = psutil.Process(server.process.pid).memory_info().rss
+            report.rss.append(start_rss)
+            for i in range(0, len(bodies), SERVER_BATCH):
+                for surface, path, text, case in bodies[i:i + SERVER_BATCH]:
+                    try:
+                        response = client.post(server.base_url + path, content=text.encode("utf-8", "surrogatepass"),
+                                               headers={"content-type": "application/json"}, timeout=CASE_TIMEOUT_S)
+                        outcome, detail = classify_response(response)
+                    except httpx.TimeoutException:
+                        outcome, detail = "hang", f">{CASE_TIMEOUT_S}s"
+                    except httpx.HTTPError as exc:
+                        outcome = "crash" if server.process.poll() is not None else "failure"
+                        detail = f"{type(exc).__name__}: {exc}"
+                    report.add(surface, "server", outcome, detail, case)
+                    if server.process.poll() is not None:  # dead: the rest cannot run (and every one counts)
+                        report.add(surface, "server", "crash", f"server exited {server.process.returncode}", case)
+                        return
+                problem = _healthy(server, client)
+                rss = psutil.Process(server.process.pid).memory_info().rss
+                report.rss.append(rss)
+                if problem or rss > start_rss * (1 + RSS_GROWTH):
+                    report.add("server", "health", "failure",
+                               problem or f"RSS {rss >> 20} MiB > {start_rss >> 20} MiB + 10%", {"batch": i})
+    finally:
+        stop_server(server)
+
+
+# --- the whole run -------------------------------------------------------------------------------------------------
+def plan(corpus: dict[str, list[dict]], full: bool) -> list[dict]:
+    """The driver's (child-process) items: every input through Python; the CLI for every input (full) or every
+    third (fast)."""
+    every = 1 if full else 3
+    channels = {"session": ["python", "cli"], "schema": ["python", "cli"], "tools": ["python"],
+                "onnx": ["python", "cli-info", "cli-run"]}
+    items = []
+    for surface, cases in corpus.items():
+        for i, case in enumerate(cases):
+            for channel in channels.get(surface, []):
+                if channel != "python" and i % every:
+                    continue
+                items.append({"key": f"{surface}:{i}:{channel}", "surface": surface, "channel": channel,
+                              "case": case})
+    return items
+
+
+def run_all(full: bool, onnx_dir: Path | None, work: Path | None = None, server: bool = True) -> Report:
+    from tests.fuzz.corpus import corpus as make_corpus
+
+    corpus = make_corpus(full)
+    if onnx_dir is None:
+        corpus.pop("onnx")
+    report = Report()
+    report.inputs.update({surface: len(cases) for surface, cases in corpus.items()})
+    with tempfile.TemporaryDirectory(prefix="ondevice-fuzz-") as tmp:
+        work = work or Path(tmp)
+        run_in_children(plan(corpus, full), work, onnx_dir, report)
+        if server:
+            run_server(corpus, report)
+    return report
+
+
+def main() -> None:
+    full = "--full" in sys.argv
+    with tempfile.TemporaryDirectory(prefix="ondevice-fuzz-onnx-") as tmp:
+        onnx_dir = None
+        try:
+            from quantize.onnx_export import export_onnx_llm
+            from tests.tiny_models import make_tiny_hf
+
+            hf = make_tiny_hf("llama", Path(tmp) / "hf")
+            onnx_dir = export_onnx_llm(hf, Path(tmp) / "onnx", quant="fp32").path
+        except ImportError as exc:
+            print(f"(no ONNX surface: {exc})")
+        started = time.monotonic()
+        report = run_all(full, onnx_dir)
+    print(report.table())
+    print(f"{time.monotonic() - started:.0f} s")
+    for failure in report.failures:
+        print(json.dumps(failure))
+    sys.exit(1 if report.failures else 0)
