@@ -38,9 +38,11 @@ class Report:
     failures: list[dict] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
     inputs: Counter = field(default_factory=Counter)
+    results: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def add(self, surface: str, channel: str, outcome: str, detail: str, case) -> None:
         self.counts[(surface, channel, outcome)] += 1
+        self.results.append((surface, channel, outcome, detail))
         if outcome in FAILURES:
             self.failures.append({"surface": surface, "channel": channel, "outcome": outcome, "detail": detail,
                                   "case": json.dumps(case)[:300]})
@@ -310,6 +312,9 @@ def main() -> None:
         report = run_all(full, onnx_dir)
     print(report.table())
     print(f"{time.monotonic() - started:.0f} s")
+    if "--verbose" in sys.argv:
+        for result in report.results:
+            print(" | ".join(result))
     for failure in report.failures:
         print(json.dumps(failure))
     sys.exit(1 if report.failures else 0)
