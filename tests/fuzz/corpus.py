@@ -8,6 +8,7 @@ Surfaces: "session" (saved chat files), "schema" (JSON Schemas), "tools" (tool d
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 
@@ -20,7 +21,7 @@ FAST_SIZES = {"session": 24, "schema": 28, "tools": 26, "onnx": 14, "body": 30} 
 
 
 def _pick(rng: random.Random) -> object:
-    return rng.choice(HOSTILE)
+    return copy.deepcopy(rng.choice(HOSTILE))  # a copy: later mutations must not change the pool
 
 
 # --- sessions ------------------------------------------------------------------------------------------------------
@@ -152,6 +153,7 @@ def tools_cases(n: int, seed: int = 23) -> list[dict]:
         request = {"messages": _conversation(), "tools": [json.loads(json.dumps(TOOL))], "tool_choice": "auto"}
         for _ in range(rng.randrange(1, 3)):
             where = rng.randrange(7)
+            messages = request["messages"] if isinstance(request["messages"], list) else []
             if where == 0:
                 request["tools"] = _pick(rng)
             elif where == 1:
@@ -159,20 +161,20 @@ def tools_cases(n: int, seed: int = 23) -> list[dict]:
                                                      {"function": {"name": "nope"}}, "required", "none"])
             elif where == 2 and isinstance(request["tools"], list) and request["tools"]:
                 request["tools"][0]["function"][rng.choice(["name", "description", "parameters"])] = _pick(rng)
-            elif where == 3:
-                message = rng.choice(request["messages"])
+            elif where == 3 and messages and isinstance(messages[-1], dict):
+                message = rng.choice([m for m in messages if isinstance(m, dict)])
                 message[rng.choice(["role", "content", "tool_calls", "tool_call_id"])] = _pick(rng)
-            elif where == 4:
-                call = request["messages"][1]["tool_calls"][0] if isinstance(
-                    request["messages"][1].get("tool_calls"), list) and request["messages"][1]["tool_calls"] else {}
-                if isinstance(call, dict) and isinstance(call.get("function"), dict):
+            elif where == 4 and len(messages) > 1 and isinstance(messages[1], dict):
+                calls = messages[1].get("tool_calls")
+                call = calls[0] if isinstance(calls, list) and calls and isinstance(calls[0], dict) else {}
+                if isinstance(call.get("function"), dict):
                     call["function"][rng.choice(["name", "arguments"])] = _pick(rng)
             elif where == 5:
                 request["messages"] = rng.choice([_pick(rng), [], [_pick(rng)]])
-            else:
-                request["messages"].insert(rng.randrange(3), {"role": rng.choice(["user", "tool", "assistant",
-                                                                                  "developer", "x"]),
-                                                              "content": _pick(rng)})
+            elif messages:
+                messages.insert(rng.randrange(len(messages) + 1),
+                                {"role": rng.choice(["user", "tool", "assistant", "developer", "x"]),
+                                 "content": _pick(rng)})
         cases.append(request)
     return cases[:n]
 
