@@ -173,7 +173,7 @@ def hf_config_info(config: dict, name: str = "", path: str = "") -> ModelInfo:
     where = f"{path or name} config.json"
     if not isinstance(config, dict):
         raise InvalidModelFile(f"{where} must hold a JSON object")
-    text = config.get("text_config", config)
+    text = config.get("text_config") or config
     if not isinstance(text, dict):
         raise InvalidModelFile(f"{where}: 'text_config' must be an object")
     n_heads = _number(text, "num_attention_heads", 0, where)

@@ -134,9 +134,11 @@ def check_genai_folder(folder: Path, graph: bool = True) -> GenaiConfig:
     if not all(type(e) is int and 0 <= e < vocab for e in eos_list):
         raise InvalidModelFile(f"{where} model: eos_token_id must be token ids below vocab_size {vocab}, got "
                                f"{json.dumps(eos)[:60]}")
+    if "pipeline" in decoder:  # several graphs (vision/speech models): their files are named per stage
+        graph = False
     filename = _str_field(decoder, "filename", d_where, "model.onnx")
     onnx = (folder / filename).resolve()
-    if folder.resolve() not in onnx.parents or not onnx.is_file():
+    if folder.resolve() not in onnx.parents or (graph and not onnx.is_file()):
         raise InvalidModelFile(f"{d_where}: filename {filename!r} is not a file in {folder}")
     inputs = _dict_field(decoder, "inputs", d_where, required=False)
     outputs = _dict_field(decoder, "outputs", d_where, required=False)
