@@ -129,3 +129,12 @@ def test_cli_chat_with_an_unsavable_session_fails_before_answering(tmp_path):
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr and "does not exist" in run.stderr
     assert run.stdout == ""
+
+
+def test_cli_chat_on_a_named_pipe_does_not_block(tmp_path):
+    fifo = tmp_path / "pipe.session"
+    os.mkfifo(fifo)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    run = subprocess.run([sys.executable, "-m", "ondevice", "chat", "smollm2-135m", "--session", str(fifo)],
+                         input="", capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "special file" in run.stderr
