@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 from ondevice.errors import InvalidInput
 from ondevice.messages import check_chat_messages, check_tool_choice, check_tool_list
-from ondevice.structured import Grammar, check, check_schema, isolated, json_in_lark
+from ondevice.schema_check import check_schema, isolated
+from ondevice.structured import Grammar, check, json_in_lark
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _CALL = re.compile(re.escape(OPEN) + r"\n(.*?)\n" + re.escape(CLOSE), re.S)

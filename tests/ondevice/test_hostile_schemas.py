@@ -11,8 +11,8 @@ import pytest
 
 import llguidance
 from ondevice.errors import InvalidInput
-from ondevice.structured import (ANY_JSON, JSON_OPTIONS, MAX_PATTERN_REPEAT, MAX_REF_CHAIN, MAX_SCHEMA_DEPTH,
-                                 Grammar, load_schema, schema_grammar)
+from ondevice.schema_check import MAX_PATTERN_REPEAT, MAX_REF_CHAIN, MAX_SCHEMA_DEPTH
+from ondevice.structured import ANY_JSON, JSON_OPTIONS, Grammar, load_schema, schema_grammar
 
 
 def ref_chain(n: int) -> dict:
