@@ -4,6 +4,7 @@ outcome: "ok" (ran fine), "error" (one clear line: an OnDeviceError, CLI exit 2 
 process died on a signal), "hang" (no answer in time).
 
     python -m tests.fuzz [--full]        # the table of outcomes; --full for the whole corpus (940 inputs)
+    python -m tests.fuzz --full --server-only   # (or --no-server) one side of it
 """
 
 from __future__ import annotations
@@ -280,7 +281,9 @@ def plan(corpus: dict[str, list[dict]], full: bool) -> list[dict]:
     return items
 
 
-def run_all(full: bool, onnx_dir: Path | None, work: Path | None = None, server: bool = True) -> Report:
+def run_all(full: bool, onnx_dir: Path | None, work: Path | None = None, server: bool = True,
+            children: bool = True) -> Report:
+    """The corpus through the child processes (`children`) and the server (`server`)."""
     from tests.fuzz.corpus import corpus as make_corpus
 
     corpus = make_corpus(full)
@@ -290,17 +293,22 @@ def run_all(full: bool, onnx_dir: Path | None, work: Path | None = None, server:
     report.inputs.update({surface: len(cases) for surface, cases in corpus.items()})
     with tempfile.TemporaryDirectory(prefix="ondevice-fuzz-") as tmp:
         work = work or Path(tmp)
-        run_in_children(plan(corpus, full), work, onnx_dir, report)
+        if children:
+            run_in_children(plan(corpus, full), work, onnx_dir, report)
         if server:
             run_server(corpus, report)
     return report
 
 
 def main() -> None:
+    """`python -m tests.fuzz [--full] [--server-only | --no-server] [--verbose]`"""
     full = "--full" in sys.argv
+    server, children = "--no-server" not in sys.argv, "--server-only" not in sys.argv
     with tempfile.TemporaryDirectory(prefix="ondevice-fuzz-onnx-") as tmp:
         onnx_dir = None
         try:
+            if not children:
+                raise ImportError("not needed by the server")
             from quantize.onnx_export import export_onnx_llm
             from tests.tiny_models import make_tiny_hf
 
@@ -309,7 +317,7 @@ def main() -> None:
         except ImportError as exc:
             print(f"(no ONNX surface: {exc})")
         started = time.monotonic()
-        report = run_all(full, onnx_dir)
+        report = run_all(full, onnx_dir, server=server, children=children)
     print(report.table())
     print(f"{time.monotonic() - started:.0f} s")
     if "--verbose" in sys.argv:
