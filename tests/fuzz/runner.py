@@ -240,13 +240,16 @@ def run_server(corpus: dict[str, list[dict]], report: Report) -> None:
     server = start_server("--max-queue", "8")
     try:
         with httpx.Client() as client:
-            # Warm-up: a schema and a tools request build the per-model structures they keep (the vocabulary's
-            # token bytes and masks) before the baseline is taken.
+            # Warm-up before the baseline: a schema and a tools request build the per-model structures they keep
+            # (the vocabulary's token bytes and masks), and a prompt near the context size touches the KV cache and
+            # compute buffers libllama allocated at load (their pages count in RSS only once first written).
             from tests.fuzz.corpus import TOOL
 
+            long_prompt = "Summarise: " + "the cat sat on the mat. " * 50  # about 360 tokens of the 512
             warm = server_bodies({"schema": [{"schema": {"type": "object", "properties": {"a": {"type": "integer"}}}}],
                                   "tools": [{"messages": [{"role": "user", "content": "Weather in Oslo?"}],
-                                             "tools": [TOOL]}]})
+                                             "tools": [TOOL]},
+                                            {"messages": [{"role": "user", "content": long_prompt}], "tools": [TOOL]}]})
             for _, path, text, _ in warm:
                 client.post(server.base_url + path, content=text, timeout=120,
                             headers={"content-type": "application/json"})
