@@ -137,9 +137,13 @@ def check_genai_folder(folder: Path, graph: bool = True) -> GenaiConfig:
     if "pipeline" in decoder:  # several graphs (vision/speech models): their files are named per stage
         graph = False
     filename = _str_field(decoder, "filename", d_where, "model.onnx")
-    onnx = (folder / filename).resolve()
-    if folder.resolve() not in onnx.parents or (graph and not onnx.is_file()):
-        raise InvalidModelFile(f"{d_where}: filename {filename!r} is not a file in {folder}")
+    try:  # a name too long for the filesystem, or with a NUL, is an OSError/ValueError here, not a file
+        onnx = (folder / filename).resolve()
+        inside = folder.resolve() in onnx.parents and (not graph or onnx.is_file())
+    except (OSError, ValueError):
+        inside = False
+    if not inside:
+        raise InvalidModelFile(f"{d_where}: filename {filename[:80]!r} is not a file in {folder}")
     inputs = _dict_field(decoder, "inputs", d_where, required=False)
     outputs = _dict_field(decoder, "outputs", d_where, required=False)
     for section, names in (("inputs", inputs), ("outputs", outputs)):

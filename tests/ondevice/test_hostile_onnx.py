@@ -60,6 +60,8 @@ CASES = [
     (decoder(outputs={"logits": "scores"}), "output 'scores' is not an output"),
     (decoder(filename="../../etc/passwd"), "is not a file in"),
     (decoder(filename=5), "'filename' must be a non-empty string"),
+    (decoder(filename="x" * 5000), "is not a file in"),  # found by the fuzz suite: ENAMETOOLONG was a traceback
+    (decoder(filename="a\u0000b"), "is not a file in"),
     (lambda config: config.pop("model"), "'model' must be an object (missing)"),
     (lambda config: config["model"].pop("decoder"), "'decoder' must be an object"),
     (lambda config: config.update(search={"max_length": 10 ** 9}), "max_length 1000000000 is outside"),
