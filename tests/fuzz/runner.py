@@ -60,7 +60,8 @@ class Report:
         lines.append("inputs: " + ", ".join(f"{s} {n}" for s, n in sorted(self.inputs.items())) +
                      f" ({sum(self.inputs.values())} in all)")
         if self.rss:
-            lines.append(f"server RSS less its prefix cache, at the start and after each batch of {SERVER_BATCH} (MiB): "
+            lines.append(f"server RSS less its prefix cache, second pass, at its start and after each batch of "
+                         f"{SERVER_BATCH} (MiB): "
                          f"{' '.join(str(r >> 20) for r in self.rss)}")
         return "\n".join(lines)
 
@@ -230,8 +231,14 @@ def _net_rss(server, client: httpx.Client, psutil) -> int:
 
 
 def run_server(corpus: dict[str, list[dict]], report: Report) -> None:
-    """Every server input against one `ondevice serve` child; after each batch the server must be healthy, answer
-    a normal request and hold its RSS within 10% of where it started."""
+    """Every server input against one `ondevice serve` child, twice: each pass after each batch checks that the
+    server is healthy and answers a normal request; the second pass also that its RSS stays within 10% of where
+    the pass started.
+
+    Why two passes: the server's RSS settles at a level that depends on the variety of what it has served, not on
+    how much (measured: 200 distinct tools requests raised it 12 MiB once; the same 200 sent three more times left
+    it within 5 MiB; 400 identical requests, 0), as allocator pools and buffers first touched by longer prompts grow
+    to their high-water mark. The first pass takes it there; a leak would still grow in the second."""
     import psutil
 
     from tests.ondevice.server.conftest import start_server, stop_server
@@ -240,44 +247,38 @@ def run_server(corpus: dict[str, list[dict]], report: Report) -> None:
     server = start_server("--max-queue", "8")
     try:
         with httpx.Client() as client:
-            # Warm-up before the baseline: a schema and a tools request build the per-model structures they keep
-            # (the vocabulary's token bytes and masks), and a prompt near the context size touches the KV cache and
-            # compute buffers libllama allocated at load (their pages count in RSS only once first written).
-            from tests.fuzz.corpus import TOOL
-
-            long_prompt = "Summarise: " + "the cat sat on the mat. " * 50  # about 360 tokens of the 512
-            warm = server_bodies({"schema": [{"schema": {"type": "object", "properties": {"a": {"type": "integer"}}}}],
-                                  "tools": [{"messages": [{"role": "user", "content": "Weather in Oslo?"}],
-                                             "tools": [TOOL]},
-                                            {"messages": [{"role": "user", "content": long_prompt}], "tools": [TOOL]}]})
-            for _, path, text, _ in warm:
-                client.post(server.base_url + path, content=text, timeout=120,
-                            headers={"content-type": "application/json"})
             problem = _healthy(server, client)
             assert problem is None, problem
-            start_rss = _net_rss(server, client, psutil)
-            report.rss.append(start_rss)
-            for i in range(0, len(bodies), SERVER_BATCH):
-                for surface, path, text, case in bodies[i:i + SERVER_BATCH]:
-                    try:
-                        response = client.post(server.base_url + path, content=text.encode("utf-8", "surrogatepass"),
-                                               headers={"content-type": "application/json"}, timeout=CASE_TIMEOUT_S)
-                        outcome, detail = classify_response(response)
-                    except httpx.TimeoutException:
-                        outcome, detail = "hang", f">{CASE_TIMEOUT_S}s"
-                    except httpx.HTTPError as exc:
-                        outcome = "crash" if server.process.poll() is not None else "failure"
-                        detail = f"{type(exc).__name__}: {exc}"
-                    report.add(surface, "server", outcome, detail, case)
-                    if server.process.poll() is not None:  # dead: the rest cannot run (and every one counts)
-                        report.add(surface, "server", "crash", f"server exited {server.process.returncode}", case)
-                        return
-                problem = _healthy(server, client)
-                rss = _net_rss(server, client, psutil)
-                report.rss.append(rss)
-                if problem or rss > start_rss * (1 + RSS_GROWTH):
-                    report.add("server", "health", "failure",
-                               problem or f"RSS {rss >> 20} MiB > {start_rss >> 20} MiB + 10%", {"batch": i})
+            for channel in ("server", "server-again"):
+                start_rss = _net_rss(server, client, psutil)
+                if channel == "server-again":
+                    report.rss.append(start_rss)
+                for i in range(0, len(bodies), SERVER_BATCH):
+                    for surface, path, text, case in bodies[i:i + SERVER_BATCH]:
+                        try:
+                            response = client.post(server.base_url + path,
+                                                   content=text.encode("utf-8", "surrogatepass"),
+                                                   headers={"content-type": "application/json"},
+                                                   timeout=CASE_TIMEOUT_S)
+                            outcome, detail = classify_response(response)
+                        except httpx.TimeoutException:
+                            outcome, detail = "hang", f">{CASE_TIMEOUT_S}s"
+                        except httpx.HTTPError as exc:
+                            outcome = "crash" if server.process.poll() is not None else "failure"
+                            detail = f"{type(exc).__name__}: {exc}"
+                        report.add(surface, channel, outcome, detail, case)
+                        if server.process.poll() is not None:  # dead: the rest cannot run
+                            report.add(surface, channel, "crash", f"server exited {server.process.returncode}",
+                                       case)
+                            return
+                    problem = _healthy(server, client)
+                    rss = _net_rss(server, client, psutil)
+                    if channel == "server-again":
+                        report.rss.append(rss)
+                    if problem or channel == "server-again" and rss > start_rss * (1 + RSS_GROWTH):
+                        report.add("server", "health", "failure",
+                                   problem or f"RSS {rss >> 20} MiB > {start_rss >> 20} MiB + 10%",
+                                   {"pass": channel, "batch": i})
     finally:
         stop_server(server)
 
