@@ -51,12 +51,12 @@ class Report:
     def table(self) -> str:
         outcomes = ("ok", "error") + FAILURES
         rows = sorted({(s, c) for s, c, _ in self.counts})
-        lines = [f"{'surface':9} {'channel':10} " + " ".join(f"{o:>7}" for o in outcomes)]
+        lines = [f"{'surface':9} {'channel':12} " + " ".join(f"{o:>7}" for o in outcomes)]
         for surface, channel in rows:
-            lines.append(f"{surface:9} {channel:10} " +
+            lines.append(f"{surface:9} {channel:12} " +
                          " ".join(f"{self.counts[(surface, channel, o)]:>7}" for o in outcomes))
         total = {o: sum(n for (_, _, oc), n in self.counts.items() if oc == o) for o in outcomes}
-        lines.append(f"{'all':9} {'':10} " + " ".join(f"{total[o]:>7}" for o in outcomes))
+        lines.append(f"{'all':9} {'':12} " + " ".join(f"{total[o]:>7}" for o in outcomes))
         lines.append("inputs: " + ", ".join(f"{s} {n}" for s, n in sorted(self.inputs.items())) +
                      f" ({sum(self.inputs.values())} in all)")
         if self.rss:
