@@ -9,6 +9,7 @@ from typing import Any, Callable, ClassVar
 
 from ondevice.errors import InvalidModelFile
 from ondevice.gguf_file import file_type_name, read_gguf
+from ondevice.onnx_folder import MAX_CONFIG_BYTES, check_genai_folder, read_json_object
 from ondevice.store import ModelRef
 
 
@@ -120,28 +121,47 @@ def _from_gguf(ref: ModelRef) -> ModelInfo:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidModelFile(f"{path}: unreadable JSON ({exc})") from None
+    return read_json_object(path)
 
 
 def _hf_params(folder: Path) -> int:
-    """Count parameters from safetensors headers (no weights are read)."""
+    """Count parameters from safetensors headers (no weights are read); a header that is not a safetensors one is
+    an InvalidModelFile naming the file."""
     import struct
 
     total = 0
     for st in folder.glob("*.safetensors"):
-        with st.open("rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for key, meta in header.items():
-            if key != "__metadata__":
-                count = 1
-                for dim in meta["shape"]:
-                    count *= dim
-                total += count
+        try:
+            with st.open("rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                if n > MAX_CONFIG_BYTES:
+                    raise ValueError(f"a header of {n} bytes")
+                header = json.loads(fh.read(n))
+            for key, meta in header.items():
+                if key != "__metadata__":
+                    count = 1
+                    for dim in meta["shape"]:
+                        if type(dim) is not int or dim < 0:
+                            raise ValueError(f"tensor {key!r} has shape {meta['shape']!r}")
+                        count *= dim
+                    total += count
+        except (OSError, struct.error, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            raise InvalidModelFile(f"{st}: not a readable safetensors file ({str(exc)[:120]})") from None
     return total
+
+
+def _number(config: dict, key: str, default: Any, where: str, kind: type = int) -> Any:
+    """config[key] as `kind` (int or float), `default` when absent or null; a wrong type is an InvalidModelFile."""
+    value = config.get(key)
+    if value is None:
+        return default
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    ok = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
+    if isinstance(value, bool) or not ok or value < 0 and kind is int:
+        raise InvalidModelFile(f"{where}: {key!r} must be a {'number' if kind is float else 'whole number'} "
+                               f"(>= 0), got {json.dumps(value)[:40]}")
+    return kind(value)
 
 
 def hf_config_info(config: dict, name: str = "", path: str = "") -> ModelInfo:
@@ -150,19 +170,28 @@ def hf_config_info(config: dict, name: str = "", path: str = "") -> ModelInfo:
     Sizes and the parameter count stay 0 (`read_info` on the folder fills them from the safetensors headers).
     Defaults for absent keys are those of the transformers llama config (rope base 10000, RMSNorm eps 1e-6).
     """
-    text = config.get("text_config", config)
-    n_heads = int(text.get("num_attention_heads", 0))
-    n_embd = int(text.get("hidden_size", 0))
+    where = f"{path or name} config.json"
+    if not isinstance(config, dict):
+        raise InvalidModelFile(f"{where} must hold a JSON object")
+    text = config.get("text_config") or config
+    if not isinstance(text, dict):
+        raise InvalidModelFile(f"{where}: 'text_config' must be an object")
+    n_heads = _number(text, "num_attention_heads", 0, where)
+    n_embd = _number(text, "hidden_size", 0, where)
+    head_dim = _number(text, "head_dim", 0, where) or (n_embd // n_heads if n_heads else 0)
+    sliding = _number(text, "sliding_window", 0, where) if text.get("use_sliding_window", True) else 0
     return ModelInfo.from_shapes(
         name, str(text.get("model_type", "unknown")), path=path, format="hf",
-        n_layers=int(text.get("num_hidden_layers", 0)), n_embd=n_embd, n_ff=int(text.get("intermediate_size", 0)),
-        n_heads=n_heads, n_kv_heads=int(text.get("num_key_value_heads", n_heads) or n_heads),
-        head_dim=int(text.get("head_dim") or (n_embd // n_heads if n_heads else 0)),
-        vocab_size=int(text.get("vocab_size", 0)), context_length=int(text.get("max_position_embeddings", 0)),
+        n_layers=_number(text, "num_hidden_layers", 0, where), n_embd=n_embd,
+        n_ff=_number(text, "intermediate_size", 0, where),
+        n_heads=n_heads, n_kv_heads=_number(text, "num_key_value_heads", 0, where) or n_heads,
+        head_dim=head_dim, vocab_size=_number(text, "vocab_size", 0, where),
+        context_length=_number(text, "max_position_embeddings", 0, where),
         # Qwen2 configs name a window but switch it off with use_sliding_window
-        sliding_window=int(text.get("sliding_window") or 0) if text.get("use_sliding_window", True) else 0,
+        sliding_window=sliding,
         tied_embeddings=bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))),
-        rope_theta=float(text.get("rope_theta", 10000.0)), norm_eps=float(text.get("rms_norm_eps", 1e-6)),
+        rope_theta=_number(text, "rope_theta", 10000.0, where, float),
+        norm_eps=_number(text, "rms_norm_eps", 1e-6, where, float),
         qkv_bias=bool(text.get("attention_bias", False)) or text.get("model_type") == "qwen2", arch_config=text,
     )
 
@@ -186,33 +215,36 @@ def _from_hf(ref: ModelRef) -> ModelInfo:
     return _from_config(ref, config, "hf", dtype, ref.path)
 
 
+def _onnx_meta(folder: Path) -> dict:
+    """ondevice_onnx.json (written by quantize's ONNX export): {"quant": str, "n_params": int}, checked."""
+    meta = folder / "ondevice_onnx.json"
+    if not meta.exists():
+        return {"quant": "unknown", "n_params": 0}
+    data = _read_json(meta)
+    quant = data.get("quant", "unknown")
+    if not isinstance(quant, str):
+        raise InvalidModelFile(f"{meta}: 'quant' must be a string")
+    return {"quant": quant, "n_params": _number(data, "n_params", 0, str(meta))}
+
+
 def _onnx_quant(folder: Path) -> str:
-    meta = folder / "ondevice_onnx.json"  # written by quantize's ONNX export
-    if meta.exists():
-        return str(_read_json(meta).get("quant", "unknown"))
-    return "unknown"
+    return _onnx_meta(folder)["quant"]
 
 
 def _from_onnx_genai(ref: ModelRef) -> ModelInfo:
-    genai = _read_json(ref.path / "genai_config.json")["model"]
-    decoder = genai.get("decoder", {})
+    genai = check_genai_folder(ref.path)  # every value in range and consistent with model.onnx (issue 23)
     config = _read_json(ref.path / "config.json") if (ref.path / "config.json").exists() else {}
     info = _from_config(ref, config, "onnx-genai", _onnx_quant(ref.path), ref.path)
-    info.n_layers = int(decoder.get("num_hidden_layers", info.n_layers))
-    info.n_heads = int(decoder.get("num_attention_heads", info.n_heads))
-    info.n_kv_heads = int(decoder.get("num_key_value_heads", info.n_kv_heads))
-    info.head_dim = int(decoder.get("head_size", info.head_dim))
-    info.n_embd = int(decoder.get("hidden_size", info.n_embd))
-    info.context_length = int(genai.get("context_length", info.context_length))
-    info.vocab_size = int(genai.get("vocab_size", info.vocab_size))
+    info.n_layers, info.n_heads, info.n_kv_heads = genai.n_layers, genai.n_heads, genai.n_kv_heads
+    info.head_dim, info.n_embd = genai.head_size, genai.hidden_size
+    info.context_length, info.vocab_size = genai.context_length, genai.vocab_size
     info.n_params = info.n_params or _onnx_params(ref.path)
     info.bits_per_weight = _bpw(info.size_bytes, info.n_params)
     return info
 
 
 def _onnx_params(folder: Path) -> int:
-    meta = folder / "ondevice_onnx.json"
-    return int(_read_json(meta).get("n_params", 0)) if meta.exists() else 0
+    return _onnx_meta(folder)["n_params"]
 
 
 def _from_onnx_encoder(ref: ModelRef) -> ModelInfo:

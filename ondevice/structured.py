@@ -24,11 +24,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from ondevice.errors import InvalidInput
+# Limits checked before llguidance sees a schema, and isolated compilation: ondevice/schema_check.py.
+from ondevice.schema_check import MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, check_schema, is_any_json, isolated
 
 # Compact JSON (no free whitespace between tokens): a small model given flexible whitespace can spend its whole
 # token budget on newlines and indentation; compact output is also fewer tokens to decode.
 JSON_OPTIONS = {"whitespace_flexible": False}
 ANY_JSON_OBJECT = {"type": "object"}
+ANY_JSON: dict = {}  # the schema of any JSON value
 
 _UNIMPLEMENTED = re.compile(r'Unimplemented keys: \[(.*?)\]')
 
@@ -85,7 +88,7 @@ def _is_pydantic_class(obj: Any) -> bool:
 def check(source: str, what: str = "schema") -> None:
     """Raise InvalidInput (naming the keyword where it is one) if llguidance cannot enforce `source`."""
     llg = _llg()
-    is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(source)
+    is_error, messages = isolated(llg.LLMatcher.validate_grammar_with_warnings, source)
     if not messages:
         return
     # A warning means "accepted but not enforced" (an unknown string format): for us that is an error too.
@@ -96,7 +99,9 @@ def check(source: str, what: str = "schema") -> None:
         raise InvalidInput(f"{what} keyword {keys} cannot be enforced during decoding; remove it from the "
                            f"{what} (supported keywords: docs/structured-output.md)")
     detail = " ".join(line.strip() for line in message if line.strip())
-    raise InvalidInput(f"{what} cannot be enforced during decoding: {detail}")
+    if len(detail) > 400:
+        detail = detail[:400] + " ..."
+    raise InvalidInput(f"{what} cannot be enforced during decoding (llguidance says: {detail})")
 
 
 MAX_FORMAT_LENGTH = 128
@@ -132,18 +137,30 @@ def close_objects(schema: Any, in_all_of: bool = False) -> Any:
                                                          "unevaluatedProperties", "allOf"} & out.keys():
         out["additionalProperties"] = False
     kinds = out.get("type") if isinstance(out.get("type"), list) else [out.get("type")]
-    if "format" in out and "maxLength" not in out and not in_all_of:  # an e-mail, URI, ... of at most 128
-        out["maxLength"] = MAX_FORMAT_LENGTH                         # characters: it can always still end
+    # The narrowing never adds a bound the user's own bounds contradict (a minLength of 200, a minimum beyond
+    # 2**53): such a schema is left as written, so an error can only name limits the user wrote.
+    if "format" in out and "maxLength" not in out and not in_all_of \
+            and _number(out.get("minLength"), 0) <= MAX_FORMAT_LENGTH:  # an e-mail, URI, ... of at most 128
+        out["maxLength"] = MAX_FORMAT_LENGTH                              # characters: it can always still end
     if "integer" in kinds and not in_all_of:  # at most 16 digits: a small model can repeat a digit forever
-        if "minimum" not in out and "exclusiveMinimum" not in out:
+        low = max(_number(out.get("minimum"), -SAFE_INTEGER), _number(out.get("exclusiveMinimum"), -SAFE_INTEGER))
+        high = min(_number(out.get("maximum"), SAFE_INTEGER), _number(out.get("exclusiveMaximum"), SAFE_INTEGER))
+        if "minimum" not in out and "exclusiveMinimum" not in out and high >= -SAFE_INTEGER:
             out["minimum"] = -SAFE_INTEGER
-        if "maximum" not in out and "exclusiveMaximum" not in out:
+        if "maximum" not in out and "exclusiveMaximum" not in out and low <= SAFE_INTEGER:
             out["maximum"] = SAFE_INTEGER
     return out
 
 
+def _number(value: Any, default: float) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
 def schema_grammar(schema: Any, name: str | None = None) -> Grammar:
-    """Compile `schema`: a JSON Schema dict, a pydantic model class, or "json" (any JSON object)."""
+    """Compile `schema`: a JSON Schema dict (or `true`), a pydantic model class, or "json" (any JSON object).
+
+    A schema every JSON value satisfies (`{}`, `true`, `{"$ref": "#"}`) compiles to "any JSON value"; one over a
+    limit of docs/limits.md is refused with a line naming it."""
     model_class = None
     if isinstance(schema, Grammar):
         return schema
@@ -155,27 +172,39 @@ def schema_grammar(schema: Any, name: str | None = None) -> Grammar:
     elif _is_pydantic_class(schema):
         model_class, name = schema, name or schema.__name__
         schema, kind = schema.model_json_schema(), "json_schema"
-    elif isinstance(schema, dict):
+    elif isinstance(schema, dict) or schema is True:
         kind = "json_schema"
     else:
         raise InvalidInput(f"schema must be a JSON Schema dict, a pydantic model class or \"json\", "
                            f"got {type(schema).__name__}")
+    check_schema(schema)
+    compiled = ANY_JSON if is_any_json(schema) else close_objects(schema)
     try:
-        source = _llg().LLMatcher.grammar_from_json_schema(close_objects(schema), defaults=JSON_OPTIONS)
+        source = isolated(_llg().LLMatcher.grammar_from_json_schema, compiled, defaults=JSON_OPTIONS)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"schema is not a JSON object: {exc}") from None
     check(source)
-    return Grammar(source, kind, schema, model_class, name)
+    return Grammar(source, kind, schema if isinstance(schema, dict) else {}, model_class, name)
 
 
 def load_schema(path: str | Path) -> dict | str:
     """A JSON Schema from a file (the CLI's --schema); the literal "json" means any JSON object."""
     if str(path) == "json":
         return "json"
+    path = Path(path)
     try:
-        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+        if path.is_dir() or (path.exists() and not path.is_file()):
+            raise InvalidInput(f"schema file {path} is not a regular file")
+        size = path.stat().st_size
+        if size > MAX_SCHEMA_BYTES * 4:  # compact limit x4 for indentation; check_schema measures it exactly
+            raise InvalidInput(f"schema file {path} is {size >> 10} KiB, over the {MAX_SCHEMA_BYTES >> 10} KiB "
+                               f"limit (ondevice's limit, docs/limits.md)")
+        schema = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidInput(f"cannot read schema file {path}: {exc.strerror}") from None
+    except RecursionError:
+        raise InvalidInput(f"schema file {path} is nested deeper than {MAX_SCHEMA_DEPTH} levels (ondevice's "
+                           f"limit, docs/limits.md)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"schema file {path} is not JSON: {exc}") from None
     if not isinstance(schema, dict):
@@ -185,14 +214,15 @@ def load_schema(path: str | Path) -> dict | str:
 
 def lark_grammar(lark: str, kind: str = "lark") -> Grammar:
     """Compile a grammar in llguidance's Lark syntax (it may embed JSON Schemas with `%json {...}`)."""
-    source = _llg().LLMatcher.grammar_from_lark(lark)
+    source = isolated(_llg().LLMatcher.grammar_from_lark, lark)
     check(source, "grammar")
     return Grammar(source, kind)
 
 
 def json_in_lark(schema: dict) -> str:
     """`schema` as a `%json {...}` Lark fragment with the same compact-JSON options as `schema_grammar`."""
-    return "%json " + json.dumps({**close_objects(schema), "x-guidance": JSON_OPTIONS})
+    body = ANY_JSON if is_any_json(schema) else close_objects(schema)
+    return "%json " + json.dumps({**body, "x-guidance": JSON_OPTIONS})
 
 
 class Vocabulary:
@@ -270,15 +300,29 @@ class TokenConstraint:
     _bits: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        self._matcher = _llg().LLMatcher(self.vocabulary.tokenizer, self.grammar.source, log_level=0)
+        self._matcher = isolated(_llg().LLMatcher, self.vocabulary.tokenizer, self.grammar.source, log_level=0)
         if self._matcher.is_error():
-            raise InvalidInput(f"grammar rejected: {self._matcher.get_error()}")
+            raise InvalidInput(f"grammar rejected: {self._first_line()}")
         self._bits = np.zeros(self.vocabulary.words, dtype=np.int32)
+
+    def _first_line(self) -> str:
+        return (self._matcher.get_error() or "").strip().splitlines()[0] if self._matcher.get_error() else ""
+
+    def _stopped(self) -> InvalidInput:
+        """The error for a grammar llguidance gave up on mid-answer (one of its own limits, such as the size of a
+        pattern's automaton or the parser's item count, or a schema no finite answer satisfies)."""
+        return InvalidInput(f"the schema cannot be enforced: llguidance stopped mid-answer ({self._first_line()}); "
+                            f"a schema with no finite answer (a required property whose $ref never ends) or a "
+                            f"pattern too large for its limits does this (docs/limits.md)")
 
     def allowed(self, n: int) -> np.ndarray:
         """Boolean mask over a logits row of `n` entries: True where the grammar accepts the token next (a row
-        longer than the tokenizer's vocabulary, as some exports pad it, has its padding forbidden)."""
+        longer than the tokenizer's vocabulary, as some exports pad it, has its padding forbidden).
+
+        Raises InvalidInput when the engine stopped (one of its limits) or allows no token at all."""
         self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
+        if self._matcher.is_error() or not self._bits.any():
+            raise self._stopped()
         allowed = np.unpackbits(self._bits.view(np.uint8), bitorder="little").view(bool)
         if allowed.size < n:
             allowed = np.concatenate([allowed, np.zeros(n - allowed.size, dtype=bool)])
@@ -291,8 +335,7 @@ class TokenConstraint:
     def accept(self, token: int) -> bool:
         """Advance by the sampled token; True when the grammar is complete (nothing but end-of-text may follow)."""
         if not self._matcher.consume_token(int(token)):
-            raise RuntimeError(f"constrained decoding: token {token} was sampled outside the mask "
-                               f"({self._matcher.get_error()})")
+            raise self._stopped()
         return self._matcher.is_stopped()
 
     @property

@@ -202,7 +202,7 @@ class ToolFormat:
         """OpenAI messages -> the shape chat templates read (HF convention): assistant `tool_calls` with
         `arguments` as objects, tool results with `tool_call_id` and `name`. A template that does not read
         `tool_calls` gets the calls as the assistant's text, in this format."""
-        from ondevice.tools import _content_text
+        from ondevice.messages import content_text
 
         reads_calls = "tool_calls" in template
         names: dict[str, str] = {}
@@ -210,7 +210,7 @@ class ToolFormat:
         for i, message in enumerate(messages):
             role = message.get("role")
             if role == "assistant" and message.get("tool_calls"):
-                text = _content_text(message.get("content"), f"message {i}")
+                text = content_text(message.get("content"), f"message {i}", allow_none=True)
                 calls = []
                 for call in message["tool_calls"]:
                     function = call["function"]
@@ -227,10 +227,10 @@ class ToolFormat:
             elif role == "tool":
                 out.append({"role": self.result_role, "tool_call_id": self.call_id(message.get("tool_call_id")),
                             "name": names.get(message.get("tool_call_id"), ""),
-                            "content": _content_text(message.get("content"), f"message {i}")})
+                            "content": content_text(message.get("content"), f"message {i}", allow_none=True)})
             else:
                 out.append({"role": "system" if role == "developer" else role,
-                            "content": _content_text(message.get("content"), f"message {i}")})
+                            "content": content_text(message.get("content"), f"message {i}", allow_none=True)})
         return out
 
     def call_id(self, call_id: Any) -> Any:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ondevice.errors import InvalidInput
+from ondevice.messages import check_chat_messages, check_tool_choice, check_tool_list
+from ondevice.schema_check import check_schema, isolated
 from ondevice.structured import Grammar, check, json_in_lark
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -57,49 +59,41 @@ class ToolCall:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
-def check_tools(tools: Sequence[dict] | None) -> list[Tool]:
+def check_tools(tools: Any) -> list[Tool]:
     """OpenAI-shaped tool definitions -> Tools; a malformed one, a duplicate name or an unenforceable parameter
-    schema is an InvalidInput naming the tool."""
+    schema is an InvalidInput naming the tool (shapes: `ondevice.messages.check_tool_list`)."""
     checked: dict[str, Tool] = {}
-    for i, tool in enumerate(tools or []):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(function, dict):
-            raise InvalidInput(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ..., "
-                               f"'parameters': {{...}}}}}}")
-        name = function.get("name")
+    for i, function in enumerate(check_tool_list(tools)):
+        name = function["name"]
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
             raise InvalidInput(f"tools[{i}]: function name must be 1-64 letters, digits, '_', '.' or '-', "
                                f"got {name!r}")
         if name in checked:
             raise InvalidInput(f"tools[{i}]: two tools are named {name!r}")
-        parameters = function.get("parameters") or {"type": "object", "properties": {}}
-        if not isinstance(parameters, dict):
-            raise InvalidInput(f"tool {name!r}: parameters must be a JSON Schema object")
+        parameters = function["parameters"] or {"type": "object", "properties": {}}
         try:
+            check_schema(parameters, "parameters schema")
             check(_call_grammar_source([Tool(name, "", parameters)]), "parameters schema")
         except InvalidInput as exc:
             raise InvalidInput(f"tool {name!r}: {exc}") from None
-        checked[name] = Tool(name, str(function.get("description") or ""), parameters)
+        checked[name] = Tool(name, function["description"], parameters)
     return list(checked.values())
 
 
 def tool_choice_mode(tool_choice: Any, tools: list[Tool]) -> tuple[str, list[Tool]]:
     """("none" | "auto" | "required", the tools a call may name) for an OpenAI `tool_choice`."""
-    if tool_choice is None:
-        tool_choice = "auto" if tools else "none"
-    if isinstance(tool_choice, str):
-        if tool_choice not in ("none", "auto", "required"):
-            raise InvalidInput(f"tool_choice must be 'none', 'auto', 'required' or "
-                               f"{{'type': 'function', 'function': {{'name': ...}}}}, got {tool_choice!r}")
-        if tool_choice != "none" and not tools:
-            raise InvalidInput(f"tool_choice={tool_choice!r} needs tools")
-        return tool_choice, tools
-    name = tool_choice.get("function", {}).get("name") if isinstance(tool_choice, dict) else None
-    if not isinstance(name, str):
-        raise InvalidInput("tool_choice must name a function: {'type': 'function', 'function': {'name': ...}}")
+    choice = check_tool_choice(tool_choice)
+    if choice is None:
+        choice = "auto" if tools else "none"
+    if not choice.startswith("function:"):
+        if choice != "none" and not tools:
+            raise InvalidInput(f"tool_choice={choice!r} needs tools")
+        return choice, tools
+    name = choice[len("function:"):]
     chosen = [t for t in tools if t.name == name]
     if not chosen:
-        raise InvalidInput(f"tool_choice names unknown tool {name!r}; tools: {', '.join(t.name for t in tools)}")
+        raise InvalidInput(f"tool_choice names unknown tool {name!r}; tools: "
+                           f"{', '.join(t.name for t in tools) or '(none given)'}")
     return "required", chosen
 
 
@@ -117,7 +111,7 @@ def _lark(tools: list[Tool], start: str, parallel: bool = False, answer: str | N
              f'call: "{OPEN}\\n" {json_in_lark(schema)} "\\n{CLOSE}"', _TEXT]
     if answer:
         lines.append(f"answer: {answer}")
-    return LLMatcher.grammar_from_lark("\n".join(lines))
+    return isolated(LLMatcher.grammar_from_lark, "\n".join(lines))
 
 
 def tool_grammar(mode: str, tools: list[Tool], parallel: bool = False, schema: dict | None = None) -> Grammar:
@@ -143,75 +137,49 @@ def system_prompt(tools: list[Tool], parallel: bool = False) -> str:
         "\n\n", "\n")
 
 
-def _content_text(content: Any, where: str) -> str:
-    """OpenAI content: a string, None, or a list of text parts (image parts are refused)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind != "text" or not isinstance(part.get("text"), str):
-                raise InvalidInput(f"{where}: only text content parts are supported, got a {kind!r} part")
-            texts.append(part["text"])
-        return "".join(texts)
-    raise InvalidInput(f"{where}: content must be a string or a list of text parts")
-
-
 def prepare_messages(messages: Sequence[dict], tools: list[Tool], parallel: bool = False, fmt=None) -> list[dict]:
     """OpenAI messages (assistant `tool_calls`, role "tool" results) -> plain role/content messages in the generic
     format, with the tools listed in the system message. A tool result must answer an earlier call, and a call in
-    the history must name one of `tools` (when tools are given). Other messages pass through unchanged (the
-    model's message check reads their content). `fmt`: a native `ondevice.tool_formats.ToolFormat` whose syntax
-    the calls and instructions take instead (for a template that cannot render tools itself)."""
+    the history must name one of `tools` (when tools are given). Shapes are checked by
+    `ondevice.messages.check_chat_messages`. `fmt`: a native `ondevice.tool_formats.ToolFormat` whose syntax the
+    calls and instructions take instead (for a template that cannot render tools itself)."""
     calls: dict[str, str] = {}   # tool_call_id -> tool name, from earlier assistant messages
     known = {t.name for t in tools}
     out: list[dict] = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise InvalidInput(f"message {i} must be a dict with 'role' and 'content'")
-        role = message.get("role")
+    for i, message in enumerate(check_chat_messages(messages)):
+        role = message["role"]
         if role == "assistant" and message.get("tool_calls"):
-            text = _content_text(message.get("content"), f"message {i}")
-            blocks = [text] if text else []
+            blocks = [message["content"]] if message["content"] else []
             for call in message["tool_calls"]:
-                function = call.get("function", {}) if isinstance(call, dict) else {}
-                if not isinstance(call, dict) or not isinstance(call.get("id"), str) or "name" not in function:
-                    raise InvalidInput(f"message {i}: each tool call needs an 'id' and a 'function' with a 'name'")
-                if tools and function["name"] not in known:
-                    raise InvalidInput(f"message {i}: tool call names unknown tool {function['name']!r}; tools: "
+                if tools and call["name"] not in known:
+                    raise InvalidInput(f"message {i}: tool call names unknown tool {call['name']!r}; tools: "
                                        f"{', '.join(sorted(known))}")
-                arguments = function.get("arguments") or "{}"
-                try:
-                    arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
-                except json.JSONDecodeError:
-                    raise InvalidInput(f"message {i}: tool call arguments are not JSON: {arguments!r}") from None
-                calls[call["id"]] = function["name"]
-                blocks.append(f"{OPEN}\n{json.dumps({'name': function['name'], 'arguments': arguments})}\n{CLOSE}"
-                              if fmt is None else fmt.call_text([(function["name"], arguments)]))
+                calls[call["id"]] = call["name"]
+                if fmt is None:
+                    body = json.dumps({"name": call["name"], "arguments": call["arguments"]})
+                    blocks.append(f"{OPEN}\n{body}\n{CLOSE}")
+                else:
+                    blocks.append(fmt.call_text([(call["name"], call["arguments"])]))
             out.append({"role": "assistant", "content": "\n".join(blocks)})
         elif role == "tool":
-            call_id = message.get("tool_call_id")
+            call_id = message["tool_call_id"]
             if call_id not in calls:
                 raise InvalidInput(f"message {i}: tool message with tool_call_id {call_id!r} answers no earlier "
                                    f"assistant tool call")
-            text = _content_text(message.get("content"), f"message {i}")
-            block = f"<tool_response>\n{json.dumps({'name': calls[call_id], 'content': text})}\n</tool_response>"
+            block = (f"<tool_response>\n{json.dumps({'name': calls[call_id], 'content': message['content']})}\n"
+                     f"</tool_response>")
             if out and out[-1].get("_tool_results"):  # several results of one turn: one user message
                 out[-1]["content"] += "\n" + block
             else:
                 out.append({"role": "user", "content": block, "_tool_results": True})
         else:
-            out.append(message)
+            out.append({"role": role, "content": message["content"]})
     for message in out:
         message.pop("_tool_results", None)
     if tools:
         instructions = system_prompt(tools, parallel) if fmt is None else fmt.instructions(tools, parallel)
-        if out and out[0].get("role") in ("system", "developer"):
-            first = _content_text(out[0].get("content"), "message 0")
-            out[0] = {"role": "system", "content": f"{first}\n\n{instructions}"}
+        if out and out[0]["role"] == "system":
+            out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{instructions}"}
         else:
             out.insert(0, {"role": "system", "content": instructions})
     return out
@@ -254,8 +222,8 @@ def plan_chat(messages: Sequence[dict], schema: Any = None, tools: Sequence[dict
     native = getattr(backend, "native_tool_chat", None)
     chat = native() if native is not None and (checked or has_tool_turns) else None
     fmt = chat.format if chat is not None else None
-    if not checked and tool_choice in (None, "none"):
-        prepared = prepare_messages(messages, [], fmt=fmt) if has_tool_turns else list(messages)
+    if not checked and check_tool_choice(tool_choice) in (None, "none"):
+        prepared = prepare_messages(messages, [], fmt=fmt)
         return ChatPlan(prepared, schema_grammar(schema) if schema is not None else None)
     mode, allowed = tool_choice_mode(tool_choice, checked)
     json_schema = schema_grammar(schema).schema if schema is not None else None

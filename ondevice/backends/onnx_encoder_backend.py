@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from ondevice.autoconfig import resolve_onnx_device
 from ondevice.backends.base import Backend
-from ondevice.errors import InvalidModelFile
+from ondevice.errors import InvalidModelFile, UnsupportedOperation
 from ondevice.model_info import ModelInfo
 from ondevice.options import RuntimeOptions
 from ondevice.providers import inference_session
@@ -76,6 +76,18 @@ class OnnxEncoderBackend(Backend):
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._tokenizer.decode(list(tokens))
+
+    def _no_generation(self) -> UnsupportedOperation:
+        folder = self.ref.path if self.ref.path.is_dir() else self.ref.path.parent
+        return UnsupportedOperation(f"{folder} has no genai_config.json, so it is read as an ONNX encoder "
+                                    f"(embeddings only); to generate text, an ONNX folder needs onnxruntime-genai's "
+                                    f"genai_config.json beside its model.onnx")
+
+    def stream(self, prompt, params):
+        raise self._no_generation()
+
+    def render_chat(self, messages: list[dict]) -> str:
+        raise self._no_generation()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         rows = []

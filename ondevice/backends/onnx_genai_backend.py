@@ -25,6 +25,7 @@ from ondevice.backends.text import TextBackend
 from ondevice.errors import ContextOverflow, InvalidModelFile, UnsupportedOperation
 from ondevice.hugepages import huge_pages
 from ondevice.model_info import ModelInfo
+from ondevice.onnx_folder import check_genai_folder
 from ondevice.options import RuntimeOptions
 from ondevice.providers import CPU, fallback_warning, register_for_genai
 from ondevice.sampling import LogitsSampler, SamplingParams
@@ -57,9 +58,8 @@ def _genai_model(folder, provider: str, kind: str | None = None, threads: int | 
 
 
 def _eos_ids(folder) -> set[int]:
-    """End-of-sequence ids from genai_config.json (an int or a list)."""
-    eos = json.loads((folder / "genai_config.json").read_text())["model"].get("eos_token_id", [])
-    return {int(e) for e in (eos if isinstance(eos, list) else [eos])}
+    """End-of-sequence ids from genai_config.json (an int or a list; checked by ondevice.onnx_folder)."""
+    return set(check_genai_folder(folder, graph=False).eos_ids)
 
 
 class _StreamDecoder:
@@ -88,6 +88,8 @@ class OnnxGenaiBackend(TextBackend):
         if options.kv_type != "f16":
             raise UnsupportedOperation(f"{ref.name}: kv_type {options.kv_type!r} is a GGUF (llama.cpp) option; an "
                                        f"ONNX model's KV cache type is fixed when it is exported")
+        # Every value onnxruntime-genai reads, checked (types, ranges, the graph's real inputs) before it allocates.
+        check_genai_folder(ref.path)
         choice = resolve_onnx_device(options.device)
         provider, self.device_note = choice.provider, choice.note
         try:

@@ -80,6 +80,10 @@ def chat_command(model, system, max_tokens, sampling, session_file, template_fil
 
     build_request(prompt=" ", max_tokens=max_tokens, **sampling)  # bad values: one line, exit 2, before loading
     template = Path(template_file).read_text(encoding="utf-8", errors="replace") if template_file else None
+    if session_file is not None:  # a path it cannot be saved to fails now, not after the first answer
+        from ondevice.session import check_save_path
+
+        check_save_path(session_file)
     with ondevice.load(model, n_ctx=n_ctx, threads=threads, device=device, chat_template=template,
                        kv_type=kv_type) as m:
         resume = session_file is not None and Path(session_file).exists()

@@ -71,12 +71,38 @@ def _validation_response(exc: RequestValidationError, path: str = "") -> JSONRes
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = ".".join(loc) or None
     kind = first.get("type", "")
+    if param is None and kind == "missing":  # no body at all (or one that is not JSON, by its content-type)
+        return error_response(400, "The request body is empty or not JSON: send a JSON object "
+                                   "(content-type: application/json).", "invalid_json")
+    if param is None and kind in ("model_attributes_type", "dict_type"):
+        return error_response(400, "The request body must be a JSON object.", "invalid_type")
     code = "missing_required_parameter" if kind == "missing" else \
         "invalid_type" if kind.endswith("_type") or kind.endswith("_parsing") else "invalid_value"
     message = f"Invalid value for {param!r}: {first.get('msg')}" if param else str(first.get("msg"))
     if kind == "missing":
         message = f"Missing required parameter: {param!r}"
     return error_response(400, message, code, param, path=path)
+
+
+# FastAPI raises HTTPException(400, "There was an error parsing the body") for a body its JSON parser gives up on
+# in a way other than a syntax error (nested deeper than Python's recursion limit, for one).
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type"}
+
+
+def _http_response(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message, code = str(exc.detail), _HTTP_CODES.get(exc.status_code)
+    if exc.status_code == 404 and exc.detail == "Not Found":  # no route: say so (not "model not found")
+        message, code = f"The endpoint {request.method} {request.url.path} does not exist on this server.", \
+            "unknown_endpoint"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}."
+    elif exc.status_code == 400 and "parsing the body" in message:
+        message, code = "We could not parse the JSON body of your request (malformed, or nested too deeply).", \
+            "invalid_json"
+    elif exc.status_code == 400:
+        code = "invalid_request"
+    return error_response(exc.status_code, message, code, None, getattr(exc, "headers", None),
+                          path=request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -97,14 +123,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message, code = str(exc.detail), None
-        if exc.status_code == 404 and exc.detail == "Not Found":  # no route: say so (not "model not found")
-            message, code = f"The endpoint {request.method} {request.url.path} does not exist on this server.", \
-                "unknown_endpoint"
-        elif exc.status_code == 405:
-            message, code = f"{request.method} is not allowed on {request.url.path}.", "method_not_allowed"
-        return error_response(exc.status_code, message, code, None, getattr(exc, "headers", None),
-                              path=request.url.path)
+        return _http_response(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 
 from ondevice.server import ui_auth
 from ondevice.server.errors import shaped_body
@@ -18,9 +19,41 @@ PUBLIC_PATHS = ("/health",)
 JSON_PREFIXES = ("/v1/", "/api/")
 
 
+# A JSON escape of a UTF-16 surrogate (\ud800-\udfff), with the backslashes before it (an even count is an escaped
+# backslash followed by the letters "ud800", not an escape).
+_SURROGATE_ESCAPE = re.compile(rb"(\\+)u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def lone_surrogate(body: bytes) -> str | None:
+    """Where a JSON body holds a string with a lone surrogate ("\\ud800" with no pair: valid JSON, but not Unicode
+    text; a tokenizer or encoder fails on it deep inside): the field's path ("messages.0.content"), "" for the body
+    itself; None when there is none (the common case costs one regex scan)."""
+    if not any(len(m.group(1)) % 2 for m in _SURROGATE_ESCAPE.finditer(body)):
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # not JSON: the app's own parser says so
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return path
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                stack.append((key, path))
+                stack.append((item, f"{path}.{key}" if path else str(key)))
+        elif isinstance(node, list):
+            stack.extend((item, f"{path}.{i}" if path else str(i)) for i, item in enumerate(node))
+    return None
+
+
 async def _send_error(send, status: int, message: str, code: str, headers: dict[str, str] | None = None,
-                      path: str = "") -> None:
-    body = json.dumps(shaped_body(path, status, message, code)).encode()
+                      path: str = "", param: str | None = None) -> None:
+    body = json.dumps(shaped_body(path, status, message, code, param)).encode()
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
@@ -84,6 +117,12 @@ class RequestGuard:
             await _send_error(send, 400, f"The body must be JSON sent with `Content-Type: application/json` (got "
                                          f"{content_type or 'no Content-Type'}).", "invalid_content_type",
                               path=scope["path"])
+            return
+        where = lone_surrogate(body)
+        if where is not None:
+            await _send_error(send, 400, f"{where or 'The body'} is not valid Unicode text: it holds a lone "
+                                         f"surrogate escape (\\ud800-\\udfff without its pair).", "invalid_value",
+                              path=scope["path"], param=where)
             return
         replayed = False
 

@@ -61,7 +61,7 @@ def test_tool_results_continue_the_conversation_in_the_generic_format():
     ], check_tools(TOOLS))
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert '"name": "calculator"' in messages[0]["content"] and "<tool_call>" in messages[0]["content"]
-    assert messages[1]["content"] == [{"type": "text", "text": "What is 2+2?"}]  # checked later by the model
+    assert messages[1]["content"] == "What is 2+2?"  # checked once (ondevice.messages): text parts joined
     assert messages[2]["content"] == '<tool_call>\n{"name": "calculator", "arguments": {"expression": "2+2"}}\n' \
                                      '</tool_call>'
     assert messages[3]["content"] == '<tool_response>\n{"name": "calculator", "content": "4"}\n</tool_response>'

@@ -1,0 +1,3 @@
+from tests.fuzz.runner import main
+
+main()
