@@ -53,9 +53,9 @@ def catalog(device: str | None = None, quants=CATALOG_QUANTS, n_ctx: int = 4096)
     from bench.devices import find_device
     from bench.ftype import quantized_info
     from bench.predict import predict_for
-    from bench.pull import this_device
+    from bench.devices import this_machine
 
-    dev = find_device(device) if device else this_device()
+    dev = find_device(device) if device else this_machine()
     rows = []
     for name in small_families():
         for quant in quants:

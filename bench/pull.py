@@ -49,27 +49,12 @@ class PullResult:
     converted: bool = False
 
 
-def this_device():
-    """This machine as a catalog Device: measured read bandwidth (half a second), total RAM, physical cores."""
-    import psutil
-
-    from bench.devices import Device
-    from ondevice.bandwidth import measure_bandwidth
-    from ondevice.cpu import detect_cpu
-
-    cpu = detect_cpu()
-    gbps = measure_bandwidth(seconds=0.5, buffer_mb=256).gbps
-    ram = round(psutil.virtual_memory().total / 1e9, 1)
-    return Device("this", f"this machine ({cpu.physical_cores} cores, {ram:g} GB)", "desktop", (), gbps, (ram,),
-                  cpu.logical_cores, cpu.physical_cores, None, None, {"cpu": "cpu"})
-
-
 def predict_plan(pull: PullPlan, device: str | None = None, n_ctx: int = DEFAULT_CTX) -> PullPrediction:
     """RAM fit and decode speed of the planned model on `device` (None: this machine), before any download."""
-    from bench.devices import find_device
+    from bench.devices import find_device, this_machine
     from bench.predict import predict_for
 
-    dev = find_device(device) if device else this_device()
+    dev = find_device(device) if device else this_machine()
     if pull.config and pull.quant not in ("?",):
         from bench.ftype import quantized_info
         from ondevice.model_info import hf_config_info
