@@ -131,7 +131,7 @@ def _result_json(r) -> dict:
                    "never leave this device.")
 @click.option("--mode", "answer_mode", type=click.Choice(["auto", "extractive", "generative"]), default="auto",
               show_default=True, help="extractive: quote the retrieved sentence the model picks, with its exact "
-                                      "lines; generative: the model writes the answer; auto: by model size.")
+                                      "lines; generative: the model writes the answer; auto: generative until extractive measures ahead (docs/rag.md).")
 @click.option("--lead-in", is_flag=True, help="Extractive: one generated line before the quote, from it alone.")
 @json_option
 def ask_command(question, index_name, embed_model, model, k, rerank, max_tokens, remote, answer_mode, lead_in,

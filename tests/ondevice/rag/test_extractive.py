@@ -137,7 +137,8 @@ def test_lead_in_is_one_line_before_the_verbatim_quote(answers_index, smollm2):
 
 
 def test_auto_mode_is_extractive_for_the_embedded_model_and_bad_modes_are_errors(smollm2):
-    assert resolve_mode("auto", smollm2) == "extractive"
+    assert resolve_mode("auto", smollm2) == "generative"  # until extractive measures ahead (answer.py)
+    assert resolve_mode("extractive", smollm2) == "extractive"
     assert resolve_mode("generative", smollm2) == "generative"
     assert resolve_mode("auto", smollm2, remote="remote:x@http://localhost:1") == "generative"
     with pytest.raises(InvalidInput, match="unknown answer mode"):
