@@ -100,15 +100,21 @@ class OnnxEncoderBackend(Backend):
                 feeds["token_type_ids"] = np.zeros_like(ids)
             outputs = dict(zip(self._outputs, self._session.run(None, {k: v for k, v in feeds.items()
                                                                         if k in self._inputs})))
-            if "sentence_embedding" in outputs:
-                pooled = outputs["sentence_embedding"]
-            else:
-                hidden = outputs.get("last_hidden_state", next(iter(outputs.values())))
-                weights = mask[..., None].astype(np.float32)
-                pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            rows.append(pooled / np.clip(norms, 1e-12, None))
+            rows.append(sentence_vectors(outputs, mask))
         return np.concatenate(rows).astype(np.float32)
 
     def close(self) -> None:
         self._session = None
+
+
+def sentence_vectors(outputs: dict, mask: np.ndarray) -> np.ndarray:
+    """One L2-normalised vector per text from an encoder's outputs: its own `sentence_embedding` if it has one,
+    else the mean of `last_hidden_state` over the attention mask (sentence-transformers' mean pooling)."""
+    if "sentence_embedding" in outputs:
+        pooled = outputs["sentence_embedding"]
+    else:
+        hidden = outputs.get("last_hidden_state", next(iter(outputs.values())))
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)

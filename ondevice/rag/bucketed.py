@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ondevice.backends.onnx_encoder_backend import sentence_vectors
+
 # The encoder's sequence cap in word pieces. all-MiniLM-L6-v2 was trained on 128 and sentence-transformers caps it at
 # 256; chunks of ~900 characters are ~195 pieces at the median here, 15% are longer than 256 (code, symbols).
 # Measured (docs/rag.md): a cap of 128 embeds 2.7x faster than the plain loop but changes long chunks' vectors
@@ -112,14 +114,7 @@ class BucketedEncoder:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         outputs = dict(zip(self._outputs, self._session_.run(None, {k: v for k, v in feeds.items()
                                                                      if k in self._inputs})))
-        if "sentence_embedding" in outputs:
-            pooled = outputs["sentence_embedding"]
-        else:
-            hidden = outputs.get("last_hidden_state", next(iter(outputs.values())))
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return sentence_vectors(outputs, mask)  # the encoder backend's own pooling
 
     def close(self) -> None:
         self._session_ = None

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator
 
-from fastapi.responses import StreamingResponse
 
 from ondevice.errors import InvalidInput
 from ondevice.request import Request, build_request
 from ondevice.server.errors import APIError
+from ondevice.server.routes_generate import LeasedStream
 from ondevice.server.state import ServerState
 
 
@@ -56,20 +56,12 @@ def finish_reason(run_finish: str | None) -> str:
     return run_finish or "stop"
 
 
-class ProtocolStream(StreamingResponse):
+class ProtocolStream(LeasedStream):
     """A streamed answer (NDJSON or SSE) that gives the model back however it ends, even if its body never
-    started (as `routes_generate.LeasedStream`, with the protocol's media type)."""
+    started: `routes_generate.LeasedStream` with the protocol's media type."""
 
     def __init__(self, content: AsyncIterator[str], run, media_type: str):
-        super().__init__(content, media_type=media_type,
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self.run = run
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.run.close()
+        super().__init__(content, run, media_type)
 
 
 def sse_event(event: str, data: dict) -> str:

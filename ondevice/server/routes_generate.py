@@ -106,8 +106,8 @@ class LeasedStream(StreamingResponse):
     """An SSE response that gives the model back however it ends, even if its body never started (a client that
     disconnects before the first byte cancels Starlette's streaming task before our generator runs)."""
 
-    def __init__(self, content: AsyncIterator[str], run: generation.Run):
-        super().__init__(content, media_type="text/event-stream",
+    def __init__(self, content: AsyncIterator[str], run: generation.Run, media_type: str = "text/event-stream"):
+        super().__init__(content, media_type=media_type,
                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self.run = run
 
