@@ -75,7 +75,8 @@ def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue,
                               rag_index=rag_index, max_queue=max_queue, max_body_bytes=max_body_bytes,
                               cors_origins=list(cors_origins), n_ctx=n_ctx, threads=threads, device=device,
                               remote=remote, route=route, parallel=parse_parallel(parallel), tool_format=tool_format,
-                              kv_type=kv_type, ollama_port=ollama_port if ollama else None)
+                              kv_type=kv_type, cache_reuse=cache_reuse,
+                              ollama_port=ollama_port if ollama else None)
     also = f" and the Ollama API on http://127.0.0.1:{ollama_port}" if ollama else ""
     err_console.print(f"[dim]serving {model} on http://{host}:{port}/v1{also} (Ctrl-C stops)[/dim]")
     serve(settings)

@@ -7,7 +7,9 @@ same answer as /v1/chat/completions.
 
 from __future__ import annotations
 
+
 import json
+import time
 
 import anthropic
 import httpx
@@ -288,7 +290,16 @@ def test_serve_ollama_also_answers_on_the_ollama_port():
     s = start_server("--ollama", "--ollama-port", str(port))
     try:
         on_ollama_port = ollama.Client(host=f"http://127.0.0.1:{port}", timeout=120)
-        assert [m.model for m in on_ollama_port.list().models] == [MODEL]
+        deadline = time.monotonic() + 60  # the second listener starts just after the first answers /health
+        while True:
+            try:
+                listed = on_ollama_port.list()
+                break
+            except ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert [m.model for m in listed.models] == [MODEL]
         reply = on_ollama_port.chat(model=MODEL, messages=QUESTION, options={"temperature": 0, "num_predict": 20})
         assert reply.message.content == PARIS
         assert httpx.get(s.base_url + "/api/tags", timeout=30).json()["models"][0]["model"] == MODEL
