@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ondevice.cli.common import OnDeviceGroup, console, err_console, json_option, print_json
+from ondevice.cli.common import OnDeviceGroup, console, err_console, json_option, print_json, threads_option
 from ondevice.store import DEFAULT_MODEL
 
 index_option = click.option("--index", "index_name", default=None, metavar="NAME|FILE",
@@ -175,7 +175,7 @@ def ask_command(question, index_name, embed_model, model, k, rerank, max_tokens,
 @click.option("--lead-in", is_flag=True, help="Extractive answers start with a generated line.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=160, show_default=True,
               help="Longest generated answer.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for the LLM and the embedder (default: physical cores).")
+@threads_option(help="Threads for the LLM and the embedder (default: physical cores).")
 @json_option
 def eval_command(qa_file, index_name, embed_model, k, mode, model, answer_modes, lead_in, max_tokens, threads,
                  as_json):

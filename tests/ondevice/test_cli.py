@@ -146,7 +146,7 @@ def _leaf_commands(group, ctx, prefix=()):
             yield " ".join(prefix + (name,)), command
 
 
-NO_DATA = {"chat", "serve"}  # interactive / long-running: nothing to print as JSON
+NO_DATA = {"chat", "serve", "ui"}  # interactive / long-running: nothing to print as JSON
 
 
 def test_shared_options_mean_one_thing_in_every_command():

@@ -12,7 +12,7 @@ from ondevice.sampling import LogitsSampler
 
 @pytest.mark.parametrize("field, value", [
     ("max_tokens", 0), ("max_tokens", 2.5), ("max_tokens", True), ("temperature", -0.1),
-    ("temperature", float("nan")), ("temperature", "hot"), ("top_p", 0), ("top_p", 1.01), ("top_k", -1),
+    ("temperature", float("nan")), ("temperature", "hot"), ("top_p", -0.1), ("top_p", 1.01), ("top_k", -1),
     ("seed", 1.5), ("stop", 5), ("stop", ["ok", 3]), ("ignore_eos", "yes"),
 ])
 def test_bad_values_raise_invalid_input_naming_the_field(field, value):
