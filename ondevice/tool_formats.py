@@ -146,7 +146,7 @@ class ToolFormat:
         """The llguidance grammar of an answer under `mode` ("none", "auto", "required"): free text (or the
         `schema` answer), or calls. `token_ids` maps a marker to its token id where the vocabulary has it as one
         token: the grammar then asks for that token (as the model was trained), not its spelling."""
-        from ondevice.structured import Grammar, check, json_in_lark
+        from ondevice.structured import Grammar, check
         from ondevice.tools import Tool
 
         if not tools:  # "none" without tools: a grammar still needs a (never used) call rule
@@ -158,8 +158,6 @@ class ToolFormat:
         return Grammar(source, "tool_calls", schema)
 
     def _lark(self, mode, tools, parallel, schema, token_ids) -> str:
-        from llguidance import LLMatcher
-
         from ondevice.structured import json_in_lark
 
         def lit(text: str) -> str:
@@ -181,7 +179,7 @@ class ToolFormat:
         wrap = " ".join(p for p in (marker, lit(self.before), "BODY", lit(self.after), lit(self.close)) if p)
         lines = [f"obj: {json_in_lark(one)}"]
         if self.as_list:
-            lines += [f'body: "[" obj ("," obj)* "]"' if many else 'body: "[" obj "]"',
+            lines += ['body: "[" obj ("," obj)* "]"' if many else 'body: "[" obj "]"',
                       "calls: " + wrap.replace("BODY", "body")]
         else:
             lines += ["call: " + wrap.replace("BODY", "obj"),
@@ -190,12 +188,7 @@ class ToolFormat:
         starts = "|".join(re.escape(p) for p in sorted({self.forbid or self.marker.strip() or self.body_start,
                                                          self.body_start}))
         lines.append(f"TEXT: /(?s:.+)/ & ~/(?s:\\s*({starts}).*)/")
-        text = "TEXT"
-        if schema is not None:
-            lines.append(f"answer: {json_in_lark(schema)}")
-            text = "answer"
-        start = {"none": text, "auto": f"{text} | calls", "required": "calls"}[mode]
-        return LLMatcher.grammar_from_lark("\n".join([f"start: {start}", *lines]))
+        return _compile(lines, mode, schema)
 
     # --- prompt -------------------------------------------------------------------------------------------------
     def template_messages(self, messages: Sequence[dict], tools, template: str) -> list[dict]:
@@ -325,8 +318,6 @@ class _MistralArgs(_Mistral):
                       for n, a in found]
 
     def _lark(self, mode, tools, parallel, schema, token_ids) -> str:
-        from llguidance import LLMatcher
-
         from ondevice.structured import json_in_lark
 
         def lit(text: str) -> str:
@@ -337,12 +328,7 @@ class _MistralArgs(_Mistral):
         lines.append("call: " + " | ".join(f"c{i}" for i in range(len(tools))))
         lines.append("calls: call+" if parallel else "calls: call")
         lines.append(r'TEXT: /(?s:.+)/ & ~/(?s:\s*(\[TOOL_CALLS\]|[A-Za-z0-9_.-]+(\{|\[ARGS\])).*)/')
-        text = "TEXT"
-        if schema is not None:
-            lines.append(f"answer: {json_in_lark(schema)}")
-            text = "answer"
-        start = {"none": text, "auto": f"{text} | calls", "required": "calls"}[mode]
-        return LLMatcher.grammar_from_lark("\n".join([f"start: {start}", *lines]))
+        return _compile(lines, mode, schema)
 
 
 GENERIC = ToolFormat("generic", "any model without a format of its own (e.g. SmolLM2)", "<tool_call>", "</tool_call>",
@@ -366,6 +352,21 @@ GRANITE = ToolFormat("granite", "Granite 3.x", "<|tool_call|>", as_list=True,
 FORMATS: dict[str, ToolFormat] = {f.name: f for f in (PHI4, GRANITE, MISTRAL_V11, MISTRAL, LLAMA3, HERMES, GENERIC)}
 ALIASES = {"qwen": "hermes", "llama": "llama3", "llama3.1": "llama3", "llama3.2": "llama3", "phi": "phi4",
            "phi-4": "phi4", "ministral": "mistral"}
+
+
+def _compile(lines: list[str], mode: str, schema: dict | None) -> str:
+    """A format's call rules plus its TEXT rule -> the lark grammar of an answer under `mode` ("none": text or the
+    schema's answer; "auto": that or calls; "required": calls)."""
+    from llguidance import LLMatcher
+
+    from ondevice.structured import json_in_lark
+
+    text = "TEXT"
+    if schema is not None:
+        lines = [*lines, f"answer: {json_in_lark(schema)}"]
+        text = "answer"
+    start = {"none": text, "auto": f"{text} | calls", "required": "calls"}[mode]
+    return LLMatcher.grammar_from_lark("\n".join([f"start: {start}", *lines]))
 
 
 def check_name(name: str) -> str:

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ondevice.rag.retrieve import SearchResult
+from ondevice.rag.retrieve import SearchResult, span_text
 
 MAX_CANDIDATES = 8          # numbered sentences shown to the model
 MAX_CANDIDATE_CHARS = 400   # a longer unit (one huge line) is shown cut, but quoted whole
@@ -50,11 +50,7 @@ class Candidate:
 
     @property
     def span(self) -> str:
-        if self.page is not None:
-            return f"p. {self.page}"
-        if self.start_line is None:
-            return ""
-        return str(self.start_line) if self.start_line == self.end_line else f"{self.start_line}-{self.end_line}"
+        return span_text(self.start_line, self.end_line, self.page)
 
     @property
     def key(self) -> tuple:

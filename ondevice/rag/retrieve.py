@@ -36,6 +36,15 @@ MIN_SIMILARITY = 0.3
 MIN_TERM_COVERAGE = 0.6
 
 
+def span_text(start_line: int | None, end_line: int | None, page: int | None) -> str:
+    """Where a passage is in its file, as citations show it: "12-18", "12", "p. 3", or "" when unknown."""
+    if page is not None:
+        return f"p. {page}"
+    if start_line is None:
+        return ""
+    return str(start_line) if start_line == end_line else f"{start_line}-{end_line}"
+
+
 @dataclass
 class SearchResult:
     """One retrieved chunk. Lines are 1-based and inclusive; `page` is set for PDFs instead."""
@@ -54,11 +63,7 @@ class SearchResult:
     @property
     def span(self) -> str:
         """"12-18", "p. 3", or "" when the source has neither."""
-        if self.page is not None:
-            return f"p. {self.page}"
-        if self.start_line is None:
-            return ""
-        return str(self.start_line) if self.start_line == self.end_line else f"{self.start_line}-{self.end_line}"
+        return span_text(self.start_line, self.end_line, self.page)
 
 
 def check_query(query: str) -> str:
