@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ondevice.errors import InvalidInput
+from ondevice.messages import check_messages
 from ondevice.sampling import SamplingParams
+from ondevice.structured import schema_grammar
+from ondevice.tools import plan_chat
 
 # The SamplingParams fields a front end may set by keyword (grammar is built here from schema/tools).
 SAMPLING_FIELDS = tuple(f.name for f in dataclasses.fields(SamplingParams) if f.name != "grammar")
@@ -108,10 +111,6 @@ def build_request(messages: Sequence[dict] | None = None, prompt: str | Sequence
     backend: the loaded model's backend, when known: tools then take the format its chat template was written for
     (`ondevice.tool_formats`); without it, the generic format.
     """
-    from ondevice.messages import check_messages
-    from ondevice.structured import schema_grammar
-    from ondevice.tools import plan_chat
-
     unknown = sorted(set(sampling) - set(SAMPLING_FIELDS))
     if unknown:
         raise _bad(unknown[0], f"unknown generation option {unknown[0]!r}; known: {', '.join(SAMPLING_FIELDS)}")

@@ -75,11 +75,11 @@ class FinishRules:
             return events, self._finish("length")
         return events, None
 
-    def text(self, piece: str, counts_as_token: bool = True) -> tuple[list[StreamEvent], str | None]:
-        """Text that arrives decoded (a remote server's stream): stop strings and the budget, as for tokens."""
+    def text(self, piece: str) -> tuple[list[StreamEvent], str | None]:
+        """Text that arrives decoded (a remote server's stream: one chunk ~ one token): stop strings, as for
+        tokens."""
         self.first_token()
-        if counts_as_token:
-            self.timings.completion_tokens += 1
+        self.timings.completion_tokens += 1
         out, self.hit_stop = self.stops.feed(piece)
         events = [StreamEvent(out)] if out else []
         if self.hit_stop:

@@ -150,7 +150,7 @@ class TextBackend(Backend):
     def keep_prefixes(self, slots: int = 4, max_bytes: int = 256 << 20) -> PrefixCache:
         """Keep up to `slots` snapshots of past contexts (at most `max_bytes`) and restore the best one before
         each prompt: requests that share a prefix with any recent one reuse it, not only with the last one."""
-        self.prefix_cache = PrefixCache(slots, max_bytes, mode=getattr(self.options, "cache_reuse", "exact"))
+        self.prefix_cache = PrefixCache(slots, max_bytes, mode=self.options.cache_reuse)
         return self.prefix_cache
 
     def prefill(self, prompt: str | Sequence[int]) -> int:
