@@ -223,7 +223,10 @@ def body_cases(n: int, seed: int = 23) -> list[dict]:
     rng = random.Random(seed)
     cases = [{"path": "/v1/completions" if "prompt" in b else "/v1/chat/completions", "body": b} for b in listed]
     fields = ["model", "messages", "max_tokens", "temperature", "top_p", "seed", "stop", "stream", "n", "tools",
-              "tool_choice", "response_format", "logprobs", "stream_options", "max_completion_tokens", "user"]
+              "tool_choice", "response_format", "logprobs", "stream_options", "max_completion_tokens", "user",
+              "top_k", "min_p", "logit_bias", "frequency_penalty", "presence_penalty", "repeat_penalty",
+              "functions", "function_call", "top_logprobs"]
+    rerank = {"model": "smollm2-135m", "query": "When is the dentist?", "documents": ["Tuesday at ten.", "Bread."]}
     while len(cases) < n:
         roll = rng.random()
         if roll < 0.55:
@@ -237,6 +240,12 @@ def body_cases(n: int, seed: int = 23) -> list[dict]:
             if rng.random() < 0.5 and text:
                 i = rng.randrange(len(text))
                 text = text[:i] + rng.choice(["\\", "\"", "}", "\x00", "\\u12", "]", "é"]) + text[i + 1:]
+        elif roll < 0.8:  # /v1/rerank: every field but the (short, valid) documents hostile
+            body = dict(rerank)
+            for _ in range(rng.randrange(1, 3)):
+                body[rng.choice(["model", "query", "top_n", "return_documents"])] = _pick(rng)
+            cases.append({"path": "/v1/rerank", "body": json.dumps(body).replace("{\"$deep\": 2000}", "[[[]]]")})
+            continue
         elif roll < 0.9:
             body = dict(good, response_format={"type": rng.choice(["json_schema", "json_object", "text", 5]),
                                                "json_schema": rng.choice([_pick(rng), {"name": "x", "schema":
