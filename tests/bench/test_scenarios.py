@@ -21,7 +21,9 @@ def test_every_scenario_ships_a_real_prompt():
 
 
 def test_rag_scenario_runs_both_modes_with_identical_greedy_output(smollm2):
-    report = run_scenarios(smollm2, ["rag"], max_tokens=24, repetitions=2)
+    # "lookup" mode always drafts; "auto" drafts only where this machine's measured batch costs say it pays (on a
+    # 2-core CI machine it may rightly draft nothing), so the drafting path is asserted in "lookup" mode.
+    report = run_scenarios(smollm2, ["rag"], max_tokens=24, repetitions=2, lookup_mode="lookup")
     (result,) = report.results
     assert result.identical
     assert len(result.round_speedups) == 2 and len(result.plain.samples_tok_s) == 2  # interleaved rounds
