@@ -18,7 +18,7 @@ How it is measured (`measure_bandwidth`):
 - Thread counts 1, the physical cores and all logical CPUs (duplicates dropped); on Linux each worker thread is
   pinned to its own CPU, one per core for the physical count. Threads start each pass together (a barrier) and a
   pass lasts from the first start to the last finish. numpy releases the GIL inside these loops.
-- Two untimed warm-up passes per kernel and thread count, then `passes` (24) timed passes of a few milliseconds.
+- Two untimed warm-up passes per kernel and thread count, then `passes` (200) timed passes of a few milliseconds (200, not 24: the best of 24 moved by 5.5% from run to run here, the best of 200 by 2.3-4.2%).
   On a shared machine the scheduler takes the CPU away in the middle of some passes; a pass counts as
   undisturbed when every thread's own CPU clock ran for at least 90% of its wall time and the threads started
   together; on a busy machine passes go on (up to 2 s per kernel and thread count) until 8 were undisturbed.
@@ -49,7 +49,7 @@ from typing import Callable
 import numpy as np
 
 MIN_BUFFER_MB = 512
-DEFAULT_PASSES = 24
+DEFAULT_PASSES = 200
 MIN_UNDISTURBED = 8            # on a busy machine, passes go on until this many ran undisturbed ...
 MAX_SECONDS = 2.0              # ... or this long went by (per kernel and thread count)
 WINDOW_MB = 128                # bytes one pass reads (at least 4 x the last-level cache)
@@ -332,7 +332,7 @@ def _buffer_mb(buffer_mb: int | None) -> int:
 def measure_bandwidth(threads: list[int] | None = None, passes: int = DEFAULT_PASSES, buffer_mb: int | None = None,
                       kernels: tuple[str, ...] = ("read", "triad")) -> BandwidthReport:
     """Measure now (no cache): each kernel at each thread count (default `thread_counts()`), see the module
-    docstring. About 2-4 s on a 2-core machine."""
+    docstring. About 4-5 s on a 2-core machine."""
     from ondevice.cpu import detect_cpu
     from ondevice.errors import InvalidInput
 
