@@ -17,7 +17,7 @@ export TRANSFORMERS_OFFLINE=1
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile install/llama_build.py install/no_common.cmake ondevice/cpu.py
+$(VENV)/.installed: pyproject.toml Makefile install/llama_build.py install/no_common.cmake ondevice/machine/cpu.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# llama-cpp-python with CPU-safe flags (the AMX crash: see install/llama_build.py), compiled in the background.
 	$(BUILD) build > $(VENV)/llama-build.log 2>&1 &

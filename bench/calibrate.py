@@ -7,7 +7,7 @@ Model, per calibration class (Apple GPU via Metal, AMD iGPU via Vulkan, CPU):
                         = min(peak bandwidth x e, threads x per-thread bandwidth)   (CPU)
 
 Bytes read per token are the weights one decode step touches plus the KV cache at the run's depth
-(`ondevice.memory.decode_bytes_per_token`, on the `bench.ftype` tensor table of the measured model). `e` is the
+(`ondevice.models.memory.decode_bytes_per_token`, on the `bench.ftype` tensor table of the measured model). `e` is the
 share of the peak the kernels reach; the per-layer overhead stands for what does not scale with bytes (kernel
 launches, synchronisation, the de-quantisation arithmetic that stops small GPUs from saturating memory); a CPU
 core reads only so fast, so few threads cannot reach the bus peak. The parameters are fitted by grid search,
@@ -83,7 +83,7 @@ def load_points() -> tuple[Point, ...]:
     """The calibration measurements, each with its bytes read per token computed from the model's shapes."""
     from bench.families import family
     from bench.ftype import quantized_info
-    from ondevice.memory import decode_bytes_per_token
+    from ondevice.models.memory import decode_bytes_per_token
 
     data = json.loads(resources.files("bench").joinpath("calibration.json").read_text())
     points = []

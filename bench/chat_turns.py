@@ -104,7 +104,7 @@ def run_chat_turns(model_name: str, turns: int = 8, turn_tokens: int = 400, answ
                    flash_attn: str = "auto") -> ChatTurnsResult:
     """`chat_template`: a Jinja template for both sides, for a model without its own (the 8B shape probe).
     `flash_attn`: as `RuntimeOptions.flash_attn`, on both sides (why it is off by default: docs/kv-cache.md)."""
-    from ondevice.autoconfig import default_threads
+    from ondevice.machine.autoconfig import default_threads
 
     threads = threads or default_threads()
     model = ondevice.load(model_name, n_ctx=n_ctx, threads=threads, chat_template=chat_template,

@@ -12,7 +12,7 @@ import click
 
 from ondevice.cli.common import ProgressBar, console, ctx_option, err_console, json_option, print_json, threads_option
 from ondevice.errors import InvalidInput
-from ondevice.memory import KV_TYPES
+from ondevice.models.memory import KV_TYPES
 
 
 @click.command("bench")

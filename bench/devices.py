@@ -83,16 +83,16 @@ THIS_MACHINE = ("this", "here", "local")
 
 
 def this_machine() -> Device:
-    """The machine this runs on as a CPU device: its measured read bandwidth (`ondevice.bandwidth.machine_bandwidth`,
+    """The machine this runs on as a CPU device: its measured read bandwidth (`ondevice.machine.bandwidth.machine_bandwidth`,
     the figure `doctor` shows; measured, not a spec peak, like the catalog's local calibration points), its RAM and
     its cores. `predict --device this` uses it."""
-    from ondevice.autoconfig import memory
-    from ondevice.bandwidth import machine_bandwidth
-    from ondevice.cpu import detect_cpu
+    from ondevice.machine.autoconfig import memory
+    from ondevice.machine.bandwidth import machine_bandwidth
+    from ondevice.machine.cpu import detect_cpu
 
     cpu, bw = detect_cpu(), machine_bandwidth()
     ram = round(memory().total_bytes / 1e9, 1)
-    measured = f"measured here by ondevice.bandwidth ({bw.measured_at[:10]})"
+    measured = f"measured here by ondevice.machine.bandwidth ({bw.measured_at[:10]})"
     return Device("this", f"this machine: {cpu.model}", "local", THIS_MACHINE[1:], bw.gbps, (ram,),
                   cpu.logical_cores, cpu.physical_cores, None, None, {"cpu": "cpu"},
                   {"bandwidth_gbps": measured, "ram_gb": "measured here", "cpu_cores": "measured here"})

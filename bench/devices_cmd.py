@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from ondevice.cli.common import console, ctx_option, json_option, print_json, threads_option
-from ondevice.memory import KV_TYPES
+from ondevice.models.memory import KV_TYPES
 
 
 class _DefaultListGroup(click.Group):

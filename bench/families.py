@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bench.probe import PROBES, _shape  # same package: the probe table's row builder
 from ondevice.errors import InvalidInput
-from ondevice.model_info import ModelInfo
+from ondevice.models.model_info import ModelInfo
 
 
 # name -> shapes. The probe rows are reused, not restated, so a probe and its family can never disagree.

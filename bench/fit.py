@@ -1,6 +1,6 @@
-"""Will a model fit in this machine's RAM? `ondevice.memory`'s estimate for a model or a probe shape, against RAM.
+"""Will a model fit in this machine's RAM? `ondevice.models.memory`'s estimate for a model or a probe shape, against RAM.
 
-The arithmetic (weights + KV cache + compute buffer + runtime) lives in `ondevice.memory`, shared with context
+The arithmetic (weights + KV cache + compute buffer + runtime) lives in `ondevice.models.memory`, shared with context
 auto-sizing and quantize's recommend. `bench.runner.measure_rss` checks the estimate against the peak RSS of a
 fresh process that fills the context (docs/bench.md has the comparison).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ondevice.errors import InvalidInput
-from ondevice.memory import estimate_memory, kv_bytes  # noqa: F401 (kv_bytes: part of fit's arithmetic)
-from ondevice.model_info import ModelInfo
+from ondevice.models.memory import estimate_memory, kv_bytes  # noqa: F401 (kv_bytes: part of fit's arithmetic)
+from ondevice.models.model_info import ModelInfo
 
 DEFAULT_FIT_CTX = 4096
 
@@ -37,7 +37,7 @@ class FitEstimate:
 def shapes_from_model(model: str, info: ModelInfo | None = None) -> ModelInfo:
     """The ModelInfo of a model on disk (read once, or the one given), refused when fit cannot estimate it."""
     if info is None:
-        from ondevice.catalog import model_info
+        from ondevice.models.catalog import model_info
 
         info = model_info(model)
     if info.format not in ("gguf", "onnx-genai"):
@@ -55,7 +55,7 @@ def shapes_from_probe(name: str, quant: str) -> ModelInfo:
 def estimate_fit(info: ModelInfo, n_ctx: int | None = None, kv_type: str = "f16",
                  mmap: bool = False) -> FitEstimate:
     """Estimate memory for `info` at `n_ctx` (default 4096, capped at the trained length) and compare with RAM."""
-    from ondevice.autoconfig import memory
+    from ondevice.machine.autoconfig import memory
 
     if n_ctx is not None and n_ctx < 16:
         raise InvalidInput(f"--ctx must be at least 16, got {n_ctx}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ondevice.errors import InvalidInput
-from ondevice.model_info import ModelInfo
+from ondevice.models.model_info import ModelInfo
 
 # file type -> base ggml type of the weight matrices. F16/BF16/F32 files are not mixed.
 FTYPES: dict[str, str] = {
@@ -181,7 +181,7 @@ def weights_read_per_token(tensors: list[Tensor]) -> int:
 def quantized_info(info: ModelInfo, ftype: str) -> ModelInfo:
     """`info` (shapes) as a GGUF of file type `ftype`: quant, per-tensor types and bytes, size, parameters.
 
-    The result feeds `ondevice.memory` (RAM estimate, bytes read per decode step) like a ModelInfo read from a file.
+    The result feeds `ondevice.models.memory` (RAM estimate, bytes read per decode step) like a ModelInfo read from a file.
     """
     from dataclasses import replace
 

@@ -6,7 +6,7 @@ text. Two references: the exact cache (f32 elements, flash attention off: no rou
 weights), against which every row is measured, and the f16 cache with flash attention (the configuration a q8_0 or
 q4_0 cache replaces), against which the quantised rows are also measured. Attention reads K and V back from the
 cache even inside one prompt batch, so the windows' logits carry the cache's rounding. Memory is the runtime's own
-estimate of the KV cache (`ondevice.memory.kv_bytes`, the formula llama.cpp allocates by). Decode speed is measured
+estimate of the KV cache (`ondevice.models.memory.kv_bytes`, the formula llama.cpp allocates by). Decode speed is measured
 at a context depth: the prompt fills the cache to `depth` tokens, then tokens are generated one at a time.
 
     python -m bench.kv_cache smollm2-135m gemma3-270m --chunks 8 --threads 2
@@ -20,9 +20,9 @@ import random
 from dataclasses import asdict, dataclass
 
 import ondevice
-from ondevice.memory import QUANTISED_KV_TYPES, kv_bytes
-from ondevice.model_info import read_info
-from ondevice.store import resolve
+from ondevice.models.memory import QUANTISED_KV_TYPES, kv_bytes
+from ondevice.models.model_info import read_info
+from ondevice.models.store import resolve
 
 
 class _Labelled(ondevice.Model):

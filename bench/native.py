@@ -2,7 +2,7 @@
 
 `ondevice bench --reference` times a bare decode loop on ondevice's own llama context, so it cannot see a settings
 gap (flash attention, thread polling, batch sizes); llama-bench brings llama.cpp's own defaults. The binary is built
-from the installed libllama's source with the same ISA flags on first use (`ondevice.native_tools`), then cached.
+from the installed libllama's source with the same ISA flags on first use (`quantize.native_tools`), then cached.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ondevice.errors import InvalidInput, OnDeviceError
-from ondevice.native_tools import Progress, ensure_converter, ensure_tools
+from quantize.native_tools import Progress, ensure_converter, ensure_tools
 
 
 @dataclass
@@ -70,7 +70,7 @@ def native_reference(model_path: str | Path, threads: int, n_gen: int = 128, n_p
 @dataclass
 class NativeComparison:
     """One `ondevice bench` test beside llama-bench's same test (same file, threads, -p/-n), interleaved: `rounds`
-    rounds of a fresh public-API bench process and a fresh llama-bench process in alternation (`ondevice.interleave`),
+    rounds of a fresh public-API bench process and a fresh llama-bench process in alternation (`bench.interleave`),
     each with its own warm-up and one timed run."""
 
     model: str
@@ -98,7 +98,7 @@ def compare_native(results: list, repetitions: int = 5, progress: Progress | Non
     import statistics
     from dataclasses import replace
 
-    from ondevice.interleave import interleave
+    from bench.interleave import interleave
 
     from bench.runner import BenchConfig, bench_model
 
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{tools.bin_dir} (llama-cpp-python {tools.version}, flags {tools.flags_from}: "
               f"{' '.join(tools.cmake_args) or 'defaults'})")
         if args.model:
-            from ondevice.cpu import detect_cpu
+            from ondevice.machine.cpu import detect_cpu
 
             result = native_reference(args.model, args.threads or detect_cpu().physical_cores, args.n_gen,
                                       args.n_prompt, args.repetitions)

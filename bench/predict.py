@@ -3,7 +3,7 @@
     predict_for(info, device, backend=None, threads=None, n_ctx=4096, ram_gb=None) -> Prediction
     predict(model=None, probe=None, quant=None, device=..., ...)                   -> Prediction
 
-The RAM check comes first: `ondevice.memory.estimate_memory` (weights + KV cache at n_ctx + compute + runtime)
+The RAM check comes first: `ondevice.models.memory.estimate_memory` (weights + KV cache at n_ctx + compute + runtime)
 against the share of the device's RAM a model can have; a device that cannot hold the model gets no speed.
 Decode speed is `bench.calibrate`'s model: bytes read per token (weights one step touches + the KV cache at
 depth n_ctx, a conservative full-context figure; the short-context figure at depth 64, the convention of
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from bench.calibrate import fitted, seconds_per_token
 from bench.devices import Device, find_device
 from ondevice.errors import InvalidInput
-from ondevice.model_info import ModelInfo
+from ondevice.models.model_info import ModelInfo
 
 DECODE_TARGETS = (10.0, 20.0)        # tokens/s
 RAM_TARGETS_GB = (8.0, 16.0)         # GB (1e9 bytes) of device DRAM
@@ -101,7 +101,7 @@ def _pick_backend(device: Device, backend: str | None) -> tuple[str, str]:
 
 
 def _ram_needed(info: ModelInfo, n_ctx: int, kv_type: str) -> int:
-    from ondevice.memory import estimate_memory
+    from ondevice.models.memory import estimate_memory
 
     return estimate_memory(info, n_ctx, kv_type).total_bytes
 
@@ -117,7 +117,7 @@ def predict_for(info: ModelInfo, device: Device | str, backend: str | None = Non
     assumes)."""
     from dataclasses import replace
 
-    from ondevice.memory import decode_bytes_per_token
+    from ondevice.models.memory import decode_bytes_per_token
 
     dev = find_device(device) if isinstance(device, str) else device
     if bandwidth_gbps is not None:
@@ -203,8 +203,8 @@ def model_info_for(model: str | None = None, probe: str | None = None, quant: st
         raise InvalidInput("give either a MODEL or --probe NAME --quant TYPE")
     if probe is not None:
         return quantized_info(family(probe), quant or "Q4_K_M")
-    from ondevice.model_info import read_info
-    from ondevice.store import resolve
+    from ondevice.models.model_info import read_info
+    from ondevice.models.store import resolve
 
     info = read_info(resolve(model))
     if info.format != "gguf":

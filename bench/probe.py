@@ -16,8 +16,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ondevice.errors import InvalidInput
-from ondevice.model_info import ModelInfo
-from ondevice.store import store_dir
+from ondevice.models.model_info import ModelInfo
+from ondevice.models.store import store_dir
 from quantize.gguf_writer import TensorPlan, plan_nbytes, write_gguf
 
 from bench.ftype import assign_types, quantized_info
@@ -91,7 +91,7 @@ def probe_info(name_or_info: str | ModelInfo, quant: str) -> ModelInfo:
 
     `name_or_info` is a probe name (`PROBES`) or any shape-only ModelInfo (`ModelInfo.from_shapes`, a row of
     `bench.families`). The result carries the per-tensor types and bytes llama.cpp's quantiser would give
-    (`bench.ftype.quantized_info`), so `ondevice.memory` can estimate its RAM and its bytes read per decoded token;
+    (`bench.ftype.quantized_info`), so `ondevice.models.memory` can estimate its RAM and its bytes read per decoded token;
     `size_bytes` is the tensor data (a real file adds a few MB of vocabulary metadata). Named "<name> <QUANT>".
     """
     if isinstance(name_or_info, str):
@@ -211,7 +211,7 @@ def ensure_probe(name: str, quant: str, on_status: Callable[[str], None] | None 
 
 def _matches_plan(path: Path, spec: ModelInfo, quant: str) -> bool:
     from ondevice.errors import InvalidModelFile
-    from ondevice.gguf_file import read_gguf
+    from ondevice.models.gguf_file import read_gguf
 
     try:
         table = [(t.name, t.type) for t in read_gguf(path).tensors]

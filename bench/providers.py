@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 import ondevice
-from ondevice.autoconfig import default_threads
+from ondevice.machine.autoconfig import default_threads
 
 TEXTS = [f"Note {i}: the on-device assistant indexes documents, answers questions and runs small models."
          for i in range(64)]

@@ -1,10 +1,10 @@
 """`ondevice pull hf:ORG/REPO[:QUANT|FILE]`: predict, refuse what cannot fit, download, convert, name in the store.
 
-Order: the repo's file list and config.json (ondevice.hub.plan, kilobytes) -> the prediction for this machine or a
+Order: the repo's file list and config.json (ondevice.models.hub.plan, kilobytes) -> the prediction for this machine or a
 catalog device (RAM fit and decode tok/s, bench.predict, from the config's shapes at the quant type) -> refuse a
-model that cannot fit unless forced -> download and verify (ondevice.hub.download) -> a safetensors repo is
+model that cannot fit unless forced -> download and verify (ondevice.models.hub.download) -> a safetensors repo is
 converted with llama.cpp's converter (quantize.llama_convert) and quantised (quantize.gguf_quantize) -> the store
-names the GGUF (ondevice.hub.publish), so `ondevice run hf:ORG/REPO` finds it.
+names the GGUF (ondevice.models.hub.publish), so `ondevice run hf:ORG/REPO` finds it.
 
 This lives in bench because the speed prediction does (bench.predict); the runtime keeps only the name resolution.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ondevice.errors import InvalidInput, OnDeviceError
-from ondevice.hub import PullPlan, download, plan, publish
+from ondevice.models.hub import PullPlan, download, plan, publish
 
 DEFAULT_CTX = 4096
 Say = Callable[[str], None]
@@ -57,7 +57,7 @@ def predict_plan(pull: PullPlan, device: str | None = None, n_ctx: int = DEFAULT
     dev = find_device(device) if device else this_machine()
     if pull.config and pull.quant not in ("?",):
         from bench.ftype import quantized_info
-        from ondevice.model_info import hf_config_info
+        from ondevice.models.model_info import hf_config_info
 
         try:
             info = quantized_info(hf_config_info(pull.config, pull.repo), pull.quant)
@@ -78,7 +78,7 @@ def predict_plan(pull: PullPlan, device: str | None = None, n_ctx: int = DEFAULT
 
 def _convert(pull: PullPlan, snapshot: Path, say: Say, progress=None) -> Path:
     """A safetensors snapshot -> the pull's quant type, via f16 (llama.cpp's converter), in the store."""
-    from ondevice.hub import pulled_dir
+    from ondevice.models.hub import pulled_dir
     from quantize.gguf_quantize import quantize_gguf
     from quantize.convert import convert_hf
 
@@ -148,7 +148,7 @@ def _check_convertible(pull: PullPlan) -> None:
 
 def _publish_file(pull: PullPlan, converted: Path) -> Path:
     """A converted file is the store's own: renamed into place (complete), then recorded."""
-    from ondevice.hub import pulled_dir
+    from ondevice.models.hub import pulled_dir
 
     target = pulled_dir(pull.repo) / pull.target
     converted.replace(target)

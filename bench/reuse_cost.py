@@ -4,7 +4,7 @@
     python -m bench.reuse_cost [--model smollm2-135m] [--turns 3] [--rounds 4] [--threads 1]
 
 Two loaded copies of the model, one per mode, answer the same conversation turn by turn, alternating A B, B A ...
-(`ondevice.interleave`); each turn's answer comes from the exact copy so both see the same history. Prints the
+(`bench.interleave`); each turn's answer comes from the exact copy so both see the same history. Prints the
 median time to first token of every turn after the first for each mode, the per-round ratio, and how many prompt
 tokens each mode reused.
 """
@@ -16,7 +16,7 @@ import json
 import statistics
 
 import ondevice
-from ondevice.interleave import interleave
+from bench.interleave import interleave
 
 SYSTEM = "You are a helpful assistant who answers in a few sentences. " * 8
 FIRST = "Tell me a story about a cat."

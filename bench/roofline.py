@@ -1,19 +1,19 @@
 """The decode roofline: tokens/s cannot exceed memory bandwidth / bytes read per generated token.
 
-The bandwidth is this machine's (`ondevice.bandwidth.machine_bandwidth`, the same figure `doctor` shows) or a
+The bandwidth is this machine's (`ondevice.machine.bandwidth.machine_bandwidth`, the same figure `doctor` shows) or a
 catalog device's. Efficiency is reported as measured: a decode above 100% means the anchor is too low.
 
 Each generated token reads every weight matrix once (the token embedding only one row, unless the output layer
-reuses it) plus the KV cache up to the current depth; `ondevice.memory.decode_bytes_per_token` counts them.
+reuses it) plus the KV cache up to the current depth; `ondevice.models.memory.decode_bytes_per_token` counts them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ondevice.bandwidth import anchor_note
-from ondevice.memory import decode_bytes_per_token, weights_read_per_token  # noqa: F401 (re-exported)
-from ondevice.model_info import ModelInfo
+from ondevice.machine.bandwidth import anchor_note
+from ondevice.models.memory import decode_bytes_per_token, weights_read_per_token  # noqa: F401 (re-exported)
+from ondevice.models.model_info import ModelInfo
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Roofline:
 
 
 def bytes_per_token(info: ModelInfo, depth: int, kv_type: str = "f16") -> int:
-    """Weights read per decode step plus the KV cache read at `depth` tokens of context (`ondevice.memory`)."""
+    """Weights read per decode step plus the KV cache read at `depth` tokens of context (`ondevice.models.memory`)."""
     return decode_bytes_per_token(info, depth, kv_type)
 
 

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from ondevice import RuntimeOptions
-from ondevice.catalog import model_info
+from ondevice.models.catalog import model_info
 from ondevice.errors import InvalidInput, OnDeviceError
-from ondevice.memory import KV_TYPES
-from ondevice.model_info import ModelInfo
+from ondevice.models.memory import KV_TYPES
+from ondevice.models.model_info import ModelInfo
 
 DEFAULT_BENCH_CTX = 4096
 

@@ -22,8 +22,8 @@ from typing import Sequence
 import ondevice
 from ondevice import SamplingParams
 from ondevice.errors import InvalidInput, UnsupportedOperation
-from ondevice.interleave import interleave
-from ondevice.speculative import MAX_DRAFT, NgramDrafter
+from bench.interleave import interleave
+from ondevice.decoding.speculative import MAX_DRAFT, NgramDrafter
 
 SCENARIOS = ("rag", "summarize", "rewrite", "chat")
 

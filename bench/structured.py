@@ -82,7 +82,7 @@ def replay_ms(model, schema, tokens: list[int]) -> float:
     model: the per-token cost that constrained decoding adds, free of the machine's decode-speed noise."""
     import numpy as np
 
-    from ondevice.structured import schema_grammar
+    from ondevice.decoding.structured import schema_grammar
 
     constraint = schema_grammar(schema).constraint(model.backend.vocabulary())
     row = np.zeros(model.backend.vocabulary().tokenizer.vocab_size, dtype=np.float32)

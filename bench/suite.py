@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ondevice.bandwidth import BandwidthReport
-from ondevice.model_info import ModelInfo
+from ondevice.machine.bandwidth import BandwidthReport
+from ondevice.models.model_info import ModelInfo
 
 from bench.roofline import Roofline, roofline
 from bench.runner import BenchConfig, BenchResult, Progress, bench_models
@@ -41,7 +41,7 @@ def rooflines_for(results: list[BenchResult], bandwidth_gbps: float, infos: list
                   kv_type: str = "f16") -> dict[str, Roofline]:
     """The roofline of every tg result, from the ModelInfos bench already read (a result whose model is not among
     them, such as an HF folder converted on load, is read here)."""
-    from ondevice.catalog import model_info
+    from ondevice.models.catalog import model_info
 
     by_file = {_key(i.path): i for i in infos or []}
     out = {}
@@ -59,8 +59,8 @@ def run_bench(models: list[str], config: BenchConfig, probe: str | None = None, 
               progress: Progress | None = None) -> BenchReport:
     """Measure `models` (and the probe, if named); with targets=True check the device targets on the probe
     (llama3-8b Q4_K_M unless named); with report_dir write report.md, report.json and plots there."""
-    from ondevice.bandwidth import machine_bandwidth
-    from ondevice.catalog import model_info
+    from ondevice.machine.bandwidth import machine_bandwidth
+    from ondevice.models.catalog import model_info
 
     from bench.probe import check_probe_args, ensure_probe
 

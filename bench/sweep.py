@@ -150,7 +150,7 @@ def _slug(model: str) -> str:
 
 def plan_cells(models: Sequence[str], targets: Sequence[str]) -> list[Cell]:
     """Every (model, variant) cell, targets checked first (a typo fails before minutes of work), models found."""
-    from ondevice.store import resolve
+    from ondevice.models.store import resolve
     from quantize.pipeline import parse_targets
 
     if not models:
@@ -173,8 +173,8 @@ def _reference_source(model: str) -> str:
     on one node share one conversion."""
     from filelock import FileLock  # a dependency of torch (quantize extra) and ray
 
-    from ondevice.gguf_file import file_type_name, read_gguf
-    from ondevice.store import content_key, resolve, store_dir
+    from ondevice.models.gguf_file import file_type_name, read_gguf
+    from ondevice.models.store import content_key, resolve, store_dir
     from quantize.hf_source import to_hf_dir
     from quantize.materialize import to_runnable
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ondevice.model_info import ModelInfo
+from ondevice.models.model_info import ModelInfo
 
 from bench.probe import check_probe_args, ensure_probe, probe_info
 from bench.roofline import Roofline, bandwidth_needed_gbps, roofline
@@ -85,11 +85,11 @@ def evaluate_targets(probe: str, quant: str, results: list[BenchResult], bandwid
 def check_targets(probe: str = "llama3-8b", quant: str = "Q4_K_M", config: BenchConfig | None = None,
                   progress: Progress | None = None, bandwidth_gbps: float | None = None) -> TargetReport:
     """Measure the probe (writing it once if needed) and check every target."""
-    from ondevice.bandwidth import machine_bandwidth
+    from ondevice.machine.bandwidth import machine_bandwidth
 
     check_probe_args(probe, quant)
     config = (config or BenchConfig()).check()
-    from ondevice.catalog import model_info
+    from ondevice.models.catalog import model_info
 
     path = ensure_probe(probe, quant, (lambda msg: progress(msg, 0, 1)) if progress else None)
     info = model_info(str(path))  # read once for the worker and the roofline

@@ -13,7 +13,7 @@ from dataclasses import asdict
 import numpy as np
 
 from bench.runner import BenchConfig, BenchResult, RssMeasurement
-from ondevice.interleave import interleave
+from bench.interleave import interleave
 from ondevice.errors import OnDeviceError
 
 def _emit(**msg) -> None:

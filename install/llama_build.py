@@ -10,7 +10,7 @@ while pip installs everything else:
 
 Why a script and not a plain requirement: llama-cpp-python ships only a source distribution, and a default
 (GGML_NATIVE) build on a CPU that reports AMX segfaults on the first decode (llama.cpp #20824). We compute explicit
-CMake flags from the CPU (`ondevice/cpu.py`, loaded by path), build a wheel once into a folder of the store keyed
+CMake flags from the CPU (`ondevice/machine/cpu.py`, loaded by path), build a wheel once into a folder of the store keyed
 by version + flags + Python (pip's own wheel cache ignores CMAKE_ARGS, so we bypass it), install it, and prove it
 decodes in a child process. A build that crashes is thrown away and rebuilt with a conservative flag set.
 
@@ -48,7 +48,7 @@ BUILD_RECORD = "build.json"  # in each wheel folder: version + CMake args, read 
 
 
 def load_cpu_module():
-    """ondevice/cpu.py loaded by path: importing the `ondevice` package would need its dependencies."""
+    """ondevice/machine/cpu.py loaded by path: importing the `ondevice` package would need its dependencies."""
     spec = importlib.util.spec_from_file_location("_ondevice_cpu", REPO_ROOT / "ondevice" / "cpu.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["_ondevice_cpu"] = module

@@ -21,13 +21,16 @@ from ondevice.errors import (  # noqa: E402
     UnsupportedOperation,
 )
 from ondevice.model import Model, TextStream, load  # noqa: E402
-from ondevice.model_info import ModelInfo  # noqa: E402
-from ondevice.options import RuntimeOptions  # noqa: E402
-from ondevice.request import Request, build_request  # noqa: E402
+from ondevice.models.model_info import ModelInfo  # noqa: E402
+from ondevice.backends.options import RuntimeOptions  # noqa: E402
+from ondevice.decoding.request import Request, build_request  # noqa: E402
 from ondevice.session import Chat  # noqa: E402
-from ondevice.router import RoutedGeneration, Router  # noqa: E402
-from ondevice.store import ALIASES, DEFAULT_EMBED_MODEL, DEFAULT_MODEL, resolve  # noqa: E402
-import ondevice.hub  # noqa: E402,F401  (registers the hf: model name scheme)
+from ondevice.routing.router import RoutedGeneration, Router  # noqa: E402
+from ondevice.models.store import ALIASES, DEFAULT_EMBED_MODEL, DEFAULT_MODEL, resolve  # noqa: E402
+import ondevice.models.hub  # noqa: E402,F401  (registers the hf: model name scheme)
+from ondevice import moved  # noqa: E402
+
+moved.install()  # 0.2 module paths (ondevice.decoding.sampling, ondevice.models.store, ...) still import, with a warning
 
 __version__ = "0.1.0"
 
@@ -38,3 +41,8 @@ __all__ = [
     "OnDeviceError", "ModelNotFound", "InvalidModelFile", "ContextOverflow", "UnsupportedOperation",
     "BackendUnavailable", "InvalidInput", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """`ondevice.decoding.sampling` and the other 0.2 module names: the module at its new path, with a DeprecationWarning."""
+    return moved.module_attribute(name)

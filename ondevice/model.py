@@ -9,11 +9,11 @@ import numpy as np
 
 from ondevice.backends import Backend, Generation, SamplingParams, StreamEvent, backend_class, backend_for_format
 from ondevice.errors import BackendUnavailable, InvalidInput
-from ondevice.messages import check_messages
-from ondevice.model_info import ModelInfo, read_info
-from ondevice.options import RuntimeOptions
-from ondevice.request import Request, build_request
-from ondevice.store import ModelRef, resolve
+from ondevice.decoding.messages import check_messages
+from ondevice.models.model_info import ModelInfo, read_info
+from ondevice.backends.options import RuntimeOptions
+from ondevice.decoding.request import Request, build_request
+from ondevice.models.store import ModelRef, resolve
 
 if TYPE_CHECKING:
     from ondevice.session import Chat
@@ -109,7 +109,7 @@ class Model:
                  **options: Any) -> Generation | TextStream:
         """Complete `prompt`. With stream=True returns a TextStream that yields text pieces as they decode.
 
-        options (`ondevice.request.build_request`): the sampling values (temperature, top_p, top_k, min_p, seed,
+        options (`ondevice.decoding.request.build_request`): the sampling values (temperature, top_p, top_k, min_p, seed,
         stop, logit_bias, frequency_penalty, presence_penalty, repeat_penalty, ignore_eos), and:
         schema: a JSON Schema dict, a pydantic model class or "json" (any object): every token is constrained so
         the text is JSON that validates; `result.parsed` holds it (docs/structured-output.md).
@@ -136,7 +136,7 @@ class Model:
                         stream)
 
     def run(self, request: Request, stream: bool = False) -> Generation | TextStream:
-        """Generate the answer to a `Request` (`ondevice.request.build_request`): the one engine entry every
+        """Generate the answer to a `Request` (`ondevice.decoding.request.build_request`): the one engine entry every
         front end uses. A Generation, or with stream=True a TextStream whose `.result` becomes one."""
         return self._run(self.events(request), stream, request.finish)
 
@@ -258,7 +258,7 @@ def load(model: str | os.PathLike = "smollm2-135m", n_ctx: int | None = None, th
     device="auto" uses an NPU/GPU when the runtime offers one, else the CPU (see `Model.device`).
     Extra keyword options are fields of RuntimeOptions (logits_all, embedding, use_mmap, kv_type, flash_attn).
     """
-    from ondevice.autoconfig import default_threads
+    from ondevice.machine.autoconfig import default_threads
 
     # A remote model's connection settings (api_key, timeout, max_retries) travel in RuntimeOptions.extra.
     connection = {key: options.pop(key) for key in ("api_key", "timeout", "max_retries") if key in options}

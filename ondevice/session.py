@@ -31,8 +31,8 @@ from ondevice.backends.cache import CacheState
 from ondevice.backends.llama_state import BadState, check_seq_state
 from ondevice.errors import InvalidInput, InvalidSession
 from ondevice.files import atomic_output
-from ondevice.messages import check_messages
-from ondevice.store import content_key
+from ondevice.decoding.messages import check_messages
+from ondevice.models.store import content_key
 
 if TYPE_CHECKING:
     from ondevice.backends.base import Generation

@@ -81,7 +81,7 @@ def convert_hf(hf_dir: str | Path, out: str | Path, outtype: str = "f16", conver
         if converter == "auto" and _UNRECOGNISED_BPE in str(exc) and _ours_handles(hf_dir):
             return _ours(hf_dir, out, outtype, "llama.cpp's converter does not recognise this BPE pre-tokenizer")
         raise
-    from ondevice.gguf_file import read_gguf
+    from ondevice.models.gguf_file import read_gguf
 
     contents = read_gguf(r.path)
     return ConvertedFile(r.path, outtype, r.size_bytes, r.seconds, "llama.cpp", n_params=contents.n_params,

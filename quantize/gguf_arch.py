@@ -14,10 +14,10 @@ import gguf
 import numpy as np
 
 from ondevice.errors import InvalidInput
-from ondevice.model_info import ModelInfo
+from ondevice.models.model_info import ModelInfo
 
 
-# Hyperparameters come as a ModelInfo (`ondevice.model_info.hf_config_info` of the config.json); architecture
+# Hyperparameters come as a ModelInfo (`ondevice.models.model_info.hf_config_info` of the config.json); architecture
 # specifics not in its fields are read from `ModelInfo.arch_config`, the text config itself.
 # A tensor edit: (HF tensor name, data as float32, hparams) -> data. Shapes never change, so the writer can
 # declare every tensor's size before reading any weights.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ondevice.errors import InvalidInput, OnDeviceError
-from ondevice.gguf_file import read_gguf
+from ondevice.models.gguf_file import read_gguf
 from ondevice.files import atomic_output, check_free_space
 
 # Accepted type -> nominal bits per weight of its main tensors (llama-quantize's table), for the disk estimate.

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ondevice.errors import InvalidInput
-from ondevice.store import content_key, resolve, store_dir
+from ondevice.models.store import content_key, resolve, store_dir
 
 SOURCE_RECORD = "ondevice_source.json"
 TOKENIZER_ALLOWANCE_BYTES = 64 * 1024 * 1024  # tokenizer.json and friends of a large vocabulary
@@ -47,7 +47,7 @@ def _dequantize(gguf_path: Path, target: Path) -> Path:
     import transformers
 
     from ondevice.files import atomic_dir
-    from ondevice.gguf_file import read_gguf
+    from ondevice.models.gguf_file import read_gguf
 
     needed = read_gguf(gguf_path).n_params * 4 + TOKENIZER_ALLOWANCE_BYTES  # fp32 weights + tokenizer files
     with atomic_dir(target, needed) as tmp:

@@ -19,7 +19,7 @@ import gguf
 import numpy as np
 
 from ondevice.errors import InvalidInput, InvalidModelFile
-from ondevice.model_info import ModelInfo, hf_config_info
+from ondevice.models.model_info import ModelInfo, hf_config_info
 from quantize.gguf_arch import ArchHandler, handler_for
 from quantize.gguf_vocab import copy_metadata, write_vocab
 from quantize.gguf_writer import TensorPlan, write_gguf

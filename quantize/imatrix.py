@@ -7,7 +7,7 @@ lose less (and the IQ1/IQ2 types become possible at all).
 How it is made and used here (docs/quantize-gguf.md):
 - Computing it needs every matrix multiplication's input during a forward pass (llama.cpp collects them with a
   graph-evaluation callback in C++). We run llama.cpp's own `llama-imatrix`, built from the installed libllama's
-  source on first use (`ondevice.native_tools`, minutes, cached), on the f16/f32 model.
+  source on first use (`quantize.native_tools`, minutes, cached), on the f16/f32 model.
 - Using it needs no native tool: in llama-cpp-python 0.3.36 libllama's quantize params take the importance matrix as
   a plain C array of {name, float *data, size} (`llama_model_imatrix_data`), so `quantize_gguf(..., imatrix=path)`
   reads the imatrix GGUF with the `gguf` package, normalises it as llama-quantize does (sum / count per expert),
@@ -68,10 +68,10 @@ def compute_imatrix(model: str | Path, out: str | Path, text: str | Path | None 
     text: None for the built-in calibration text, or a file/folder of the user's text. ctx: window length;
     chunks: at most this many windows (None: the whole text). The first call builds llama.cpp's tools (minutes).
     """
-    from ondevice.cpu import detect_cpu
+    from ondevice.machine.cpu import detect_cpu
     from ondevice.files import atomic_output
-    from ondevice.native_tools import ensure_tools
-    from ondevice.store import resolve
+    from quantize.native_tools import ensure_tools
+    from ondevice.models.store import resolve
 
     if ctx < 32 or (chunks is not None and chunks < 1):
         raise InvalidInput(f"imatrix needs ctx >= 32 and chunks >= 1 (got ctx {ctx}, chunks {chunks})")
@@ -136,7 +136,7 @@ def load_imatrix(path: str | Path) -> dict[str, np.ndarray]:
     import numpy as np
     from gguf import GGUFReader
 
-    from ondevice.gguf_file import read_gguf
+    from ondevice.models.gguf_file import read_gguf
 
     # The header first (streamed, fast): a model file is refused before GGUFReader maps all of its tensors.
     if not any(t.name.endswith(".in_sum2") for t in read_gguf(path).tensors):

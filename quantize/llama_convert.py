@@ -24,7 +24,7 @@ from typing import Callable
 
 from ondevice.errors import InvalidInput, InvalidModelFile, OnDeviceError
 from ondevice.files import atomic_output, check_free_space
-from ondevice.native_tools import ensure_converter
+from quantize.native_tools import ensure_converter
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 _BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 1.07}
@@ -124,8 +124,8 @@ def _weights_bytes(hf_dir: Path) -> int:
 
 def _needed_bytes(hf_dir: Path, outtype: str) -> int:
     """Output size estimate: the checkpoint's bytes scaled from its storage width (f32 or 16-bit) to `outtype`."""
-    from ondevice.model_info import read_info
-    from ondevice.store import resolve
+    from ondevice.models.model_info import read_info
+    from ondevice.models.store import resolve
 
     try:
         n_params = read_info(resolve(hf_dir)).n_params

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ondevice.errors import InvalidInput, OnDeviceError
-from ondevice.store import content_key, store_dir
+from ondevice.models.store import content_key, store_dir
 from quantize.gguf_arch import ARCHITECTURES
 
 # Encoder model types the ONNX encoder backend runs (sentence embeddings, classifiers).

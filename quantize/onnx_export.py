@@ -36,7 +36,7 @@ IMATRIX_ALGORITHMS = ("wls", "wls_mixed")  # the fits that take per-input-channe
 _BUILDER_ALGO = {("rtn", 4): "default", ("k_quant", 8): "k_quant_last", ("k_quant", 4): "k_quant",
                  ("k_quant_mixed", 8): "k_quant_mixed"}
 ENCODER_QUANTS = ("int8", "fp32")
-META_FILE = "ondevice_onnx.json"  # read by ondevice/model_info.py
+META_FILE = "ondevice_onnx.json"  # read by ondevice/models/model_info.py
 
 
 @dataclass
@@ -98,8 +98,8 @@ def _dir_size(folder: Path) -> int:
 
 
 def _hf_param_count(hf_dir: Path) -> int:
-    from ondevice.model_info import read_info
-    from ondevice.store import resolve
+    from ondevice.models.model_info import read_info
+    from ondevice.models.store import resolve
 
     return read_info(resolve(hf_dir)).n_params
 

@@ -90,7 +90,7 @@ def parse_targets(targets: Sequence[str], with_imatrix: bool = False) -> list[tu
 
 
 def _model_name(source: str | Path) -> str:
-    from ondevice.store import resolve
+    from ondevice.models.store import resolve
 
     ref = resolve(source)
     return ref.alias or ref.path.stem.split(".")[0]
@@ -98,8 +98,8 @@ def _model_name(source: str | Path) -> str:
 
 def _reference(source, name: str, out_dir: Path, log: Callable[[str], None]) -> Variant:
     """The f16 GGUF of the source's weights (the source itself if it is already f16/f32)."""
-    from ondevice.gguf_file import file_type_name, read_gguf
-    from ondevice.store import resolve
+    from ondevice.models.gguf_file import file_type_name, read_gguf
+    from ondevice.models.store import resolve
 
     ref = resolve(source)
     if ref.format == "gguf":

@@ -23,10 +23,10 @@ class Recommendation:
 
 
 def memory_needed(variant, ctx: int, kv_type: str = "f16") -> int:
-    """Bytes `variant` itself holds at `ctx` tokens: weights plus its KV cache (`ondevice.memory`'s model terms;
+    """Bytes `variant` itself holds at `ctx` tokens: weights plus its KV cache (`ondevice.models.memory`'s model terms;
     the runtime and compute buffers, the same for every variant of a model, are not part of the comparison)."""
-    from ondevice.catalog import model_info
-    from ondevice.memory import estimate_memory
+    from ondevice.models.catalog import model_info
+    from ondevice.models.memory import estimate_memory
 
     return estimate_memory(model_info(variant.path), ctx, kv_type).model_bytes
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ondevice.native_tools import find_tools
+from quantize.native_tools import find_tools
 
 BUILT = find_tools()
 SKIP_REASON = ("llama.cpp's own tools are not built for this libllama (minutes, once): run `make native-tools` "
@@ -33,7 +33,7 @@ def link_built_tools(store: Path):
 
 
 def _find_converter():
-    from ondevice.native_tools import find_converter
+    from quantize.native_tools import find_converter
 
     try:
         return find_converter()

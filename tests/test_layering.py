@@ -140,7 +140,7 @@ def test_the_documented_public_names_exist_and_are_public():
     import importlib
 
     table = _documented_public_names()
-    assert {"ondevice", "ondevice.model", "ondevice.store", "ondevice.memory", "ondevice.files"} <= set(table)
+    assert {"ondevice", "ondevice.model", "ondevice.models.store", "ondevice.models.memory", "ondevice.files"} <= set(table)
     missing = [f"{module}.{name}" for module, names in table.items() for name in sorted(names)
                if _private(name) or not hasattr(importlib.import_module(module), name)]
     assert missing == []
@@ -196,7 +196,7 @@ def _floors() -> dict[str, int]:
     """docs/ARCHITECTURE.md's floor table: module path -> floor number."""
     floors = {}
     for line in (ROOT / "docs" / "ARCHITECTURE.md").read_text().splitlines():
-        match = re.match(r"^\| (\d) \| [^|]+ \| (.+) \|$", line)
+        match = re.match(r"^\| (\d) \| [^|]+ \| [^|]+ \| (.+) \|$", line)
         if match:
             for path in re.findall(r"`(ondevice/[\w/]+\.py)`", match.group(2)):
                 floors[path] = int(match.group(1))
@@ -208,6 +208,29 @@ def test_every_runtime_module_has_a_floor_in_the_architecture_doc():
     paths = {str(p.relative_to(ROOT)) for p in _runtime_modules().values()}
     assert sorted(paths - set(floors)) == [], "add these to docs/ARCHITECTURE.md's floor table"
     assert sorted(set(floors) - paths) == [], "the floor table names modules that no longer exist"
+
+
+def test_every_module_of_a_sub_package_sits_on_one_floor():
+    by_package: dict[str, set[int]] = {}
+    for path, floor in _floors().items():
+        package = str(Path(path).parent)
+        if package != "ondevice":  # the top-level modules are foundations (floor 0) or public objects (floor 5)
+            by_package.setdefault(package, set()).add(floor)
+    assert {package: floors for package, floors in by_package.items() if len(floors) > 1} == {}
+
+
+def test_the_repository_uses_no_0_2_module_path():
+    """ondevice/moved.py keeps `ondevice.sampling` & co importable for users' code; ours imports the new paths."""
+    from ondevice.moved import MOVED
+
+    offences = []
+    for package in ("ondevice", "quantize", "bench", "tests", "examples"):
+        for path in _sources(package):
+            for line, module, names in _imported_modules(ast.parse(path.read_text())):
+                used = [module] + [f"{module}.{name}" for name in names]
+                offences += [f"{path.relative_to(ROOT)}:{line}: {name}" for name in used if name in MOVED
+                             and path.name != "test_moved.py"]
+    assert offences == []
 
 
 def test_runtime_modules_import_only_their_floor_or_below():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ondevice.backends.base import Backend, Generation, StreamEvent, Timings
 from ondevice.backends.text import TextBackend
 from ondevice.errors import BackendUnavailable
-from ondevice.sampling import SamplingParams
+from ondevice.decoding.sampling import SamplingParams
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def backend_for_format(fmt: str) -> str:
 register_backend("gguf", "ondevice.backends.llama_cpp_backend:LlamaCppBackend", ("gguf",), "llama-cpp-python")
 register_backend("onnx-genai", "ondevice.backends.onnx_genai_backend:OnnxGenaiBackend", ("onnx-genai",),
                  "onnxruntime-genai")
-register_backend("remote", "ondevice.remote:RemoteBackend", ("remote",), "openai (the remote extra)")
+register_backend("remote", "ondevice.backends.remote:RemoteBackend", ("remote",), "openai (the remote extra)")
 register_backend("onnx-encoder", "ondevice.backends.onnx_encoder_backend:OnnxEncoderBackend", ("onnx-encoder",),
                  "onnxruntime and tokenizers")
 

@@ -12,10 +12,10 @@ from typing import Any, ClassVar, Iterator, Sequence
 import numpy as np
 
 from ondevice.errors import UnsupportedOperation
-from ondevice.model_info import ModelInfo
-from ondevice.options import RuntimeOptions
-from ondevice.sampling import SamplingParams
-from ondevice.store import ModelRef
+from ondevice.models.model_info import ModelInfo
+from ondevice.backends.options import RuntimeOptions
+from ondevice.decoding.sampling import SamplingParams
+from ondevice.models.store import ModelRef
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Generation:
     tokens: list[int]
     timings: Timings
     parsed: Any = None            # with schema=: the JSON (or pydantic instance) the text holds
-    tool_calls: list | None = None  # with tools=: the ondevice.tools.ToolCall list ([] when the model answered)
+    tool_calls: list | None = None  # with tools=: the ondevice.decoding.tools.ToolCall list ([] when the model answered)
 
     def to_dict(self) -> dict:
         out = {"text": self.text, "finish_reason": self.finish_reason, "tokens": len(self.tokens),
@@ -94,7 +94,7 @@ class Backend(ABC):
 
     name: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
-    # The backend-specific RuntimeOptions it honours (ondevice.options.BACKEND_OPTIONS); others must stay at their
+    # The backend-specific RuntimeOptions it honours (ondevice.backends.options.BACKEND_OPTIONS); others must stay at their
     # defaults, checked by `RuntimeOptions.check_backend` when a model loads.
     options: ClassVar[frozenset[str]] = frozenset()
 

@@ -1,7 +1,7 @@
 """When and how a generation ends: the one set of finish rules every decode path uses.
 
 `FinishRules` is what the single-stream loop (`ondevice.backends.text`), the batch engine
-(`ondevice.backends.llama_batch`) and the remote backend (`ondevice.remote`) all hand each new token or text piece
+(`ondevice.backends.llama_batch`) and the remote backend (`ondevice.backends.remote`) all hand each new token or text piece
 to. It owns, once:
 
 - end-of-generation: an end-of-generation token ends the answer (unless `ignore_eos`), and is not part of it;
@@ -23,7 +23,7 @@ from typing import Callable
 
 from ondevice.backends.base import StreamEvent, Timings
 from ondevice.backends.stops import StopMatcher
-from ondevice.sampling import SamplingParams
+from ondevice.decoding.sampling import SamplingParams
 
 
 class FinishRules:

@@ -35,7 +35,7 @@ from ondevice.backends.llama_cpp_backend import ChainSampler, LlamaCppBackend
 from ondevice.backends.finish import FinishRules
 from ondevice.backends.text import Utf8Pieces
 from ondevice.errors import ContextOverflow, InvalidInput, UnsupportedOperation
-from ondevice.sampling import SamplingParams
+from ondevice.decoding.sampling import SamplingParams
 
 import llama_cpp as lc
 

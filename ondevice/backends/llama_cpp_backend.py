@@ -14,17 +14,17 @@ from typing import Sequence
 
 import numpy as np
 
-from ondevice import chat_template
-from ondevice.autoconfig import llama_gpu_offload_supported
+from ondevice.models import chat_template
+from ondevice.machine.autoconfig import llama_gpu_offload_supported
 from ondevice.backends.cache import MIN_FRESH_ROWS, CacheState, exact_reuse
 from ondevice.backends.text import TextBackend
 from ondevice.errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UnsupportedOperation
-from ondevice.hugepages import huge_pages
-from ondevice.model_info import ModelInfo
-from ondevice.options import RuntimeOptions
-from ondevice.sampling import SamplingParams
-from ondevice.speculative import lookup_decoder
-from ondevice.store import ModelRef
+from ondevice.machine.hugepages import huge_pages
+from ondevice.models.model_info import ModelInfo
+from ondevice.backends.options import RuntimeOptions
+from ondevice.decoding.sampling import SamplingParams
+from ondevice.decoding.speculative import lookup_decoder
+from ondevice.models.store import ModelRef
 
 import llama_cpp as lc
 
@@ -33,7 +33,7 @@ GGML_KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "q4_0": 2}
 
 
 class ChainSampler:
-    """libllama's C-side sampler chain (no logits copied into Python per token), in the order `ondevice.sampling`
+    """libllama's C-side sampler chain (no logits copied into Python per token), in the order `ondevice.decoding.sampling`
     documents: logit bias, penalties, then greedy, or top-k, top-p, min-p, temperature and a seeded draw."""
 
     def __init__(self, ctx, params: SamplingParams, n_vocab: int):
@@ -231,7 +231,7 @@ class LlamaCppBackend(TextBackend):
     def _feed(self, tokens: list[int]) -> None:
         self._decode(tokens)
 
-    # --- lookup decoding (ondevice.speculative): a multi-token step over two more primitives ---------------------
+    # --- lookup decoding (ondevice.decoding.speculative): a multi-token step over two more primitives ---------------------
     def _step(self, state) -> list[int]:
         if state.speculator is None:
             state.speculator = lookup_decoder(self, state, self.options.speculative) or False
@@ -272,13 +272,13 @@ class LlamaCppBackend(TextBackend):
         return ChainSampler(self._llm.ctx, params, self._n_vocab)
 
     def _build_vocabulary(self):
-        from ondevice.structured import Vocabulary
+        from ondevice.decoding.structured import Vocabulary
 
         return Vocabulary.from_llama(self._vocab)
 
     def _constrained_sampler(self, params: SamplingParams, constraint):
         """The C sampler chain reads libllama's logits buffer: the grammar masks it in place (no copy)."""
-        from ondevice.structured import ConstrainedSampler
+        from ondevice.decoding.structured import ConstrainedSampler
 
         view: dict = {}
 

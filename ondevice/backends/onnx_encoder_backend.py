@@ -9,13 +9,13 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from ondevice.autoconfig import resolve_onnx_device
+from ondevice.machine.autoconfig import resolve_onnx_device
 from ondevice.backends.base import Backend
 from ondevice.errors import InvalidModelFile, UnsupportedOperation
-from ondevice.model_info import ModelInfo
-from ondevice.options import RuntimeOptions
-from ondevice.providers import inference_session
-from ondevice.store import ModelRef
+from ondevice.models.model_info import ModelInfo
+from ondevice.backends.options import RuntimeOptions
+from ondevice.machine.providers import inference_session
+from ondevice.models.store import ModelRef
 
 DEFAULT_MAX_LENGTH = 256
 BATCH_SIZE = 32

@@ -2,7 +2,7 @@
 
 One `og.Generator` lives as long as the backend and holds the KV cache; its sequence is the record of what the
 cache holds. The decode loop (`ondevice.backends.text`) drives it with `append_tokens` (evaluate tokens) and
-`get_logits` (the last position's logits), and samples in NumPy (`ondevice.sampling.LogitsSampler`): sampling options
+`get_logits` (the last position's logits), and samples in NumPy (`ondevice.decoding.sampling.LogitsSampler`): sampling options
 are fixed when a generator is created, so sampling ourselves is what lets one generator serve every request.
 
 Prefix reuse: a new prompt rewinds the generator to the longest common prefix (`rewind_to`) and appends the rest.
@@ -18,18 +18,18 @@ from typing import Sequence
 import numpy as np
 import onnxruntime_genai as og
 
-from ondevice import chat_template
-from ondevice.autoconfig import resolve_onnx_device
+from ondevice.models import chat_template
+from ondevice.machine.autoconfig import resolve_onnx_device
 from ondevice.backends.cache import common_prefix
 from ondevice.backends.text import TextBackend
 from ondevice.errors import ContextOverflow, InvalidModelFile, UnsupportedOperation
-from ondevice.hugepages import huge_pages
-from ondevice.model_info import ModelInfo
-from ondevice.onnx_folder import check_genai_folder
-from ondevice.options import RuntimeOptions
-from ondevice.providers import CPU, fallback_warning, register_for_genai
-from ondevice.sampling import LogitsSampler, SamplingParams
-from ondevice.store import ModelRef
+from ondevice.machine.hugepages import huge_pages
+from ondevice.models.model_info import ModelInfo
+from ondevice.models.onnx_folder import check_genai_folder
+from ondevice.backends.options import RuntimeOptions
+from ondevice.machine.providers import CPU, fallback_warning, register_for_genai
+from ondevice.decoding.sampling import LogitsSampler, SamplingParams
+from ondevice.models.store import ModelRef
 
 # onnxruntime provider name -> onnxruntime-genai's name for it.
 GENAI_PROVIDER = {
@@ -39,7 +39,7 @@ GENAI_PROVIDER = {
 
 
 def _genai_model(folder, provider: str, kind: str | None = None, threads: int | None = None) -> og.Model:
-    """An og.Model on `provider` (`kind`: its device_type, e.g. "GPU"); a plugin EP (ondevice.providers) is
+    """An og.Model on `provider` (`kind`: its device_type, e.g. "GPU"); a plugin EP (ondevice.machine.providers) is
     registered with onnxruntime-genai first.
 
     threads: onnxruntime's intra-op threads. Set explicitly because onnxruntime-genai 0.11 left alone runs this
@@ -58,7 +58,7 @@ def _genai_model(folder, provider: str, kind: str | None = None, threads: int | 
 
 
 def _eos_ids(folder) -> set[int]:
-    """End-of-sequence ids from genai_config.json (an int or a list; checked by ondevice.onnx_folder)."""
+    """End-of-sequence ids from genai_config.json (an int or a list; checked by ondevice.models.onnx_folder)."""
     return set(check_genai_folder(folder, graph=False).eos_ids)
 
 
@@ -94,7 +94,7 @@ class OnnxGenaiBackend(TextBackend):
         provider, self.device_note = choice.provider, choice.note
         try:
             try:
-                # Huge pages under the weights, as for GGUF (ondevice.hugepages); onnxruntime puts its pre-packed
+                # Huge pages under the weights, as for GGUF (ondevice.machine.hugepages); onnxruntime puts its pre-packed
                 # weights on the C heap, hence heap=True.
                 with huge_pages(options.huge_pages and provider == CPU, heap=True) as self.huge_pages:
                     self._model = _genai_model(ref.path, provider, choice.kind, options.threads)
@@ -168,7 +168,7 @@ class OnnxGenaiBackend(TextBackend):
         return LogitsSampler(params, self._last_logits)
 
     def _build_vocabulary(self):
-        from ondevice.structured import Vocabulary
+        from ondevice.decoding.structured import Vocabulary
 
         return Vocabulary.from_tokenizer_json(self.ref.path / "tokenizer.json", self._eos_ids)
 

@@ -49,12 +49,12 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from ondevice.autoconfig import choose_context
+from ondevice.machine.autoconfig import choose_context
 from ondevice.backends.base import Backend, StreamEvent, Timings
 from ondevice.backends.cache import CacheState, PrefixCache, common_prefix
 from ondevice.backends.finish import FinishRules
 from ondevice.errors import ContextOverflow, InvalidInput, UnsupportedOperation
-from ondevice.sampling import SamplingParams
+from ondevice.decoding.sampling import SamplingParams
 
 
 class Sampler(Protocol):
@@ -76,7 +76,7 @@ class DecodeState:
     generated: list[int] = field(default_factory=list)   # tokens emitted so far
     pending: list[int] = field(default_factory=list)     # accepted but not yet evaluated by the context
     timings: Timings = field(default_factory=Timings)
-    speculator: Any = None                               # a backend's multi-token stepper (ondevice.speculative)
+    speculator: Any = None                               # a backend's multi-token stepper (ondevice.decoding.speculative)
 
 
 class Utf8Pieces:
@@ -103,7 +103,7 @@ class TextBackend(Backend):
     can_exceed_trained_context: bool = True
 
     def context_length(self, requested: int | None) -> int:
-        """The context length to open: the one policy for every text backend (`ondevice.autoconfig`)."""
+        """The context length to open: the one policy for every text backend (`ondevice.machine.autoconfig`)."""
         trained = self.info.context_length
         if requested is not None and trained and requested > trained and not self.can_exceed_trained_context:
             raise InvalidInput(f"n_ctx {requested} is longer than {self.ref.name}'s trained context of {trained} "
@@ -178,12 +178,12 @@ class TextBackend(Backend):
 
     def native_tool_chat(self):
         """The tool-call format this model's chat template is written for, ready to render and constrain
-        (`ondevice.tool_formats.native_template`), or None for the generic format."""
-        from ondevice.tool_formats import native_template
+        (`ondevice.decoding.tool_formats.native_template`), or None for the generic format."""
+        from ondevice.decoding.tool_formats import native_template
 
         return native_template(self)
 
-    # --- constrained decoding (ondevice.structured) ----------------------------------------------------------
+    # --- constrained decoding (ondevice.decoding.structured) ----------------------------------------------------------
     def vocabulary(self):
         """The tokens as the constraint engine sees them (`_build_vocabulary()` on first use, then kept)."""
         if getattr(self, "_vocabulary", None) is None:
@@ -204,8 +204,8 @@ class TextBackend(Backend):
     def _constrained_sampler(self, params: SamplingParams, constraint) -> Sampler:
         """Default for backends that sample in NumPy from `_last_logits()`: the mask is applied to this step's
         logits row, which the LogitsSampler then reads."""
-        from ondevice.sampling import LogitsSampler
-        from ondevice.structured import ConstrainedSampler
+        from ondevice.decoding.sampling import LogitsSampler
+        from ondevice.decoding.structured import ConstrainedSampler
 
         step: dict = {}
 

@@ -15,17 +15,17 @@ import click
 from rich.console import Console
 
 from ondevice.errors import OnDeviceError
-from ondevice.options import MIN_CTX
+from ondevice.backends.options import MIN_CTX
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def _one_line_provider_fallbacks() -> None:
-    """Print an execution provider's fallback to the CPU provider (ondevice.providers) as one line on stderr."""
+    """Print an execution provider's fallback to the CPU provider (ondevice.machine.providers) as one line on stderr."""
     import warnings
 
-    from ondevice.providers import ProviderFallback
+    from ondevice.machine.providers import ProviderFallback
 
     shown = warnings.showwarning
     if getattr(shown, "ondevice_one_line", False):
@@ -135,7 +135,7 @@ def _logit_bias(values: tuple[str, ...]) -> dict[str, str] | None:
 
 
 # The sampling options of `run` and `chat`: plain types here, their ranges are checked once by
-# ondevice.SamplingParams (through ondevice.request.build_request); a bad value is one line and exit 2.
+# ondevice.SamplingParams (through ondevice.decoding.request.build_request); a bad value is one line and exit 2.
 SAMPLING_OPTIONS = (
     ("--temperature", float, "0 is greedy (deterministic)."),
     ("--top-p", float, "Nucleus sampling, in [0, 1]."),

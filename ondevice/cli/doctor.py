@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from ondevice.cli.common import console, err_console, json_option, print_json
-from ondevice.doctor import diagnose
+from ondevice.machine.doctor import diagnose
 
 
 @click.command("doctor")

@@ -33,9 +33,9 @@ def run_command(model, prompt, max_tokens, sampling, stop, system, raw, schema_f
     Chat models get PROMPT as a user message through their chat template; base models (no template) or --raw
     complete the text directly.
     """
-    from ondevice.structured import load_schema, schema_grammar
+    from ondevice.decoding.structured import load_schema, schema_grammar
 
-    from ondevice.request import build_request
+    from ondevice.decoding.request import build_request
 
     schema = schema_grammar(load_schema(schema_file)) if schema_file else None  # bad schema: exit 2 before loading
     build_request(prompt=prompt or " ", max_tokens=max_tokens, stop=list(stop), **sampling)  # bad values: exit 2 now
@@ -76,7 +76,7 @@ def chat_command(model, system, max_tokens, sampling, session_file, template_fil
     """Interactive chat with history. Empty line or Ctrl-D ends; Ctrl-C stops the current answer."""
     from pathlib import Path
 
-    from ondevice.request import build_request
+    from ondevice.decoding.request import build_request
 
     build_request(prompt=" ", max_tokens=max_tokens, **sampling)  # bad values: one line, exit 2, before loading
     template = Path(template_file).read_text(encoding="utf-8", errors="replace") if template_file else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ondevice.catalog import list_models, model_info
+from ondevice.models.catalog import list_models, model_info
 from ondevice.cli.common import OnDeviceGroup, console, json_option, print_json
 
 
@@ -45,7 +45,7 @@ def list_command(as_json):
         print_json(entries)
         return
     console.print(models_table(entries, console.width))
-    from ondevice.hub import disk_use
+    from ondevice.models.hub import disk_use
 
     console.print("disk: " + ", ".join(f"{k} {v / 1e6:,.1f} MB" for k, v in disk_use().items()), highlight=False,
                   markup=False)
@@ -101,8 +101,8 @@ def info_command(model, as_json):
 def rm_command(model, keep_hf_cache, as_json):
     """Delete MODEL from the store: a pulled hf:ORG/REPO[:QUANT] (and its HF cache files), or a file or folder
     under the store's models folder. Prints what was freed and the disk the store and HF cache still use."""
-    from ondevice.catalog import remove_model
-    from ondevice.hub import disk_use
+    from ondevice.models.catalog import remove_model
+    from ondevice.models.hub import disk_use
 
     removed = remove_model(model, hf_cache=not keep_hf_cache)
     use = disk_use()

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ondevice.cli.common import OnDeviceGroup, console, err_console, json_option, print_json, threads_option
-from ondevice.store import DEFAULT_MODEL
+from ondevice.models.store import DEFAULT_MODEL
 
 index_option = click.option("--index", "index_name", default=None, metavar="NAME|FILE",
                             help="Index name (under the model store's rag/ folder) or .sqlite file; default 'default'.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ondevice.cli.common import err_console, kv_type_option, runtime_options
-from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
+from ondevice.models.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
 
 OLLAMA_PORT = 11434  # Ollama's default
 
@@ -52,20 +52,20 @@ def serve_command(model, host, port, api_key, embed_model, rag_index, max_queue,
                   device):
     """Serve MODEL with the OpenAI API (chat, completions, embeddings, models) on HOST:PORT."""
     from ondevice.server import ServerSettings, serve
-    from ondevice.store import resolve
+    from ondevice.models.store import resolve
 
     # Name errors now, as one line and exit code 2, rather than as a traceback from inside uvicorn's startup.
     resolve(model)
-    from ondevice.options import RuntimeOptions
+    from ondevice.backends.options import RuntimeOptions
 
     RuntimeOptions(kv_type=kv_type)  # a bad --kv-type: one line, exit 2
-    from ondevice.tool_formats import check_name
+    from ondevice.decoding.tool_formats import check_name
 
     tool_format = check_name(tool_format)
     if embed_model:
         resolve(embed_model)
     if remote:
-        from ondevice.router import parse_policy
+        from ondevice.routing.router import parse_policy
 
         resolve(remote if remote.startswith("remote:") else f"remote:{remote}")  # a malformed spec fails here
         parse_policy(route)

@@ -14,7 +14,7 @@ import urllib.request
 import click
 
 from ondevice.cli.common import err_console, runtime_options
-from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
+from ondevice.models.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
 
 HOST = "127.0.0.1"
 
@@ -61,7 +61,7 @@ def open_when_ready(url: str, health: str, timeout_s: float = 300) -> None:
 def ui_command(model, port, no_browser, api_key, embed_model, n_ctx, threads, device):
     """Open the web app: chat, ask your files, structured output, your device. Loopback only."""
     from ondevice.server import ServerSettings, serve
-    from ondevice.store import resolve
+    from ondevice.models.store import resolve
 
     resolve(model)  # a bad name is one line and exit 2, not a traceback from the server's start
     if embed_model:

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from ondevice.errors import InvalidInput
 from ondevice.rag.retrieve import SearchResult
-from ondevice.store import DEFAULT_MODEL
+from ondevice.models.store import DEFAULT_MODEL
 
 NOTHING_FOUND = "I could not find anything relevant to this question in the indexed files."
 NOT_IN_FILES = "Not found in your files: none of the closest sentences answers this question."
@@ -161,7 +161,7 @@ def build_messages(question: str, sources: Sequence[SearchResult]) -> list[dict]
 
 def screen_sources(sources: Sequence[SearchResult], detector) -> tuple[list[SearchResult], list[SearchResult]]:
     """Split retrieved sources into those that may leave the device and those withheld (sensitive data found by
-    `detector`, e.g. `ondevice.privacy.default_detector()`): what `rag ask --remote` sends, and what it keeps."""
+    `detector`, e.g. `ondevice.routing.privacy.default_detector()`): what `rag ask --remote` sends, and what it keeps."""
     clean, withheld = [], []
     for source in sources:
         (withheld if detector(source.text) or detector(source.path) else clean).append(source)
@@ -202,8 +202,8 @@ def answer_routed(question: str, sources: Sequence[SearchResult], local, remote,
     withheld ones are listed on the answer. When no clean source remains (or the question itself is sensitive),
     the local model answers from all of them. A failing remote gives a local answer (the router's availability
     rule)."""
-    from ondevice.privacy import default_detector
-    from ondevice.router import Router
+    from ondevice.routing.privacy import default_detector
+    from ondevice.routing.router import Router
 
     detector = default_detector()
     clean, withheld = screen_sources(sources, detector)

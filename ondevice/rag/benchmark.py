@@ -108,7 +108,7 @@ def run_benchmark(n_chunks: int = 10_000, n_files: int = 500, n_queries: int = 1
     """Run the whole benchmark; see the module docstring for what each number includes."""
     from ondevice.rag import Index
     from ondevice.rag.embedder import Embedder, load_embedder
-    from ondevice.store import DEFAULT_EMBED_MODEL
+    from ondevice.models.store import DEFAULT_EMBED_MODEL
 
     embed_model = embed_model or DEFAULT_EMBED_MODEL
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -250,7 +250,7 @@ def run_library_benchmark(n_files: int = 1000, scales: tuple[int, ...] = (10_000
     """Generated library: first index and one-file re-index with the real embedder, facts retrieved, then
     index size, re-index time, retrieval p50/p95 and process memory at each size in `scales` (chunks)."""
     from ondevice.rag.library import write_library
-    from ondevice.store import DEFAULT_EMBED_MODEL
+    from ondevice.models.store import DEFAULT_EMBED_MODEL
 
     embed_model = embed_model or DEFAULT_EMBED_MODEL
     step = on_step or (lambda message: None)
@@ -354,7 +354,7 @@ def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 
     from ondevice.rag.embedder import BucketedEncoder, SessionSettings
     from ondevice.rag.library import write_library
     from ondevice.rag.readers import read_document
-    from ondevice.store import DEFAULT_EMBED_MODEL
+    from ondevice.models.store import DEFAULT_EMBED_MODEL
 
     embed_model = embed_model or DEFAULT_EMBED_MODEL
     with tempfile.TemporaryDirectory() as tmp:

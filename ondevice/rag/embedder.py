@@ -21,7 +21,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ondevice.rag.bucketed import SEQUENCE_CAP, BucketedEncoder, SessionSettings  # noqa: F401  (public here)
-from ondevice.store import DEFAULT_EMBED_MODEL
+from ondevice.models.store import DEFAULT_EMBED_MODEL
 
 class TextEmbedder(Protocol):
     """What an index needs from an embedding model. `name` is recorded in the index."""

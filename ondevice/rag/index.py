@@ -14,7 +14,7 @@ from ondevice.rag.indexer import IndexProgress, IndexSummary, index_paths
 from ondevice.rag.readers import DEFAULT_MAX_BYTES
 from ondevice.rag.retrieve import SearchResult, check_query, is_relevant, rerank, search
 from ondevice.rag.store import IndexError_, IndexStore
-from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL, store_dir
+from ondevice.models.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL, store_dir
 
 DEFAULT_INDEX = "default"
 

@@ -41,7 +41,7 @@ def rerank(query: str, documents: Sequence[str], model=None, top_n: int | None =
     if not documents:
         return []
     from ondevice.model import load_or_use
-    from ondevice.store import DEFAULT_MODEL
+    from ondevice.models.store import DEFAULT_MODEL
 
     llm, owned = load_or_use(model or DEFAULT_MODEL)
     try:

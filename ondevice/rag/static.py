@@ -34,7 +34,7 @@ def _static_dir(base_name: str) -> Path:
     import hashlib
 
     import ondevice
-    from ondevice.store import store_dir
+    from ondevice.models.store import store_dir
 
     ref = ondevice.resolve(base_name)
     key = hashlib.sha256(str(ref.path).encode()).hexdigest()[:12]

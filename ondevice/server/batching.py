@@ -22,7 +22,7 @@ from typing import AsyncIterator, Callable, Sequence
 
 from ondevice.backends import StreamEvent, Timings
 from ondevice.errors import ContextOverflow
-from ondevice.sampling import SamplingParams
+from ondevice.decoding.sampling import SamplingParams
 from ondevice.server.errors import APIError
 from ondevice.server.scheduler import ModelWorker
 
@@ -33,9 +33,9 @@ RAM_SHARE = 0.5            # slots' KV may take at most this share of the RAM av
 
 def auto_slots(model, slot_ctx: int, available_bytes: int | None = None, limit: int = DEFAULT_MAX_SLOTS) -> int:
     """How many slots of `slot_ctx` tokens to open: up to `limit`, as many as fit in half the available RAM
-    (`ondevice.memory` sizes one slot's KV cache). 1 means no batching."""
-    from ondevice.autoconfig import memory
-    from ondevice.memory import kv_bytes
+    (`ondevice.models.memory` sizes one slot's KV cache). 1 means no batching."""
+    from ondevice.machine.autoconfig import memory
+    from ondevice.models.memory import kv_bytes
 
     if available_bytes is None:
         available_bytes = memory().available_bytes

@@ -1,7 +1,7 @@
 """What the protocol adapters (routes_ollama, routes_anthropic, routes_responses) share: building the one
 `Request` from a protocol's values, and the streaming response that gives the model back however it ends.
 
-Each adapter translates its protocol's body into `ondevice.request.build_request(...)` through `build` (the one
+Each adapter translates its protocol's body into `ondevice.decoding.request.build_request(...)` through `build` (the one
 validation: bad values become a 400 in the protocol's own error shape, see `errors.ERROR_SHAPES`), starts it with
 `routes_generate.start_run` (the one engine) and translates the run's events back.
 """
@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator
 
 
 from ondevice.errors import InvalidInput
-from ondevice.request import Request, build_request
+from ondevice.decoding.request import Request, build_request
 from ondevice.server.errors import APIError
 from ondevice.server.routes_generate import LeasedStream
 from ondevice.server.state import ServerState

@@ -8,12 +8,12 @@ import logging
 from typing import AsyncIterator, Callable
 
 from fastapi import APIRouter
-from fastapi import Request as HTTPRequest  # ondevice.request.Request is the core's request
+from fastapi import Request as HTTPRequest  # ondevice.decoding.request.Request is the core's request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ondevice.errors import InvalidInput
-from ondevice.request import Request, build_request
+from ondevice.decoding.request import Request, build_request
 from ondevice.server import batching, generation, schemas, tool_calls
 from ondevice.server.errors import APIError, error_body
 from ondevice.server.state import ServerState
@@ -46,7 +46,7 @@ def _as_api_error(exc: InvalidInput, body: schemas.SamplingFields, fallback: str
 
 
 def chat_request(body: schemas.ChatCompletionRequest, state: ServerState) -> Request:
-    """An OpenAI chat body -> the runtime's one `Request` (ondevice.request.build_request checks it); bad input is
+    """An OpenAI chat body -> the runtime's one `Request` (ondevice.decoding.request.build_request checks it); bad input is
     a 400 naming the field. The protocol adapters build theirs through this function too."""
     _refuse_unsupported(body)
     schema = tool_calls.response_schema(body.response_format)

@@ -118,8 +118,8 @@ async def device(request: Request) -> dict:
     models in the store."""
     import dataclasses
 
-    from ondevice.catalog import list_models
-    from ondevice.doctor import diagnose
+    from ondevice.models.catalog import list_models
+    from ondevice.machine.doctor import diagnose
 
     doctor = getattr(request.app.state, "ui_doctor", None)
     if doctor is None:

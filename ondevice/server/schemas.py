@@ -2,7 +2,7 @@
 
 Unknown request fields are ignored (clients send many optional ones), but every field that would change the answer
 is either honoured or refused with a clear 400 (`ANSWER_CHANGING_REFUSED`, checked by the routes). The sampling
-fields are passed by name to `ondevice.request.build_request`, which checks their values once.
+fields are passed by name to `ondevice.decoding.request.build_request`, which checks their values once.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class SamplingFields(BaseModel):
     model_config = {"extra": "allow"}  # unknown fields are kept, so the routes can refuse answer-changing ones
 
     model: str
-    # Value ranges are checked once, by ondevice.SamplingParams (through ondevice.request.build_request); the only
+    # Value ranges are checked once, by ondevice.SamplingParams (through ondevice.decoding.request.build_request); the only
     # bound kept here is OpenAI's own temperature ceiling, which is the API's rule rather than the sampler's.
     max_tokens: int | None = None
     max_completion_tokens: int | None = None

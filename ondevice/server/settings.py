@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from ondevice.options import MIN_CTX
-from ondevice.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
+from ondevice.backends.options import MIN_CTX
+from ondevice.models.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL
 
 
 class ServerSettings(BaseModel):
@@ -27,7 +27,7 @@ class ServerSettings(BaseModel):
     kv_type: str = Field("f16", description="KV cache element type of the served model (RuntimeOptions.kv_type).")
     cache_reuse: str = Field("exact", description="Which cached positions a prompt may keep (RuntimeOptions.cache_reuse).")
     tool_format: str = Field("auto", description="Tool-call format: auto (from the chat template) or a name from "
-                                                 "ondevice.tool_formats.FORMATS.")
+                                                 "ondevice.decoding.tool_formats.FORMATS.")
     default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request gives none.")
     remote: str | None = Field(None, description="A remote OpenAI-compatible model (remote:MODEL@URL or a URL) that "
                                                  "answers what the routing policies send away (ondevice.Router).")

@@ -1,7 +1,7 @@
 """Structured output and tool calls on /v1/chat/completions.
 
 `response_format`, `tools`, `tool_choice` and `parallel_tool_calls` become the core's `ChatPlan` (the grammar every
-token follows, the conversation in the model's tool format: its own, `ondevice.tool_formats`, else the generic
+token follows, the conversation in the model's tool format: its own, `ondevice.decoding.tool_formats`, else the generic
 one); the answer's text becomes message `content` or `tool_calls`. Streamed answers hold text back only while it
 could still be the start of a tool call, then send each call as a `delta.tool_calls` entry with finish_reason
 "tool_calls".
@@ -14,8 +14,8 @@ from typing import Any, AsyncIterator
 from ondevice.backends import StreamEvent
 from ondevice.errors import InvalidInput
 from ondevice.server.errors import APIError
-from ondevice.structured import Grammar, schema_grammar
-from ondevice.tools import OPEN, ChatPlan, parse_tool_calls
+from ondevice.decoding.structured import Grammar, schema_grammar
+from ondevice.decoding.tools import OPEN, ChatPlan, parse_tool_calls
 
 
 def response_schema(response_format: Any) -> Grammar | None:
@@ -64,7 +64,7 @@ class ToolCallRun:
 
     def __init__(self, run, tool_format=None):
         self.run = run
-        self.tool_format = tool_format  # a native ondevice.tool_formats.ToolFormat; None: the generic format
+        self.tool_format = tool_format  # a native ondevice.decoding.tool_formats.ToolFormat; None: the generic format
         self.tool_calls: list[dict] = []
 
     def __getattr__(self, name):

@@ -68,7 +68,7 @@ def pick_device(threads: int = 0) -> str:
 
     if torch.cuda.is_available():
         return "cuda"
-    from ondevice.autoconfig import default_threads
+    from ondevice.machine.autoconfig import default_threads
 
     torch.set_num_threads(threads or default_threads())
     return "cpu"

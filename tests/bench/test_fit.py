@@ -46,7 +46,7 @@ def test_bad_fit_input_is_a_user_error():
 
 
 def test_estimate_matches_the_measured_peak_rss_of_smollm2_at_two_contexts():
-    """`ondevice.memory`'s estimate vs the running peak RSS of a fresh process that filled the context.
+    """`ondevice.models.memory`'s estimate vs the running peak RSS of a fresh process that filled the context.
 
     Measured here: -0.9% at 2048 and +6.1% at 512 tokens (the estimate's fixed compute term is a little generous at
     short contexts); docs/bench.md has the table. 10% is the tolerance those measurements support.

@@ -17,7 +17,7 @@ def tools(isolated_store):
 def test_native_tools_are_built_with_the_installed_wheels_flags(tools):
     from importlib.metadata import version
 
-    from ondevice.native_tools import build_flags
+    from quantize.native_tools import build_flags
 
     assert tools.version == version("llama_cpp_python")
     assert tools.cmake_args == build_flags()[0]

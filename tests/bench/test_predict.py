@@ -103,8 +103,7 @@ def test_both_depths_are_given_labelled_short_for_published_tables_and_full_for_
 
 
 def test_this_machine_is_a_device_with_its_measured_bandwidth(isolated_store, monkeypatch):
-    from ondevice import bandwidth
-
+    from ondevice.machine import bandwidth
     fake = bandwidth.BandwidthReport(12.5, 2, "2026-12-07T13:00:00+00:00", "test machine", "0" * 16, 512, True, 1.0)
     monkeypatch.setattr(bandwidth, "machine_bandwidth", lambda refresh=False: fake)
     p = predict(probe="llama3-8b", quant="Q4_K_M", device="this")

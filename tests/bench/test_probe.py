@@ -7,8 +7,8 @@ import pytest
 
 from bench.probe import PROBES, check_probe_args, n_params, probe_info, probe_nbytes, tensor_plan
 from ondevice.errors import InvalidInput
-from ondevice.memory import decode_bytes_per_token, estimate_memory, kv_bytes, weights_read_per_token
-from ondevice.model_info import ModelInfo
+from ondevice.models.memory import decode_bytes_per_token, estimate_memory, kv_bytes, weights_read_per_token
+from ondevice.models.model_info import ModelInfo
 
 
 def test_llama3_8b_has_its_published_parameter_count_and_q4_k_m_size():
@@ -110,7 +110,7 @@ def test_a_cached_probe_with_a_stale_tensor_table_is_written_again(monkeypatch, 
     import shutil
 
     import bench.probe as probe
-    from ondevice.gguf_file import read_gguf
+    from ondevice.models.gguf_file import read_gguf
 
     monkeypatch.setitem(probe.PROBES, "tiny-stale", probe.scaled(small_probe_spec, name="tiny-stale"))
     path = probe.probe_path(probe.PROBES["tiny-stale"], "Q8_0")

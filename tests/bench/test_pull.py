@@ -216,7 +216,7 @@ def test_safetensors_repo_converts_and_quantises_on_pull(tiny_llama_hf, env, mon
     in_store(env, monkeypatch)
     ref = ondevice.resolve("hf:test/tiny-llama:Q8_0")
     assert ref.path.name == "Q8_0.gguf" and not ref.path.is_symlink()
-    from ondevice.model_info import read_info
+    from ondevice.models.model_info import read_info
 
     assert read_info(ref).quant == "Q8_0"
     leftovers = [p.name for p in ref.path.parent.iterdir() if p.name.startswith(".")]

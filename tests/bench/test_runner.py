@@ -69,8 +69,8 @@ def test_roofline_and_targets_from_measured_results(smollm2_bench, small_probe):
 
     from bench.roofline import bandwidth_needed_gbps, roofline, weights_read_per_token
     from bench.targets import evaluate_targets
-    from ondevice.model_info import read_info
-    from ondevice.store import resolve
+    from ondevice.models.model_info import read_info
+    from ondevice.models.store import resolve
 
     info = read_info(resolve("smollm2-135m"))
     assert weights_read_per_token(info) > 0.9 * info.size_bytes  # tied embeddings: read in full as the output

@@ -6,14 +6,14 @@ from __future__ import annotations
 def test_a_bench_run_reads_each_model_once_and_never_reopens_the_gguf(monkeypatch):
     import gguf
 
-    import ondevice.catalog
-    import ondevice.model_info
+    import ondevice.models.catalog
+    import ondevice.models.model_info
     from bench.runner import BenchConfig
     from bench.suite import run_bench
 
     reads = []
-    real = ondevice.catalog.read_info
-    for module in (ondevice.catalog, ondevice.model_info):  # by name, or through the catalog
+    real = ondevice.models.catalog.read_info
+    for module in (ondevice.models.catalog, ondevice.models.model_info):  # by name, or through the catalog
         monkeypatch.setattr(module, "read_info", lambda ref: reads.append(ref.name) or real(ref))
 
     def no_reader(*args, **kwargs):

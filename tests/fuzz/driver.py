@@ -194,7 +194,7 @@ def schema_file(case, work: Path) -> Path:
 
 
 def run_schema(case, channel, model, work, text):
-    from ondevice.structured import load_schema
+    from ondevice.decoding.structured import load_schema
 
     if channel == "python":
         schema = load_schema(schema_file(case, work)) if "file" in case else materialize(case["schema"])

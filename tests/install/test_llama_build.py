@@ -43,7 +43,7 @@ def test_wheel_key_follows_isa_flags_but_not_build_scope(llama_build, tmp_path, 
 
 
 def test_first_candidate_is_this_cpus_safe_flags(llama_build):
-    from ondevice.cpu import detect_cpu, llama_cmake_args
+    from ondevice.machine.cpu import detect_cpu, llama_cmake_args
 
     assert llama_build._candidates()[0] == llama_cmake_args(detect_cpu())
 

@@ -12,7 +12,7 @@ import pytest
 
 from ondevice.backends.cache import CacheState, MIN_FRESH_ROWS, exact_reuse
 from ondevice.backends.llama_batch import BatchEngine
-from ondevice.sampling import SamplingParams
+from ondevice.decoding.sampling import SamplingParams
 
 STORY = [{"role": "user", "content": "Tell me a short story about a cat."}]
 FOLLOW_UPS = ["Now make it about a dog.", "Give it a title."]

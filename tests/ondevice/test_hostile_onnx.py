@@ -15,9 +15,9 @@ import pytest
 
 import ondevice
 from ondevice.errors import InvalidModelFile, UnsupportedOperation
-from ondevice.model_info import read_info
-from ondevice.onnx_folder import check_genai_folder, graph_io
-from ondevice.store import resolve
+from ondevice.models.model_info import read_info
+from ondevice.models.onnx_folder import check_genai_folder, graph_io
+from ondevice.models.store import resolve
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import ondevice
-from ondevice.autoconfig import onnx_providers
-from ondevice.providers import CPU, ProviderFallback, plugin_providers
+from ondevice.machine.autoconfig import onnx_providers
+from ondevice.machine.providers import CPU, ProviderFallback, plugin_providers
 
 OV = "OpenVINOExecutionProvider"
 TEXTS = ["The cat sat on the mat.", "Vector search finds the nearest notes.", "OpenVINO compiles ONNX graphs.",
@@ -36,7 +36,7 @@ without_device = pytest.mark.skipif(OV_HERE or PLUGIN is None, reason=f"{OV} run
 @pytest.fixture(scope="module")
 def encoder_fp32(tmp_path_factory):
     """all-MiniLM-L6-v2 exported to fp32 ONNX (int8 MatMulNBits differs across providers by design)."""
-    from ondevice.store import resolve
+    from ondevice.models.store import resolve
     from quantize.onnx_export import export_encoder
 
     return export_encoder(resolve("minilm-l6").path, tmp_path_factory.mktemp("ov") / "minilm-fp32", quant="fp32")
@@ -79,7 +79,7 @@ def test_a_plugin_listed_by_onnxruntime_is_still_used_by_device_mocked_listing_a
     the session must still be given the plugin's device, and the provider list must name the plugin once."""
     import onnxruntime as ort
 
-    from ondevice.providers import available_providers, session_options_for
+    from ondevice.machine.providers import available_providers, session_options_for
 
     listed = [*ort.get_available_providers(), OV, f"{OV}.AUTO"]
     monkeypatch.setattr(ort, "get_available_providers", lambda: listed)

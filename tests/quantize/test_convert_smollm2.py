@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import ondevice
-from ondevice.gguf_file import read_gguf
+from ondevice.models.gguf_file import read_gguf
 
 # Short system prompt: with the template's default one, the first token is a near-tie (tests/ondevice/test_generate.py).
 QUESTION = [{"role": "system", "content": "Answer in one short sentence."},

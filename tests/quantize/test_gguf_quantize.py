@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ondevice.errors import InvalidInput, OnDeviceError
-from ondevice.gguf_file import file_type_name, read_gguf
+from ondevice.models.gguf_file import file_type_name, read_gguf
 from quantize.gguf_quantize import GGUF_TYPES, quantize_gguf
 from tests.signals import interruptible
 

@@ -52,12 +52,12 @@ def test_f16_and_bf16_are_half_the_size_of_f32(tiny_hf, tmp_path):
     folder = tiny_hf("llama")
     sizes = {t: convert_hf_to_gguf(folder, tmp_path / f"{t}.gguf", t).size_bytes for t in ("f32", "f16", "bf16")}
     assert sizes["f16"] == sizes["bf16"] < sizes["f32"]
-    info = ondevice.model_info.read_info(ondevice.resolve(tmp_path / "bf16.gguf"))
+    info = ondevice.models.model_info.read_info(ondevice.resolve(tmp_path / "bf16.gguf"))
     assert info.quant == "BF16"
 
 
 def test_chat_template_and_special_tokens_travel(tiny_hf, tmp_path):
-    from ondevice.gguf_file import read_gguf
+    from ondevice.models.gguf_file import read_gguf
 
     folder = tiny_hf("qwen2")
     meta = read_gguf(convert_hf_to_gguf(folder, tmp_path / "q.gguf").path).metadata

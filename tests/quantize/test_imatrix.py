@@ -46,7 +46,7 @@ def test_imatrix_changes_the_quantised_weights(imatrix, smollm2_f16_gguf, tmp_pa
 
 def test_a_type_that_needs_an_imatrix_is_made_and_runs_with_one(imatrix, smollm2_f16_gguf, tmp_path):
     import ondevice
-    from ondevice.gguf_file import file_type_name, read_gguf
+    from ondevice.models.gguf_file import file_type_name, read_gguf
 
     result = quantize_gguf(smollm2_f16_gguf, tmp_path / "q2ks.gguf", "Q2_K_S", progress=False,
                            imatrix=imatrix.path)

@@ -4,7 +4,7 @@ import pytest
 
 import ondevice
 from ondevice.errors import ContextOverflow, InvalidInput, RemoteUnavailable
-from ondevice.router import Router
+from ondevice.routing.router import Router
 
 PLAIN = [{"role": "system", "content": "Answer in one short sentence."},
          {"role": "user", "content": "What is the capital of France?"}]

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from ondevice.backends.llama_batch import BatchEngine
 from ondevice.cli.main import cli
-from ondevice.sampling import SamplingParams
+from ondevice.decoding.sampling import SamplingParams
 from tests.ondevice.server.conftest import start_server, stop_server
 
 SLOTS, QUEUE = 4, 2
@@ -139,7 +139,7 @@ def test_a_bad_parallel_value_is_one_line_and_exit_code_2():
 
 
 def test_auto_slots_fit_half_the_available_ram(smollm2):
-    from ondevice.memory import kv_bytes
+    from ondevice.models.memory import kv_bytes
     from ondevice.server.batching import DEFAULT_MAX_SLOTS, auto_slots
 
     per_slot = kv_bytes(smollm2.info, 8192, smollm2.backend.options.kv_type)

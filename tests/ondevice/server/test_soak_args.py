@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ondevice.server.soak import main
+from bench.soak import main
 
 
 def test_versus_refuses_a_second_server_that_is_not_on_loopback(capsys):

@@ -12,7 +12,7 @@ import pytest
 
 from tests.ondevice.server.conftest import start_server, stop_server
 from tests.ondevice.test_tool_formats import TOOLS
-from tests.ondevice.tool_templates import FAMILIES, family_gguf
+from tests.ondevice.decoding.tool_templates import FAMILIES, family_gguf
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_a_mistral_format_tool_call_round_trips_through_the_server(mistral_serve
     jsonschema.validate(json.loads(call.function.arguments), tool["parameters"])
     # in that format: the prompt the server decoded is the Mistral template's own rendering with the tools
     import ondevice
-    from ondevice.tools import plan_chat
+    from ondevice.decoding.tools import plan_chat
 
     with ondevice.load(str(mistral_server.gguf), n_ctx=512, threads=1) as model:
         plan = plan_chat(messages, tools=TOOLS, tool_choice="required", backend=model.backend)
@@ -90,7 +90,7 @@ def test_a_format_named_with_tool_format_is_the_one_served():
     (spelled out: the vocabulary has no [TOOL_CALLS] token) and read it back."""
     import ondevice
     from ondevice.model import check_messages
-    from ondevice.tools import plan_chat
+    from ondevice.decoding.tools import plan_chat
 
     messages = [{"role": "user", "content": "Weather in Paris?"}]
     server = start_server("--tool-format", "mistral")

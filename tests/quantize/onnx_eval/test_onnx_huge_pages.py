@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from ondevice.hugepages import huge_page_size
+from ondevice.machine.hugepages import huge_page_size
 
 needs_thp = pytest.mark.skipif(huge_page_size() is None, reason="no transparent huge pages on this system")
 
@@ -44,10 +44,10 @@ def test_onnx_weights_move_to_huge_pages_and_answers_stay_the_same(smollm2_onnx_
 def test_a_load_off_the_main_thread_leaves_the_shared_heap_alone(monkeypatch):
     """The C heap is the main thread's arena: grown during another thread's load, it may hold memory that other
     threads are writing, so a load off the main thread never offers the heap's growth for moving
-    (ondevice.hugepages.huge_pages); on the main thread it does."""
+    (ondevice.machine.hugepages.huge_pages); on the main thread it does."""
     import threading
 
-    import ondevice.hugepages as hugepages
+    import ondevice.machine.hugepages as hugepages
 
     offered = {}  # thread name -> the regions huge_pages handed on for moving
     heaps = []    # the heap's extent at each look at the memory map
