@@ -1,4 +1,4 @@
-"""Native tool-call formats: each family's chat template (tests/ondevice/tool_templates.py) on a tiny random model
+"""Native tool-call formats: each family's chat template (tests/ondevice/decoding/tool_templates.py) on a tiny random model
 whose tokenizer has that family's special tokens. Checked: the format is detected from the template, the exact
 prompt the template renders with `tools=`, the grammar (llguidance itself accepts a valid call in the format and
 rejects a malformed one, and free text can never start a call), and the calls parsed back, streamed and not.

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.ondevice.backends.remote.fault_proxy import FaultProxy
+from tests.ondevice.remote.fault_proxy import FaultProxy
 from tests.ondevice.server.conftest import start_server, stop_server
 
 

@@ -14,7 +14,7 @@ def routed(proxy_module):
 
 @pytest.fixture(scope="module")
 def proxy_module(remote_server):
-    from tests.ondevice.backends.remote.fault_proxy import FaultProxy
+    from tests.ondevice.remote.fault_proxy import FaultProxy
 
     p = FaultProxy(remote_server.port)
     yield p

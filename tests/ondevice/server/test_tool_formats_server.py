@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from tests.ondevice.server.conftest import start_server, stop_server
-from tests.ondevice.test_tool_formats import TOOLS
+from tests.ondevice.decoding.test_tool_formats import TOOLS
 from tests.ondevice.decoding.tool_templates import FAMILIES, family_gguf
 
 
