@@ -207,7 +207,7 @@ def providers_command(embed, llm, devices, threads, repeats, n_gen, as_json):
                    f"{r.note[:90]}")
 
 
-@click.group("onnx-levers", short_help="ONNX decode-speed levers in onnxruntime(-genai) alone.")
+@click.group("onnx-levers", no_args_is_help=False, short_help="ONNX decode-speed levers in onnxruntime(-genai) alone.")
 def onnx_levers_group():
     """Decode-speed levers of an ONNX LLM folder, without ondevice's decode loop (bench/onnx_levers.py)."""
 
