@@ -223,7 +223,16 @@ def onnx_levers_genai(variants, rounds, threads):
 
     from bench.onnx_levers import genai_decode_rates
 
-    for label, rates in genai_decode_rates(list(variants), rounds, threads=threads).items():
+    for spec in variants:
+        label, _, rest = spec.partition("|")
+        if not (label and rest and Path(rest.split("|")[0], "genai_config.json").is_file()):
+            raise InvalidInput(f"{spec!r}: give LABEL|FOLDER[|SESSION_OPTIONS_JSON[|MAX_LENGTH[|py or cpp]]], "
+                               f"FOLDER an onnxruntime-genai model folder")
+    try:
+        results = genai_decode_rates(list(variants), rounds, threads=threads)
+    except (RuntimeError, ValueError) as exc:  # onnxruntime-genai refusing an option, bad JSON or MAX_LENGTH
+        raise InvalidInput(f"onnx-levers genai: {str(exc).strip().splitlines()[0]}") from None
+    for label, rates in results.items():
         click.echo(f"{label:28s} {np.mean(rates):7.1f} ± {np.std(rates, ddof=1):4.1f} tok/s")
 
 

@@ -65,7 +65,15 @@ class PageMetrics:
 
 def page_metrics(runs: int = 5, chromium: str | None = None) -> PageMetrics:
     """Start `ondevice serve smollm2-135m` on a free loopback port, load `/` `runs` times, stop the server."""
+    from ondevice.errors import BackendUnavailable
+
     chromium = chromium or shutil.which("chromium") or "chromium"
+    if shutil.which(chromium) is None:
+        raise BackendUnavailable(f"no Chromium at {chromium!r}: install it (`make browser`) or give --chromium PATH")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        raise BackendUnavailable("ui-page needs playwright (pip install 'ondevice-toolkit[test]')") from None
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "ondevice", "serve", "smollm2-135m", "--port", str(port),
                                "--threads", "1", "--parallel", "1"], stderr=subprocess.DEVNULL)
