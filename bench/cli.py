@@ -131,11 +131,12 @@ class BenchGroup(OnDeviceGroup, DefaultGroup):
             formatter.write_dl(rows)
 
 
-@click.group("bench", cls=BenchGroup, default="speed", default_if_no_args=True)
+@click.group("bench", cls=BenchGroup, default="speed", default_if_no_args=True,
+             short_help="Measure models (MODEL...) or run a bench tool (TOOL ...).")
 def bench_command():
     """Measure speed and memory: `ondevice bench MODEL...` (the `speed` tool, options below), or run one of the
     bench tools listed below: `ondevice bench TOOL [ARGS]...`. A model file named like a tool: give it as a path
-    (./chat-turns) or after the tool's name (`ondevice bench speed chat-turns`)."""
+    (./calibrate) or after the default tool's name (`ondevice bench speed calibrate`)."""
 
 
 bench_command.add_command(speed_command)

@@ -9,6 +9,7 @@ Resource Timing API) and first paint / first contentful paint / DOMContentLoaded
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import statistics
@@ -70,10 +71,8 @@ def page_metrics(runs: int = 5, chromium: str | None = None) -> PageMetrics:
     chromium = chromium or shutil.which("chromium") or "chromium"
     if shutil.which(chromium) is None:
         raise BackendUnavailable(f"no Chromium at {chromium!r}: install it (`make browser`) or give --chromium PATH")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        raise BackendUnavailable("ui-page needs playwright (pip install 'ondevice-toolkit[test]')") from None
+    if importlib.util.find_spec("playwright") is None:
+        raise BackendUnavailable("ui-page needs playwright (pip install 'ondevice-toolkit[test]')")
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "ondevice", "serve", "smollm2-135m", "--port", str(port),
                                "--threads", "1", "--parallel", "1"], stderr=subprocess.DEVNULL)
