@@ -48,7 +48,7 @@ bench: install
 
 # llama.cpp's own llama-bench / llama-quantize / llama-imatrix, from the same source and flags (minutes, once).
 native-tools: install
-	$(PY) -m bench.native --build
+	$(VENV)/bin/ondevice bench native --build
 
 # A headless Chromium for the web app's browser tests (tests/ondevice/server/ui, driven by Playwright): Debian's
 # `chromium` package, through apt (as root on CI, else with sudo). Without apt the step says so and those tests

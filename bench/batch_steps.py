@@ -1,6 +1,6 @@
 """What one decode step costs with N sequences in it: the ceiling of batched serving on this machine.
 
-    python -m bench.batch_steps smollm2-135m --threads 2 --sequences 1,2,4,8
+    ondevice bench batch-steps smollm2-135m --threads 2 --sequences 1,2,4,8
 
 `ondevice serve --parallel N` decodes one token of every active request in one `llama_decode`. Whether that pays
 depends on how a step's time grows with the number of sequences in it: if 8 tokens cost little more than 1 (one
@@ -12,7 +12,6 @@ timed after every prompt has been evaluated.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from dataclasses import dataclass
@@ -54,29 +53,7 @@ def measure(model: ondevice.Model, sequences: list[int], steps: int = 30) -> lis
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.batch_steps", description=__doc__.split("\n")[0])
-    parser.add_argument("model", nargs="?", default="smollm2-135m")
-    parser.add_argument("--threads", "-t", type=int, default=None)
-    parser.add_argument("--sequences", default="1,2,4,8", help="comma-separated sequence counts, first is the base")
-    parser.add_argument("--steps", type=int, default=30)
-    a = parser.parse_args(argv)
-    try:
-        counts = [int(x) for x in a.sequences.split(",")]
-        if not counts or min(counts) < 1 or a.steps < 1:
-            raise ValueError
-    except ValueError:
-        parser.exit(2, "error: --sequences takes positive integers like 1,2,4,8 and --steps a positive integer\n")
-    try:
-        model = ondevice.load(a.model, threads=a.threads, n_ctx=512)
-        rows = measure(model, counts, a.steps)
-    except ondevice.OnDeviceError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(f"{model.name}, {model.threads} threads")
-    print("| sequences | ms / step | tok/s | step cost vs 1 sequence |\n|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r.sequences} | {r.ms_per_step} | {r.tokens_per_s} | {r.cost_vs_one}x |")
-
-
 if __name__ == "__main__":
-    main()
+    from bench.cli import module_alias
+
+    module_alias("batch-steps")

@@ -244,5 +244,7 @@ def report_markdown(report: CalibrationReport) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m bench.calibrate  -> the tables of docs/devices.md
-    print(report_markdown(calibration_report()))
+if __name__ == "__main__":  # `ondevice bench calibrate`  -> the tables of docs/devices.md
+    from bench.cli import module_alias
+
+    module_alias("calibrate")

@@ -1,8 +1,8 @@
 """Chat at app speed: time to first token over a multi-turn conversation, ours vs llama-cpp-python, side by side.
 
-    python -m bench.chat_turns smollm2-135m --turns 8 --turn-tokens 400
-    python -m bench.chat_turns smollm2-135m --restore-tokens 2000      # also: a saved session vs a cold start
-    python -m bench.chat_turns PROBE.gguf --chat-template plain --no-reference  # a model without a template
+    ondevice bench chat-turns smollm2-135m --turns 8 --turn-tokens 400
+    ondevice bench chat-turns smollm2-135m --restore-tokens 2000      # also: a saved session vs a cold start
+    ondevice bench chat-turns PROBE.gguf --chat-template plain --no-reference  # a model without a template
 
 Each turn sends the whole history plus a new user message of about `--turn-tokens` tokens (documentation text from
 the standard library, the same on every machine) and streams an answer of `--answer-tokens` tokens at temperature 0.
@@ -17,11 +17,9 @@ the model closed and loaded again in this process, `Chat.load`), with the load a
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ondevice
@@ -106,6 +104,10 @@ def run_chat_turns(model_name: str, turns: int = 8, turn_tokens: int = 400, answ
     `flash_attn`: as `RuntimeOptions.flash_attn`, on both sides (why it is off by default: docs/kv-cache.md)."""
     from ondevice.machine.autoconfig import default_threads
 
+    if min(turns, turn_tokens, answer_tokens) < 1:
+        raise ondevice.InvalidInput("--turns, --turn-tokens and --answer-tokens must be positive")
+    if turns * (turn_tokens + answer_tokens + 40) >= n_ctx:
+        raise ondevice.InvalidInput(f"{turns} turns of ~{turn_tokens + answer_tokens} tokens do not fit --ctx {n_ctx}")
     threads = threads or default_threads()
     model = ondevice.load(model_name, n_ctx=n_ctx, threads=threads, chat_template=chat_template,
                           flash_attn=flash_attn)
@@ -196,39 +198,7 @@ def format_result(r: ChatTurnsResult) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.chat_turns", description=__doc__.split("\n")[0])
-    parser.add_argument("model", nargs="?", default="smollm2-135m")
-    parser.add_argument("--turns", type=int, default=8)
-    parser.add_argument("--turn-tokens", type=int, default=400)
-    parser.add_argument("--answer-tokens", type=int, default=32)
-    parser.add_argument("--threads", "-t", type=int, default=None)
-    parser.add_argument("--ctx", type=int, default=8192)
-    parser.add_argument("--no-reference", action="store_true", help="Skip llama-cpp-python.")
-    parser.add_argument("--restore-tokens", type=int, default=0, help="Also time a restart from a saved session.")
-    parser.add_argument("--chat-template", default=None,
-                        help="Jinja chat template file, or 'plain' (role-prefixed lines), for a model without one "
-                             "(both sides use it).")
-    parser.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
-                        help="Flash attention on both sides (default auto: off with an f16 KV cache).")
-    parser.add_argument("--json", action="store_true")
-    a = parser.parse_args(argv)
-    if a.turns < 1 or a.turn_tokens < 1 or a.answer_tokens < 1:
-        parser.error("--turns, --turn-tokens and --answer-tokens must be positive")
-    if a.turns * (a.turn_tokens + a.answer_tokens + 40) >= a.ctx:
-        parser.error(f"{a.turns} turns of ~{a.turn_tokens + a.answer_tokens} tokens do not fit --ctx {a.ctx}")
-    try:
-        template = PLAIN_TEMPLATE if a.chat_template == "plain" else \
-            Path(a.chat_template).read_text(encoding="utf-8") if a.chat_template else None
-    except OSError as exc:
-        parser.exit(2, f"error: cannot read --chat-template: {exc.strerror}: {a.chat_template}\n")
-    try:
-        r = run_chat_turns(a.model, a.turns, a.turn_tokens, a.answer_tokens, a.threads, a.ctx, not a.no_reference,
-                           a.restore_tokens, template, a.flash_attn)
-    except ondevice.OnDeviceError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(json.dumps(asdict(r), indent=2) if a.json else format_result(r))
-
-
 if __name__ == "__main__":
-    main()
+    from bench.cli import module_alias
+
+    module_alias("chat-turns")

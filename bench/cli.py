@@ -1,21 +1,27 @@
 """`ondevice bench`, `ondevice fit` and `ondevice demo`: parse, call bench's library, format.
 
 These commands join the `ondevice` command through the "ondevice.commands" entry points in pyproject.toml; the
-runtime does not import this package.
+runtime does not import this package. `ondevice bench` is a group: `ondevice bench TOOL ...` runs one of the tools
+of bench/tools_cmd.py, and anything else runs its default tool, `speed` (`ondevice bench MODEL... [options]`, the
+command as it always was).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 import click
+from click_default_group import DefaultGroup
 
-from ondevice.cli.common import ProgressBar, console, ctx_option, err_console, json_option, print_json, threads_option
+from bench.tools_cmd import TOOLS
+from ondevice.cli.common import (OnDeviceGroup, ProgressBar, console, ctx_option, err_console, json_option, print_json,
+                                 threads_option)
 from ondevice.errors import InvalidInput
 from ondevice.models.memory import KV_TYPES
 
 
-@click.command("bench")
+@click.command("speed", short_help="Speed, TTFT, load time and peak RSS, like llama-bench.")
 @click.argument("models", nargs=-1)
 @click.option("-p", "n_prompt", type=int, default=512, show_default=True, help="Prompt tokens (pp test).")
 @click.option("-n", "n_gen", type=int, default=128, show_default=True, help="Generated tokens (tg test).")
@@ -42,9 +48,10 @@ from ondevice.models.memory import KV_TYPES
               help="Predict for a catalog device (`ondevice devices list`) instead of measuring here: RAM fit, "
                    "decode tok/s and the targets (bench.predict). A device name, unlike the auto/cpu/gpu "
                    "--device of run and serve.")
-def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type, flash_attn, output, as_json, reference,
+def speed_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type, flash_attn, output, as_json, reference,
                   native, probe, quant, targets, report_dir, scenarios, device):
-    """Measure prompt processing and generation speed, TTFT, load time and peak memory, like llama-bench."""
+    """Measure prompt processing and generation speed, TTFT, load time and peak memory, like llama-bench
+    (the default tool: `ondevice bench MODEL...` is `ondevice bench speed MODEL...`)."""
     from bench.report import csv_text, markdown_table, roofline_lines, targets_table
     from bench.runner import BenchConfig
     from bench.suite import run_bench
@@ -98,6 +105,51 @@ def bench_command(models, n_prompt, n_gen, repetitions, threads, n_ctx, kv_type,
             click.echo("\n" + targets_table(report))
         if report.report_dir:
             click.echo(f"\nreport written to {report.report_dir}")
+
+
+class BenchGroup(OnDeviceGroup, DefaultGroup):
+    """`ondevice bench TOOL [ARGS]...` runs a tool; when the first argument names none (a model, a path, an option),
+    the whole line goes to the default tool, `speed`, so `ondevice bench MODEL... [options]` works as it always did.
+
+    click-default-group's DefaultGroup does the dispatch (the way `llm` makes `llm prompt` its default); this class
+    adds the help: `ondevice bench --help` shows the default tool's options and lists the tools.
+    """
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[OPTIONS] [MODEL]...")
+        formatter.write_usage(ctx.command_path, "TOOL [ARGS]...")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.commands[self.default_cmd_name].format_options(ctx, formatter)  # the options of `bench MODEL...`
+        self.format_commands(ctx, formatter)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in self.commands)
+        rows = [(name + (" (default)" if name == self.default_cmd_name else ""), cmd.get_short_help_str(limit))
+                for name, cmd in self.commands.items()]
+        with formatter.section("Tools (`ondevice bench TOOL --help` for each one's options)"):
+            formatter.write_dl(rows)
+
+
+@click.group("bench", cls=BenchGroup, default="speed", default_if_no_args=True,
+             short_help="Measure models (MODEL...) or run a bench tool (TOOL ...).")
+def bench_command():
+    """Measure speed and memory: `ondevice bench MODEL...` (the `speed` tool, options below), or run one of the
+    bench tools listed below: `ondevice bench TOOL [ARGS]...`. A model file named like a tool: give it as a path
+    (./calibrate) or after the default tool's name (`ondevice bench speed calibrate`)."""
+
+
+bench_command.add_command(speed_command)
+for _tool in TOOLS:
+    bench_command.add_command(_tool)
+
+
+def module_alias(tool: str) -> None:
+    """`python -m bench.X ARGS`, the spelling before `ondevice bench TOOL`: one line saying so on stderr, then
+    `ondevice bench TOOL ARGS` (deprecated; docs use the new spelling)."""
+    click.echo(f"note: `python -m bench.{tool.replace('-', '_')}` is deprecated: use `ondevice bench {tool}`",
+               err=True)
+    bench_command.main([tool, *sys.argv[1:]], prog_name="ondevice bench")
 
 
 def _predict_on_device(models, probe, quant, targets, device, threads, n_ctx, kv_type, output, measuring) -> None:

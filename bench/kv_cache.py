@@ -9,15 +9,13 @@ cache even inside one prompt batch, so the windows' logits carry the cache's rou
 estimate of the KV cache (`ondevice.models.memory.kv_bytes`, the formula llama.cpp allocates by). Decode speed is measured
 at a context depth: the prompt fills the cache to `depth` tokens, then tokens are generated one at a time.
 
-    python -m bench.kv_cache smollm2-135m gemma3-270m --chunks 8 --threads 2
+    ondevice bench kv-cache smollm2-135m gemma3-270m --chunks 8 --threads 2
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import ondevice
 from ondevice.models.memory import QUANTISED_KV_TYPES, kv_bytes
@@ -117,18 +115,7 @@ def markdown(results: list[KVTypeResult]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="+")
-    parser.add_argument("--chunks", type=int, default=8, help="512-token windows of pydoc text to score")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--depths", default="512,4096", help="context depths for decode speed")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    depths = tuple(int(d) for d in args.depths.split(",") if d)
-    results = [r for m in args.models for r in measure(m, args.chunks, threads=args.threads, depths=depths)]
-    print(json.dumps([asdict(r) for r in results], indent=1) if args.json else markdown(results))
-
-
 if __name__ == "__main__":
-    main()
+    from bench.cli import module_alias
+
+    module_alias("kv-cache")

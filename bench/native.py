@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,36 +161,14 @@ def native_table(rows: list[NativeComparison]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.native --build` builds the tools (and unpacks llama.cpp's converter); `python -m bench.native MODEL.gguf` runs llama-bench."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m bench.native", description=main.__doc__)
-    parser.add_argument("model", nargs="?", help="a GGUF file to run llama-bench on")
-    parser.add_argument("--build", action="store_true", help="build the tools if they are not built yet")
-    parser.add_argument("-t", "--threads", type=int, default=None)
-    parser.add_argument("-n", "--n-gen", type=int, default=128)
-    parser.add_argument("-p", "--n-prompt", type=int, default=0)
-    parser.add_argument("-r", "--repetitions", type=int, default=5)
-    args = parser.parse_args(argv)
-    say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    try:
-        tools = ensure_tools(say)
-        if args.build:
-            print(f"{ensure_converter(say) / 'convert_hf_to_gguf.py'} (llama.cpp's own HF -> GGUF converter)")
-        print(f"{tools.bin_dir} (llama-cpp-python {tools.version}, flags {tools.flags_from}: "
-              f"{' '.join(tools.cmake_args) or 'defaults'})")
-        if args.model:
-            from ondevice.machine.cpu import detect_cpu
-
-            result = native_reference(args.model, args.threads or detect_cpu().physical_cores, args.n_gen,
-                                      args.n_prompt, args.repetitions)
-            print(json.dumps(result.__dict__, indent=1))
-    except OnDeviceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+def native_tools(build_converter: bool = False, progress: Progress | None = None):
+    """llama.cpp's own tools for the installed libllama (`quantize.native_tools.ensure_tools`: built on first use,
+    minutes, then cached) and, with `build_converter`, the folder of its HF -> GGUF converter (else None)."""
+    tools = ensure_tools(progress)
+    return tools, (ensure_converter(progress) if build_converter else None)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import module_alias
+
+    module_alias("native")

@@ -11,13 +11,12 @@ Two probes, both without ondevice's decode loop, so they show what onnxruntime a
 - `ort`: one decode step of FOLDER/model.onnx in a plain `onnxruntime.InferenceSession` (past of 64 tokens, median
   of 200), once per `KEY=VALUE` session config entry set given (e.g. `session.intra_op.allow_spinning=0`).
 
-    python -m bench.onnx_levers genai "default|ONNX_FOLDER" "1 thread|ONNX_FOLDER|{\\"intra_op_num_threads\\":1}" --rounds 8
-    python -m bench.onnx_levers ort ONNX_FOLDER "" session.intra_op.allow_spinning=0
+    ondevice bench onnx-levers genai "default|ONNX_FOLDER" "1 thread|ONNX_FOLDER|{\\"intra_op_num_threads\\":1}" --rounds 8
+    ondevice bench onnx-levers ort ONNX_FOLDER "" session.intra_op.allow_spinning=0
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
@@ -97,27 +96,7 @@ def ort_step_ms(model_path: str | Path, config_entries: dict[str, str], threads:
     return float(np.median(times)) * 1000
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="probe", required=True)
-    g = sub.add_parser("genai")
-    g.add_argument("variants", nargs="+")
-    g.add_argument("--rounds", type=int, default=8)
-    g.add_argument("--threads", type=int, default=2)
-    o = sub.add_parser("ort")
-    o.add_argument("folder")
-    o.add_argument("entries", nargs="*", help="KEY=VALUE[,KEY=VALUE] per measurement; '' for none")
-    o.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    if args.probe == "genai":
-        for label, rates in genai_decode_rates(args.variants, args.rounds, threads=args.threads).items():
-            print(f"{label:28s} {np.mean(rates):7.1f} ± {np.std(rates, ddof=1):4.1f} tok/s")
-    else:
-        for spec in args.entries or [""]:
-            entries = dict(kv.split("=", 1) for kv in spec.split(",") if kv)
-            ms = ort_step_ms(Path(args.folder) / "model.onnx", entries, args.threads)
-            print(f"{spec or '(defaults)':40s} {ms:7.3f} ms/step")
-
-
 if __name__ == "__main__":
-    main()
+    from bench.cli import module_alias
+
+    module_alias("onnx-levers")

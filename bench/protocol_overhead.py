@@ -1,6 +1,6 @@
 """Added latency of each protocol adapter vs /v1/chat/completions, measured side by side against a running server.
 
-    python -m bench.protocol_overhead --url http://127.0.0.1:8080 --rounds 10
+    ondevice bench protocol-overhead --url http://127.0.0.1:8080 --rounds 10
 
 Every round sends the same greedy question through each protocol (non-streamed, 20 tokens, the order rotated each
 round so no protocol always runs first); reports the median wall time per protocol and its difference from chat
@@ -9,11 +9,12 @@ completions. All four generate the same 7 tokens (tests/ondevice/server/test_pro
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import httpx
+
+from ondevice.errors import InvalidInput
 
 SYSTEM = "Answer in one short sentence."
 QUESTION = "What is the capital of France?"
@@ -33,29 +34,38 @@ def bodies(model: str) -> dict[str, tuple[str, dict]]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8080")
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--rounds", type=int, default=10)
-    args = parser.parse_args()
-    plan = bodies(args.model)
+def measure(url: str = "http://127.0.0.1:8080", model: str = "smollm2-135m", rounds: int = 10) -> dict[str, list[float]]:
+    """Wall milliseconds of each round, per protocol, against the server at `url` (one uncounted warm-up each).
+    The first protocol, chat completions, is the one the others are compared with."""
+    plan = bodies(model)
     names = list(plan)
     times: dict[str, list[float]] = {name: [] for name in names}
-    with httpx.Client(base_url=args.url, timeout=120) as client:
-        for name in names:  # warm-up: one each, not counted
-            client.post(plan[name][0], json=plan[name][1]).raise_for_status()
-        for r in range(args.rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                start = time.perf_counter()
+    try:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            for name in names:  # warm-up: one each, not counted
                 client.post(plan[name][0], json=plan[name][1]).raise_for_status()
-                times[name].append((time.perf_counter() - start) * 1000)
+            for r in range(rounds):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    start = time.perf_counter()
+                    client.post(plan[name][0], json=plan[name][1]).raise_for_status()
+                    times[name].append((time.perf_counter() - start) * 1000)
+    except httpx.HTTPError as exc:
+        raise InvalidInput(f"{url}: {exc} (start one with `ondevice serve {model}`)") from None
+    return times
+
+
+def overhead_table(times: dict[str, list[float]]) -> str:
+    """Median ms per protocol and its difference from the first (chat completions)."""
+    names = list(times)
     base = statistics.median(times[names[0]])
-    print(f"{'protocol':<26} {'median ms':>10} {'vs chat ms':>11}")
+    lines = [f"{'protocol':<26} {'median ms':>10} {'vs chat ms':>11}"]
     for name in names:
         median = statistics.median(times[name])
-        print(f"{name:<26} {median:>10.1f} {median - base:>+11.1f}")
+        lines.append(f"{name:<26} {median:>10.1f} {median - base:>+11.1f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    from bench.cli import module_alias
+
+    module_alias("protocol-overhead")

@@ -1,9 +1,9 @@
 """Structured output through every protocol: the 50 schemas of `bench.structured_schemas` sent to a running server
 as chat completions `response_format`, Responses `text.format`, Ollama `format` and Anthropic
 `output_config.format`, each answer checked with
-jsonschema (Draft 2020-12 with its format checker, as `bench.structured`).
+jsonschema (Draft 2020-12 with its format checker, as `ondevice bench structured`).
 
-    python -m bench.protocol_structured --url http://127.0.0.1:8080 [--limit 50] [--max-tokens 256]
+    ondevice bench protocol-structured --url http://127.0.0.1:8080 [--limit 50] [--max-tokens 256]
 
 The schema is "hidden": the prompt says only "Answer in JSON.", so validity comes from the grammar the request
 carries, whichever protocol carried it.
@@ -11,13 +11,14 @@ carries, whichever protocol carried it.
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass, field
 
 import httpx
 
 from bench.structured import _validator
 from bench.structured_schemas import SCHEMAS
+from ondevice.errors import InvalidInput
 
 
 def _bodies(model: str, prompt: str, schema: dict, max_tokens: int, seed: int) -> dict[str, tuple[str, dict, str]]:
@@ -51,39 +52,44 @@ def _text(kind: str, reply: dict) -> str:
     return reply["message"]["content"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8080")
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--limit", type=int, default=len(SCHEMAS))
-    parser.add_argument("--max-tokens", type=int, default=256)
-    args = parser.parse_args()
-    valid: dict[str, int] = {}
-    failures: dict[str, list[str]] = {}
-    same = 0
-    with httpx.Client(base_url=args.url, timeout=300) as client:
-        for i, (name, prompt, schema) in enumerate(SCHEMAS[:args.limit]):
-            texts = []
-            for protocol, (path, body, kind) in _bodies(args.model, prompt, schema, args.max_tokens, i).items():
-                response = client.post(path, json=body)
-                response.raise_for_status()
-                text = _text(kind, response.json())
-                texts.append(text)
-                try:
-                    errors = list(_validator(schema).iter_errors(json.loads(text)))
-                except json.JSONDecodeError:
-                    errors = ["not JSON"]
-                valid[protocol] = valid.get(protocol, 0) + (not errors)
-                if errors:
-                    failures.setdefault(protocol, []).append(f"{name}: {str(errors[0])[:100]}")
-            same += len(set(texts)) == 1
-    n = min(args.limit, len(SCHEMAS))
-    for protocol, count in valid.items():
-        print(f"{protocol:<18} {count}/{n} valid")
-        for failure in failures.get(protocol, []):
-            print(f"  invalid: {failure}")
-    print(f"identical answer through all four: {same}/{n}")
+@dataclass
+class ProtocolCheck:
+    """How many answers validated per protocol, the first error of each invalid one, and how many schemas got the
+    same text through every protocol."""
+
+    schemas: int
+    valid: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, list[str]] = field(default_factory=dict)
+    identical: int = 0
+
+
+def check(url: str = "http://127.0.0.1:8080", model: str = "smollm2-135m", limit: int = len(SCHEMAS),
+          max_tokens: int = 256) -> ProtocolCheck:
+    """Send the first `limit` schemas through every protocol to the server at `url` and validate each answer."""
+    result = ProtocolCheck(min(limit, len(SCHEMAS)))
+    try:
+        with httpx.Client(base_url=url, timeout=300) as client:
+            for i, (name, prompt, schema) in enumerate(SCHEMAS[:limit]):
+                texts = []
+                for protocol, (path, body, kind) in _bodies(model, prompt, schema, max_tokens, i).items():
+                    response = client.post(path, json=body)
+                    response.raise_for_status()
+                    text = _text(kind, response.json())
+                    texts.append(text)
+                    try:
+                        errors = list(_validator(schema).iter_errors(json.loads(text)))
+                    except json.JSONDecodeError:
+                        errors = ["not JSON"]
+                    result.valid[protocol] = result.valid.get(protocol, 0) + (not errors)
+                    if errors:
+                        result.failures.setdefault(protocol, []).append(f"{name}: {str(errors[0])[:100]}")
+                result.identical += len(set(texts)) == 1
+    except httpx.HTTPError as exc:
+        raise InvalidInput(f"{url}: {exc} (start one with `ondevice serve {model}`)") from None
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    from bench.cli import module_alias
+
+    module_alias("protocol-structured")

@@ -1,7 +1,7 @@
 """ONNX Runtime execution providers side by side: embeddings/s (encoder) and decode tok/s (onnxruntime-genai LLM)
 on each requested device, in one run, with the provider each one really ran on.
 
-    python -m bench.providers --embed MINILM_ONNX_DIR --llm ONNX_LLM_DIR --devices cpu,openvino
+    ondevice bench providers --embed MINILM_ONNX_DIR --llm ONNX_LLM_DIR --devices cpu,openvino
 
 A device that falls back (for example "openvino" where its plugin offers no device) is measured as what it ran
 on, and its row says so, so a fallback is never reported as an accelerator's number.
@@ -9,16 +9,13 @@ on, and its row says so, so a fallback is never reported as an accelerator's num
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 import ondevice
-from ondevice.machine.autoconfig import default_threads
 
 TEXTS = [f"Note {i}: the on-device assistant indexes documents, answers questions and runs small models."
          for i in range(64)]
@@ -77,30 +74,7 @@ def bench_decode(model: str, devices: list[str], threads: int, n_gen: int) -> li
     return rows
 
 
-def main(argv: list[str] | None = None) -> list[ProviderRow]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--embed", help="an ONNX encoder folder or alias (e.g. minilm-l6)")
-    ap.add_argument("--llm", help="an onnxruntime-genai model folder")
-    ap.add_argument("--devices", default="cpu,openvino", help="comma-separated devices, first is the reference")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--n-gen", type=int, default=64)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    threads = args.threads or default_threads()
-    rows = (bench_embed(args.embed, devices, threads, args.repeats) if args.embed else []) + \
-        (bench_decode(args.llm, devices, threads, args.n_gen) if args.llm else [])
-    if args.json:
-        print(json.dumps([asdict(r) for r in rows], indent=2))
-    else:
-        print(f"{'task':7} {'requested':10} {'ran on':28} {'load s':>7} {'rate':>9}  cosine  note")
-        for r in rows:
-            cos = "" if r.cosine_vs_first is None else f"{r.cosine_vs_first:.6f}"
-            print(f"{r.task:7} {r.requested:10} {r.provider:28} {r.load_s:7.2f} {r.rate:7.1f} {r.unit:5} {cos:8} "
-                  f"{r.note[:90]}")
-    return rows
-
-
 if __name__ == "__main__":
-    main()
+    from bench.cli import module_alias
+
+    module_alias("providers")

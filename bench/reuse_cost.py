@@ -1,7 +1,7 @@
 """What the temperature-0 contract costs a conversation: time to first token of its next turns, exact cache reuse
 (the default) against `cache_reuse="all"`, interleaved.
 
-    python -m bench.reuse_cost [--model smollm2-135m] [--turns 3] [--rounds 4] [--threads 1]
+    ondevice bench reuse-cost [--model smollm2-135m] [--turns 3] [--rounds 4] [--threads 1]
 
 Two loaded copies of the model, one per mode, answer the same conversation turn by turn, alternating A B, B A ...
 (`bench.interleave`); each turn's answer comes from the exact copy so both see the same history. Prints the
@@ -10,10 +10,6 @@ tokens each mode reused.
 """
 
 from __future__ import annotations
-
-import argparse
-import json
-import statistics
 
 import ondevice
 from bench.interleave import interleave
@@ -57,18 +53,7 @@ def measure(model: str = "smollm2-135m", turns: int = 3, rounds: int = 4, thread
         fast.close()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--turns", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    result = measure(args.model, args.turns, args.rounds, args.threads)
-    print(json.dumps(result, indent=1))
-    print("TTFT medians, exact vs all:", [(t["ttft_ms_exact"], t["ttft_ms_all"]) for t in result["turns"]],
-          "median ratio", statistics.median(t["ratio_all_to_exact"] for t in result["turns"]))
-
-
 if __name__ == "__main__":
-    main()
+    from bench.cli import module_alias
+
+    module_alias("reuse-cost")

@@ -1,6 +1,6 @@
 """Routing benchmark: what a `Router` costs per request, and where a small mixed workload goes.
 
-    python -m bench.routing [--local smollm2-135m] [--remote remote:MODEL@URL] [--json]
+    ondevice bench routing [--local smollm2-135m] [--remote remote:MODEL@URL] [--json]
 
 Without `--remote` it starts a second `ondevice serve` of the local model on a free loopback port and uses it as
 the remote (a stand-in for a larger server: what is measured is the routing, not the remote's quality). The
@@ -13,14 +13,12 @@ confidence policy) the one batched scoring pass over prompt + answer. It exclude
 
 from __future__ import annotations
 
-import argparse
-import json
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import ondevice
 
@@ -121,26 +119,7 @@ def run(local_name: str, remote_spec: str | None, threads: int, min_logprob: flo
             proc.wait(timeout=30)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.routing", description=__doc__.splitlines()[0])
-    parser.add_argument("--local", default=ondevice.DEFAULT_MODEL)
-    parser.add_argument("--remote", default=None, help="remote:MODEL@URL (default: a stand-in server started here)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--min-logprob", type=float, default=-2.5)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    report = run(args.local, args.remote, args.threads, args.min_logprob)
-    if args.json:
-        print(json.dumps({**asdict(report), "counts": report.counts(), "overhead": report.overhead()}, indent=2))
-        return 0
-    print(f"| kind | local | remote |\n|---|---|---|")
-    for kind, c in report.counts().items():
-        print(f"| {kind} | {c['local']} | {c['remote']} |")
-    print(f"\nrouting overhead per request: {report.overhead()}")
-    for row in report.rows:
-        print(f"  {row.kind:9s} -> {row.routed_to:6s} {row.reason[:70]} | {row.decisions[-1][:60]}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import module_alias
+
+    module_alias("routing")

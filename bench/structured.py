@@ -1,7 +1,7 @@
 """Structured-output benchmark: do constrained answers parse and validate, and what does the constraint cost?
 
-    python -m bench.structured                       # GGUF smollm2-135m and its ONNX int4 export, 50 schemas
-    python -m bench.structured --onnx none --limit 10
+    ondevice bench structured                       # GGUF smollm2-135m and its ONNX int4 export, 50 schemas
+    ondevice bench structured --onnx none --limit 10
 
 For each backend and temperature, every schema of `bench.structured_schemas` is asked through the public
 `Model.chat(..., schema=...)`; the answer is checked with the jsonschema library (Draft 2020-12, with its format
@@ -11,9 +11,7 @@ without a schema, in the same process, one after the other (same model, threads 
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -139,45 +137,35 @@ def _onnx_folder(spec: str, workdir: Path) -> str | None:
     return str(export_onnx_llm(to_hf_dir("smollm2-135m"), workdir / "smollm2-int4", "int4").path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.structured", description=__doc__.splitlines()[0])
-    parser.add_argument("--gguf", default="smollm2-135m", help="GGUF model (alias or path), or 'none'")
-    parser.add_argument("--onnx", default="auto",
-                        help="ONNX model folder, 'auto' (export smollm2-135m to int4 first, ~1-2 min) or 'none'")
-    parser.add_argument("--temperatures", default="0,0.8")
-    parser.add_argument("--limit", type=int, default=len(SCHEMAS), help="first N schemas only")
-    parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--free-tokens", type=int, default=64, help="tokens of each unconstrained answer")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
-    args = parser.parse_args(argv)
-
+def run_structured(gguf: str = "smollm2-135m", onnx: str = "auto", temperatures: list[float] = (0.0, 0.8),
+                   limit: int = len(SCHEMAS), max_tokens: int = 256, free_tokens: int = 64,
+                   threads: int | None = None, log=print) -> list[Row]:
+    """Every schema of the first `limit`, on the GGUF model and the ONNX one (each a name, path or "none"; ONNX
+    "auto" exports smollm2-135m to int4 first), at each temperature: one `Row` per backend and temperature."""
     import ondevice
 
-    temperatures = [float(t) for t in args.temperatures.split(",")]
-    schemas = SCHEMAS[:args.limit]
     rows: list[Row] = []
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for label, spec in (("gguf", args.gguf), ("onnx", _onnx_folder(args.onnx, Path(tmp)))):
+        for label, spec in (("gguf", gguf), ("onnx", _onnx_folder(onnx, Path(tmp)))):
             if spec in (None, "none"):
                 continue
-            with ondevice.load(spec, n_ctx=1024, threads=args.threads) as model:
-                rows += run_backend(model, f"{label}:{model.name}", temperatures, schemas, args.max_tokens,
-                                    args.free_tokens)
-    print("\n| backend | T | valid | constrained tok/s | unconstrained tok/s | slower | engine ms/token |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r.backend} | {r.temperature} | {r.valid}/{r.schemas} ({r.valid_share:.0%}) | "
-              f"{r.constrained_tok_s:.1f} | {r.free_tok_s:.1f} | {r.slowdown:+.1%} | {r.mask_ms_per_token:.3f} |")
-    print(f"({time.perf_counter() - started:.0f} s)")
-    if args.json:
-        from ondevice.files import atomic_output
+            with ondevice.load(spec, n_ctx=1024, threads=threads) as model:
+                rows += run_backend(model, f"{label}:{model.name}", list(temperatures), SCHEMAS[:limit],
+                                    max_tokens, free_tokens, log)
+    return rows
 
-        with atomic_output(args.json) as tmp_path:
-            Path(tmp_path).write_text(json.dumps([r.to_dict() for r in rows], indent=2))
-    return 0 if all(r.valid == r.schemas for r in rows) else 1
+
+def markdown(rows: list[Row]) -> str:
+    lines = ["| backend | T | valid | constrained tok/s | unconstrained tok/s | slower | engine ms/token |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.backend} | {r.temperature} | {r.valid}/{r.schemas} ({r.valid_share:.0%}) | "
+                     f"{r.constrained_tok_s:.1f} | {r.free_tok_s:.1f} | {r.slowdown:+.1%} | "
+                     f"{r.mask_ms_per_token:.3f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import module_alias
+
+    module_alias("structured")

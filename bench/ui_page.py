@@ -1,6 +1,6 @@
 """Page weight and first paint of the web app (docs/ui.md), in the system's headless Chromium via Playwright.
 
-    python -m bench.ui_page [--runs 5] [--chromium /usr/bin/chromium]
+    ondevice bench ui-page [--runs 5] [--chromium /usr/bin/chromium]
 
 Starts `ondevice serve smollm2-135m` on a free loopback port, loads `/` in a fresh browser profile `--runs` times
 (cold cache each time) and prints the bytes the page loaded (the document and every file it fetched, from the
@@ -9,7 +9,7 @@ Resource Timing API) and first paint / first contentful paint / DOMContentLoaded
 
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import shutil
 import socket
 import statistics
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 
 MEASURE = """() => {
   const nav = performance.getEntriesByType('navigation')[0];
@@ -50,11 +51,28 @@ def measure(url: str, chromium: str, runs: int) -> list[dict]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
-    args = parser.parse_args()
+@dataclass
+class PageMetrics:
+    """Bytes and requests of one load (uncompressed: the document, its files and /ui/api/info), and the median
+    first paint, first contentful paint and DOMContentLoaded (ms) over the cold loads, with each load's FCP."""
+
+    bytes: int
+    files: int
+    fp_ms: float
+    fcp_ms: float
+    dcl_ms: float
+    fcp_each_ms: list[float]
+
+
+def page_metrics(runs: int = 5, chromium: str | None = None) -> PageMetrics:
+    """Start `ondevice serve smollm2-135m` on a free loopback port, load `/` `runs` times, stop the server."""
+    from ondevice.errors import BackendUnavailable
+
+    chromium = chromium or shutil.which("chromium") or "chromium"
+    if shutil.which(chromium) is None:
+        raise BackendUnavailable(f"no Chromium at {chromium!r}: install it (`make browser`) or give --chromium PATH")
+    if importlib.util.find_spec("playwright") is None:
+        raise BackendUnavailable("ui-page needs playwright (pip install 'ondevice-toolkit[test]')")
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "ondevice", "serve", "smollm2-135m", "--port", str(port),
                                "--threads", "1", "--parallel", "1"], stderr=subprocess.DEVNULL)
@@ -65,17 +83,16 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.2)
-        rows = measure(f"http://127.0.0.1:{port}/", args.chromium, args.runs)
+        rows = measure(f"http://127.0.0.1:{port}/", chromium, runs)
     finally:
         server.terminate()
         server.wait(timeout=30)
     med = {k: statistics.median(r[k] for r in rows) for k in ("fp", "fcp", "dcl")}
-    print(f"page weight: {rows[0]['bytes']} bytes in {rows[0]['files']} requests (uncompressed: the document, its "
-          f"files and /ui/api/info)")
-    print(f"first paint {med['fp']:.0f} ms, first contentful paint {med['fcp']:.0f} ms, DOMContentLoaded "
-          f"{med['dcl']:.0f} ms (median of {len(rows)} cold loads; each: "
-          + ", ".join(f"{r['fcp']:.0f}" for r in rows) + " ms FCP)")
+    return PageMetrics(rows[0]["bytes"], rows[0]["files"], med["fp"], med["fcp"], med["dcl"],
+                       [r["fcp"] for r in rows])
 
 
 if __name__ == "__main__":
-    main()
+    from bench.cli import module_alias
+
+    module_alias("ui-page")

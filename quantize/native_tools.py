@@ -9,7 +9,7 @@ store, in a folder keyed by version + flags. 8.4 CPU-minutes (about 5 minutes on
 find the folder.
 
 Used by `bench.native` (llama-bench beside `ondevice bench`) and `quantize.imatrix` (llama-imatrix); llama-quantize
-is there to cross-check our quantiser. Build them ahead with `make native-tools` or `python -m bench.native --build`.
+is there to cross-check our quantiser. Build them ahead with `make native-tools` or `ondevice bench native --build`.
 
 The same source distribution carries llama.cpp's own `convert_hf_to_gguf.py` (with its `conversion/` package and the
 matching `gguf-py`): `ensure_converter` unpacks just those, and `quantize.llama_convert` runs them.

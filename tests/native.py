@@ -15,7 +15,7 @@ from quantize.native_tools import find_tools
 
 BUILT = find_tools()
 SKIP_REASON = ("llama.cpp's own tools are not built for this libllama (minutes, once): run `make native-tools` "
-               "or `python -m bench.native --build`")
+               "or `ondevice bench native --build`")
 
 
 def link_built_tools(store: Path):
@@ -43,7 +43,7 @@ def _find_converter():
 
 CONVERTER = _find_converter()
 CONVERTER_SKIP = ("llama.cpp's convert_hf_to_gguf.py is not unpacked for this libllama: run `make native-tools` "
-                  "or `python -m bench.native --build`")
+                  "or `ondevice bench native --build`")
 
 
 def link_converter(store: Path) -> Path:

@@ -220,7 +220,7 @@ def test_every_module_of_a_sub_package_sits_on_one_floor():
 
 
 def test_the_repository_uses_no_0_2_module_path():
-    """ondevice/moved.py keeps `ondevice.sampling` & co importable for users' code; ours imports the new paths."""
+    """ondevice/moved.py keeps `ondevice.decoding.sampling` & co importable for users' code; ours imports the new paths."""
     from ondevice.moved import MOVED
 
     offences = []

@@ -3,9 +3,10 @@ on the llama-cpp-python reference alike; a base model chats through `--chat-temp
 
 from __future__ import annotations
 
-import pytest
+from click.testing import CliRunner
 
-from bench.chat_turns import format_result, main, run_chat_turns
+from bench.chat_turns import format_result, run_chat_turns
+from ondevice.cli.main import cli
 
 
 def test_later_turns_reuse_the_history_and_the_reference_runs_beside():
@@ -23,9 +24,9 @@ def test_later_turns_reuse_the_history_and_the_reference_runs_beside():
     assert "last/first turn TTFT: ours" in format_result(result)
 
 
-def test_unreadable_template_file_is_one_line_and_exit_code_2(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["gemma3-270m", "--chat-template", str(tmp_path / "missing.jinja")])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
+def test_unreadable_template_file_is_one_line_and_exit_code_2(tmp_path):
+    result = CliRunner().invoke(cli, ["bench", "chat-turns", "gemma3-270m", "--chat-template",
+                                      str(tmp_path / "missing.jinja")])
+    assert result.exit_code == 2
+    err = result.stderr.strip()
     assert err.startswith("error: cannot read --chat-template") and "\n" not in err

@@ -26,3 +26,21 @@ def test_genai_probe_refuses_an_unknown_session_option(tiny_onnx_int4_dir):
 def test_ort_probe_times_one_step_with_config_entries(tiny_onnx_int4_dir):
     entries = {"session.intra_op.allow_spinning": "0"}
     assert ort_step_ms(tiny_onnx_int4_dir / "model.onnx", entries, threads=1, steps=5) > 0
+
+
+def test_the_ort_probe_runs_through_the_command_and_bad_variants_are_one_line(tiny_onnx_int4_dir):
+    from click.testing import CliRunner
+
+    from ondevice.cli.main import cli
+
+    run = CliRunner().invoke(cli, ["bench", "onnx-levers", "ort", str(tiny_onnx_int4_dir), "",
+                                   "session.intra_op.allow_spinning=0", "-t", "1"])
+    assert run.exit_code == 0, run.output
+    lines = run.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["(defaults)", "session.intra_op.allow_spinning=0"]
+    assert all(float(line.split()[-2]) > 0 and line.endswith("ms/step") for line in lines)
+    for variant in ("no-folder", f"x|{tiny_onnx_int4_dir}|{json.dumps({'no_such_option': 1})}"):
+        bad = CliRunner().invoke(cli, ["bench", "onnx-levers", "genai", variant, "--rounds", "1"])
+        assert bad.exit_code == 2, bad.output
+        (line,) = bad.stderr.strip().splitlines()
+        assert line.startswith("error: ")

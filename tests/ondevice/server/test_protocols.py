@@ -325,7 +325,7 @@ def test_serve_ollama_on_a_taken_port_is_one_line_and_exit_2():
 # --- structured output holds through every protocol ------------------------------------------------------------
 @pytest.mark.parametrize("index", [0, 17, 42])
 def test_a_hidden_schema_gives_the_same_valid_answer_through_every_protocol(server, index):
-    """A few of bench.structured's 50 schemas (all 50: `python -m bench.protocol_structured`, docs/server.md)."""
+    """A few of bench.structured's 50 schemas (all 50: `ondevice bench protocol-structured`, docs/server.md)."""
     from bench.protocol_structured import _bodies, _text
     from bench.structured import _validator
     from bench.structured_schemas import SCHEMAS
