@@ -9,7 +9,7 @@ of the absolute figures, is what says whether A and B differ.
 
 `bench` uses it for the public API against the bare libllama loop (in one process) and against llama.cpp's own
 llama-bench (alternating processes), `bench.scenarios` for plain against lookup decoding, and the server soak
-(`python -m bench.soak --versus URL`) for two servers.
+(`ondevice bench soak --versus URL`) for two servers.
 """
 
 from __future__ import annotations

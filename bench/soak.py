@@ -1,7 +1,7 @@
 """Load/soak a running server (not a test): N clients stream chats for S seconds, some walk away mid-stream.
 
-    python -m bench.soak --url http://127.0.0.1:8080 --clients 16 --seconds 60
-    python -m bench.soak --url http://127.0.0.1:8601 --versus http://127.0.0.1:8608 --rounds 3 --seconds 15
+    ondevice bench soak --url http://127.0.0.1:8080 --clients 16 --seconds 60
+    ondevice bench soak --url http://127.0.0.1:8601 --versus http://127.0.0.1:8608 --rounds 3 --seconds 15
 
 Loopback only and bounded: it refuses any host but 127.0.0.1/localhost/::1, stops starting requests after
 `--seconds`, and gives up on the ones still running `--grace` seconds later. It prints one JSON summary: requests
@@ -11,7 +11,6 @@ runs on this machine and psutil can see it).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
@@ -22,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import urlparse
 
 import httpx
+
+from ondevice.errors import InvalidInput
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PROMPTS = ["Name a fruit and its colour.", "What is the capital of France?", "Give me one tip for sleeping well.",
@@ -154,50 +155,43 @@ async def soak(url: str, clients: int, seconds: float, model: str, max_tokens: i
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8080")
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--abandon-rate", type=float, default=0.2, help="Share of requests dropped mid-stream.")
-    parser.add_argument("--grace", type=float, default=60, help="Seconds to let running requests finish.")
-    parser.add_argument("--api-key", default=None)
-    parser.add_argument("--versus", default=None, metavar="URL",
-                        help="A second server: soak both in alternation (bench.interleave: --rounds rounds of "
-                             "--seconds each, order flipped every round) and print the per-round ratios.")
-    parser.add_argument("--rounds", type=int, default=3, help="Rounds with --versus.")
-    args = parser.parse_args(argv)
-    for url in (args.url, args.versus) if args.versus else (args.url,):
-        host = urlparse(url).hostname
+def check_targets(url: str, versus: str | None, clients: int, seconds: float, rounds: int) -> None:
+    """The guard rails: loopback servers only, 1..256 clients, 0..3600 s, at least one round with `versus`."""
+    for target in (url, versus) if versus else (url,):
+        host = urlparse(target).hostname
         if host not in LOOPBACK:
-            print(f"refusing to load {host!r}: the soak test only targets loopback", file=sys.stderr)
-            return 2
-    if not (1 <= args.clients <= 256 and 0 < args.seconds <= 3600):
-        print("clients must be 1..256 and seconds 0..3600", file=sys.stderr)
-        return 2
-    def run(url: str) -> SoakResult:
-        return asyncio.run(soak(url, args.clients, args.seconds, args.model, args.max_tokens, args.abandon_rate,
-                                args.grace, args.api_key))
+            raise InvalidInput(f"refusing to load {host!r}: the soak test only targets loopback")
+    if not (1 <= clients <= 256 and 0 < seconds <= 3600):
+        raise InvalidInput("clients must be 1..256 and seconds 0..3600")
+    if versus and rounds < 1:
+        raise InvalidInput("--rounds must be at least 1")
 
-    if args.versus:
-        if args.rounds < 1:
-            print("--rounds must be at least 1", file=sys.stderr)
-            return 2
+
+def run_soak(url: str, clients: int = 16, seconds: float = 60, model: str = "smollm2-135m", max_tokens: int = 32,
+             abandon_rate: float = 0.2, grace: float = 60, api_key: str | None = None, versus: str | None = None,
+             rounds: int = 3) -> tuple[dict, bool]:
+    """Soak `url` (and with `versus`, both servers in alternation: bench.interleave, `rounds` rounds of `seconds`
+    each, order flipped every round). Returns the JSON summary and whether every stream was well-formed."""
+    check_targets(url, versus, clients, seconds, rounds)
+
+    def run(target: str) -> SoakResult:
+        return asyncio.run(soak(target, clients, seconds, model, max_tokens, abandon_rate, grace, api_key))
+
+    if versus:
         from bench.interleave import interleave
 
-        comp = interleave(lambda: run(args.url), lambda: run(args.versus), args.rounds, warmup=0,
-                          labels=(args.url, args.versus), key=lambda r: r.tokens_per_s)
+        comp = interleave(lambda: run(url), lambda: run(versus), rounds, warmup=0, labels=(url, versus),
+                          key=lambda r: r.tokens_per_s)
         results = comp.a_results + comp.b_results
-        print(json.dumps({"tokens_per_s": comp.to_dict(), "ttft_p50_s": comp.on(lambda r: r.ttft_p50_s).to_dict(),
-                          "runs": {args.url: [asdict(r) for r in comp.a_results],
-                                   args.versus: [asdict(r) for r in comp.b_results]}}, indent=2))
+        summary = {"tokens_per_s": comp.to_dict(), "ttft_p50_s": comp.on(lambda r: r.ttft_p50_s).to_dict(),
+                   "runs": {url: [asdict(r) for r in comp.a_results], versus: [asdict(r) for r in comp.b_results]}}
     else:
-        results = [run(args.url)]
-        print(json.dumps(asdict(results[0]), indent=2))
-    return 0 if all(r.malformed == 0 and r.errors == 0 for r in results) else 1
+        results = [run(url)]
+        summary = asdict(results[0])
+    return summary, all(r.malformed == 0 and r.errors == 0 for r in results)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `ondevice bench soak ...`
+    from bench.cli import module_alias
+
+    module_alias("soak")

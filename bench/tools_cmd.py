@@ -356,8 +356,33 @@ def ui_page_command(runs, chromium):
                + ", ".join(f"{v:.0f}" for v in m.fcp_each_ms) + " ms FCP)")
 
 
+@click.command("soak", short_help="Load a running server: N clients stream chats for S seconds (bench.soak).")
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="The server (loopback only).")
+@click.option("--clients", type=int, default=16, show_default=True)
+@click.option("--seconds", type=float, default=60, show_default=True)
+@click.option("--model", default="smollm2-135m", show_default=True)
+@click.option("--max-tokens", type=int, default=32, show_default=True)
+@click.option("--abandon-rate", type=float, default=0.2, show_default=True, help="Share of requests dropped mid-stream.")
+@click.option("--grace", type=float, default=60, show_default=True, help="Seconds to let running requests finish.")
+@click.option("--api-key", default=None)
+@click.option("--versus", default=None, metavar="URL",
+              help="A second server: soak both in alternation (bench.interleave: --rounds rounds of --seconds each, "
+                   "order flipped every round) and print the per-round ratios.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Rounds with --versus.")
+def soak_command(url, clients, seconds, model, max_tokens, abandon_rate, grace, api_key, versus, rounds):
+    """Soak a running server (not a test): N clients stream chats for S seconds, some walk away mid-stream; one
+    JSON summary (requests by outcome, malformed streams, latency percentiles, tokens/s, the server's RSS). Exit 1
+    when a stream was malformed or a request failed."""
+    from bench.soak import run_soak
+
+    summary, clean = run_soak(url, clients, seconds, model, max_tokens, abandon_rate, grace, api_key, versus, rounds)
+    click.echo(json.dumps(summary, indent=2))
+    if not clean:
+        raise SystemExit(1)
+
+
 TOOLS: tuple[click.Command, ...] = (
     chat_turns_command, kv_cache_command, batch_steps_command, reuse_cost_command, structured_command,
     providers_command, onnx_levers_group, native_command, calibrate_command, routing_command,
-    protocol_overhead_command, protocol_structured_command, ui_page_command,
+    protocol_overhead_command, protocol_structured_command, ui_page_command, soak_command,
 )
