@@ -49,7 +49,7 @@ BUILD_RECORD = "build.json"  # in each wheel folder: version + CMake args, read 
 
 def load_cpu_module():
     """ondevice/machine/cpu.py loaded by path: importing the `ondevice` package would need its dependencies."""
-    spec = importlib.util.spec_from_file_location("_ondevice_cpu", REPO_ROOT / "ondevice" / "cpu.py")
+    spec = importlib.util.spec_from_file_location("_ondevice_cpu", REPO_ROOT / "ondevice" / "machine" / "cpu.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["_ondevice_cpu"] = module
     spec.loader.exec_module(module)
