@@ -108,6 +108,16 @@ def test_ollama_list_show_ps_version(ol, server):
     assert httpx.get(server.base_url + "/api/version").json()["version"]
 
 
+def test_ollama_keep_alive_is_checked_but_the_model_stays_loaded(ol, reference):
+    # `ondevice serve` holds its one model for the life of the process (docs/server.md): keep_alive 0 is accepted
+    # and the model is still loaded, and answers, afterwards
+    options = {"temperature": 0, "num_predict": 20}
+    assert ol.chat(model=MODEL, messages=QUESTION, options=options, keep_alive=0).message.content == reference
+    assert ol.generate(model=MODEL, prompt="", keep_alive="0s").done  # Ollama's "unload" request
+    assert [m.model for m in ol.ps().models] == [MODEL]
+    assert ol.chat(model=MODEL, messages=QUESTION, options=options, keep_alive="5m").message.content == reference
+
+
 def test_ollama_embed_matches_v1_embeddings(ol, client):
     from tests.ondevice.server.conftest import EMBED_MODEL
 
@@ -124,6 +134,7 @@ def test_ollama_embed_matches_v1_embeddings(ol, client):
     (lambda c: c.chat(model=MODEL, messages=QUESTION, options={"temperature": -3}), 400, "temperature"),
     (lambda c: c.chat(model=MODEL, messages=QUESTION, options={"top_p": 5}), 400, "top_p"),
     (lambda c: c.embed(model=MODEL, input="x"), 404, "embedding model"),
+    (lambda c: c.chat(model=MODEL, messages=QUESTION, keep_alive="soon"), 400, "keep_alive"),
 ])
 def test_ollama_bad_requests_answer_in_ollamas_error_shape(ol, call, status, words):
     with pytest.raises(ollama.ResponseError) as caught:
