@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from ondevice import __version__
 from ondevice.server import errors, routes_embed, tool_calls
-from ondevice.server.protocol import ProtocolStream, bad, build, call_arguments, openai_call
+from ondevice.server.protocol import ProtocolStream, bad, build, call_arguments, finished, openai_call
 from ondevice.server.routes_generate import collect, start_run, state_of
 from ondevice.server.state import ServerState
 
@@ -206,11 +206,9 @@ async def _answer(request: Request, state: ServerState, req, model: str, chat: b
         return None
     reply = _done(run, model)
     if chat:
-        content, calls, _ = tool_calls.answer(plan, text, run.finish_reason) if plan is not None else (text, None, 0)
-        message = {"role": "assistant", "content": content or ""}
-        if calls:
-            message["tool_calls"] = _ollama_calls(calls)
-        reply["message"] = message
+        answer = finished(plan, text, run.finish_reason)
+        reply["message"] = {"role": "assistant", "content": answer.content,
+                            **({"tool_calls": _ollama_calls(answer.calls)} if answer.calls else {})}
     else:
         reply["response"] = text
     return reply

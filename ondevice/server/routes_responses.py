@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from ondevice.server import schemas, tool_calls
 from ondevice.server.errors import APIError
-from ondevice.server.protocol import ProtocolStream, build, openai_call, sse_event
+from ondevice.server.protocol import ProtocolStream, build, finished, openai_call, sse_event
 from ondevice.server.routes_generate import collect, start_run, state_of
 
 log = logging.getLogger("ondevice.server")
@@ -281,9 +281,8 @@ async def responses(body: ResponsesBody, request: Request):
     text = await collect(run, request)
     if text is None:
         return None
-    content, calls, _ = tool_calls.answer(plan, text, run.finish_reason)
-    output = [_message_item(schemas.new_id("msg"), content)] if content or not calls else []
-    output += [_call_item(call) for call in calls or []]
+    output = finished(plan, text, run.finish_reason).items(
+        lambda content: _message_item(schemas.new_id("msg"), content), _call_item)
     return finish(output)
 
 

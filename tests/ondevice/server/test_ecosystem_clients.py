@@ -77,8 +77,6 @@ def test_langchain_bind_tools(chat_openai, responses_api):
 # --- litellm ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def litellm_(server):
-    import litellm
-
     return lambda call, **kwargs: call(model="openai/" + MODEL, api_base=server.base_url + "/v1", api_key="unused",
                                        temperature=0, **kwargs)
 

@@ -328,6 +328,17 @@ def test_a_body_that_is_not_json_is_a_400_saying_so(server, path):
     assert response.status_code == 400 and "Content-Type: application/json" in response.text
 
 
+@pytest.mark.parametrize("path, shape", [("/api/show", lambda b: set(b) == {"error"}),
+                                         ("/api/chat", lambda b: set(b) == {"error"}),
+                                         ("/v1/messages", lambda b: b["type"] == "error" and b["error"]["message"]),
+                                         ("/v1/responses", lambda b: b["error"]["code"] == "invalid_json")])
+def test_an_empty_json_body_answers_in_the_protocols_error_shape(server, path, shape):
+    # found by the fuzz suite: an empty body was answered in OpenAI's shape on every path
+    response = httpx.post(server.base_url + path, content=b"", headers={"content-type": "application/json"},
+                          timeout=30)
+    assert response.status_code == 400 and shape(response.json()), response.text
+
+
 # --- serve --ollama --------------------------------------------------------------------------------------------
 def test_serve_ollama_also_answers_on_the_ollama_port():
     from tests.ondevice.server.conftest import free_port, start_server, stop_server
