@@ -190,8 +190,8 @@ async def responses(body: ResponsesBody, request: Request):
     tools, tool_choice = _tools(body)
     conversation = _previous(body, state) + _input_messages(body)  # without the instructions (not carried over)
     instructions = [{"role": "system", "content": body.instructions}] if body.instructions else []
-    req = build(state, messages=instructions + conversation, schema=_schema(body), tools=tools, tool_choice=tool_choice,
-                parallel_tool_calls=bool(body.parallel_tool_calls), fallback_param="input",
+    req = build(state, messages=instructions + conversation, schema=_schema(body), tools=tools,
+                tool_choice=tool_choice, parallel_tool_calls=bool(body.parallel_tool_calls), fallback_param="input",
                 max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
                 min_p=body.min_p, seed=body.seed)
     plan = req.plan

@@ -1,7 +1,8 @@
 """Runs the fuzz corpus (tests/fuzz/corpus.py) in child processes with time and memory limits and classifies every
 outcome: "ok" (ran fine), "error" (one clear line: an OnDeviceError, CLI exit 2 with `error: ...`, a 4xx in the
-endpoint's protocol's own error shape: OpenAI's with a code, Ollama's under /api/, Anthropic's on /v1/messages), or a failure: "failure" (a traceback, a misleading message, a 5xx, a changed file), "crash" (the
-process died on a signal), "hang" (no answer in time).
+endpoint's protocol's own error shape: OpenAI's with a code, Ollama's under /api/, Anthropic's on /v1/messages),
+or a failure: "failure" (a traceback, a misleading message, a 5xx, a changed file), "crash" (the process died on a
+signal), "hang" (no answer in time).
 
     python -m tests.fuzz [--full]        # the table of outcomes; --full for the whole corpus (1140 inputs)
     python -m tests.fuzz --full --server-only   # (or --no-server) one side of it
