@@ -54,8 +54,11 @@ def main() -> None:
                 t0 = time.perf_counter()
                 ranks = [_rank(order(q, list(c))[:5], q["source"]) for q, c in zip(qa, candidates)]
                 seconds = (time.perf_counter() - t0) / len(qa)
+                by_kind = {kind: {k: round(v, 3) for k, v in _metrics([r for r, q in zip(ranks, qa)
+                                                                       if q["kind"] == kind]).items()}
+                           for kind in sorted({q["kind"] for q in qa})}
                 print(json.dumps({"mode": label, **{k: round(v, 3) if isinstance(v, float) else v
-                                                    for k, v in _metrics(ranks).items()},
+                                                    for k, v in _metrics(ranks).items()}, "by_kind": by_kind,
                                   "in_top_depth": sum(any(r.path.endswith(q["source"]) for r in c)
                                                       for q, c in zip(qa, candidates)),
                                   "s_per_query": round(seconds, 3)}), flush=True)
