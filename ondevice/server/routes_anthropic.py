@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from ondevice.server import errors, schemas, tool_calls
-from ondevice.server.protocol import ProtocolStream, bad, build, call_arguments, openai_call, sse_event
+from ondevice.server.protocol import ProtocolStream, bad, build, call_arguments, finished, openai_call, sse_event
 from ondevice.server.routes_generate import collect, start_run, state_of
 
 log = logging.getLogger("ondevice.server")
@@ -200,8 +200,8 @@ async def messages(body: MessagesBody, request: Request):
     text = await collect(run, request)
     if text is None:
         return None
-    content, calls, finish = tool_calls.answer(plan, text, run.finish_reason)
-    blocks = [{"type": "text", "text": content}] if content or not calls else []
-    blocks += [_tool_block(call) for call in calls or []]
+    answer = finished(plan, text, run.finish_reason)
+    blocks = answer.items(lambda content: {"type": "text", "text": content}, _tool_block)
     return {"id": mid, "type": "message", "role": "assistant", "model": state.model_id, "content": blocks,
-            "stop_reason": STOP_REASONS.get(finish, "end_turn"), "stop_sequence": None, "usage": _usage(run)}
+            "stop_reason": STOP_REASONS.get(answer.finish_reason, "end_turn"), "stop_sequence": None,
+            "usage": _usage(run)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import re
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 
 from ondevice import __version__
 from ondevice.server import errors, routes_embed, tool_calls
-from ondevice.server.protocol import ProtocolStream, bad, build, call_arguments, openai_call
+from ondevice.server.protocol import ProtocolStream, bad, build, call_arguments, finished, openai_call
 from ondevice.server.routes_generate import collect, start_run, state_of
 from ondevice.server.state import ServerState
 
@@ -38,9 +39,10 @@ errors.ERROR_SHAPES["/api/"] = lambda status, message, code, param: {"error": me
 
 
 class OllamaBody(BaseModel):
-    model_config = {"extra": "allow"}  # keep_alive, truncate, ... accepted and ignored
+    model_config = {"extra": "allow"}  # truncate, ... accepted and ignored
 
     model: str
+    keep_alive: Any = None  # checked, then not acted on: see _keep_alive
     format: Any = None
     options: dict[str, Any] | None = None
     stream: bool = True
@@ -71,6 +73,22 @@ class EmbedBody(BaseModel):
 
 def _model(state: ServerState, name: str) -> None:
     state.check_model(name[:-len(":latest")] if name.endswith(":latest") else name)
+
+
+# Go's duration syntax, which Ollama parses keep_alive with ("5m", "1h30m", "-1s", "0"), or a number of seconds.
+DURATION = re.compile(r"-?(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+|-?0")
+
+
+def _keep_alive(value: Any) -> None:
+    """keep_alive is checked as Ollama checks it (a bad value is a 400) and not acted on: `ondevice serve` serves
+    the one model it was started with and holds it for the life of the process (loaded before the first request,
+    its batch slots and prefix cache built over it, closed at shutdown), so unloading it after a request would only
+    make the next one pay the load again. Stopping the server frees the memory (docs/server.md, "Protocols")."""
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return
+    if not isinstance(value, str) or not DURATION.fullmatch(value.strip()):
+        raise bad(f"keep_alive {value!r} is not a duration (\"5m\", \"1h\", \"0\", -1) or a number of seconds",
+                  "keep_alive")
 
 
 def _sampling(state: ServerState, options: dict | None) -> dict:
@@ -188,11 +206,9 @@ async def _answer(request: Request, state: ServerState, req, model: str, chat: b
         return None
     reply = _done(run, model)
     if chat:
-        content, calls, _ = tool_calls.answer(plan, text, run.finish_reason) if plan is not None else (text, None, 0)
-        message = {"role": "assistant", "content": content or ""}
-        if calls:
-            message["tool_calls"] = _ollama_calls(calls)
-        reply["message"] = message
+        answer = finished(plan, text, run.finish_reason)
+        reply["message"] = {"role": "assistant", "content": answer.content,
+                            **({"tool_calls": _ollama_calls(answer.calls)} if answer.calls else {})}
     else:
         reply["response"] = text
     return reply
@@ -207,6 +223,7 @@ def _refuse_think(think: Any) -> None:
 async def chat(body: ChatBody, request: Request):
     state = state_of(request)
     _model(state, body.model)
+    _keep_alive(body.keep_alive)
     _refuse_think(body.think)
     if not body.messages:  # Ollama: an empty chat loads the model
         return {"model": body.model, "created_at": _now(), "message": {"role": "assistant", "content": ""},
@@ -221,6 +238,7 @@ async def chat(body: ChatBody, request: Request):
 async def generate(body: GenerateBody, request: Request):
     state = state_of(request)
     _model(state, body.model)
+    _keep_alive(body.keep_alive)
     _refuse_think(body.think)
     for field in ("suffix", "template", "images"):
         if getattr(body, field):

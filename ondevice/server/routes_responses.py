@@ -5,8 +5,9 @@ A thin adapter: `input` (text, or items: messages, `function_call` and `function
 fields become the one `Request` (`protocol.build`), run on the one engine (`routes_generate.start_run`), and come
 back as a `response` object (output items: a message with `output_text`, `function_call`s; usage) or as the
 Responses event stream (response.created, output_item.added, content_part.added, output_text.delta, ...,
-response.completed). Nothing is stored: `store: true` and `previous_response_id` are refused with a 400.
-Errors keep OpenAI's shape.
+response.completed). Responses are stored unless `store: false` (as OpenAI's default is) in the server's bounded
+`ResponseStore`: `previous_response_id` continues from a stored one, GET / DELETE /v1/responses/{id} read and drop
+it. Errors keep OpenAI's shape.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from pydantic import BaseModel, Field
 
 from ondevice.server import schemas, tool_calls
 from ondevice.server.errors import APIError
-from ondevice.server.protocol import ProtocolStream, build, openai_call, sse_event
+from ondevice.server.protocol import ProtocolStream, build, finished, openai_call, sse_event
 from ondevice.server.routes_generate import collect, start_run, state_of
 
 log = logging.getLogger("ondevice.server")
 router = APIRouter()
 # Fields of the Responses API that would change the answer and that this server cannot honour (400 when set).
-REFUSED = {"previous_response_id": "previous_response_id is not supported: this server keeps no responses; send "
-                                   "the whole conversation as input items.",
-           "conversation": "conversation is not supported: this server keeps no conversations; send the whole "
+REFUSED = {"conversation": "conversation is not supported: this server keeps no conversations; send the whole "
                            "conversation as input items.",
            "background": "background responses are not supported.",
            "top_logprobs": "top_logprobs is not supported by this server."}
@@ -47,6 +46,7 @@ class ResponsesBody(BaseModel):
     seed: Any = None
     stream: bool = False
     store: bool | None = None
+    previous_response_id: str | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
@@ -54,14 +54,14 @@ class ResponsesBody(BaseModel):
     reasoning: dict[str, Any] | None = None
 
 
-def _refuse(body: ResponsesBody) -> None:
+def _refuse(body: ResponsesBody, state) -> None:
     extra = body.model_extra or {}
     for field, message in REFUSED.items():
         if extra.get(field) not in (None, False):
             raise APIError(400, message, "unsupported_parameter", field)
-    if body.store:
-        raise APIError(400, "store: true is not supported: this server keeps no responses (send store: false, or "
-                            "leave it out).", "unsupported_parameter", "store")
+    if body.store and not state.responses.capacity:
+        raise APIError(400, "store: true is not supported: this server keeps no responses (started with "
+                            "max_stored_responses 0); send store: false.", "unsupported_parameter", "store")
     if body.reasoning and body.reasoning.get("effort") not in (None, "none", "minimal"):
         raise APIError(400, "reasoning is not supported by this model.", "unsupported_parameter", "reasoning")
 
@@ -81,12 +81,23 @@ def _content(content: Any, where: str) -> str:
     return "".join(parts)
 
 
-def _messages(body: ResponsesBody) -> list[dict]:
-    """instructions + input -> OpenAI chat messages (function_call items -> assistant tool_calls; outputs ->
-    role "tool")."""
-    out = [{"role": "system", "content": body.instructions}] if body.instructions else []
+def _previous(body: ResponsesBody, state) -> list[dict]:
+    """The conversation of the stored response named by `previous_response_id` ([] without one)."""
+    if body.previous_response_id is None:
+        return []
+    stored = state.responses.get(body.previous_response_id)
+    if stored is None:
+        raise APIError(400, f"Previous response with id {body.previous_response_id!r} not found (never stored, "
+                            f"deleted, or evicted: this server keeps the {state.responses.capacity} most recently "
+                            f"used).", "previous_response_not_found", "previous_response_id")
+    return [dict(m) for m in stored.messages]
+
+
+def _input_messages(body: ResponsesBody) -> list[dict]:
+    """input -> OpenAI chat messages (function_call items -> assistant tool_calls; outputs -> role "tool")."""
+    out: list[dict] = []
     if isinstance(body.input, str):
-        return out + [{"role": "user", "content": body.input}]
+        return [{"role": "user", "content": body.input}]
     for i, item in enumerate(body.input):
         kind = item.get("type", "message")
         if kind == "message":
@@ -142,6 +153,15 @@ def _schema(body: ResponsesBody) -> Any:
         raise APIError(400, exc.message.replace("response_format", "text.format"), exc.code, "text.format") from None
 
 
+def _answer_message(output: list[dict]) -> dict:
+    """A response's output items as the assistant message a continuation's history holds (call ids kept, so a
+    later function_call_output finds its call)."""
+    text = "".join(part.get("text", "") for item in output if item["type"] == "message" for part in item["content"])
+    calls = [openai_call(item["call_id"], item["name"], item["arguments"]) for item in output
+             if item["type"] == "function_call"]
+    return {"role": "assistant", "content": text, **({"tool_calls": calls} if calls else {})}
+
+
 def _usage(run) -> dict:
     t = run.timings
     prompt, completion = (t.prompt_tokens, t.completion_tokens) if t else (0, run.tokens)
@@ -166,15 +186,26 @@ def _call_item(call: dict, status: str = "completed") -> dict:
 async def responses(body: ResponsesBody, request: Request):
     state = state_of(request)
     state.check_model(body.model)
-    _refuse(body)
+    _refuse(body, state)
     tools, tool_choice = _tools(body)
-    req = build(state, messages=_messages(body), schema=_schema(body), tools=tools, tool_choice=tool_choice,
-                parallel_tool_calls=bool(body.parallel_tool_calls), fallback_param="input",
+    conversation = _previous(body, state) + _input_messages(body)  # without the instructions (not carried over)
+    instructions = [{"role": "system", "content": body.instructions}] if body.instructions else []
+    req = build(state, messages=instructions + conversation, schema=_schema(body), tools=tools,
+                tool_choice=tool_choice, parallel_tool_calls=bool(body.parallel_tool_calls), fallback_param="input",
                 max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
                 min_p=body.min_p, seed=body.seed)
     plan = req.plan
     run = await start_run(state, req)
     rid, created = schemas.new_id("resp"), schemas.now()
+    store = body.store is not False and state.responses.capacity > 0
+
+    def finish(output: list[dict]) -> dict:
+        """The final response object, stored (with the conversation it ends) unless store is false."""
+        status = "incomplete" if run.finish_reason == "length" else "completed"
+        final = response(status, output, _usage(run))
+        if store:
+            state.responses.put(rid, final, conversation + [_answer_message(output)])
+        return final
 
     def response(status: str, output: list[dict], usage: dict | None) -> dict:
         incomplete = status == "incomplete"
@@ -182,9 +213,10 @@ async def responses(body: ResponsesBody, request: Request):
                 "output": output, "error": None,
                 "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
                 "instructions": body.instructions, "max_output_tokens": body.max_output_tokens,
-                "parallel_tool_calls": bool(body.parallel_tool_calls), "previous_response_id": None,
+                "parallel_tool_calls": bool(body.parallel_tool_calls),
+                "previous_response_id": body.previous_response_id,
                 "temperature": body.temperature, "top_p": body.top_p, "tool_choice": body.tool_choice or "auto",
-                "tools": body.tools or [], "text": body.text or {"format": {"type": "text"}}, "store": False,
+                "tools": body.tools or [], "text": body.text or {"format": {"type": "text"}}, "store": store,
                 "metadata": (body.model_extra or {}).get("metadata") or {}, "usage": usage}
 
     if body.stream:
@@ -235,8 +267,8 @@ async def responses(body: ResponsesBody, request: Request):
                     yield emit("response.output_item.done", output_index=index, item=item)
                     output.append(item)
                     index += 1
-                status = "incomplete" if run.finish_reason == "length" else "completed"
-                yield emit(f"response.{status}", response=response(status, output, _usage(run)))
+                final = finish(output)
+                yield emit(f"response.{final['status']}", response=final)
             except Exception as exc:  # headers are sent: report in-band, as OpenAI does
                 log.exception("generation failed mid-stream")
                 yield emit("error", code=getattr(exc, "code", "server_error"), message=str(exc) or
@@ -249,8 +281,53 @@ async def responses(body: ResponsesBody, request: Request):
     text = await collect(run, request)
     if text is None:
         return None
-    content, calls, _ = tool_calls.answer(plan, text, run.finish_reason)
-    output = [_message_item(schemas.new_id("msg"), content)] if content or not calls else []
-    output += [_call_item(call) for call in calls or []]
-    status = "incomplete" if run.finish_reason == "length" else "completed"
-    return response(status, output, _usage(run))
+    output = finished(plan, text, run.finish_reason).items(
+        lambda content: _message_item(schemas.new_id("msg"), content), _call_item)
+    return finish(output)
+
+
+def _stored(request: Request, response_id: str):
+    stored = state_of(request).responses.get(response_id)
+    if stored is None:
+        raise APIError(404, f"Response with id {response_id!r} not found (never stored, deleted, or evicted).",
+                       "not_found", "response_id")
+    return stored
+
+
+@router.get("/v1/responses/{response_id}")
+async def retrieve_response(response_id: str, request: Request) -> dict:
+    return _stored(request, response_id).response
+
+
+@router.get("/v1/responses/{response_id}/input_items")
+async def response_input_items(response_id: str, request: Request) -> dict:
+    """The conversation a stored response answered, as input items (messages and function calls), oldest first."""
+    items = _items(list(_stored(request, response_id).messages[:-1]))
+    return {"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
+            "last_id": items[-1]["id"] if items else None, "has_more": False}
+
+
+@router.delete("/v1/responses/{response_id}")
+async def delete_response(response_id: str, request: Request) -> dict:
+    _stored(request, response_id)
+    state_of(request).responses.delete(response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
+def _items(messages: list[dict]) -> list[dict]:
+    """Chat messages back as Responses input items."""
+    items = []
+    for i, m in enumerate(messages):
+        if m["role"] == "tool":
+            items.append({"id": f"fco_{i}", "type": "function_call_output", "call_id": m.get("tool_call_id"),
+                          "output": m["content"], "status": "completed"})
+            continue
+        if m.get("content") or not m.get("tool_calls"):
+            kind = "output_text" if m["role"] == "assistant" else "input_text"
+            items.append({"id": f"msg_{i}", "type": "message", "role": m["role"], "status": "completed",
+                          "content": [{"type": kind, "text": m.get("content") or ""}]})
+        for call in m.get("tool_calls") or []:
+            items.append({"id": "fc_" + call["id"], "type": "function_call", "call_id": call["id"],
+                          "name": call["function"]["name"], "arguments": call["function"]["arguments"],
+                          "status": "completed"})
+    return items

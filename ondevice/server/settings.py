@@ -35,6 +35,8 @@ class ServerSettings(BaseModel):
     parallel: int | None = Field(None, ge=1, le=64, description="Requests decoded together in one batch (slots); "
                                  "None sizes it from RAM (up to 4); 1 = one request at a time.")
 
+    max_stored_responses: int = Field(256, ge=0, description="Responses API responses kept for "
+                                      "previous_response_id and GET (least recently used evicted); 0 keeps none.")
     ollama_port: int | None = Field(None, ge=0, le=65535, description="Also answer on 127.0.0.1:PORT (Ollama's "
                                     "default port 11434 with `serve --ollama`), the same app, so apps find it.")
 

@@ -10,6 +10,7 @@ import numpy as np
 import ondevice
 from ondevice.model import Model
 from ondevice.server.errors import APIError
+from ondevice.server.response_store import ResponseStore
 from ondevice.server.scheduler import ModelWorker
 from ondevice.server.settings import ServerSettings
 
@@ -47,6 +48,7 @@ class ServerState:
         self.llm = ModelWorker("llm", settings.max_queue)
         self.embed_worker = ModelWorker("embed", settings.max_queue)
         self.created = int(time.time())
+        self.responses = ResponseStore(settings.max_stored_responses)  # the Responses API's `store`
 
     # --- lifetime (called on the workers' threads) -----------------------------------------------------------
     def load(self) -> None:

@@ -3,7 +3,8 @@ mutations of good inputs. Each case is JSON data a driver child process turns in
 {"$deep": n} stand for values JSON text cannot carry: deep nesting, self-reference, Python sets).
 
 Surfaces: "session" (saved chat files), "schema" (JSON Schemas), "tools" (tool definitions, tool_choice, messages),
-"onnx" (onnxruntime-genai folders), "body" (raw server request bodies).
+"onnx" (onnxruntime-genai folders), "body" (raw server request bodies), "protocol" (bodies for the Ollama,
+Anthropic Messages and Responses endpoints, answered in each protocol's own error shape).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import random
 HOSTILE = [None, True, False, 0, -1, 1.5, 2 ** 31, 10 ** 12, -(10 ** 12), "", "x", "\ud800", [], [1, "a"], {},
            {"a": 1}, {"$deep": 2000}, "x" * 5000, [None] * 50, 1e308]
 
-FULL_SIZES = {"session": 200, "schema": 220, "tools": 200, "onnx": 120, "body": 200}  # 940 in all
-FAST_SIZES = {"session": 24, "schema": 28, "tools": 26, "onnx": 14, "body": 30}       # 122
+FULL_SIZES = {"session": 200, "schema": 220, "tools": 200, "onnx": 120, "body": 200, "protocol": 200}  # 1140
+FAST_SIZES = {"session": 24, "schema": 28, "tools": 26, "onnx": 14, "body": 30, "protocol": 24}       # 146
 
 
 def _pick(rng: random.Random) -> object:
@@ -259,8 +260,87 @@ def body_cases(n: int, seed: int = 23) -> list[dict]:
     return cases[:n]
 
 
+# --- the other protocols' bodies (Ollama, Anthropic Messages, OpenAI Responses) ---------------------------------
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+# path -> a good body and the fields to make hostile (each protocol's own names for the same things)
+PROTOCOL_BODIES = {
+    "/api/chat": ({"model": "smollm2-135m", "messages": [{"role": "user", "content": "Hi"}], "stream": False,
+                   "options": {"num_predict": 2}},
+                  ["model", "messages", "stream", "format", "options", "tools", "tool_choice", "keep_alive", "think",
+                   "options.temperature", "options.top_p", "options.top_k", "options.num_predict", "options.num_ctx",
+                   "options.stop", "options.seed", "options.repeat_penalty", "options.min_p"]),
+    "/api/generate": ({"model": "smollm2-135m", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}},
+                      ["model", "prompt", "system", "raw", "stream", "format", "options", "suffix", "template",
+                       "images", "keep_alive", "options.num_predict", "options.temperature"]),
+    "/api/embed": ({"model": "minilm-l6", "input": "Hi"}, ["model", "input", "dimensions", "truncate"]),
+    "/api/show": ({"model": "smollm2-135m"}, ["model", "name", "verbose"]),
+    "/v1/messages": ({"model": "smollm2-135m", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]},
+                     ["model", "max_tokens", "messages", "system", "stop_sequences", "temperature", "top_p", "top_k",
+                      "stream", "tools", "tool_choice", "thinking", "output_config", "metadata"]),
+    "/v1/responses": ({"model": "smollm2-135m", "input": "Hi", "max_output_tokens": 2},
+                      ["model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "top_k",
+                       "seed", "stream", "store", "previous_response_id", "tools", "tool_choice",
+                       "parallel_tool_calls", "text", "reasoning", "conversation", "background"]),
+}
+# Shapes that are nearly right, which a generic mutation rarely reaches: items and blocks of the wrong kind.
+PROTOCOL_LISTED = [  # path, fields merged into the good body (None: the body is the empty string)
+    ("/api/show", None), ("/api/chat", None), ("/v1/messages", None), ("/v1/responses", None),
+    ("/api/chat", {"messages": [{"role": "tool", "content": "x"}]}),
+    ("/api/chat", {"messages": [{"role": "assistant", "tool_calls": [{"function": None}]}]}),
+    ("/api/chat", {"messages": [{"role": "assistant", "tool_calls": [{"function": {"arguments": {}}}]}]}),
+    ("/api/chat", {"messages": [{"role": "user", "content": "Hi", "images": ["aGk="]}]}),
+    ("/api/chat", {"format": WEATHER, "tools": [{"type": "function", "function": {"name": "w", "parameters": WEATHER}}],
+                   "tool_choice": "required"}),
+    ("/api/chat", {"format": {"type": "object", "properties": {"a": {"$ref": "#/nope"}}}}),
+    ("/api/generate", {"raw": True, "prompt": "\ud800"}),
+    ("/v1/messages", {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}),
+    ("/v1/messages", {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": 5}]}]}),
+    ("/v1/messages", {"messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": None,
+                                                                      "input": []}]}]}),
+    ("/v1/messages", {"tools": [{"name": "w", "input_schema": WEATHER}], "tool_choice": {"type": "tool", "name": "x"}}),
+    ("/v1/messages", {"output_config": {"format": {"type": "json_schema", "schema": {"type": "nonsense"}}}}),
+    ("/v1/responses", {"input": [{"type": "function_call", "call_id": "c", "name": None, "arguments": 5}]}),
+    ("/v1/responses", {"input": [{"type": "function_call_output", "call_id": "c", "output": ["x", 1]}]}),
+    ("/v1/responses", {"input": [{"type": "message", "role": "robot", "content": "x"}]}),
+    ("/v1/responses", {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
+    ("/v1/responses", {"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": 5}}}}),
+    ("/v1/responses", {"previous_response_id": "resp_" + "x" * 5000}),
+    ("/v1/responses", {"tools": [{"type": "function", "name": "w", "parameters": WEATHER}],
+                       "tool_choice": {"type": "function", "name": "nope"}}),
+]
+
+
+def protocol_cases(n: int, seed: int = 23) -> list[dict]:
+    """Bodies for the protocol adapters: the listed near-misses, then seeded mutations of each protocol's good
+    body (a field or an option made hostile, truncated JSON)."""
+    cases = [{"path": path, "body": "" if edit is None else json.dumps({**PROTOCOL_BODIES[path][0], **edit})}
+             for path, edit in PROTOCOL_LISTED]
+    rng = random.Random(seed)
+    paths = sorted(PROTOCOL_BODIES)
+    while len(cases) < n:
+        path = paths[len(cases) % len(paths)]
+        good, fields = PROTOCOL_BODIES[path]
+        if rng.random() < 0.85:
+            body = copy.deepcopy(good)
+            for _ in range(rng.randrange(1, 3)):
+                field = rng.choice(fields)
+                value = _pick(rng)
+                value = value if value != {"$deep": 2000} else [[[[[]]]]]
+                if field.startswith("options."):
+                    body["options"] = {**(body.get("options") if isinstance(body.get("options"), dict) else {}),
+                                       field.split(".", 1)[1]: value}
+                else:
+                    body[field] = value
+            text = json.dumps(body)
+        else:
+            text = json.dumps(good)
+            text = text[:rng.randrange(len(text))]
+        cases.append({"path": path, "body": text.replace("{\"$deep\": 2000}", "[[[]]]")})
+    return cases[:n]
+
+
 GENERATORS = {"session": session_cases, "schema": schema_cases, "tools": tools_cases, "onnx": onnx_cases,
-              "body": body_cases}
+              "body": body_cases, "protocol": protocol_cases}
 
 
 def corpus(full: bool) -> dict[str, list[dict]]:

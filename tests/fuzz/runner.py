@@ -1,9 +1,10 @@
 """Runs the fuzz corpus (tests/fuzz/corpus.py) in child processes with time and memory limits and classifies every
-outcome: "ok" (ran fine), "error" (one clear line: an OnDeviceError, CLI exit 2 with `error: ...`, an OpenAI-shaped
-4xx with a code), or a failure: "failure" (a traceback, a misleading message, a 5xx, a changed file), "crash" (the
-process died on a signal), "hang" (no answer in time).
+outcome: "ok" (ran fine), "error" (one clear line: an OnDeviceError, CLI exit 2 with `error: ...`, a 4xx in the
+endpoint's protocol's own error shape: OpenAI's with a code, Ollama's under /api/, Anthropic's on /v1/messages),
+or a failure: "failure" (a traceback, a misleading message, a 5xx, a changed file), "crash" (the process died on a
+signal), "hang" (no answer in time).
 
-    python -m tests.fuzz [--full]        # the table of outcomes; --full for the whole corpus (940 inputs)
+    python -m tests.fuzz [--full]        # the table of outcomes; --full for the whole corpus (1140 inputs)
     python -m tests.fuzz --full --server-only   # (or --no-server) one side of it
 """
 
@@ -180,8 +181,9 @@ def server_bodies(corpus: dict[str, list[dict]]) -> list[tuple[str, str, str, di
     response_format, tool requests as chat requests."""
     out = []
     base = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
-    for case in corpus.get("body", []):
-        out.append(("body", case["path"], case["body"], case))
+    for surface in ("body", "protocol"):
+        for case in corpus.get(surface, []):
+            out.append((surface, case["path"], case["body"], case))
     for case in corpus.get("schema", []):
         if "schema" in case:
             text = _json_text({**base, "response_format": {"type": "json_schema",
@@ -196,17 +198,42 @@ def server_bodies(corpus: dict[str, list[dict]]) -> list[tuple[str, str, str, di
     return out
 
 
-def classify_response(response: httpx.Response) -> tuple[str, str]:
+def _openai_error(body) -> str:
+    error = body["error"]
+    assert isinstance(error["message"], str) and error["message"] and error["code"] and "type" in error
+    return f"{error['code']}: {error['message']}"
+
+
+def _ollama_error(body) -> str:
+    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
+    return body["error"]
+
+
+def _anthropic_error(body) -> str:
+    error = body["error"]
+    assert body["type"] == "error" and set(body) == {"type", "error"}
+    assert isinstance(error["type"], str) and error["type"].endswith("_error") and error["message"]
+    return f"{error['type']}: {error['message']}"
+
+
+# path prefix -> (the protocol's name, a check of its error body returning the detail); OpenAI's for the rest
+ERROR_SHAPES = {"/api/": ("Ollama", _ollama_error), "/v1/messages": ("Anthropic", _anthropic_error)}
+
+
+def classify_response(response: httpx.Response, path: str = "/v1/chat/completions") -> tuple[str, str]:
+    """ok (200), error (a 4xx in the protocol's own error shape: Ollama's under /api/, Anthropic's on /v1/messages,
+    OpenAI's with a code elsewhere) or failure (a 5xx, any other shape)."""
     if response.status_code >= 500:
         return "failure", f"{response.status_code}: {response.text[:300]}"
     if response.status_code == 200:
         return "ok", "200"
+    name, check = next((shape for prefix, shape in ERROR_SHAPES.items() if path.startswith(prefix)),
+                       ("OpenAI", _openai_error))
     try:
-        error = response.json()["error"]
-        assert isinstance(error["message"], str) and error["message"] and error["code"] and "type" in error
-    except Exception:  # noqa: BLE001 - anything but OpenAI's error shape is a failure
-        return "failure", f"{response.status_code} without OpenAI's error shape (and a code): {response.text[:300]}"
-    return "error", f"{response.status_code} {error['code']}: {error['message'][:200]}"
+        detail = check(response.json())
+    except Exception:  # noqa: BLE001 - anything but the protocol's error shape is a failure
+        return "failure", f"{response.status_code} without {name}'s error shape: {response.text[:300]}"
+    return "error", f"{response.status_code} {detail[:200]}"
 
 
 def _healthy(server, client: httpx.Client) -> str | None:
@@ -260,7 +287,7 @@ def run_server(corpus: dict[str, list[dict]], report: Report) -> None:
                                                    content=text.encode("utf-8", "surrogatepass"),
                                                    headers={"content-type": "application/json"},
                                                    timeout=CASE_TIMEOUT_S)
-                            outcome, detail = classify_response(response)
+                            outcome, detail = classify_response(response, path)
                         except httpx.TimeoutException:
                             outcome, detail = "hang", f">{CASE_TIMEOUT_S}s"
                         except httpx.HTTPError as exc:

@@ -108,6 +108,16 @@ def test_ollama_list_show_ps_version(ol, server):
     assert httpx.get(server.base_url + "/api/version").json()["version"]
 
 
+def test_ollama_keep_alive_is_checked_but_the_model_stays_loaded(ol, reference):
+    # `ondevice serve` holds its one model for the life of the process (docs/server.md): keep_alive 0 is accepted
+    # and the model is still loaded, and answers, afterwards
+    options = {"temperature": 0, "num_predict": 20}
+    assert ol.chat(model=MODEL, messages=QUESTION, options=options, keep_alive=0).message.content == reference
+    assert ol.generate(model=MODEL, prompt="", keep_alive="0s").done  # Ollama's "unload" request
+    assert [m.model for m in ol.ps().models] == [MODEL]
+    assert ol.chat(model=MODEL, messages=QUESTION, options=options, keep_alive="5m").message.content == reference
+
+
 def test_ollama_embed_matches_v1_embeddings(ol, client):
     from tests.ondevice.server.conftest import EMBED_MODEL
 
@@ -124,6 +134,7 @@ def test_ollama_embed_matches_v1_embeddings(ol, client):
     (lambda c: c.chat(model=MODEL, messages=QUESTION, options={"temperature": -3}), 400, "temperature"),
     (lambda c: c.chat(model=MODEL, messages=QUESTION, options={"top_p": 5}), 400, "top_p"),
     (lambda c: c.embed(model=MODEL, input="x"), 404, "embedding model"),
+    (lambda c: c.chat(model=MODEL, messages=QUESTION, keep_alive="soon"), 400, "keep_alive"),
 ])
 def test_ollama_bad_requests_answer_in_ollamas_error_shape(ol, call, status, words):
     with pytest.raises(ollama.ResponseError) as caught:
@@ -253,8 +264,43 @@ def test_responses_function_tools_create_stream_and_output(client):
     assert answer.output_text
 
 
+def test_responses_previous_response_id_continues_a_stored_response(client):
+    ask = {"model": MODEL, "instructions": SYSTEM, "max_output_tokens": 20, "temperature": 0}
+    first = client.responses.create(**ask, input=QUESTION[1]["content"])
+    assert first.store and first.output_text == PARIS
+    second = client.responses.create(**ask, input="And of Italy?", previous_response_id=first.id)
+    # the continuation is the answer to the whole conversation sent at once, and it reused the first turn's cache
+    whole = client.responses.create(**ask, store=False, input=[
+        {"role": "user", "content": QUESTION[1]["content"]}, {"role": "assistant", "content": PARIS},
+        {"role": "user", "content": "And of Italy?"}])
+    assert second.output_text == whole.output_text == "The capital of Italy is Rome."
+    assert second.previous_response_id == first.id and second.usage.input_tokens == whole.usage.input_tokens
+    assert second.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens - 2
+    with client.responses.stream(**ask, input="And of Italy?", previous_response_id=first.id) as s:
+        assert s.get_final_response().output_text == whole.output_text
+    assert client.responses.retrieve(second.id).output_text == second.output_text
+    assert [(i.type, i.role) for i in client.responses.input_items.list(second.id).data] == [
+        ("message", "user"), ("message", "assistant"), ("message", "user")]
+    assert client.responses.delete(second.id) is None
+    for gone in (second.id, whole.id):  # deleted; never stored
+        with pytest.raises(openai.NotFoundError) as caught:
+            client.responses.retrieve(gone)
+        assert caught.value.body["code"] == "not_found" and gone in caught.value.body["message"]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(second.id)
+
+
+def test_responses_function_call_output_continues_from_the_stored_call(client):
+    ask = {"model": MODEL, "tools": [RESPONSES_TOOL], "max_output_tokens": 60, "temperature": 0}
+    call = client.responses.create(**ask, input="Weather in Paris?", tool_choice="required")
+    (item,) = call.output
+    answer = client.responses.create(**ask, previous_response_id=call.id, input=[
+        {"type": "function_call_output", "call_id": item.call_id, "output": "18 C and sunny"}])
+    assert answer.status == "completed" and [i.type for i in answer.output] == ["message"] and answer.output_text
+
+
 @pytest.mark.parametrize("kwargs, param", [
-    ({"previous_response_id": "resp_1"}, "previous_response_id"), ({"store": True}, "store"),
+    ({"previous_response_id": "resp_1"}, "previous_response_id"), ({"conversation": "conv_1"}, "conversation"),
     ({"tools": [{"type": "web_search"}]}, "tools[0].type"), ({"text": {"format": {"type": "xml"}}}, "text.format"),
     ({"input": [{"type": "function_call_output", "call_id": "call_9", "output": "x"}]}, "input"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input"),
@@ -280,6 +326,17 @@ def test_a_body_that_is_not_json_is_a_400_saying_so(server, path):
     response = httpx.post(server.base_url + path, content=b"model=smollm2-135m",
                           headers={"content-type": "text/plain"}, timeout=30)
     assert response.status_code == 400 and "Content-Type: application/json" in response.text
+
+
+@pytest.mark.parametrize("path, shape", [("/api/show", lambda b: set(b) == {"error"}),
+                                         ("/api/chat", lambda b: set(b) == {"error"}),
+                                         ("/v1/messages", lambda b: b["type"] == "error" and b["error"]["message"]),
+                                         ("/v1/responses", lambda b: b["error"]["code"] == "invalid_json")])
+def test_an_empty_json_body_answers_in_the_protocols_error_shape(server, path, shape):
+    # found by the fuzz suite: an empty body was answered in OpenAI's shape on every path
+    response = httpx.post(server.base_url + path, content=b"", headers={"content-type": "application/json"},
+                          timeout=30)
+    assert response.status_code == 400 and shape(response.json()), response.text
 
 
 # --- serve --ollama --------------------------------------------------------------------------------------------
