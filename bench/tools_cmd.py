@@ -132,7 +132,8 @@ def batch_steps_command(model, threads, sequences, steps, as_json):
 @click.option("--turns", type=click.IntRange(1, 4), default=3, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--threads", "-t", type=click.IntRange(min=1), default=1, show_default=True)
-def reuse_cost_command(model, turns, rounds, threads):
+@json_option(help="Print only the JSON result (no summary line).")
+def reuse_cost_command(model, turns, rounds, threads, as_json):
     """TTFT of a conversation's next turns: exact cache reuse vs cache_reuse="all", interleaved
     (bench/reuse_cost.py)."""
     import statistics
@@ -141,8 +142,9 @@ def reuse_cost_command(model, turns, rounds, threads):
 
     result = measure(model, turns, rounds, threads)
     click.echo(json.dumps(result, indent=1))
-    click.echo(f"TTFT medians, exact vs all: {[(t['ttft_ms_exact'], t['ttft_ms_all']) for t in result['turns']]} "
-               f"median ratio {statistics.median(t['ratio_all_to_exact'] for t in result['turns'])}")
+    if not as_json:
+        click.echo(f"TTFT medians, exact vs all: {[(t['ttft_ms_exact'], t['ttft_ms_all']) for t in result['turns']]} "
+                   f"median ratio {statistics.median(t['ratio_all_to_exact'] for t in result['turns'])}")
 
 
 @click.command("structured", short_help="50 JSON Schemas: validity and the constraint's cost.")
@@ -155,9 +157,10 @@ def reuse_cost_command(model, turns, rounds, threads):
 @click.option("--free-tokens", type=click.IntRange(min=1), default=64, show_default=True,
               help="Tokens of each unconstrained answer.")
 @threads_option
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the rows as JSON to this file.")
-def structured_command(gguf, onnx, temperatures, limit, max_tokens, free_tokens, threads, json_path):
+@json_option(help="Print the rows as JSON instead of the table (progress lines go to stderr).")
+def structured_command(gguf, onnx, temperatures, limit, max_tokens, free_tokens, threads, json_path, as_json):
     """Constrained answers to 50 JSON Schemas: do they validate, and what does the constraint cost
     (bench/structured.py)? Exit code 1 when an answer does not validate."""
     import time
@@ -165,9 +168,13 @@ def structured_command(gguf, onnx, temperatures, limit, max_tokens, free_tokens,
     from bench.structured import markdown, run_structured
 
     started = time.perf_counter()
-    rows = run_structured(gguf, onnx, temperatures, limit, max_tokens, free_tokens, threads, log=click.echo)
-    click.echo("\n" + markdown(rows))
-    click.echo(f"({time.perf_counter() - started:.0f} s)")
+    rows = run_structured(gguf, onnx, temperatures, limit, max_tokens, free_tokens, threads,
+                          log=_say if as_json else click.echo)
+    if as_json:
+        print_json([r.to_dict() for r in rows])
+    else:
+        click.echo("\n" + markdown(rows))
+        click.echo(f"({time.perf_counter() - started:.0f} s)")
     if json_path:
         from ondevice.files import atomic_output
 
@@ -216,7 +223,8 @@ def onnx_levers_group():
 @click.argument("variants", nargs=-1, required=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--threads", "-t", type=click.IntRange(min=1), default=2, show_default=True)
-def onnx_levers_genai(variants, rounds, threads):
+@json_option(help="Print each variant's tok/s per round as JSON.")
+def onnx_levers_genai(variants, rounds, threads, as_json):
     """128-token greedy decodes in onnxruntime-genai, each VARIANT
     `LABEL|FOLDER[|SESSION_OPTIONS_JSON[|MAX_LENGTH[|py or cpp]]]` once per round, in a shuffled order."""
     import numpy as np
@@ -232,6 +240,9 @@ def onnx_levers_genai(variants, rounds, threads):
         results = genai_decode_rates(list(variants), rounds, threads=threads)
     except (RuntimeError, ValueError) as exc:  # onnxruntime-genai refusing an option, bad JSON or MAX_LENGTH
         raise InvalidInput(f"onnx-levers genai: {str(exc).strip().splitlines()[0]}") from None
+    if as_json:
+        print_json(results)
+        return
     for label, rates in results.items():
         click.echo(f"{label:28s} {np.mean(rates):7.1f} ± {np.std(rates, ddof=1):4.1f} tok/s")
 
@@ -240,17 +251,22 @@ def onnx_levers_genai(variants, rounds, threads):
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.argument("entries", nargs=-1)
 @click.option("--threads", "-t", type=click.IntRange(min=1), default=2, show_default=True)
-def onnx_levers_ort(folder, entries, threads):
+@json_option(help="Print ms per step for each entry set as JSON.")
+def onnx_levers_ort(folder, entries, threads, as_json):
     """One decode step of FOLDER/model.onnx in plain onnxruntime, once per ENTRIES set (KEY=VALUE[,KEY=VALUE];
     '' for the defaults)."""
     from bench.onnx_levers import ort_step_ms
 
+    steps = {}
     for spec in entries or [""]:
         pairs = [kv.split("=", 1) for kv in spec.split(",") if kv]
         if any(len(p) != 2 for p in pairs):
             raise InvalidInput(f"{spec!r}: give KEY=VALUE[,KEY=VALUE] session config entries")
-        ms = ort_step_ms(Path(folder) / "model.onnx", dict(pairs), threads)
-        click.echo(f"{spec or '(defaults)':40s} {ms:7.3f} ms/step")
+        steps[spec] = ms = ort_step_ms(Path(folder) / "model.onnx", dict(pairs), threads)
+        if not as_json:
+            click.echo(f"{spec or '(defaults)':40s} {ms:7.3f} ms/step")
+    if as_json:
+        print_json({"ms_per_step": steps})
 
 
 @click.command("native", short_help="llama.cpp's own llama-bench (--build: build the tools).")
@@ -260,21 +276,28 @@ def onnx_levers_ort(folder, entries, threads):
 @click.option("-n", "--n-gen", type=click.IntRange(min=0), default=128, show_default=True)
 @click.option("-p", "--n-prompt", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-r", "--repetitions", type=click.IntRange(min=1), default=5, show_default=True)
-def native_command(model, build, threads, n_gen, n_prompt, repetitions):
+@json_option(help="Print only the JSON: the tools' folder and, with MODEL, llama-bench's result.")
+def native_command(model, build, threads, n_gen, n_prompt, repetitions, as_json):
     """llama.cpp's own llama-bench, built from the installed libllama's source on first use (minutes, then cached),
     on a GGUF MODEL (bench/native.py). `--build` only builds."""
     from bench.native import native_reference, native_tools
 
     tools, converter = native_tools(build, _say)
-    if converter is not None:
-        click.echo(f"{converter / 'convert_hf_to_gguf.py'} (llama.cpp's own HF -> GGUF converter)")
-    click.echo(f"{tools.bin_dir} (llama-cpp-python {tools.version}, flags {tools.flags_from}: "
-               f"{' '.join(tools.cmake_args) or 'defaults'})")
+    if not as_json:
+        if converter is not None:
+            click.echo(f"{converter / 'convert_hf_to_gguf.py'} (llama.cpp's own HF -> GGUF converter)")
+        click.echo(f"{tools.bin_dir} (llama-cpp-python {tools.version}, flags {tools.flags_from}: "
+                   f"{' '.join(tools.cmake_args) or 'defaults'})")
+    result = None
     if model:
         from ondevice.machine.cpu import detect_cpu
 
         result = native_reference(model, threads or detect_cpu().physical_cores, n_gen, n_prompt, repetitions)
-        click.echo(json.dumps(result.__dict__, indent=1))
+        if not as_json:
+            click.echo(json.dumps(result.__dict__, indent=1))
+    if as_json:
+        print_json({"bin_dir": str(tools.bin_dir), "converter": str(converter) if converter else None,
+                    "result": result.__dict__ if result else None})
 
 
 @click.command("calibrate", short_help="Refit the decode-speed model (docs/devices.md tables).")
@@ -316,11 +339,13 @@ def routing_command(local, remote, threads, min_logprob, as_json):
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="A running `ondevice serve`.")
 @click.option("--model", default="smollm2-135m", show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
-def protocol_overhead_command(url, model, rounds):
+@json_option
+def protocol_overhead_command(url, model, rounds, as_json):
     """Added latency of each protocol adapter vs /v1/chat/completions, interleaved (bench/protocol_overhead.py)."""
     from bench.protocol_overhead import measure, overhead_table
 
-    click.echo(overhead_table(measure(url, model, rounds)))
+    measured = measure(url, model, rounds)
+    print_json(measured) if as_json else click.echo(overhead_table(measured))
 
 
 @click.command("protocol-structured", short_help="Structured output through all four protocols (server).")
@@ -328,12 +353,16 @@ def protocol_overhead_command(url, model, rounds):
 @click.option("--model", default="smollm2-135m", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="First N schemas only.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
-def protocol_structured_command(url, model, limit, max_tokens):
+@json_option
+def protocol_structured_command(url, model, limit, max_tokens, as_json):
     """The 50 schemas through all four protocols' structured-output fields, each answer validated
     (bench/protocol_structured.py)."""
     from bench.protocol_structured import check
 
     result = check(url, model, limit, max_tokens)
+    if as_json:
+        print_json(result)
+        return
     for protocol, count in result.valid.items():
         click.echo(f"{protocol:<18} {count}/{result.schemas} valid")
         for failure in result.failures.get(protocol, []):
@@ -344,11 +373,15 @@ def protocol_structured_command(url, model, limit, max_tokens):
 @click.command("ui-page", short_help="Web app page weight and first paint (Chromium).")
 @click.option("--runs", type=click.IntRange(min=1), default=5, show_default=True, help="Cold loads.")
 @click.option("--chromium", default=None, help="Chromium executable (default: `chromium` on PATH).")
-def ui_page_command(runs, chromium):
+@json_option
+def ui_page_command(runs, chromium, as_json):
     """Page weight and first paint of the web app in headless Chromium (bench/ui_page.py)."""
     from bench.ui_page import page_metrics
 
     m = page_metrics(runs, chromium)
+    if as_json:
+        print_json(m)
+        return
     click.echo(f"page weight: {m.bytes} bytes in {m.files} requests (uncompressed: the document, its files and "
                f"/ui/api/info)")
     click.echo(f"first paint {m.fp_ms:.0f} ms, first contentful paint {m.fcp_ms:.0f} ms, DOMContentLoaded "
@@ -369,7 +402,8 @@ def ui_page_command(runs, chromium):
               help="A second server: soak both in alternation (bench.interleave: --rounds rounds of --seconds each, "
                    "order flipped every round) and print the per-round ratios.")
 @click.option("--rounds", type=int, default=3, show_default=True, help="Rounds with --versus.")
-def soak_command(url, clients, seconds, model, max_tokens, abandon_rate, grace, api_key, versus, rounds):
+@json_option(help="Print the JSON summary (the soak's only output: accepted so --json means one thing everywhere).")
+def soak_command(url, clients, seconds, model, max_tokens, abandon_rate, grace, api_key, versus, rounds, as_json):
     """Soak a running server (not a test): N clients stream chats for S seconds, some walk away mid-stream; one
     JSON summary (requests by outcome, malformed streams, latency percentiles, tokens/s, the server's RSS). Exit 1
     when a stream was malformed or a request failed."""

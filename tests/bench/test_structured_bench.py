@@ -21,7 +21,7 @@ def test_suite_has_fifty_valid_schemas():
 def test_one_schema_run_writes_a_valid_row(tmp_path):
     out = tmp_path / "rows.json"
     result = CliRunner().invoke(cli, ["bench", "structured", "--onnx", "none", "--limit", "1", "--temperatures", "0",
-                                      "--max-tokens", "48", "--free-tokens", "8", "--threads", "1", "--json", str(out)])
+                                      "--max-tokens", "48", "--free-tokens", "8", "--threads", "1", "--out", str(out)])
     (row,) = json.loads(out.read_text())
     assert result.exit_code == 0 and row["valid"] == row["schemas"] == 1, result.output
     assert row["constrained_tok_s"] > 0 and row["free_tok_s"] > 0 and row["mask_ms_per_token"] > 0

@@ -153,7 +153,8 @@ def test_shared_options_mean_one_thing_in_every_command():
     """--json wherever a command prints data; --ctx is always the context length (n_ctx); --threads is -t, >= 1."""
     ctx = click.Context(cli)
     commands = dict(_leaf_commands(cli, ctx))
-    assert {"run", "models list", "quantize", "eval", "bench", "fit", "demo", "rag search"} <= set(commands)
+    assert {"run", "models list", "quantize", "eval", "bench speed", "bench chat-turns", "fit", "demo",
+            "rag search"} <= set(commands)
     for name, command in commands.items():
         options = {opt: param for param in command.params for opt in param.opts}
         if name not in NO_DATA:
