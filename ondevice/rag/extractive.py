@@ -92,8 +92,12 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _units(lines: list[str], first_line: int) -> list[tuple[str, int, int]]:
+def _units(lines: list[str], first_line: int, extracted: bool = False) -> list[tuple[str, int, int]]:
     """(verbatim text, start line, end line) of the sentence-like units in `lines` (line 1 is `first_line`).
+
+    A title is not an answer: the first line of a file, when it looks like one (short, no final stop) and a blank
+    line follows, is left out; `extracted` (text a reader pulled from a PDF or DOCX page, which keeps no blank
+    lines) leaves out such a first line without the blank line.
 
     Blank lines end paragraphs; headings, rst underlines and code fences are not candidates; list items and
     table rows stand alone; inside a paragraph, sentences can cross line breaks (the quote keeps them)."""
@@ -136,7 +140,7 @@ def _units(lines: list[str], first_line: int) -> list[tuple[str, int, int]]:
         if line.strip() and _RST_UNDERLINE.match(nxt) and len(nxt.strip()) >= len(line.strip()):
             flush()  # an rst title: its underline follows
             continue
-        if number == 1 and not nxt.strip() and _title(line, nxt):
+        if number == 1 and (extracted or not nxt.strip()) and _title(line, ""):
             continue  # a text note's title line (the section title every candidate is read under, not an answer)
         if _ITEM.match(line):
             flush()
@@ -177,6 +181,8 @@ def _title(line: str, after: str) -> str | None:
     an rst underline (the first line of a text note)."""
     if _MD_HEADING.match(line):
         return line.strip().lstrip("#").strip()
+    if _RST_UNDERLINE.match(line):
+        return None
     text = line.strip()
     if text and len(text) <= 60 and not text.endswith((".", ",", ";", ":")) and not _ITEM.match(line) \
             and (not after.strip() or _RST_UNDERLINE.match(after)):
@@ -213,7 +219,7 @@ def candidates(sources: Sequence[SearchResult], file_cache: dict | None = None) 
                     found.append(Candidate(text, source.path, a, b, None, source, True, heading_above(lines, a)))
         if lines is None:  # PDF, DOCX, HTML, or a file no longer readable: the indexed text, the chunk's span
             chunk_lines = source.text.splitlines()
-            for text, a, _ in _units(chunk_lines, 1):
+            for text, a, _ in _units(chunk_lines, 1, extracted=True):
                 found.append(Candidate(text, source.path, source.start_line, source.end_line, source.page,
                                        source, False, heading_above(chunk_lines, a)))
         for candidate in found:

@@ -112,8 +112,9 @@ class Index:
         try:
             results = self._search(question, k, "hybrid", llm)
             sources = self.relevant(question, results)
-            # Load the LLM only when it writes (generated answers, a lead-in) or `auto` must read its size.
-            if llm is None and (lead_in or (mode != "extractive" and (sources or (mode == "auto" and remote is None)))):
+            # Load the LLM only when there is something to answer from and it may write (the extractive mode's
+            # choice needs no LLM; its lead-in does).
+            if llm is None and (lead_in or (sources and mode != "extractive")):
                 llm, owned = answer_model(model)
             chosen_mode = resolve_mode(mode, llm, remote) if llm is not None else \
                 ("generative" if mode == "generative" or remote is not None else "extractive")
