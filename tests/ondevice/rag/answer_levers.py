@@ -3,6 +3,7 @@
     PYTHONPATH=. python -m tests.ondevice.rag.answer_levers features OUT.json   # retrieval + per-candidate scores
     PYTHONPATH=. python -m tests.ondevice.rag.answer_levers choices OUT.json    # + the LLM's constrained choices
     PYTHONPATH=. python -m tests.ondevice.rag.answer_levers report OUT.json     # every variant on dev and held-out
+    PYTHONPATH=. python -m tests.ondevice.rag.answer_levers answerability OUT.json  # the chunk reranker's AUC
 
 `features` retrieves each question of qa.jsonl (dev) and qa_heldout.jsonl (held out) as `Index.ask` does (hybrid,
 k=5, `is_relevant`), cuts the relevant chunks into candidates and scores every candidate: MiniLM cosine (with and
@@ -202,6 +203,34 @@ def report(path: Path, extras=(None, "neighbour", "second")) -> None:
                       f"{'' if t is None else round(t, 3)}")
 
 
+def answerability(out: Path) -> None:
+    """Does the reranker (`rerank.relevance`) on the whole chunk holding the best sentence tell answerable from
+    unanswerable questions? Prints its AUC per split."""
+    from ondevice.model import load_or_use
+    from ondevice.rag import Index
+    from ondevice.rag.answer import ANSWER_CTX
+    from ondevice.rag.extractive import candidates, rank_candidates
+    from ondevice.rag.rerank import relevance
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, Index(Path(tmp) / "qa.sqlite") as index:
+        index.add([ANSWERS / "notes"])
+        llm = load_or_use("smollm2-135m", n_ctx=ANSWER_CTX, threads=2)[0]
+        for split, item in _qa():
+            hits = index.search(item.question, 5)
+            [(best, similarity)] = rank_candidates(item.question, candidates(hits), index.embedder, limit=1)
+            rows.append({"split": split, "answerable": item.answerable, "similarity": similarity,
+                         "chunk_relevance": relevance(llm, item.question, best.source.text)})
+        llm.close()
+    out.write_text(json.dumps(rows, indent=1))
+    for split in SPLITS:
+        pos = [r["chunk_relevance"] for r in rows if r["split"] == split and r["answerable"]]
+        neg = [r["chunk_relevance"] for r in rows if r["split"] == split and not r["answerable"]]
+        auc = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+        print(f"{split}: chunk reranker AUC {auc:.2f} (answerable median {np.median(pos):.2f}, "
+              f"unanswerable {np.median(neg):.2f})")
+
+
 if __name__ == "__main__":
     command, target = sys.argv[1], Path(sys.argv[2])
     if command == "choices" and len(sys.argv) > 3:  # e.g. cos_h@3 rrf(cos,lex)@8
@@ -209,4 +238,4 @@ if __name__ == "__main__":
     elif command == "features":
         features(target, use_llm="--no-llm" not in sys.argv, all_hits="--all-hits" in sys.argv)
     else:
-        {"choices": choices, "report": report}[command](target)
+        {"choices": choices, "report": report, "answerability": answerability}[command](target)
