@@ -112,12 +112,15 @@ class Index:
         try:
             results = self._search(question, k, "hybrid", llm)
             sources = self.relevant(question, results)
-            if sources and llm is None:  # load the LLM only when there is something to answer from
+            # Load the LLM only when there is something to answer from and it may write (the extractive mode's
+            # choice needs no LLM; its lead-in does).
+            if llm is None and (lead_in or (sources and mode != "extractive")):
                 llm, owned = answer_model(model)
             chosen_mode = resolve_mode(mode, llm, remote) if llm is not None else \
                 ("generative" if mode == "generative" or remote is not None else "extractive")
             if chosen_mode == "extractive":
-                return answer_extractive(question, sources, llm, self.embedder, lead_in, on_text)
+                # every retrieved chunk: the sentence threshold decides what answers (answer_extractive)
+                return answer_extractive(question, results, llm, self.embedder, lead_in, on_text)
             if remote is not None and sources:
                 remote_model, remote_owned = load_or_use(remote)
                 try:

@@ -109,11 +109,14 @@ def test_ask_extractive_json_quotes_the_file_verbatim(cli_index, corpus):
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
     assert body["mode"] == "extractive" and body["found"] is True
-    [quote] = body["quotes"]  # one of the receipt's two lines (the 135M model does not always pick the order line)
+    [quote] = body["quotes"]  # the order line, with its neighbour (the warranty line below it)
     assert quote["path"].endswith("receipts/order-84075.md") and quote["verbatim"]
     lines = (corpus[0] / "receipts/order-84075.md").read_text().splitlines()
-    assert quote["start_line"] == quote["end_line"] and lines[quote["start_line"] - 1] == quote["text"]
-    assert body["citations"] == [{"number": 1, "path": quote["path"], "span": str(quote["start_line"])}]
+    assert "Order 84075: bike helmet" in quote["text"]
+    assert quote["text"] == "\n".join(lines[quote["start_line"] - 1:quote["end_line"]])  # whole lines here
+    span = f"{quote['start_line']}-{quote['end_line']}" if quote["end_line"] > quote["start_line"] \
+        else str(quote["start_line"])
+    assert body["citations"] == [{"number": 1, "path": quote["path"], "span": span}]
     assert body["answer"] == quote["text"] + " [1]"
 
 

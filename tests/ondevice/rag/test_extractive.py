@@ -1,8 +1,10 @@
-"""Extractive answers: the embedded SmolLM2 picks a retrieved sentence by constrained decoding at temperature 0;
-the answer quotes it verbatim with its exact file and lines, or says it is not in the files.
+"""Extractive answers: the retrieved sentence closest to the question (MiniLM, read under its section title) is
+quoted verbatim with its exact file and lines, beside its better neighbour; below the calibrated similarity the
+answer says it is not in the files.
 
-The QA set in tests/ondevice/rag/answers/ (30 notes, 48 answerable and 12 unanswerable questions) is measured in
-full by `ondevice rag eval` (docs/rag.md); here a handful of its questions, so the suite stays quick.
+The QA set in tests/ondevice/rag/answers/ (30 notes; dev: qa.jsonl, 48 answerable and 12 unanswerable questions;
+held out: qa_heldout.jsonl, 42 and 14) is measured in full, both modes, by `ondevice rag eval` (docs/rag.md); here
+every dev question in the extractive mode (no LLM: quick), and the lead-in with SmolLM2.
 """
 
 from __future__ import annotations
@@ -13,16 +15,15 @@ from pathlib import Path
 import pytest
 
 from ondevice.errors import InvalidInput
-from ondevice.rag.answer import NOT_IN_FILES, resolve_mode
-from ondevice.rag.extractive import _units, candidates, choice_schema
+from ondevice.rag.answer import NOT_IN_FILES, NOTHING_FOUND, resolve_mode
+from ondevice.rag.evaluate import contains_fact, read_qa
+from ondevice.rag.extractive import _units, candidates, choice_schema, heading_above
 
 ANSWERS = Path(__file__).parent / "answers"
 QA = [json.loads(line) for line in (ANSWERS / "qa.jsonl").read_text().splitlines()]
-# Questions the model gets right at temperature 0 (it does not get them all: docs/rag.md has the full rates), so
-# that a change in candidates, ranking or the choice prompt shows up here as a different quote.
 ASKED = ["What make and model is the central heating unit?", "What is the reservation code for the flight to Osaka?",
-         "How much does the music streaming subscription cost each month?", "Who is the cat's vet?"]
-WRONG = "What is my membership ID with the health insurer?"  # the model picks another line of the note
+         "How much does the music streaming subscription cost each month?", "What is my membership ID with the "
+         "health insurer?"]
 UNANSWERABLE = ["What is my blood type?", "Who borrowed my camping tent?"]
 
 
@@ -61,6 +62,19 @@ def test_units_keep_wrapped_sentences_whole_and_split_lists_and_labels():
         ("- one item", 7, 7), ("- another item", 8, 8), ("Last line.", 12, 12)]
 
 
+def test_a_text_notes_title_is_not_a_candidate_and_a_label_line_stands_alone():
+    lines = ["Health insurance", "", "Member number: HC-1", "Dental cover is capped at 600 euros a year.",
+             "Plan: basic", "  continued on the next line"]
+    assert _units(lines, 1) == [("Member number: HC-1", 3, 3), ("Dental cover is capped at 600 euros a year.", 4, 4),
+                                ("Plan: basic\n  continued on the next line", 5, 6)]
+    assert heading_above(lines, 4) == "Health insurance"
+    # text a reader extracted from a PDF page keeps no blank line under its title
+    assert _units(["Car insurance policy summary", "Policy holder: Sam Rivera"], 1, extracted=True) == [
+        ("Policy holder: Sam Rivera", 2, 2)]
+    assert heading_above(["# Car", "", "Tyres: 2.3 bar"], 3) == "Car"
+    assert heading_above(["Guest network", "=============", "", "Passphrase: x"], 4) == "Guest network"
+
+
 def test_every_candidate_of_every_chunk_is_the_files_own_text_at_its_lines(answers_index):
     """Not only the quotes the model picked: any sentence it could pick is byte-identical to the file's text."""
     store = answers_index.store
@@ -70,7 +84,7 @@ def test_every_candidate_of_every_chunk_is_the_files_own_text_at_its_lines(answe
     rows = store.chunk_rows(ids)
     sources = [SearchResult(r.path, r.start_line, r.end_line, r.page, 0.0, r.text, r.id) for r in rows.values()]
     found = candidates(sources)
-    assert len(found) >= 90 and all(c.verbatim for c in found)
+    assert len(found) >= 80 and all(c.verbatim for c in found)  # (text notes' title lines are not candidates)
     for candidate in found:
         assert_verbatim(candidate.text, candidate.path, candidate.start_line, candidate.end_line)
     # every fact of the QA set is inside one candidate (else no choice could ever contain it)
@@ -98,11 +112,12 @@ def test_the_schema_allows_only_the_candidate_numbers_or_none():
 
 
 @pytest.mark.parametrize("question", ASKED)
-def test_extractive_answer_quotes_the_sentence_with_the_fact_at_its_exact_lines(answers_index, smollm2,
-                                                                              question):
+def test_extractive_answer_quotes_the_sentence_with_the_fact_at_its_exact_lines(answers_index, question):
     item = by_question(question)
     streamed = []
-    answer = answers_index.ask(question, model=smollm2, mode="extractive", on_text=streamed.append)
+    # no model is loaded: the extractive choice is the embedder's (a lead-in would need the LLM)
+    answer = answers_index.ask(question, model="no-such-model-is-ever-loaded", mode="extractive",
+                               on_text=streamed.append)
     assert answer.mode == "extractive" and answer.found, answer.answer
     assert "".join(streamed) == answer.answer
     [quote] = answer.quotes
@@ -116,18 +131,29 @@ def test_extractive_answer_quotes_the_sentence_with_the_fact_at_its_exact_lines(
     assert_verbatim(quote.text, str(ANSWERS / "notes" / item["source"]), quote.start_line, quote.end_line)
 
 
-def test_a_wrong_pick_is_still_quoted_verbatim_from_its_file(answers_index, smollm2):
-    answer = answers_index.ask(WRONG, model=smollm2, mode="extractive")
-    [quote] = answer.quotes  # (at temperature 0 the 135M model picks the plan line above the member number)
-    assert quote.path.endswith("health/insurance.md") and answer.citations[0].path == quote.path
-    assert_verbatim(quote.text, str(ANSWERS / "notes" / "health/insurance.md"), quote.start_line, quote.end_line)
+def test_every_dev_answer_is_quoted_verbatim_and_the_dev_split_keeps_its_calibrated_shares(answers_index):
+    """Every extractive answer to every dev question (right or wrong) is the file's own text at the cited lines;
+    the shares are those the not-found threshold was calibrated for (docs/rag.md, "Answer quality")."""
+    fact, right_file, not_found = [], [], []
+    for item in read_qa(ANSWERS / "qa.jsonl"):
+        answer = answers_index.ask(item.question, model="no-such-model-is-ever-loaded", mode="extractive")
+        for quote, citation in zip(answer.quotes, answer.citations, strict=True):
+            assert quote.verbatim and citation.path == quote.path
+            assert_verbatim(quote.text, quote.path, quote.start_line, quote.end_line)
+        if item.answerable:
+            fact.append(contains_fact(answer.answer, item.answer))
+            right_file.append(any(c.path.endswith(item.source) for c in answer.citations))
+        else:
+            not_found.append(not answer.found and answer.answer in (NOT_IN_FILES, NOTHING_FOUND))
+    assert sum(fact) / len(fact) >= 0.90 and sum(right_file) / len(right_file) >= 0.95, (fact, right_file)
+    assert sum(not_found) / len(not_found) >= 0.6, not_found
 
 
 @pytest.mark.parametrize("question", UNANSWERABLE)
-def test_a_question_the_files_do_not_answer_is_not_found(answers_index, smollm2, question):
-    answer = answers_index.ask(question, model=smollm2, mode="extractive")
+def test_a_question_the_files_do_not_answer_is_not_found(answers_index, question):
+    answer = answers_index.ask(question, model="no-such-model-is-ever-loaded", mode="extractive")
     assert not answer.found and answer.quotes == [] and answer.citations == []
-    assert answer.answer in (NOT_IN_FILES, "I could not find anything relevant to this question in the indexed files.")
+    assert answer.answer in (NOT_IN_FILES, NOTHING_FOUND)
 
 
 def test_lead_in_is_one_line_before_the_verbatim_quote(answers_index, smollm2):
@@ -137,7 +163,7 @@ def test_lead_in_is_one_line_before_the_verbatim_quote(answers_index, smollm2):
 
 
 def test_auto_mode_is_extractive_for_the_embedded_model_and_bad_modes_are_errors(smollm2):
-    assert resolve_mode("auto", smollm2) == "generative"  # until extractive measures ahead (answer.py)
+    assert resolve_mode("auto", smollm2) == "extractive"  # below 1B parameters, as measured (answer.py)
     assert resolve_mode("extractive", smollm2) == "extractive"
     assert resolve_mode("generative", smollm2) == "generative"
     assert resolve_mode("auto", smollm2, remote="remote:x@http://localhost:1") == "generative"
@@ -147,10 +173,9 @@ def test_auto_mode_is_extractive_for_the_embedded_model_and_bad_modes_are_errors
         resolve_mode("extractive", smollm2, remote="remote:x@http://localhost:1")
 
 
-def test_the_qa_set_has_40_answerable_and_10_unanswerable_questions_that_parse(tmp_path):
-    from ondevice.rag.evaluate import contains_fact, read_qa
-
-    items = read_qa(ANSWERS / "qa.jsonl")
+@pytest.mark.parametrize("split", ["qa.jsonl", "qa_heldout.jsonl"])
+def test_the_qa_set_has_40_answerable_and_10_unanswerable_questions_that_parse(split):
+    items = read_qa(ANSWERS / split)
     assert sum(i.answerable for i in items) >= 40 and sum(not i.answerable for i in items) >= 10
     for item in items:
         if item.answerable:  # the fact is in its source (line breaks aside), and the question does not give it away
