@@ -217,9 +217,18 @@ def _index_worker(index_file: str, root: str, embed_model: str | None, hashing: 
         real = load_embedder(embed_model)  # for its name and dimension only
         embedder = Embedder(HashEmbedder(real.name, real.dim), real.name)
         real.close()
+    last = [0.0]
+
+    def progress(p) -> None:  # a line every 30 s: the first index of a large library takes many minutes
+        if time.perf_counter() - last[0] >= 30:
+            last[0] = time.perf_counter()
+            eta = f", ETA {p.eta_s / 60:.1f} min" if p.eta_s is not None else ""
+            print(f"[{time.strftime('%H:%M:%S')}] {p.files_done}/{p.files_total} files, {p.chunks} chunks, "
+                  f"{p.embeddings_per_s:.1f} embeddings/s, {p.elapsed_s:.0f} s{eta}, load {_load()}", flush=True)
+
     with Index(index_file, embed_model=None if hashing else embed_model, embedder=embedder) as index:
         t0 = time.perf_counter()
-        summary = index.add([root])
+        summary = index.add([root], on_progress=progress)
         first = time.perf_counter() - t0
         reindex = None
         if change:
