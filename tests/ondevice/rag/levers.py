@@ -107,11 +107,14 @@ def main() -> None:
     fusion(default_index, para_qa, corpus_qa, "RRF k=10, 1:1", RRF_K=10, BM25_WEAK_WEIGHT=1.0)
     fusion(default_index, para_qa, corpus_qa, "RRF k=10, BM25 x0.3 always", RRF_K=10, BM25_WEAK_WEIGHT=0.3,
            BM25_DECISIVE_RATIO=1e9)
-    fusion(default_index, para_qa, corpus_qa, "RRF k=60, BM25 x0.2 unless decisive", RRF_K=60)
+    fusion(default_index, para_qa, corpus_qa, "RRF k=60, BM25 x0.2 unless decisive", RRF_K=60, BM25_WEAK_WEIGHT=0.2)
     fusion(default_index, para_qa, corpus_qa, "RRF k=10, BM25 x0.2 unless its best is 2x the runner-up",
-           names_something=lambda q: True)
-    fusion(default_index, para_qa, corpus_qa, "default: RRF k=10, BM25 x0.2 unless decisive (the query names "
-                                              "something and BM25's best is 2x the runner-up)")
+           names_something=lambda q: True, BM25_WEAK_WEIGHT=0.2)
+    for weight in (0.2, 0.1, 0.05):
+        fusion(default_index, para_qa, corpus_qa, f"RRF k=10, BM25 x{weight} unless decisive (the query names "
+                                                  "something and BM25's best is 2x the runner-up)",
+               BM25_WEAK_WEIGHT=weight)
+    fusion(default_index, para_qa, corpus_qa, "default: RRF k=10, BM25 only when decisive")
     fusion(default_index, para_qa, corpus_qa, "  same, decisive at 1.5x", BM25_DECISIVE_RATIO=1.5)
     fusion(default_index, para_qa, corpus_qa, "  same, decisive at 3x", BM25_DECISIVE_RATIO=3.0)
     for mode in ("vector", "bm25"):
