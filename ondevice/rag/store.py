@@ -302,10 +302,11 @@ class IndexStore:
         # data_version changes when another connection commits; _writes counts this connection's own commits.
         version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
         if self._matrix is None:
-            rows = self.conn.execute("SELECT c.id, c.key, v.embedding FROM chunks c "
-                                     "JOIN chunks_vec v ON v.rowid = c.id").fetchall()
-            self._matrix = VectorMatrix.from_blobs([r[0] for r in rows], [r[2] for r in rows], self.dim or 1)
-            self._matrix_keys = [r[1] for r in rows]
+            with self.conn:  # one read transaction: the count and the rows from the same snapshot
+                n = self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+                self._matrix, self._matrix_keys = VectorMatrix.from_cursor(
+                    self.conn.execute("SELECT c.id, c.key, v.embedding FROM chunks c "
+                                      "JOIN chunks_vec v ON v.rowid = c.id"), n, self.dim or 1)
         elif self._matrix_version != version:
             self._update_matrix()
         self._matrix_version = version

@@ -21,9 +21,19 @@ import numpy as np
 _SLACK = 1e-6
 
 
+_BLOCK = 8192  # rows quantised at a time: bounds the temporaries (a 100k x 384 float32 copy is 150 MB)
+
+
 def _quantize(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """int8 codes, per-row scales, and per-row norms of the error and of the de-quantised row (float32 work: the
-    norms' own rounding, ~1e-10 here, is far inside the bound's slack)."""
+    """int8 codes, per-row scales, and per-row norms of the error and of the de-quantised row."""
+    if len(rows) <= _BLOCK:
+        return _quantize_block(rows)
+    parts = [_quantize_block(rows[start:start + _BLOCK]) for start in range(0, len(rows), _BLOCK)]
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))  # type: ignore[return-value]
+
+
+def _quantize_block(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_quantize` in float32 work (the norms' own rounding, ~1e-10 here, is far inside the bound's slack)."""
     peak = np.abs(rows).max(axis=1) if len(rows) else np.zeros(0, np.float32)
     scales = np.where(peak > 0, peak / np.float32(127.0), np.float32(1.0)).astype(np.float32)
     codes = np.clip(np.rint(rows / scales[:, None]), -127, 127).astype(np.int8)
@@ -45,7 +55,7 @@ class VectorMatrix:
 
     def __init__(self, ids: np.ndarray, rows: np.ndarray):
         self.ids = np.asarray(ids, dtype=np.int64)
-        self.rows = np.ascontiguousarray(rows, dtype=np.float32)
+        self.rows = np.ascontiguousarray(rows, dtype=np.float32)  # no copy when it already is
         self.codes, self.scales, self.error, self.norm = _quantize(self.rows)
 
     @classmethod
@@ -53,6 +63,26 @@ class VectorMatrix:
         rows = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1) \
             if blobs else np.zeros((0, dim), np.float32)
         return cls(np.array(ids, dtype=np.int64), normalise(rows))
+
+    @classmethod
+    def from_cursor(cls, rows, n: int, dim: int) -> tuple["VectorMatrix", list]:
+        """From (id, key, float32 blob) rows, read one at a time into one preallocated matrix (reading them all
+        first, then joining and normalising, peaked at 1.2 GB at 100k chunks); returns the matrix and the keys."""
+        ids = np.empty(n, dtype=np.int64)
+        matrix = np.empty((n, dim), dtype=np.float32)
+        keys = []
+        count = 0
+        for count, (chunk_id, key, blob) in enumerate(rows, start=1):
+            if count > n:  # more rows than counted: the caller reads inside one transaction, so this is a bug
+                raise RuntimeError("the index changed while its vectors were read")
+            ids[count - 1] = chunk_id
+            matrix[count - 1] = np.frombuffer(blob, dtype=np.float32)
+            keys.append(key)
+        ids, matrix = ids[:count], matrix[:count]
+        for start in range(0, count, _BLOCK):
+            block = matrix[start:start + _BLOCK]
+            block /= np.clip(np.linalg.norm(block, axis=1, keepdims=True), 1e-12, None)
+        return cls(ids, matrix), keys
 
     def __len__(self) -> int:
         return len(self.ids)
