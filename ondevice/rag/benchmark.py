@@ -450,6 +450,8 @@ def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 
         elif name.startswith("batch-"):
             runners[name] = BucketedEncoder(folder, SessionSettings(threads=threads),
                                             batch_tokens=int(name.split("-")[1])).embed
+        elif name.startswith("threads-"):  # intra-op threads, the other settings as ours
+            runners[name] = BucketedEncoder(folder, SessionSettings(threads=int(name.split("-")[1]))).embed
         elif name.startswith("cap-"):
             runners[name] = BucketedEncoder(folder, SessionSettings(threads=threads),
                                             max_length=int(name.split("-")[1])).embed
