@@ -372,6 +372,13 @@ class IndexStore:
             (np.asarray(vector, dtype=np.float32).tobytes(), limit))
         return [(r[0], 1.0 - r[1]) for r in rows]
 
+    def chunk_files(self, ids: Sequence[int]) -> dict[int, int]:
+        """chunk id -> file id."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return dict(self.conn.execute(f"SELECT id, file_id FROM chunks WHERE id IN ({marks})", tuple(ids)))
+
     def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         if not ids:
             return {}
