@@ -329,12 +329,13 @@ class IndexStore:
                     self._postings = lexical.Postings.build(rows)
                     self._postings_keys = {r[0]: r[4] for r in rows}
         else:
-            now = dict(self.conn.execute("SELECT id, key FROM chunks").fetchall())
-            have = self._postings_keys
-            gone = {i for i, k in have.items() if now.get(i) != k}
-            fresh = [i for i, k in now.items() if have.get(i) != k]
-            if gone or fresh:
-                self._postings.update(self.conn, gone, fresh)
+            with self.conn:  # one read transaction: the keys and the rows read for them agree
+                now = dict(self.conn.execute("SELECT id, key FROM chunks").fetchall())
+                have = self._postings_keys
+                gone = {i for i, k in have.items() if now.get(i) != k}
+                fresh = [i for i, k in now.items() if have.get(i) != k]
+                if gone or fresh:
+                    self._postings.update(self.conn, gone, fresh)
             self._postings_keys = now
         self._postings_version = version
         return self._postings
