@@ -173,6 +173,15 @@ class ScalePoint:
     retrieval_p95_ms: float
     retrieval_cpu_p95_ms: float
     query_process_rss_mb: float
+    # the path before issue 27's retrieval work (FTS5 bm25() and one float32 product over every vector), measured
+    # in the same process, query by query alternating with the current one
+    before_p50_ms: float = 0.0
+    before_p95_ms: float = 0.0
+    before_cpu_p95_ms: float = 0.0
+    first_query_s: float = 0.0     # the process's first query: loads the model, the vectors and the BM25 postings
+    same_results: float = 0.0      # share of queries whose top 5 (chunks and order) the two paths agree on
+    reindex_one_file_cpu_s: float = 0.0
+    load_average: str = ""         # os.getloadavg() before and after: the machine is shared
 
 
 @dataclass
@@ -209,20 +218,32 @@ def _index_worker(index_file: str, root: str, embed_model: str | None, hashing: 
         real = load_embedder(embed_model)  # for its name and dimension only
         embedder = Embedder(HashEmbedder(real.name, real.dim), real.name)
         real.close()
+    last = [0.0]
+    reindex_cpu = [None]
+
+    def progress(p) -> None:  # a line every 30 s: the first index of a large library takes many minutes
+        if time.perf_counter() - last[0] >= 30:
+            last[0] = time.perf_counter()
+            eta = f", ETA {p.eta_s / 60:.1f} min" if p.eta_s is not None else ""
+            print(f"[{time.strftime('%H:%M:%S')}] {p.files_done}/{p.files_total} files, {p.chunks} chunks, "
+                  f"{p.embeddings_per_s:.1f} embeddings/s, {p.elapsed_s:.0f} s{eta}, load {_load()}", flush=True)
+
     with Index(index_file, embed_model=None if hashing else embed_model, embedder=embedder) as index:
         t0 = time.perf_counter()
-        summary = index.add([root])
+        summary = index.add([root], on_progress=progress)
         first = time.perf_counter() - t0
         reindex = None
         if change:
             with open(change, "a") as f:
                 f.write("\nChanged: one more line for the one-file re-index measurement.\n")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             again = index.add([root])
             reindex = time.perf_counter() - t0
+            reindex_cpu[0] = time.process_time() - c0
             assert again.updated == 1 and again.embedded <= 3, again
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.put((first, summary.embeddings_per_s, summary.total_files, summary.total_chunks, reindex, rss))
+    out.put((first, summary.embeddings_per_s, summary.total_files, summary.total_chunks, (reindex, reindex_cpu[0]),
+             rss))
 
 
 def _in_process(target, *args):
@@ -259,7 +280,7 @@ def run_library_benchmark(n_files: int = 1000, scales: tuple[int, ...] = (10_000
         step(f"writing {n_files} files")
         facts = write_library(tmp / "lib", n_files)
         step("indexing them with the real embedding model")
-        first, rate, files, chunks, reindex, rss = _in_process(
+        first, rate, files, chunks, (reindex, _), rss = _in_process(
             _index_worker, str(tmp / "lib.sqlite"), str(tmp / "lib"), embed_model, False,
             str(tmp / "lib" / facts[0].path) if not facts[0].path.endswith((".pdf", ".docx")) else
             str(tmp / "lib" / next(f.path for f in facts if f.path.endswith((".md", ".txt")))))
@@ -284,15 +305,76 @@ def run_library_benchmark(n_files: int = 1000, scales: tuple[int, ...] = (10_000
                 grown += need
             change = next(p for p in sorted((tmp / "big").rglob("*.md")))
             t0 = time.perf_counter()
-            _, _, n_files_big, n_chunks_big, reindex_big, rss_big = _in_process(
+            _, _, n_files_big, n_chunks_big, (reindex_big, reindex_cpu), rss_big = _in_process(
                 _index_worker, str(big), str(tmp / "big"), embed_model, True, str(change))
             build = time.perf_counter() - t0
             step(f"querying {n_chunks_big} chunks")
-            times, cpu, qrss, _ = _in_process(_fact_worker, str(big), embed_model, [(q, "") for q in queries])
-            report.scale.append(ScalePoint(n_chunks_big, n_files_big, _size_mb(big), round(build, 1),
-                                           round(rss_big, 1), round(reindex_big, 2), _percentile(times, 0.5),
-                                           _percentile(times, 0.95), _percentile(cpu, 0.95), round(qrss, 1)))
+            load = _load()
+            result = _in_process(_compare_worker, str(big), embed_model, queries)
+            report.scale.append(ScalePoint(
+                n_chunks_big, n_files_big, _size_mb(big), round(build, 1), round(rss_big, 1), round(reindex_big, 2),
+                _percentile(result["now"], 0.5), _percentile(result["now"], 0.95),
+                _percentile(result["now_cpu"], 0.95), round(result["rss"], 1), _percentile(result["before"], 0.5),
+                _percentile(result["before"], 0.95), _percentile(result["before_cpu"], 0.95),
+                round(result["first_s"], 2), round(result["same"], 3), round(reindex_cpu, 2),
+                f"{load} -> {_load()}"))
     return report
+
+
+def _load() -> str:
+    import os
+
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+class _Before:
+    """The index's store as retrieval used it before issue 27's work: FTS5's bm25() and one float32 product."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def bm25(self, query, limit):
+        return self.store.bm25_fts5(query, limit)
+
+    def nearest(self, vector, limit):
+        from ondevice.rag.vectors import unit
+
+        vectors = self.store._vectors()
+        scores = vectors.rows @ unit(vector)
+        top = np.argpartition(-scores, min(limit, len(scores)) - 1)[:limit] if len(scores) > limit else \
+            np.arange(len(scores))
+        top = top[np.argsort(-scores[top])]
+        return [(int(vectors.ids[i]), float(scores[i])) for i in top]
+
+    def chunk_rows(self, ids):
+        return self.store.chunk_rows(ids)
+
+
+def _compare_worker(index_file: str, embed_model: str, queries: list[str], out) -> None:
+    """Retrieval latency now and before, alternating query by query (which goes first alternates too)."""
+    import resource
+
+    from ondevice.rag import Index
+    from ondevice.rag.retrieve import search
+
+    with Index(index_file, embed_model=embed_model, create=False) as index:
+        t0 = time.perf_counter()
+        index.search(queries[0], 5)  # loads the model, the vectors and the BM25 postings
+        first = time.perf_counter() - t0
+        before = _Before(index.store)
+        search(before, index.embedder, queries[0], 5)
+        runs = {"now": [], "now_cpu": [], "before": [], "before_cpu": []}
+        same = 0
+        for n, q in enumerate(queries):
+            got = {}
+            for name in (("now", "before") if n % 2 == 0 else ("before", "now")):
+                t0, c0 = time.perf_counter(), time.process_time()
+                got[name] = index.search(q, 5) if name == "now" else search(before, index.embedder, q, 5)
+                runs[name].append((time.perf_counter() - t0) * 1000)
+                runs[name + "_cpu"].append((time.process_time() - c0) * 1000)
+            same += [r.chunk_id for r in got["now"]] == [r.chunk_id for r in got["before"]]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.put({**runs, "first_s": first, "same": same / len(queries), "rss": rss})
 
 
 def _fact_worker(index_file: str, embed_model: str, questions: list[tuple[str, str]], out) -> None:
@@ -373,6 +455,8 @@ def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 
         elif name.startswith("batch-"):
             runners[name] = BucketedEncoder(folder, SessionSettings(threads=threads),
                                             batch_tokens=int(name.split("-")[1])).embed
+        elif name.startswith("threads-"):  # intra-op threads, the other settings as ours
+            runners[name] = BucketedEncoder(folder, SessionSettings(threads=int(name.split("-")[1]))).embed
         elif name.startswith("cap-"):
             runners[name] = BucketedEncoder(folder, SessionSettings(threads=threads),
                                             max_length=int(name.split("-")[1])).embed

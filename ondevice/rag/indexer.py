@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 from ondevice.errors import InvalidInput
 from ondevice.rag.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP_CHARS, Chunk, chunk_document, title_context
 from ondevice.rag.embedder import Embedder
-from ondevice.rag.readers import DEFAULT_MAX_BYTES, ParseError, Skipped, iter_files, read_document
+from ondevice.rag.readers import DEFAULT_MAX_BYTES, ParseError, Skipped, iter_files_stat, read_document
 from ondevice.rag.store import IndexStore
 
 EMBED_BATCH = 256  # chunks per embedding call (across files): enough for length buckets to form
@@ -116,10 +116,14 @@ def index_paths(store: IndexStore, paths: Sequence[str | Path], embedder: Embedd
     embed_before = (embedder.stats.texts, embedder.stats.seconds)
 
     skipped: list[Skipped] = []
-    found = [path for path, _ in iter_files(roots, exclude, max_bytes, skipped)]
+    walked = [(path, st) for path, _, st in iter_files_stat(roots, exclude, max_bytes, skipped)]
+    found = [path for path, _ in walked]
     summary.skipped = [FailedFile(str(s.path), s.reason) for s in skipped]
     seen = {str(p) for p in found}
     known = store.files()
+    # Size and mtime as the walk saw them, unchanged: not read, not handed to the reader thread (at 100k chunks,
+    # passing every file through the queue cost more than walking the folder).
+    changed = [path for path, st in walked if not _same_stat(known.get(str(path)), st)]
     # Indexed files under these roots that are gone (or now excluded): candidates for renames, then deletion.
     vanished = {path: rec for path, rec in known.items()
                 if path not in seen and (_under(path, roots) or not Path(path).exists())}
@@ -127,22 +131,23 @@ def index_paths(store: IndexStore, paths: Sequence[str | Path], embedder: Embedd
     summary.files_seen = len(found)
 
     pending: list[_Pending] = []
-    done = 0
 
     def report(current: str = "") -> None:
         if on_progress:
             stats = embedder.stats
             rate = (stats.texts - embed_before[0]) / max(stats.seconds - embed_before[1], 1e-9)
             elapsed = time.perf_counter() - t0
-            eta = (len(found) - done) * elapsed / done if done else None
+            worked = done - (len(found) - len(changed))  # files read this run: the rate that predicts the rest
+            eta = (len(found) - done) * elapsed / worked if worked > 0 else None
             on_progress(IndexProgress(done, len(found), summary.chunks_written,
                                       stats.texts - embed_before[0], rate, current, elapsed, eta))
 
     # The reader thread only reads files and the `known` snapshot; every store write stays on this thread.
     items: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
     stop = threading.Event()
-    reader = threading.Thread(target=_read_files, args=(found, known, frozenset(by_hash), items, stop), daemon=True,
-                              name="rag-reader")
+    summary.unchanged = done = len(found) - len(changed)
+    reader = threading.Thread(target=_read_files, args=(changed, known, frozenset(by_hash), items, stop),
+                              daemon=True, name="rag-reader")
     reader.start()
     try:
         while True:
@@ -220,10 +225,14 @@ def _read_files(found: Sequence[Path], known: dict, renamed_from: frozenset, ite
         items.put(None)
 
 
+def _same_stat(record, st) -> bool:
+    return record is not None and record.size == st.st_size and record.mtime_ns == st.st_mtime_ns
+
+
 def _read_one(path: Path, record, renamed_from: frozenset) -> tuple:
     try:
         st = path.stat()
-        if record and record.size == st.st_size and record.mtime_ns == st.st_mtime_ns:
+        if _same_stat(record, st):
             return "unchanged", path, None
         data = path.read_bytes()
         sha = file_sha256(data)

@@ -113,14 +113,23 @@ def iter_files(paths: Iterable[Path], exclude: Iterable[str] = (), max_bytes: in
     Skips hidden files and folders, unsupported suffixes, files over `max_bytes`, and whatever `.gitignore` files
     (found during the walk) or `exclude` globs rule out. Binary files are caught later, when read.
     """
+    for path, root, _ in iter_files_stat(paths, exclude, max_bytes, skipped):
+        yield path, root
+
+
+def iter_files_stat(paths: Iterable[Path], exclude: Iterable[str] = (), max_bytes: int = DEFAULT_MAX_BYTES,
+                    skipped: list[Skipped] | None = None) -> Iterator[tuple[Path, Path, os.stat_result]]:
+    """`iter_files` with each file's `stat` from the walk (the indexer compares it with the index's records, so an
+    unchanged file costs one stat)."""
     for root in paths:
         root = Path(root).expanduser().resolve()
         rules = IgnoreRules()
         for pattern in exclude:
             rules.add(root if root.is_dir() else root.parent, pattern)
         if root.is_file():
-            if _wanted(root, max_bytes, skipped):
-                yield root, root.parent
+            st = _wanted(root, max_bytes, skipped)
+            if st is not None:
+                yield root, root.parent, st
             continue
         for folder, dirs, files in os.walk(root):
             here = Path(folder)
@@ -128,25 +137,29 @@ def iter_files(paths: Iterable[Path], exclude: Iterable[str] = (), max_bytes: in
                 rules.add_file(here / ".gitignore")
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not rules.ignored(here / d, True))
             for name in sorted(files):
+                if name.startswith(".") or os.path.splitext(name)[1].lower() not in SUPPORTED_SUFFIXES:
+                    continue  # before building a Path: most of a large folder's cost is per file
                 path = here / name
-                if name.startswith(".") or rules.ignored(path, False):
+                if rules.ignored(path, False):
                     continue
-                if _wanted(path, max_bytes, skipped):
-                    yield path, root
+                st = _wanted(path, max_bytes, skipped)
+                if st is not None:
+                    yield path, root, st
 
 
-def _wanted(path: Path, max_bytes: int, skipped: list[Skipped] | None) -> bool:
+def _wanted(path: Path, max_bytes: int, skipped: list[Skipped] | None) -> os.stat_result | None:
+    """The file's stat when it is to be indexed, else None."""
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        return False
+        return None
     try:
-        size = path.stat().st_size
+        st = os.stat(path)
     except OSError:
-        return False
-    if size > max_bytes:
+        return None
+    if st.st_size > max_bytes:
         if skipped is not None:
             skipped.append(Skipped(path, f"larger than {max_bytes} bytes"))
-        return False
-    return True
+        return None
+    return st
 
 
 # --- reading ----------------------------------------------------------------------------------------------------

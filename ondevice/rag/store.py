@@ -16,7 +16,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ondevice.errors import InvalidInput, OnDeviceError
+from ondevice.rag import lexical
 from ondevice.rag.chunking import Chunk
+from ondevice.rag.vectors import VectorMatrix, normalise
 
 SCHEMA_VERSION = "1"
 
@@ -83,9 +85,13 @@ class IndexStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = _connect(self.path)
         self._writes = 0
-        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
+        self._matrix: VectorMatrix | None = None
         self._matrix_version: tuple[int, int] | None = None
         self._matrix_keys: list[str] = []
+        self._postings: lexical.Postings | None = None
+        self._postings_keys: dict[int, str] = {}
+        self._postings_version: tuple[int, int] | None = None
+        self._tokenizer_: lexical.Tokenizer | None = None
         try:
             with self.conn:
                 self.conn.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)")
@@ -110,6 +116,7 @@ class IndexStore:
         """Create the tables for vectors of `dim` floats, or check that the existing ones match."""
         if self.embed_model is not None:
             self.check_model(embed_model, dim)
+            self._add_term_counts()
             return
         with self.conn:  # one transaction: a kill here leaves no half-made schema
             self.conn.execute(f"""
@@ -127,9 +134,30 @@ class IndexStore:
                 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vec USING vec0(
                     embedding float[{int(dim)}] distance_metric=cosine);
                 INSERT OR REPLACE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');
-            """)
+            """ + lexical.SCHEMA)
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('embed_model', ?), ('dim', ?)",
                               (embed_model, str(int(dim))))
+
+    def _add_term_counts(self) -> None:
+        """Count the terms of chunks written before the in-memory BM25 existed (once per older index), so that
+        queries can use it; one transaction."""
+        with self.conn:
+            self.conn.execute(lexical.SCHEMA)
+            if self.conn.execute("SELECT (SELECT count(*) FROM chunk_terms) = (SELECT count(*) FROM chunks)"
+                                 ).fetchone()[0]:
+                return  # rows are written and deleted with their chunks: equal counts, nothing missing
+            missing = self.conn.execute("SELECT id, text FROM chunks WHERE id NOT IN "
+                                        "(SELECT chunk_id FROM chunk_terms)").fetchall()
+            for chunk_id, text in missing:
+                self.conn.execute("INSERT INTO chunk_terms VALUES (?,?,?,?)", (chunk_id, *self._tokenizer.row(text)))
+        if missing:
+            self._writes += 1
+
+    @property
+    def _tokenizer(self) -> lexical.Tokenizer:
+        if self._tokenizer_ is None:
+            self._tokenizer_ = lexical.Tokenizer(self.conn)
+        return self._tokenizer_
 
     def check_model(self, embed_model: str, dim: int | None = None) -> None:
         if self.embed_model is None:
@@ -166,6 +194,14 @@ class IndexStore:
                    vectors: Sequence[bytes]) -> None:
         """Replace everything stored for `path` with these chunks, in one transaction."""
         self._writes += 1
+        try:
+            self._write_file(path, sha256, size, mtime_ns, chunks, vectors)
+        except BaseException:
+            self._tokenizer.forget()  # ids of terms added in the rolled-back transaction were never stored
+            raise
+
+    def _write_file(self, path: str, sha256: str, size: int, mtime_ns: int, chunks: Sequence[Chunk],
+                    vectors: Sequence[bytes]) -> None:
         with self.conn:
             self._delete(path)
             self.conn.execute("INSERT INTO files(path, sha256, size, mtime_ns, n_chunks) VALUES (?,?,?,?,?)",
@@ -178,6 +214,8 @@ class IndexStore:
                 chunk_id = self.conn.last_insert_rowid()
                 self.conn.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?,?)", (chunk_id, chunk.text))
                 self.conn.execute("INSERT INTO chunks_vec(rowid, embedding) VALUES (?,?)", (chunk_id, vector))
+                self.conn.execute("INSERT INTO chunk_terms VALUES (?,?,?,?)",
+                                  (chunk_id, *self._tokenizer.row(chunk.text)))
 
     def rename_file(self, old: str, new: str, mtime_ns: int) -> None:
         with self.conn:
@@ -201,6 +239,7 @@ class IndexStore:
         for chunk_id in ids:
             self.conn.execute("DELETE FROM chunks_fts WHERE rowid=?", (chunk_id,))
             self.conn.execute("DELETE FROM chunks_vec WHERE rowid=?", (chunk_id,))
+            self.conn.execute("DELETE FROM chunk_terms WHERE chunk_id=?", (chunk_id,))
         self.conn.execute("DELETE FROM chunks WHERE file_id=?", (row[0],))
         self.conn.execute("DELETE FROM files WHERE id=?", (row[0],))
 
@@ -213,7 +252,25 @@ class IndexStore:
         return files, chunks
 
     def bm25(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score; higher is better) for chunks matching any of the query's terms."""
+        """(chunk id, BM25 score; higher is better) for chunks matching any of the query's terms.
+
+        Ranked in memory (`ondevice.rag.lexical`, FTS5's bm25() numbers) when the index has its term counts and
+        every query word is one token; otherwise by FTS5."""
+        match = fts_query(query)
+        if not match or not self.ready:
+            return []
+        postings = self._lexical()
+        if postings is not None:
+            tokens = [self._tokenizer.tokens(word, query=True) for word in query_words(query)]
+            if all(len(t) == 1 for t in tokens):
+                terms = [t[0] for t in tokens]
+                marks = ",".join("?" * len(terms))
+                ids = dict(self.conn.execute(f"SELECT term, id FROM terms WHERE term IN ({marks})", terms))
+                return postings.top([ids.get(t) for t in terms], limit)
+        return self.bm25_fts5(query, limit)
+
+    def bm25_fts5(self, query: str, limit: int) -> list[tuple[int, float]]:
+        """The same ranking done by FTS5 (`ORDER BY rank`)."""
         match = fts_query(query)
         if not match or not self.ready:
             return []
@@ -225,50 +282,76 @@ class IndexStore:
     def nearest(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the `limit` nearest chunks.
 
-        Queries run against an in-memory copy of the vectors (one matrix product: ~1 ms at 10k chunks, where a
-        vec0 full scan took ~40 ms here), loaded from sqlite-vec on first use and reloaded when the index changes.
-        Vectors are L2-normalised, so the dot product is the cosine similarity.
+        Queries run against an in-memory copy of the vectors (`ondevice.rag.vectors`: an int8 first pass, then the
+        candidates re-scored in float32, exactly; a vec0 full scan took ~40 ms at 10k chunks here), loaded from
+        sqlite-vec on first use and brought up to date when the index changes. Vectors are L2-normalised, so the
+        dot product is the cosine similarity.
         """
         if not self.ready:
             return []
-        ids, matrix = self._vector_matrix()
-        if not len(ids):
-            return []
-        query = np.asarray(vector, dtype=np.float32)
-        scores = matrix @ (query / max(float(np.linalg.norm(query)), 1e-12))
-        top = np.argpartition(-scores, min(limit, len(ids)) - 1)[:limit] if len(ids) > limit else np.arange(len(ids))
-        top = top[np.argsort(-scores[top])]
-        return [(int(ids[i]), float(scores[i])) for i in top]
+        vectors = self._vectors()
+        ids, scores = vectors.top(vector, limit)
+        return [(int(i), float(s)) for i, s in zip(ids, scores)]
 
     def _vector_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, unit-normalised float32 rows) of the in-memory copy, up to date."""
+        vectors = self._vectors()
+        return vectors.ids, vectors.rows
+
+    def _vectors(self) -> VectorMatrix:
         # data_version changes when another connection commits; _writes counts this connection's own commits.
         version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
         if self._matrix is None:
-            rows = self.conn.execute("SELECT c.id, c.key, v.embedding FROM chunks c "
-                                     "JOIN chunks_vec v ON v.rowid = c.id").fetchall()
-            self._set_matrix([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+            with self.conn:  # one read transaction: the count and the rows from the same snapshot
+                n = self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+                self._matrix, self._matrix_keys = VectorMatrix.from_cursor(
+                    self.conn.execute("SELECT c.id, c.key, v.embedding FROM chunks c "
+                                      "JOIN chunks_vec v ON v.rowid = c.id"), n, self.dim or 1)
         elif self._matrix_version != version:
             self._update_matrix()
         self._matrix_version = version
         return self._matrix
 
-    def _set_matrix(self, ids: list[int], keys: list[str], blobs: list[bytes]) -> None:
-        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1) \
-            if blobs else np.zeros((0, self.dim or 1), np.float32)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        self._matrix = (np.array(ids, dtype=np.int64), matrix / np.clip(norms, 1e-12, None))
-        self._matrix_keys = list(keys)
+    def _lexical(self) -> lexical.Postings | None:
+        """The in-memory BM25, loaded on first use and kept current like the vectors; None for an index whose
+        chunks are not all counted yet (written before it existed and not re-indexed since)."""
+        version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
+        if version == self._postings_version:
+            return self._postings
+        if self._postings is None:
+            with self.conn:  # one read transaction: counts and rows from the same snapshot
+                tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                counted = "chunk_terms" in tables and self.conn.execute(
+                    "SELECT (SELECT count(*) FROM chunk_terms) = (SELECT count(*) FROM chunks)").fetchone()[0]
+                if counted:
+                    rows = self.conn.execute("SELECT t.chunk_id, t.tokens, t.term_ids, t.counts, c.key FROM "
+                                             "chunk_terms t JOIN chunks c ON c.id = t.chunk_id").fetchall()
+                    self._postings = lexical.Postings.build(rows)
+                    self._postings_keys = {r[0]: r[4] for r in rows}
+        else:
+            with self.conn:  # one read transaction: the keys and the rows read for them agree
+                now = dict(self.conn.execute("SELECT id, key FROM chunks").fetchall())
+                have = self._postings_keys
+                gone = {i for i, k in have.items() if now.get(i) != k}
+                fresh = [i for i, k in now.items() if have.get(i) != k]
+                if gone or fresh:
+                    self._postings.update(self.conn, gone, fresh)
+            self._postings_keys = now
+        self._postings_version = version
+        return self._postings
 
     def _update_matrix(self) -> None:
         """Bring the in-memory copy up to date after a change: compare (id, content key) pairs, which costs one scan
         of the chunks table, and read only the vectors of new or changed chunks (a one-file change at 100k chunks
         reads a handful of vectors instead of all of them). An id reused for new text shows as a changed key."""
-        ids, matrix = self._matrix
-        have = dict(zip(ids.tolist(), self._matrix_keys))
+        vectors = self._matrix
+        have = dict(zip(vectors.ids.tolist(), self._matrix_keys))
         now = self.conn.execute("SELECT id, key FROM chunks").fetchall()
         current = dict(now)
         fresh = [i for i, k in now if have.get(i) != k]
-        stay = np.array([current.get(i) == k for i, k in zip(ids.tolist(), self._matrix_keys)], dtype=bool)
+        stay = np.array([current.get(i) == k for i, k in zip(vectors.ids.tolist(), self._matrix_keys)], dtype=bool)
+        if not fresh and stay.all():
+            return
         new_ids, new_keys, new_blobs = [], [], []
         for start in range(0, len(fresh), 500):
             part = fresh[start:start + 500]
@@ -279,10 +362,8 @@ class IndexStore:
                 new_keys.append(current[rowid])
                 new_blobs.append(blob)
         added = np.frombuffer(b"".join(new_blobs), dtype=np.float32).reshape(len(new_blobs), -1) \
-            if new_blobs else np.zeros((0, matrix.shape[1]), np.float32)
-        added = added / np.clip(np.linalg.norm(added, axis=1, keepdims=True), 1e-12, None)
-        self._matrix = (np.concatenate([ids[stay], np.array(new_ids, dtype=np.int64)]),
-                        np.concatenate([matrix[stay], added]) if len(new_ids) or not stay.all() else matrix)
+            if new_blobs else np.zeros((0, vectors.rows.shape[1]), np.float32)
+        self._matrix = vectors.keep_and_add(stay, np.array(new_ids, dtype=np.int64), normalise(added))
         self._matrix_keys = [k for k, s in zip(self._matrix_keys, stay) if s] + new_keys
 
     def nearest_sqlite_vec(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
@@ -291,6 +372,13 @@ class IndexStore:
             "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ? AND k = ? ORDER BY distance",
             (np.asarray(vector, dtype=np.float32).tobytes(), limit))
         return [(r[0], 1.0 - r[1]) for r in rows]
+
+    def chunk_files(self, ids: Sequence[int]) -> dict[int, int]:
+        """chunk id -> file id."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return dict(self.conn.execute(f"SELECT id, file_id FROM chunks WHERE id IN ({marks})", tuple(ids)))
 
     def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         if not ids:
@@ -310,12 +398,16 @@ class IndexStore:
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def fts_query(text: str) -> str:
-    """An FTS5 query that ORs the query's words, each quoted (so user text can never be FTS5 syntax)."""
+def query_words(text: str) -> list[str]:
+    """The words BM25 looks for: the query's words, lower-cased, without stopwords or repeats, in order."""
     if not isinstance(text, str):
         raise InvalidInput("query must be a string")
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+    return list(dict.fromkeys(w for w in _WORD.findall(text.lower()) if w not in STOPWORDS))
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 query that ORs the query's words, each quoted (so user text can never be FTS5 syntax)."""
+    return " OR ".join(f'"{w}"' for w in query_words(text))
 
 
 STOPWORDS = frozenset("""

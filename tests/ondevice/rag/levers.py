@@ -45,12 +45,18 @@ def build(index_file: Path, roots: list[Path], embedder, chunk=(900, 200), conte
         indexer.CHUNK_CHARS, indexer.CHUNK_OVERLAP, indexer.TITLE_CONTEXT = 900, 200, False
 
 
-def evaluate(index, qa: list[dict], k: int = 5, **search_options) -> dict:
+def evaluate(index, qa: list[dict], k: int = 5, searcher=None, **search_options) -> dict:
+    """Recall over `qa`; for the paraphrase set also over its first 24 questions and the 17 added later."""
     from ondevice.rag.retrieve import search
 
-    ranks = [_rank(search(index.store, index.embedder, item["question"], k, **search_options), item["source"])
-             for item in qa]
-    return _metrics(ranks)
+    searcher = searcher or (lambda q: search(index.store, index.embedder, q, k, **search_options))
+    ranks = [_rank(searcher(item["question"]), item["source"]) for item in qa]
+    out = _metrics(ranks)
+    for label in ("first", "added"):
+        part = [r for r, item in zip(ranks, qa) if item.get("set") == label]
+        if part:
+            out[label] = {key: round(value, 3) for key, value in _metrics(part).items()}
+    return out
 
 
 def fusion(index, para_qa, corpus_qa, label: str, **settings) -> None:
@@ -77,6 +83,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="index-time variants whose name contains one of these")
     parser.add_argument("--reuse", default=None, help="a folder of an earlier run: reuse its default index")
     parser.add_argument("--rerank", action="store_true", help="also the LLM reranker (slow)")
+    parser.add_argument("--rerank-depth", type=int, default=10, help="candidates the reranker re-orders")
+    parser.add_argument("--expand", action="store_true", help="also query expansion with the local LLM (slow)")
+    parser.add_argument("--query-only", action="store_true", help="only the query-time levers")
     args = parser.parse_args()
     tmp = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp(prefix="levers-"))
     para_qa = paraphrase.write_library(tmp / "lib")
@@ -98,11 +107,14 @@ def main() -> None:
     fusion(default_index, para_qa, corpus_qa, "RRF k=10, 1:1", RRF_K=10, BM25_WEAK_WEIGHT=1.0)
     fusion(default_index, para_qa, corpus_qa, "RRF k=10, BM25 x0.3 always", RRF_K=10, BM25_WEAK_WEIGHT=0.3,
            BM25_DECISIVE_RATIO=1e9)
-    fusion(default_index, para_qa, corpus_qa, "RRF k=60, BM25 x0.2 unless decisive", RRF_K=60)
+    fusion(default_index, para_qa, corpus_qa, "RRF k=60, BM25 x0.2 unless decisive", RRF_K=60, BM25_WEAK_WEIGHT=0.2)
     fusion(default_index, para_qa, corpus_qa, "RRF k=10, BM25 x0.2 unless its best is 2x the runner-up",
-           names_something=lambda q: True)
-    fusion(default_index, para_qa, corpus_qa, "default: RRF k=10, BM25 x0.2 unless decisive (the query names "
-                                              "something and BM25's best is 2x the runner-up)")
+           names_something=lambda q: True, BM25_WEAK_WEIGHT=0.2)
+    for weight in (0.2, 0.1, 0.05):
+        fusion(default_index, para_qa, corpus_qa, f"RRF k=10, BM25 x{weight} unless decisive (the query names "
+                                                  "something and BM25's best is 2x the runner-up)",
+               BM25_WEAK_WEIGHT=weight)
+    fusion(default_index, para_qa, corpus_qa, "default: RRF k=10, BM25 only when decisive")
     fusion(default_index, para_qa, corpus_qa, "  same, decisive at 1.5x", BM25_DECISIVE_RATIO=1.5)
     fusion(default_index, para_qa, corpus_qa, "  same, decisive at 3x", BM25_DECISIVE_RATIO=3.0)
     for mode in ("vector", "bm25"):
@@ -115,7 +127,11 @@ def main() -> None:
         print(f"candidates per retriever {candidates} (default 50)", json.dumps(row), flush=True)
     answerability(default_index, para_qa)
     if args.rerank:
-        rerank_lever(default_index, para_qa, corpus_qa)
+        rerank_lever(default_index, para_qa, corpus_qa, args.rerank_depth)
+    if args.expand:
+        expansion_lever(default_index, para_qa, corpus_qa)
+    if args.query_only:
+        return
     # index-time levers: one index each
     import ondevice
 
@@ -175,12 +191,12 @@ def answerability(index, qa) -> None:
         retrieve.MIN_SIMILARITY = saved
 
 
-def rerank_lever(index, para_qa, corpus_qa) -> None:
+def rerank_lever(index, para_qa, corpus_qa, depth: int = 10) -> None:
     import ondevice
     from ondevice.rag.retrieve import rerank, search
 
     llm = ondevice.load("smollm2-135m", threads=2)
-    for depth in (10,):
+    for depth in (depth,):
         for label, qa in (("paraphrase", para_qa), ("corpus", corpus_qa)):
             t0 = time.perf_counter()
             ranks = [_rank(rerank(search(index.store, index.embedder, q["question"], depth), q["question"], llm)[:5],
@@ -188,6 +204,49 @@ def rerank_lever(index, para_qa, corpus_qa) -> None:
             print(f"rerank top {depth} with SmolLM2 yes/no ({label})", json.dumps(
                 {**_metrics(ranks), "s_per_query": round((time.perf_counter() - t0) / len(qa), 2)}), flush=True)
     llm.close()
+
+
+EXPAND_PROMPT = ("Rewrite the question below in other, plainer words, using common synonyms for its nouns. "
+                 "Reply with the rewritten question only.\n\nQuestion: {question}")
+
+
+def expansion_lever(index, para_qa, corpus_qa) -> None:
+    """Query expansion with the local LLM: SmolLM2 rewrites the question at temperature 0; retrieval runs on
+    (a) the question with the rewrite appended, (b) both separately, fused by reciprocal rank (k=10)."""
+    import ondevice
+    from ondevice.rag.retrieve import search
+
+    llm = ondevice.load("smollm2-135m", threads=2)
+    rewrites, seconds = {}, []
+    for item in para_qa + corpus_qa:
+        t0 = time.perf_counter()
+        text = llm.chat([{"role": "user", "content": EXPAND_PROMPT.format(question=item["question"])}],
+                        max_tokens=40, temperature=0).text.strip().splitlines()
+        seconds.append(time.perf_counter() - t0)
+        rewrites[item["question"]] = (text[0] if text else "").strip()
+    llm.close()
+    print("expansion rewrites", json.dumps(rewrites), flush=True)
+
+    def appended(q):
+        return search(index.store, index.embedder, f"{q} {rewrites[q]}", 5)
+
+    def fused(q):
+        scores: dict[int, float] = {}
+        keep = {}
+        for text in (q, rewrites[q]):
+            if not text:
+                continue
+            for rank, r in enumerate(search(index.store, index.embedder, text, 20), start=1):
+                scores[r.chunk_id] = scores.get(r.chunk_id, 0.0) + 1 / (10 + rank)
+                keep[r.chunk_id] = r
+        return [keep[c] for c in sorted(scores, key=lambda c: -scores[c])[:5]]
+
+    for label, searcher in (("expansion: question + rewrite as one query", appended),
+                            ("expansion: question and rewrite fused (RRF k=10)", fused)):
+        row = {"paraphrase": evaluate(index, para_qa, searcher=searcher),
+               "corpus": evaluate(index, corpus_qa, searcher=searcher),
+               "rewrite_s_mean": round(sum(seconds) / len(seconds), 2)}
+        print(label, json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,60 @@ NOTES = [
      ["When does my son have his pool class?"], "9:15"),
 ]
 
+# Added in the second pass on issue 27 (written before any of them was run, in the same style; the 24 questions
+# above stay as they were and `set` tells the two apart in the QA items).
+MORE_NOTES = [
+    ("home/fridge.md", "# Kitchen\n\nThe freezer drawer seal split; the repair company is sending a new gasket, "
+     "part number FG-220, on Tuesday.\n",
+     ["Which day does the replacement rubber strip for the icebox arrive?"], "Tuesday"),
+    ("health/dentist.md", "# Teeth\n\nCheck-up with the hygienist at Bridge Street surgery every six months; the "
+     "next scale and polish is booked for 3 March.\n",
+     ["When is my next tooth cleaning?"], "3 March"),
+    ("car/tyres.txt", "Front tyres replaced at Kwik Fit on the ring road: 205/55 R16, 96 pounds each. Tread on the "
+     "rear ones is still 5 mm.\n",
+     ["How much did each new wheel rubber cost?"], "96 pounds"),
+    ("work/commute.md", "# Getting to work\n\nThe 7:42 train from Hebden Bridge is usually on time; the season "
+     "ticket costs 2,310 a year and renews in May.\n",
+     ["What does my annual rail pass cost?"], "2,310"),
+    ("home/locksmith.md", "# Keys\n\nSpare front door key is with Mrs. Patel at number 14; the back door key is "
+     "in the blue tin in the shed.\n",
+     ["Which neighbour is looking after my extra house key?"], "Mrs. Patel"),
+    ("garden/veg.md", "# Allotment\n\nPlot 23 at Hillside allotments; rent 45 a year, due every October. Water "
+     "butts need emptying before the frost.\n",
+     ["How much do I pay for my vegetable patch?"], "45 a year"),
+    ("pets/dog.md", "# Biscuit\n\nBiscuit's flea and worm treatment is the first of every month; he is 11 kg "
+     "and takes the medium dose.\n",
+     [("When does my puppy get his parasite medicine?", "first of every month"),
+      ("What size dose does the hound need?", "medium dose")], None),
+    ("money/mortgage.txt", "Mortgage fixed at 4.39% with Coastal Building Society until July 2027; overpayments of "
+     "up to 10% a year are allowed without a fee.\n",
+     ["What interest rate is my home loan locked at?"], "4.39%"),
+    ("kids/reading.md", "# Homework\n\nAva's spelling test is every Friday; this week's list is on the fridge "
+     "door.\n",
+     ["On which weekday does my daughter get quizzed on words?"], "Friday"),
+    ("home/energy.md", "# Solar\n\nThe roof panels produced 3,150 kWh last year; the inverter warranty runs out "
+     "in 2029.\n",
+     ["How much electricity did the photovoltaic array generate?"], "3,150 kWh"),
+    ("health/physio.md", "# Back\n\nPhysiotherapy for the lower back: exercises twice a day, ten repetitions of "
+     "the cat-camel stretch. Review appointment in four weeks.\n",
+     ["How many reps of the spine exercise should I do?"], "ten"),
+    ("travel/car-hire.txt", "Rental car for Crete picked up at Heraklion airport, confirmation HX-77120, full-to-"
+     "full fuel policy.\n",
+     ["What is the reservation number for the vehicle I am renting on the Greek island?"], "HX-77120"),
+    ("hobby/guitar.md", "# Guitar\n\nRestrung with 10-46 gauge strings; the luthier set the action lower and "
+     "fixed the buzzing fret.\n",
+     ["Who adjusted my six-string and what did they repair?"], "buzzing fret"),
+    ("home/windows.txt", "Window cleaner comes every four weeks on a Thursday, 18 pounds for front and back; pay "
+     "him by bank transfer.\n",
+     ["How often is the glass washed on the outside of the house?"], "every four weeks"),
+    ("family/anniversary.md", "# Anniversary\n\nOur tenth wedding anniversary is on 22 June; table booked at "
+     "Lucia's for 8 pm.\n",
+     ["Where are we eating to celebrate ten years of marriage?"], "Lucia's"),
+    ("work/payslip.md", "# Pay\n\nTax code changed to 1257L in April; the pay rise of 3% shows from the May "
+     "payslip.\n",
+     ["By how much did my salary go up?"], "3%"),
+]
+
 # Notes that share a word with some question but do not answer it.
 DISTRACTORS = [
     ("misc/seat-booking.md", "# Train\n\nReserved a window place on the 8:05 to Leeds, coach C.\n"),
@@ -113,7 +167,7 @@ def write_library(root: Path) -> list[dict]:
     """Write notes, distractors and reference documents under `root`; return the QA items."""
     from pydoc_data.topics import topics
 
-    files = {f"notes/{name}": text for name, text, _, _ in NOTES}
+    files = {f"notes/{name}": text for name, text, _, _ in NOTES + MORE_NOTES}
     files.update({f"notes/{name}": text for name, text in DISTRACTORS})
     for topic, text in sorted(topics.items()):
         files[f"reference/{topic}.txt"] = text
@@ -122,10 +176,11 @@ def write_library(root: Path) -> list[dict]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     qa = []
-    for name, _, questions, answer in NOTES:
-        for q in questions:
-            question, expected = q if isinstance(q, tuple) else (q, answer)
-            qa.append({"question": question, "answer": expected, "source": f"notes/{name}"})
+    for notes, label in ((NOTES, "first"), (MORE_NOTES, "added")):
+        for name, _, questions, answer in notes:
+            for q in questions:
+                question, expected = q if isinstance(q, tuple) else (q, answer)
+                qa.append({"question": question, "answer": expected, "source": f"notes/{name}", "set": label})
     return qa
 
 

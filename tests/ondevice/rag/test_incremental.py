@@ -138,6 +138,10 @@ def test_sigkill_mid_run_leaves_an_index_that_opens_and_the_next_run_completes(t
         n_chunks = index.store.conn.execute("SELECT sum(n_chunks) FROM files").fetchone()[0]
         assert index.stats()[1] == n_chunks  # no orphaned or missing chunks
         assert index.store.conn.execute("SELECT count(*) FROM chunks_vec").fetchone()[0] == n_chunks
+        # the in-memory BM25's term counts were written with their chunks: complete, and FTS5's ranking
+        assert index.store.conn.execute("SELECT count(*) FROM chunk_terms").fetchone()[0] == n_chunks
+        assert index.store._lexical() is not None
+        assert index.store.bm25("reference note section", 20) == index.store.bm25_fts5("reference note section", 20)
 
 
 def test_watch_reindexes_when_a_file_appears(folder, embedder, tmp_path):
