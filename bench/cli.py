@@ -14,6 +14,7 @@ import sys
 import click
 from click_default_group import DefaultGroup
 
+from bench.rag_cmd import rag_bench_command
 from bench.tools_cmd import TOOLS
 from ondevice.cli.common import (OnDeviceGroup, ProgressBar, console, ctx_option, err_console, json_option, print_json,
                                  threads_option)
@@ -142,6 +143,7 @@ def bench_command():
 bench_command.add_command(speed_command)
 for _tool in TOOLS:
     bench_command.add_command(_tool)
+bench_command.add_command(rag_bench_command, name="rag")  # the same command as `ondevice rag bench`
 
 
 def module_alias(tool: str) -> None:

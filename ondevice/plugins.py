@@ -15,6 +15,9 @@ they add in their package metadata, the way `llm` plugins do, and `ondevice` fin
     [project.entry-points."ondevice.models_commands"]  # a click command, joined as `ondevice models NAME`
     catalog = "my_pkg.cli:catalog_command"
 
+    [project.entry-points."ondevice.rag_commands"]     # a click command, joined as `ondevice rag NAME`
+    bench = "my_pkg.cli:rag_bench_command"
+
 Only names are read at start-up (package metadata, no imports); a plugin's module is imported when it is used.
 """
 
@@ -42,6 +45,7 @@ HOOKS: dict[str, str] = {
     MATERIALIZERS_GROUP: "to_runnable(path: pathlib.Path) -> pathlib.Path (a folder of format NAME -> a runnable model)",
     DEVICE_TARGETS_GROUP: "panel(device: str | None) -> dict (a table for the web app's device page)",
     "ondevice.models_commands": "a click.Command, joined as `ondevice models NAME`",
+    "ondevice.rag_commands": "a click.Command, joined as `ondevice rag NAME`",
 }
 
 
@@ -50,6 +54,7 @@ def _provider(ep: EntryPoint) -> str:
     return f"{dist.name if dist else 'an unknown package'} ({ep.value})"
 
 MODELS_COMMANDS_GROUP = "ondevice.models_commands"  # click commands joined as `ondevice models NAME`
+RAG_COMMANDS_GROUP = "ondevice.rag_commands"  # click commands joined as `ondevice rag NAME` (bench's `rag bench`)
 
 
 @lru_cache(maxsize=None)

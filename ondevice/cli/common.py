@@ -60,6 +60,27 @@ class OnDeviceGroup(click.Group):
             sys.exit(130)
 
 
+class PluginGroup(OnDeviceGroup):
+    """A group whose subcommands are its own plus those installed packages add in the entry-point group
+    `plugin_group` (imported only when used): `ondevice models catalog`, `ondevice rag bench` come from bench."""
+
+    plugin_group = ""
+
+    def list_commands(self, ctx):
+        from ondevice.plugins import plugin_entry_points
+
+        return sorted(set(super().list_commands(ctx)) | set(plugin_entry_points(self.plugin_group)))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        from ondevice.plugins import plugin_entry_points
+
+        ep = plugin_entry_points(self.plugin_group).get(name)
+        return ep.load() if ep is not None else None
+
+
 def to_jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_jsonable(dataclasses.asdict(value))

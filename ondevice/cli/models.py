@@ -7,25 +7,14 @@ import click
 from rich.table import Table
 
 from ondevice.models.catalog import list_models, model_info
-from ondevice.cli.common import OnDeviceGroup, console, json_option, print_json
+from ondevice.cli.common import PluginGroup, console, json_option, print_json
+from ondevice.plugins import MODELS_COMMANDS_GROUP
 
 
-class _ModelsGroup(OnDeviceGroup):
-    """The built-in subcommands, then those installed packages add by entry point (imported only when used)."""
+class _ModelsGroup(PluginGroup):
+    """The built-in subcommands, then those installed packages add ("ondevice.models_commands")."""
 
-    def list_commands(self, ctx):
-        from ondevice.plugins import MODELS_COMMANDS_GROUP, plugin_entry_points
-
-        return sorted(set(super().list_commands(ctx)) | set(plugin_entry_points(MODELS_COMMANDS_GROUP)))
-
-    def get_command(self, ctx, name):
-        command = super().get_command(ctx, name)
-        if command is not None:
-            return command
-        from ondevice.plugins import MODELS_COMMANDS_GROUP, plugin_entry_points
-
-        ep = plugin_entry_points(MODELS_COMMANDS_GROUP).get(name)
-        return ep.load() if ep is not None else None
+    plugin_group = MODELS_COMMANDS_GROUP
 
 
 @click.group("models", cls=_ModelsGroup, invoke_without_command=True)

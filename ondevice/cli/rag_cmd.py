@@ -6,17 +6,24 @@ import sys
 
 import click
 
-from ondevice.cli.common import OnDeviceGroup, console, err_console, json_option, print_json, threads_option
+from ondevice.cli.common import PluginGroup, console, err_console, json_option, print_json, threads_option
+from ondevice.plugins import RAG_COMMANDS_GROUP
 from ondevice.models.store import DEFAULT_MODEL
 
 index_option = click.option("--index", "index_name", default=None, metavar="NAME|FILE",
                             help="Index name (under the model store's rag/ folder) or .sqlite file; default 'default'.")
+class _RagGroup(PluginGroup):
+    """rag's own subcommands, then those installed packages add ("ondevice.rag_commands": bench's `rag bench`)."""
+
+    plugin_group = RAG_COMMANDS_GROUP
+
+
 embed_option = click.option("--embed-model", default=None, metavar="MODEL",
                             help="Embedding model (alias, ONNX folder or GGUF); default: the index's own, "
                                  "or minilm-l6 for a new index.")
 
 
-@click.group("rag", cls=OnDeviceGroup)
+@click.group("rag", cls=_RagGroup)
 def rag_group():
     """Ask questions of your own files: hybrid search and cited answers, fully offline."""
 
@@ -220,39 +227,3 @@ def eval_command(qa_file, index_name, embed_model, k, mode, model, answer_modes,
                       f"{share(q.not_found)} of {q.unanswerable}", f"{q.seconds_mean:.2f}", f"{q.seconds_p50:.2f}",
                       f"{q.seconds_max:.2f}")
     console.print(table)
-
-
-@rag_group.command("bench")
-@click.option("--chunks", type=click.IntRange(min=100), default=10_000, show_default=True)
-@click.option("--files", type=click.IntRange(min=10), default=500, show_default=True)
-@click.option("--queries", type=click.IntRange(min=5), default=100, show_default=True)
-@click.option("--library", type=click.IntRange(min=10), default=None, metavar="N",
-              help="Generate N realistic files (notes, Markdown, PDF, DOCX, code) with known facts: first-index and "
-                   "one-file re-index time, facts found, then size, re-index time, p50/p95 and memory at --scales.")
-@click.option("--scales", default="10000,50000,100000", show_default=True, metavar="CHUNKS,...",
-              help="Index sizes (chunks) for --library's latency runs.")
-@embed_option
-@json_option
-def bench_command(chunks, files, queries, library, scales, embed_model, as_json):
-    """Indexing files/s (without embedding), embeddings/s, retrieval p95 at N chunks, query-process memory."""
-    from ondevice.rag.benchmark import run_benchmark, run_library_benchmark
-
-    if library:
-        try:
-            sizes = tuple(int(x) for x in scales.split(",") if x.strip())
-        except ValueError:
-            raise click.BadParameter(f"expected chunk counts separated by commas, got {scales!r}",
-                                     param_hint="--scales") from None
-        report = run_library_benchmark(library, sizes, queries, embed_model,
-                                       on_step=None if as_json else lambda m: err_console.print(f"[dim]{m}[/]"))
-    else:
-        report = run_benchmark(n_chunks=chunks, n_files=files, n_queries=queries, embed_model=embed_model)
-    if as_json:
-        print_json(report)
-        return
-    for key, value in report.__dict__.items():
-        if key == "scale":
-            for point in value:
-                console.print(f"{'at ' + str(point.chunks) + ' chunks':32} {point.__dict__}")
-        else:
-            console.print(f"{key:32} {value}")

@@ -100,7 +100,7 @@ def test_corrupt_pdf_and_encrypted_docx_are_skipped_and_listed(folder, embedder,
 KILLED_RUN = textwrap.dedent("""
     import sys, time
     from ondevice.rag import Index
-    from ondevice.rag.benchmark import HashEmbedder
+    from bench.rag_bench import HashEmbedder
 
     def progress(event):
         print(event.files_done, flush=True)
@@ -112,7 +112,7 @@ KILLED_RUN = textwrap.dedent("""
 
 
 def test_sigkill_mid_run_leaves_an_index_that_opens_and_the_next_run_completes(tmp_path):
-    from ondevice.rag.benchmark import HashEmbedder, write_corpus
+    from bench.rag_bench import HashEmbedder, write_corpus
 
     write_corpus(tmp_path / "files", 400)
     db = tmp_path / "killed.sqlite"
@@ -172,7 +172,7 @@ def test_watch_reindexes_when_a_file_appears(folder, embedder, tmp_path):
 
 def test_in_memory_vectors_follow_changes_without_reloading_everything(tmp_path):
     """After files change, the query-side matrix is updated from (id, key) pairs: it must equal a fresh load."""
-    from ondevice.rag.benchmark import HashEmbedder, write_corpus
+    from bench.rag_bench import HashEmbedder, write_corpus
     from ondevice.rag.store import IndexStore
 
     write_corpus(tmp_path / "files", 30)

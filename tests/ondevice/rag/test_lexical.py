@@ -7,7 +7,7 @@ import random
 import pytest
 
 from ondevice.rag import Index
-from ondevice.rag.benchmark import HashEmbedder, _vocabulary
+from bench.rag_bench import HashEmbedder, _vocabulary
 from ondevice.rag.library import write_library
 
 

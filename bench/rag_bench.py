@@ -1,6 +1,6 @@
 """RAG benchmark: indexing files/s without embedding, embeddings/s, retrieval latency at N chunks, query memory.
 
-    python -m ondevice.rag.benchmark --chunks 10000        (or `ondevice rag bench`)
+    ondevice rag bench --chunks 10000        (or `ondevice bench rag`)
 
 - Indexing speed is measured with a trivial hashing embedder, so it counts walking, reading, hashing, parsing,
   chunking and the SQLite writes (FTS5 + vectors, one transaction per file) but not the model.
@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import multiprocessing as mp
 import random
@@ -492,41 +491,3 @@ def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 
                      "min_cosine_vs_plain": None if cosine is None else round(float(cosine.min()), 5)}
     out["_texts"] = {"n": len(texts), "mean_chars": round(sum(map(len, texts)) / len(texts))}
     return out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--chunks", type=int, default=10_000)
-    parser.add_argument("--files", type=int, default=500)
-    parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--embed-model", default=None)
-    parser.add_argument("--library", type=int, default=None, help="generated library of N files (see library.py)")
-    parser.add_argument("--scales", default="10000,50000,100000", help="chunk counts for --library's latency runs")
-    parser.add_argument("--embedding", action="store_true", help="interleaved embeddings/s: plain loop vs ours")
-    parser.add_argument("--texts", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--variants", default="ours,spinning,opt-basic,batch-4096,batch-16384,cap-128,static")
-    args = parser.parse_args()
-    if args.embedding:
-        result = run_embedding_benchmark(args.texts, args.rounds, embed_model=args.embed_model,
-                                         variants=tuple(args.variants.split(",")),
-                                         on_step=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
-        for name, row in result.items():
-            print(f"{name:64} {row}")
-        return
-    if args.library:
-        scales = tuple(int(x) for x in args.scales.split(",") if x)
-        report = run_library_benchmark(args.library, scales, args.queries, args.embed_model,
-                                       on_step=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
-    else:
-        report = run_benchmark(args.chunks, args.files, args.queries, args.embed_model)
-    for key, value in report.__dict__.items():
-        if key == "scale":
-            for point in value:
-                print(f"{'at ' + str(point.chunks) + ' chunks':34} {point.__dict__}")
-        else:
-            print(f"{key:34} {value}")
-
-
-if __name__ == "__main__":
-    main()
