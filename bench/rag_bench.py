@@ -18,6 +18,7 @@ import multiprocessing as mp
 import random
 import re
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -225,7 +226,8 @@ def _index_worker(index_file: str, root: str, embed_model: str | None, hashing: 
             last[0] = time.perf_counter()
             eta = f", ETA {p.eta_s / 60:.1f} min" if p.eta_s is not None else ""
             print(f"[{time.strftime('%H:%M:%S')}] {p.files_done}/{p.files_total} files, {p.chunks} chunks, "
-                  f"{p.embeddings_per_s:.1f} embeddings/s, {p.elapsed_s:.0f} s{eta}, load {_load()}", flush=True)
+                  f"{p.embeddings_per_s:.1f} embeddings/s, {p.elapsed_s:.0f} s{eta}, load {_load()}", file=sys.stderr,
+                  flush=True)
 
     with Index(index_file, embed_model=None if hashing else embed_model, embedder=embedder) as index:
         t0 = time.perf_counter()
