@@ -95,6 +95,13 @@ def run_in_children(items: list[dict], work: Path, onnx_dir: Path | None, report
 
         threading.Thread(target=pump, daemon=True).start()
         started, done = None, set()
+
+        def unfinished(outcome: str, detail: str) -> None:
+            """The case the child started and never reported: it hung or crashed the child."""
+            if started is not None and started not in done:
+                item = by_key[started]
+                report.add(item["surface"], item["channel"], outcome, detail, item["case"])
+                done.add(started)
         deadline = time.monotonic() + CASE_TIMEOUT_S * 3  # the first case also waits for the model to load
         while True:
             try:
@@ -102,10 +109,7 @@ def run_in_children(items: list[dict], work: Path, onnx_dir: Path | None, report
             except queue.Empty:  # no progress in time: a hang
                 child.kill()
                 child.wait()
-                if started is not None and started not in done:
-                    item = by_key[started]
-                    report.add(item["surface"], item["channel"], "hang", f">{CASE_TIMEOUT_S}s", item["case"])
-                    done.add(started)
+                unfinished("hang", f">{CASE_TIMEOUT_S}s")
                 break
             if line is None:  # the child is gone: a case it started and never finished crashed it
                 try:
@@ -113,10 +117,7 @@ def run_in_children(items: list[dict], work: Path, onnx_dir: Path | None, report
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
-                if started is not None and started not in done:
-                    item = by_key[started]
-                    report.add(item["surface"], item["channel"], "crash", f"exit {child.returncode}", item["case"])
-                    done.add(started)
+                unfinished("crash", f"exit {child.returncode}")
                 break
             text = line.decode("utf-8", "replace")
             if not text.startswith("@@FUZZ "):
