@@ -322,6 +322,89 @@ def run_library_benchmark(n_files: int = 1000, scales: tuple[int, ...] = (10_000
     return report
 
 
+@dataclass
+class FirstPassReport:
+    """`ondevice rag bench --library N --first-pass MODEL`: how soon a new library is searchable with a fast first
+    pass, what that first pass finds, and how long filling in the final model takes."""
+
+    files: int
+    chunks: int
+    first_pass: str
+    embed_model: str
+    searchable_after_s: float      # walk, read, chunk, first-pass embed, write: the index answers from here on
+    first_pass_per_s: float        # first-pass embeddings/s
+    first_pass_facts_at_5: float   # planted facts found in the top 5 with the first pass's vectors
+    fill_s: float                  # filling in the final model's vectors, and the swap
+    fill_per_s: float
+    facts_at_5: float              # after the fill: what indexing with the final model from the start finds
+    facts: int
+    index_process_rss_mb: float
+    load_average: str
+
+
+def _first_pass_worker(index_file: str, root: str, first_pass: str, embed_model: str, fill: bool, out) -> None:
+    """In a fresh process: index `root` with the first pass only (fill=False), or fill in the final model."""
+    import resource
+
+    from ondevice.rag import Index
+
+    last = [0.0]
+
+    def progress(p) -> None:  # a line every 30 s
+        if time.perf_counter() - last[0] >= 30:
+            last[0] = time.perf_counter()
+            done, total = (p.done, p.total) if fill else (p.files_done, p.files_total)
+            print(f"[{time.strftime('%H:%M:%S')}] {'fill' if fill else 'first pass'}: {done}/{total}, "
+                  f"{p.embeddings_per_s:.1f} embeddings/s, {p.elapsed_s:.0f} s, load {_load()}", file=sys.stderr,
+                  flush=True)
+
+    with Index(index_file, embed_model=embed_model) as index:
+        t0 = time.perf_counter()
+        if fill:
+            result = index.fill(progress)
+            rate = result.embeddings_per_s
+        else:
+            summary = index.add([root], first_pass=first_pass, fill=False, on_progress=progress)
+            rate = summary.embeddings_per_s
+        seconds = time.perf_counter() - t0
+        files, chunks = index.stats()
+    out.put((seconds, rate, files, chunks, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def run_first_pass_benchmark(n_files: int, first_pass: str, n_queries: int = 100, embed_model: str | None = None,
+                             workdir: str | None = None, on_step=None) -> FirstPassReport:
+    """A generated library indexed with a fast first pass (`Index.add(first_pass=...)`), then filled in."""
+    from ondevice.models.store import DEFAULT_EMBED_MODEL
+    from ondevice.rag.library import write_library
+    from ondevice.rag.embedder import load_embedder
+
+    embed_model = embed_model or DEFAULT_EMBED_MODEL
+    step = on_step or (lambda message: None)
+    step(f"loading {first_pass} (a static table is distilled once, on first use)")
+    load_embedder(first_pass).close()
+    load = _load()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        step(f"writing {n_files} files")
+        facts = write_library(tmp / "lib", n_files)
+        index_file = str(tmp / "lib.sqlite")
+        step(f"first pass with {first_pass}")
+        searchable, fast_rate, files, chunks, rss = _in_process(_first_pass_worker, index_file, str(tmp / "lib"),
+                                                                first_pass, embed_model, False)
+        sample = facts[:: max(1, len(facts) // n_queries)][:n_queries]
+        questions = [(f.question, f.path) for f in sample]
+        step(f"asking {len(sample)} fact questions of the first pass")
+        _, _, _, fast_found = _in_process(_fact_worker, index_file, embed_model, questions)
+        step(f"filling in {embed_model}")
+        fill_s, fill_rate, _, _, fill_rss = _in_process(_first_pass_worker, index_file, str(tmp / "lib"),
+                                                        first_pass, embed_model, True)
+        step(f"asking {len(sample)} fact questions after the fill")
+        _, _, _, found = _in_process(_fact_worker, index_file, embed_model, questions)
+    return FirstPassReport(files, chunks, first_pass, embed_model, round(searchable, 1), round(fast_rate, 1),
+                           round(fast_found, 3), round(fill_s, 1), round(fill_rate, 1), round(found, 3), len(sample),
+                           round(max(rss, fill_rss), 1), f"{load} -> {_load()}")
+
+
 def _load() -> str:
     import os
 

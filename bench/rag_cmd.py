@@ -34,6 +34,9 @@ def _chunk_counts(ctx: click.Context, param: click.Parameter, value: str) -> tup
                    "one-file re-index time, facts found, then size, re-index time, p50/p95 and memory at --scales.")
 @click.option("--scales", default="10000,50000,100000", show_default=True, metavar="CHUNKS,...",
               callback=_chunk_counts, help="Index sizes (chunks) for --library's latency runs ('' for none).")
+@click.option("--first-pass", default=None, metavar="MODEL",
+              help="With --library: index with this fast model first (minilm-l6-static), then fill in --embed-model; "
+                   "reports when the index became searchable, the facts each finds and the fill's time.")
 @click.option("--embedding", is_flag=True,
               help="Instead: embeddings/s on real chunks, the plain onnxruntime loop vs ours (and --variants), "
                    "interleaved.")
@@ -43,11 +46,11 @@ def _chunk_counts(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @click.option("--embed-model", default=None, metavar="MODEL",
               help="Embedding model (alias, ONNX folder or GGUF); default minilm-l6.")
 @json_option
-def rag_bench_command(chunks, files, queries, library, scales, embedding, texts, rounds, variants, embed_model,
-                      as_json):
+def rag_bench_command(chunks, files, queries, library, scales, first_pass, embedding, texts, rounds, variants,
+                      embed_model, as_json):
     """Indexing files/s (without embedding), embeddings/s, retrieval p95 at N chunks, query-process memory;
     `--library N` on a generated library, `--embedding` for the encoder alone."""
-    from bench.rag_bench import run_benchmark, run_embedding_benchmark, run_library_benchmark
+    from bench.rag_bench import run_benchmark, run_embedding_benchmark, run_first_pass_benchmark, run_library_benchmark
 
     def step(message: str) -> None:
         if not as_json:
@@ -62,7 +65,11 @@ def rag_bench_command(chunks, files, queries, library, scales, embedding, texts,
             for name, row in result.items():
                 console.print(f"{name:64} {row}")
         return
-    if library:
+    if first_pass and not library:
+        raise click.UsageError("--first-pass needs --library N")
+    if library and first_pass:
+        report = run_first_pass_benchmark(library, first_pass, queries, embed_model, on_step=step)
+    elif library:
         report = run_library_benchmark(library, scales, queries, embed_model, on_step=step)
     else:
         report = run_benchmark(n_chunks=chunks, n_files=files, n_queries=queries, embed_model=embed_model)

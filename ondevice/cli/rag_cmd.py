@@ -40,11 +40,14 @@ def _open(index_name, embed_model=None, create=False, threads=None):
 @embed_option
 @click.option("--exclude", multiple=True, metavar="GLOB", help=".gitignore-style pattern to skip (repeatable).")
 @click.option("--watch", is_flag=True, help="Keep running and re-index when files change.")
+@click.option("--first-pass", default=None, metavar="MODEL",
+              help="For a new index: embed with this fast model first (minilm-l6-static: searchable in about a "
+                   "minute at 50,000 chunks), then fill in --embed-model's vectors and switch to them.")
 @json_option
-def index_command(paths, index_name, embed_model, exclude, watch, as_json):
+def index_command(paths, index_name, embed_model, exclude, watch, first_pass, as_json):
     """Index files and folders (incremental: only changed files are re-read)."""
     with _open(index_name, embed_model, create=True) as index:
-        summary = _index_with_progress(index, paths, exclude, quiet=as_json)
+        summary = _index_with_progress(index, paths, exclude, quiet=as_json, first_pass=first_pass)
         _print_summary(summary, as_json)
         if watch:
             from ondevice.rag.watch import watch as watch_paths
@@ -53,23 +56,40 @@ def index_command(paths, index_name, embed_model, exclude, watch, as_json):
             watch_paths(index, paths, exclude, on_update=lambda s: _print_summary(s, as_json))
 
 
-def _index_with_progress(index, paths, exclude, quiet: bool):
+def _index_with_progress(index, paths, exclude, quiet: bool, first_pass: str | None = None):
     if quiet or not sys.stderr.isatty():
-        return index.add(paths, exclude=exclude)
+        return index.add(paths, exclude=exclude, first_pass=first_pass)  # a pending fill runs inside, unshown
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-               TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.0f} embeddings/s"), TimeElapsedColumn(),
-               TextColumn("ETA {task.fields[eta]}"))
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    def columns(what: str, unit: str):
+        return (TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.0f} embeddings/s"), TimeElapsedColumn(),
+                TextColumn("ETA {task.fields[eta]}"))
+
+    def clock(seconds):
+        return "-" if seconds is None else f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+    with Progress(*columns("indexing", "files"), console=err_console, transient=True) as progress:
         task = progress.add_task("index", total=None, chunks=0, rate=0.0, eta="-")
 
         def update(event):
-            eta = "-" if event.eta_s is None else f"{int(event.eta_s) // 60}:{int(event.eta_s) % 60:02d}"
             progress.update(task, completed=event.files_done, total=event.files_total, chunks=event.chunks,
-                            rate=event.embeddings_per_s, eta=eta)
+                            rate=event.embeddings_per_s, eta=clock(event.eta_s))
 
-        return index.add(paths, exclude=exclude, on_progress=update)
+        summary = index.add(paths, exclude=exclude, on_progress=update, first_pass=first_pass, fill=False)
+    if index.store.next_embed_model:
+        err_console.print(f"searchable now with {index.store.embed_model}; filling in "
+                          f"{index.store.next_embed_model} vectors (Ctrl-C stops; the next run resumes)")
+        with Progress(*columns(f"filling in {index.store.next_embed_model}", "chunks"), console=err_console,
+                      transient=True) as progress:
+            task = progress.add_task("fill", total=None, chunks=0, rate=0.0, eta="-")
+
+            def update_fill(event):
+                progress.update(task, completed=event.done, total=event.total, chunks=event.done,
+                                rate=event.embeddings_per_s, eta=clock(event.eta_s))
+
+            index.note_fill(summary, index.fill(update_fill))
+    return summary
 
 
 def _print_summary(summary, as_json: bool) -> None:
@@ -81,7 +101,8 @@ def _print_summary(summary, as_json: bool) -> None:
                   f"{summary.unchanged} unchanged; {summary.chunks_written} chunks written, {summary.embedded} "
                   f"embedded ({summary.embeddings_per_s:.0f}/s), {summary.reused_vectors} vectors reused; "
                   f"{summary.total_files} files / {summary.total_chunks} chunks in the index "
-                  f"({summary.seconds:.1f} s)")
+                  f"({summary.seconds:.1f} s)" + (f"; {summary.filled} {summary.embed_model} vectors filled in"
+                                                 if summary.filled else ""))
     for failed in summary.failed:
         console.print(f"[yellow]skipped (could not parse)[/] {failed.path}: {failed.reason}")
     for skipped in summary.skipped:

@@ -14,6 +14,7 @@ from ondevice.rag.indexer import IndexProgress, IndexSummary, index_paths
 from ondevice.rag.readers import DEFAULT_MAX_BYTES
 from ondevice.rag.retrieve import SearchResult, check_query, is_relevant, rerank, search
 from ondevice.rag.store import IndexError_, IndexStore
+from ondevice.rag.upgrade import FillProgress, FillSummary, fill_vectors
 from ondevice.models.store import DEFAULT_EMBED_MODEL, DEFAULT_MODEL, store_dir
 
 DEFAULT_INDEX = "default"
@@ -31,7 +32,8 @@ class Index:
     """A searchable index of local files in one SQLite file.
 
     `embed_model` defaults to the one the index was built with (or `minilm-l6` for a new index); naming a
-    different one for an existing index raises EmbeddingModelMismatch. `embedder` passes an already loaded model
+    different one for an existing index raises EmbeddingModelMismatch (naming the model an upgrade is filling in,
+    see `add(first_pass=...)`, is allowed: queries use the current vectors until the fill is done). `embedder` passes an already loaded model
     (anything with `name` and `embed(texts)`). `create=False` makes a missing index an error (for queries).
     """
 
@@ -45,27 +47,78 @@ class Index:
         self._embedder = as_embedder(embedder) if embedder is not None else None
         self._embed_model = str(embed_model) if embed_model else None
         self._threads = threads
+        self._given = embedder is not None  # a caller's model is never swapped for another
+        self._filler: Embedder | None = None  # the model an upgrade fills in
         recorded = self.store.embed_model
-        if recorded and self._embed_model and self._embed_model != recorded:
+        if recorded and self._embed_model and self._embed_model not in (recorded, self.store.next_embed_model):
             self.store.check_model(self._embed_model)  # raises, before loading anything
         if recorded and self._embedder is not None:
             self.store.check_model(self._embedder.name)
 
     @property
     def embedder(self) -> Embedder:
+        """The model of the vectors the index holds now (it changes once when an upgrade's fill finishes, in this
+        process or another one)."""
+        recorded = self.store.embed_model
+        if self._embedder is not None and recorded and self._embedder.name != recorded and not self._given:
+            self._embedder.close()
+            self._embedder = None
         if self._embedder is None:
-            self._embedder = load_embedder(self._embed_model or self.store.embed_model or DEFAULT_EMBED_MODEL,
-                                           self._threads)
+            self._embedder = load_embedder(recorded or self._embed_model or DEFAULT_EMBED_MODEL, self._threads)
         return self._embedder
 
     # --- building -----------------------------------------------------------------------------------------------
     def add(self, paths: str | os.PathLike | Sequence[str | os.PathLike], exclude: Iterable[str] = (),
             max_bytes: int = DEFAULT_MAX_BYTES,
-            on_progress: Callable[[IndexProgress], None] | None = None) -> IndexSummary:
-        """Index files and folders (incrementally: only what changed since the last run is re-read)."""
+            on_progress: Callable[[IndexProgress], None] | None = None,
+            first_pass: str | TextEmbedder | None = None,
+            fill: bool = True, on_fill: Callable[[FillProgress], None] | None = None) -> IndexSummary:
+        """Index files and folders (incrementally: only what changed since the last run is re-read).
+
+        first_pass: for a new index, embed with this fast model first (a name, e.g. "minilm-l6-static", or a
+        loaded model), so the index is searchable within a minute at any size, then fill in the final model's
+        vectors (`embed_model`, default minilm-l6) and switch to them (`ondevice.rag.upgrade`). Ignored for an
+        index that already exists.
+        fill: run a pending fill now (after a first pass, or one a killed run left); `on_fill` gets its progress.
+        """
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        return index_paths(self.store, list(paths), self.embedder, exclude, max_bytes, on_progress)
+        if first_pass and not self.store.ready and not self._given:
+            final = self._embed_model or DEFAULT_EMBED_MODEL
+            self._embedder = load_embedder(first_pass, self._threads) if isinstance(first_pass, str) \
+                else as_embedder(first_pass)
+            summary = index_paths(self.store, list(paths), self._embedder, exclude, max_bytes, on_progress)
+            if self.store.ready and self._embedder.name != final:
+                target = load_embedder(final, self._threads)
+                self.store.begin_upgrade(target.name, target.dim)
+                self._filler = target
+        else:
+            summary = index_paths(self.store, list(paths), self.embedder, exclude, max_bytes, on_progress)
+        if fill and self.store.next_embed_model:
+            self.note_fill(summary, self.fill(on_fill))
+        return summary
+
+    def note_fill(self, summary: IndexSummary, result: FillSummary | None) -> None:
+        """Record a fill's work in the run's summary."""
+        summary.filled += result.written if result else 0
+        summary.total_files, summary.total_chunks = self.store.counts()
+        summary.embed_model = self.store.embed_model or summary.embed_model
+
+    def fill(self, on_progress: Callable[[FillProgress], None] | None = None) -> FillSummary | None:
+        """Fill in the vectors of the model an upgrade is waiting for, then switch the index to them; None when no
+        upgrade is pending. Resumable: a killed fill loses at most one batch."""
+        target = self.store.next_embed_model
+        if target is None:
+            return None
+        filler = self._filler
+        if filler is None or filler.name != target:
+            filler = self._filler = load_embedder(target, self._threads)
+        result = fill_vectors(self.store, filler, on_progress)
+        if result.finished and not self._given:
+            if self._embedder is not None and self._embedder is not filler:
+                self._embedder.close()
+            self._embedder, self._filler = filler, None
+        return result
 
     # --- querying -----------------------------------------------------------------------------------------------
     def _check_ready(self) -> None:

@@ -74,6 +74,8 @@ class IndexSummary:
     embed_seconds: float = 0.0
     total_files: int = 0
     total_chunks: int = 0
+    embed_model: str = ""  # the model of the index's vectors after this run
+    filled: int = 0        # vectors of a model upgrade filled in by this run (`ondevice.rag.upgrade`)
 
     @property
     def embeddings_per_s(self) -> float:
@@ -210,6 +212,7 @@ def index_paths(store: IndexStore, paths: Sequence[str | Path], embedder: Embedd
     summary.embed_seconds = embedder.stats.seconds - embed_before[1]
     summary.seconds = time.perf_counter() - t0
     summary.total_files, summary.total_chunks = store.counts()
+    summary.embed_model = store.embed_model or embedder.name
     return summary
 
 

@@ -88,6 +88,7 @@ class IndexStore:
         self._matrix: VectorMatrix | None = None
         self._matrix_version: tuple[int, int] | None = None
         self._matrix_keys: list[str] = []
+        self._matrix_model: str | None = None
         self._postings: lexical.Postings | None = None
         self._postings_keys: dict[int, str] = {}
         self._postings_version: tuple[int, int] | None = None
@@ -172,6 +173,79 @@ class IndexStore:
     def ready(self) -> bool:
         return self.embed_model is not None
 
+    # --- a model upgrade: a fast first pass now, the final model's vectors filled in later -----------------------
+    @property
+    def next_embed_model(self) -> str | None:
+        """The model whose vectors are being filled in (`begin_upgrade`), or None."""
+        return self.meta("next_embed_model")
+
+    def begin_upgrade(self, embed_model: str, dim: int) -> None:
+        """Start (or keep) filling in vectors of `embed_model` beside the current ones. Queries keep using the
+        current model until `finish_upgrade` swaps them in one transaction."""
+        if not self.ready:
+            raise IndexError_(f"{self.path}: nothing indexed yet to upgrade")
+        if embed_model == self.embed_model:
+            return
+        pending = self.next_embed_model
+        if pending == embed_model and self.meta("next_dim") == str(int(dim)):
+            return
+        with self.conn:
+            self.conn.execute("DROP TABLE IF EXISTS chunks_vec_next")
+            self.conn.execute(f"CREATE VIRTUAL TABLE chunks_vec_next USING vec0("
+                              f"embedding float[{int(dim)}] distance_metric=cosine)")
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_embed_model', ?), ('next_dim', ?)",
+                              (embed_model, str(int(dim))))
+
+    def upgrade_todo(self) -> list[tuple[int, str, str, str]]:
+        """(chunk id, content key, text, file path) of every chunk without a vector of the next model yet."""
+        if not self.next_embed_model:
+            return []
+        with self.conn:  # one read transaction: the done ids and the chunks from the same snapshot
+            done = {r[0] for r in self.conn.execute("SELECT rowid FROM chunks_vec_next")}
+            rows = self.conn.execute("SELECT c.id, c.key, c.text, f.path FROM chunks c JOIN files f ON f.id = "
+                                     "c.file_id ORDER BY c.id").fetchall()
+        return [tuple(r) for r in rows if r[0] not in done]
+
+    def write_upgrade(self, rows: Sequence[tuple[int, str, bytes]]) -> int:
+        """Store next-model vectors for (chunk id, content key, vector) in one transaction; a chunk deleted or
+        rewritten since it was read (its key changed) is skipped. Returns how many were written."""
+        if not rows:
+            return 0
+        written = 0
+        with self.conn:
+            marks = ",".join("?" * len(rows))
+            keys = dict(self.conn.execute(f"SELECT id, key FROM chunks WHERE id IN ({marks})",
+                                          tuple(r[0] for r in rows)))
+            for chunk_id, key, vector in rows:
+                if keys.get(chunk_id) == key:
+                    self.conn.execute("DELETE FROM chunks_vec_next WHERE rowid=?", (chunk_id,))
+                    self.conn.execute("INSERT INTO chunks_vec_next(rowid, embedding) VALUES (?,?)", (chunk_id, vector))
+                    written += 1
+        return written
+
+    def finish_upgrade(self) -> bool:
+        """Swap the next model's vectors in, in one transaction, once every chunk has one; False (nothing changed)
+        while some are missing."""
+        target = self.next_embed_model
+        if not target:
+            return False
+        with self.conn:
+            missing = self.conn.execute("SELECT count(*) FROM chunks WHERE id NOT IN "
+                                        "(SELECT rowid FROM chunks_vec_next)").fetchone()[0]
+            if missing:
+                return False
+            dim = int(self.meta("next_dim"))
+            self.conn.execute("DROP TABLE chunks_vec")
+            self.conn.execute(f"CREATE VIRTUAL TABLE chunks_vec USING vec0(embedding float[{dim}] "
+                              f"distance_metric=cosine)")
+            self.conn.execute("INSERT INTO chunks_vec(rowid, embedding) SELECT rowid, embedding FROM chunks_vec_next")
+            self.conn.execute("DROP TABLE chunks_vec_next")
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('embed_model', ?), ('dim', ?)", (target, str(dim)))
+            self.conn.execute("DELETE FROM meta WHERE key IN ('next_embed_model', 'next_dim')")
+        self._writes += 1
+        self._matrix = None  # another model's vectors: reload, do not patch
+        return True
+
     # --- files --------------------------------------------------------------------------------------------------
     def files(self) -> dict[str, FileRecord]:
         if not self.ready:
@@ -236,10 +310,13 @@ class IndexStore:
         if row is None:
             return
         ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE file_id=?", (row[0],))]
+        upgrading = self.next_embed_model is not None
         for chunk_id in ids:
             self.conn.execute("DELETE FROM chunks_fts WHERE rowid=?", (chunk_id,))
             self.conn.execute("DELETE FROM chunks_vec WHERE rowid=?", (chunk_id,))
             self.conn.execute("DELETE FROM chunk_terms WHERE chunk_id=?", (chunk_id,))
+            if upgrading:
+                self.conn.execute("DELETE FROM chunks_vec_next WHERE rowid=?", (chunk_id,))
         self.conn.execute("DELETE FROM chunks WHERE file_id=?", (row[0],))
         self.conn.execute("DELETE FROM files WHERE id=?", (row[0],))
 
@@ -301,7 +378,10 @@ class IndexStore:
     def _vectors(self) -> VectorMatrix:
         # data_version changes when another connection commits; _writes counts this connection's own commits.
         version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self._writes)
+        if self._matrix is not None and self._matrix_version != version and self._matrix_model != self.embed_model:
+            self._matrix = None  # another process finished a model upgrade: other vectors, reload them all
         if self._matrix is None:
+            self._matrix_model = self.embed_model
             with self.conn:  # one read transaction: the count and the rows from the same snapshot
                 n = self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
                 self._matrix, self._matrix_keys = VectorMatrix.from_cursor(

@@ -77,6 +77,11 @@ def test_bad_input_is_one_line_and_exit_2(cli_index, tmp_path):
     assert "qa.jsonl:1" in _one_line_error(["rag", "eval", str(bad), "--index", str(db)])
     assert "embedding model" in _one_line_error(["rag", "search", "x", "--index", str(db),
                                                  "--embed-model", "smollm2-135m"])
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# Shed\n\nThe shed code is 4471.\n")
+    assert "no model named 'nope'" in _one_line_error(["rag", "index", str(notes), "--index",
+                                                       str(tmp_path / "y.sqlite"), "--first-pass", "nope"])
 
 
 def test_a_query_is_checked_once_per_command(cli_index, monkeypatch):
