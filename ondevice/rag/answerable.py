@@ -201,3 +201,4 @@ def check(focus: Focus, quote: str, heading: str = "", file_text: str = "", rule
     kind_missing = focus.kind if "answer_type" in rules and not has_kind(focus.kind, quote, focus.names) \
         else ""
     return Verdict(not missing and not kind_missing, missing, kind_missing)
+

@@ -18,6 +18,74 @@ from pathlib import Path
 ANSWERS = Path(__file__).parent / "answers"
 
 
+# --- measured and not kept: coverage of the question's own words, softly, by the quote and its title ------------
+# Words that say what kind of answer is wanted, or are too general to be the question's focus.
+_GENERIC = set("""
+what which who whom whose when where why how much many long often far old high time times date day days name
+names called number numbers code get got go goes going take took need needs use used make made put keep kept
+thing things one ones kind sort type way please current currently last next new
+""".split())
+
+
+def focus_words(focus) -> list[str]:
+    """The question's content words that are not names (the names rule has those) nor generic."""
+    from ondevice.rag.retrieve import content_terms
+
+    from ondevice.rag.answerable import _words
+
+    named = {w.lower() for name in focus.names for w in _words(name)}
+    return sorted(w for w in content_terms(focus.question) if w not in _GENERIC and w not in named
+                  and not any(ch.isdigit() for ch in w))
+
+
+def _same_stem(a: str, b: str) -> bool:
+    n = min(len(a), len(b))
+    return a == b or (n >= 4 and a[:max(4, n - 2)] == b[:max(4, n - 2)] and abs(len(a) - len(b)) <= 3)
+
+
+class WordSimilarity:
+    """Cosine of single words under the index's own embedder, cached (a question and a quote are a few dozen)."""
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+        self.cache: dict[str, object] = {}
+
+    def vectors(self, words):
+        import numpy as np
+
+        new = [w for w in dict.fromkeys(words) if w not in self.cache]
+        if new:
+            vs = np.asarray(self.embedder.embed(new), dtype=np.float32)
+            vs /= np.clip(np.linalg.norm(vs, axis=1, keepdims=True), 1e-12, None)
+            self.cache.update(zip(new, vs))
+        return [self.cache[w] for w in words]
+
+    def best(self, word: str, others) -> float:
+        import numpy as np
+
+        others = list(others)
+        if not others:
+            return 0.0
+        q = self.vectors([word])[0]
+        return float(max(np.dot(q, v) for v in self.vectors(others)))
+
+
+def uncovered(focus, text: str, similarity: WordSimilarity, threshold: float) -> list[str]:
+    """The focus words of the question with no word of `text` of the same stem or a word cosine >= threshold."""
+    from ondevice.rag.retrieve import content_terms
+
+    words = sorted(content_terms(text))
+    out = []
+    for word in focus_words(focus):
+        if any(_same_stem(word, w) for w in words):
+            continue
+        if similarity.best(word, words) >= threshold:
+            continue
+        out.append(word)
+    return out
+
+
+
 def collect(splits):
     from ondevice.rag import Index
     from ondevice.rag.evaluate import read_qa
@@ -69,8 +137,17 @@ def outcome(rows, split, rule_fn, fallback: bool, threshold=0.39, depth=None):
     return sum(fact), len(fact), sum(cite), sum(nf), len(nf)
 
 
-def variants():
+def variants(embedder):
     from ondevice.rag.answerable import check, question_focus
+
+    similarity = WordSimilarity(embedder)
+
+    def covered(threshold, most_missing, rules=("names", "answer_type")):
+        def fn(q, o):
+            focus = question_focus(q)
+            return check(focus, o["sentence"], o["heading"], o["file"], rules).passes and \
+                len(uncovered(focus, o["heading"] + "\n" + o["quote"], similarity, threshold)) <= most_missing
+        return fn
 
     def rule(rules, scope="possessive-file", text="quote"):
         return lambda q, o: check(question_focus(q), o[text], o["heading"], o["file"], rules, scope).passes
@@ -81,18 +158,28 @@ def variants():
             yield f"names, scope {scope}, reads {text}", rule(("names",), scope, text)
         yield f"answer type, reads {text}", rule(("answer_type",), text=text)
         yield f"names (possessive-file) + answer type, reads {text}", rule(("names", "answer_type"), text=text)
+    for threshold in (0.4, 0.5, 0.6):
+        for most_missing in (0, 1):
+            yield f"coverage alone, word cosine >= {threshold}, <= {most_missing} missing", \
+                covered(threshold, most_missing, ())
+            yield f"names + answer type + coverage >= {threshold}, <= {most_missing} missing", \
+                covered(threshold, most_missing)
 
 
 def main(splits):
+    from ondevice.rag.embedder import load_embedder
+
     rows = collect(splits)
+    embedder = load_embedder("minilm-l6")
     print(f"{'variant':58} {'fallback':8} " + " | ".join(f"{s:>22}" for s in splits))
-    for name, fn in variants():
+    for name, fn in variants(embedder):
         for fallback in (False, True):
             cells = []
             for split in splits:
                 f, n, c, u, m = outcome(rows, split, fn, fallback)
                 cells.append(f"{f / n:.2f} {c / n:.2f} {u / m:.2f} ({u}/{m})")
             print(f"{name:58} {str(fallback):8} " + " | ".join(f"{c:>22}" for c in cells))
+    embedder.close()
 
 
 if __name__ == "__main__":
