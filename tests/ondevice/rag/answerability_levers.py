@@ -11,6 +11,7 @@ No LLM runs. The blind split (qa_blind.jsonl) is not measured here: it is run on
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -84,6 +85,51 @@ def uncovered(focus, text: str, similarity: WordSimilarity, threshold: float) ->
         out.append(word)
     return out
 
+
+
+# The focus noun alone (a guess from word order) must be covered: measured and not kept either.
+AUX = set("is are was were does do did will would can could should must has have had shall may might".split())
+DET = set("the my our a an his her their your this that these those".split())
+PREP = set("of for on with at in to from by about after before during under per".split())
+GENERIC = set("name number code id password passphrase pin combination reference kind sort type variety make time date day month year "
+              "much many long often far old high thing one".split())
+def head(q):
+    """The question's focus noun, guessed from word order (no tagger ships here); None when unsure."""
+    t = [w for w in re.findall(r"[a-z0-9][a-z0-9'’-]*", q.lower())]
+    t = [re.sub(r"['’]s$", "", w) for w in t]
+    if not t or t[0] not in ("what", "which", "when", "where", "who", "how"):
+        return None
+    i = 1
+    if t[0] in ("what", "which") and i < len(t) and t[i] not in AUX and t[i] not in DET:
+        # which/what X ... : the words up to the aux
+        j = i
+        while j < len(t) and t[j] not in AUX and t[j] not in PREP: j += 1
+        np_ = t[i:j]
+        if np_ and np_[-1] not in GENERIC: return np_[-1]
+        if j < len(t) and t[j] in PREP and t[j] == "of":
+            rest = [w for w in t[j+1:] if w not in DET]
+            k = 0
+            while k < len(rest) and rest[k] not in PREP and rest[k] not in AUX: k += 1
+            return rest[k-1] if k else None
+        return None
+    # skip wh-words like "how much", then aux
+    while i < len(t) and t[i] not in AUX: i += 1
+    if i >= len(t): return None
+    aux = t[i]; rest = t[i+1:]
+    rest = [w for w in rest if w not in DET]
+    k = 0
+    while k < len(rest) and rest[k] not in PREP: k += 1
+    np_ = rest[:k]
+    if aux in ("does", "do", "did", "will", "can", "should", "must", "would", "could", "shall", "may", "might"):
+        np_ = np_[:-1]  # the last word is the verb
+    if not np_: return None
+    h = np_[-1]
+    if h in GENERIC and k < len(rest) and rest[k] == "of":
+        r2 = rest[k+1:]; m = 0
+        while m < len(r2) and r2[m] not in PREP and r2[m] not in AUX: m += 1
+        return r2[m-1] if m else None
+    if h in GENERIC or h in ("i", "we", "you", "it", "me"): return None
+    return h
 
 
 def collect(splits):
@@ -164,6 +210,20 @@ def variants(embedder):
                 covered(threshold, most_missing, ())
             yield f"names + answer type + coverage >= {threshold}, <= {most_missing} missing", \
                 covered(threshold, most_missing)
+
+    def head_covered(threshold):
+        from ondevice.rag.retrieve import content_terms
+
+        def fn(q, o):
+            focus, noun = question_focus(q), head(q)
+            if not check(focus, o["sentence"], o["heading"], o["file"]).passes:
+                return False
+            words = sorted(content_terms(o["heading"] + "\n" + o["sentence"]))
+            return noun is None or any(_same_stem(noun, w) for w in words) or similarity.best(noun, words) >= threshold
+        return fn
+
+    for threshold in (0.3, 0.4, 0.5, 0.6):
+        yield f"names + answer type + focus noun cosine >= {threshold}", head_covered(threshold)
 
 
 def main(splits):
