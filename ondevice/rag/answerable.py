@@ -6,16 +6,20 @@ for the front door?" beside the shed's code): the closest sentence is on topic, 
 rules read the question's focus instead, and a candidate sentence that fails one is not the answer:
 
 - `names`: the names the question states (a capitalised word not at the start, a word with digits, a quoted term)
-  appear in the quote or its section title. A possessive name ("Ada's teacher") may be the note's subject, which the
-  sentence calls "she" or "the teacher", so it may appear anywhere in the quote's file instead.
-- `answer_type`: the kind of answer the wording asks for is in the quote: "how many/how much" a quantity (a number
-  that is not part of a date), "when/which day" a date or time, "what time" a clock time, "how often" a frequency,
-  "what is the code/number/password" an identifier (a token of 3+ digits, or digits mixed with letters or joined by
-  hyphens), "phone number" a phone-length run of digits.
+  appear in the sentence or its section title. A possessive name ("Ada's teacher") may be the note's subject, which
+  the sentence calls "she" or "the teacher", so it may appear anywhere in the sentence's file instead; a holiday's
+  name ("at New Year") may be any date in the sentence ("on 1 January").
+- `answer_type`: the kind of answer the wording asks for is in the sentence: "how many/how much" a quantity (a
+  number that is not part of a date), "when/which day" a date or time, "what time" a clock time, "how often" a
+  frequency, "what is the code/number/password" an identifier (a token of 3+ digits, or digits mixed with letters
+  or joined by hyphens), "phone number" a phone-length run of digits, "what is the name of"/"called" a capitalised
+  name the question does not already state. "Who" is not typed: a name at the start of a sentence ("Jonas
+  borrowed...") cannot be told from an ordinary capitalised first word.
 
-Each rule was measured on its own on the QA set's dev and held-out splits (docs/rag.md, "Answer quality"); the ones
-kept are those that helped both. `check` applies them to a quote; `ondevice.rag.answer.answer_extractive` quotes the
-best-scoring candidate that passes.
+The rules read the best sentence alone, not the quote with its neighbour (whose extra sentence often holds the very
+name the question adds). Each was measured on its own on the QA set's dev and held-out splits (docs/rag.md, "Answer
+quality"); both are kept. `ondevice.rag.answer.answer_extractive` answers "not found" when the best sentence fails
+`check`. Pure functions: no model runs.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ MONTHS = ("january february march april may june july august september october n
 WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday weekday weekend".split()
 NUMBER_WORDS = ("one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty "
                 "hundred thousand million half dozen couple single double twice once").split()
-# A capitalised word that is no name: the question's own opening words and the pronoun I.
-_NOT_NAMES = {"i", "i'm", "i've", "i'd", "id", "pin"}  # ID and PIN: the kind of answer, not a name
+# Capitalised words that are no name: the pronoun I, and ID and PIN (the kind of answer asked for).
+_NOT_NAMES = {"i", "i'm", "i've", "i'd", "id", "pin"}
 # A holiday named in the question may be a date in the note ("at New Year": "on 1 January").
 HOLIDAYS = {"new", "year", "christmas", "easter", "eve"}
 
@@ -177,6 +181,8 @@ def _contains(haystack: str, name: str) -> bool:
 
 @dataclass
 class Verdict:
+    """`check`'s result: whether the sentence passes, the question's names it lacks, and the answer kind it lacks."""
+
     passes: bool
     missing_names: list[str] = field(default_factory=list)
     kind_missing: str = ""
@@ -184,7 +190,8 @@ class Verdict:
 
 def check(focus: Focus, quote: str, heading: str = "", file_text: str = "", rules=("names", "answer_type"),
           name_scope: str = "possessive-file") -> Verdict:
-    """Whether `quote` (under section title `heading`, in a file whose text is `file_text`) can answer `focus`.
+    """Whether `quote` (a sentence, under section title `heading`, in a file whose text is `file_text`) can answer
+    `focus`; `rules` is any of "names" and "answer_type".
 
     name_scope: where a name must appear: "quote" (quote and title), "file" (anywhere in the file), or
     "possessive-file" (the default: a possessive name anywhere in the file, any other in the quote or title)."""
