@@ -352,10 +352,21 @@ def _citation(number: int, result, folder: str | None) -> dict:
             "text": result.text, "score": round(float(result.score), 4)}
 
 
+def _quote_citation(quote, result, folder: str | None) -> dict:
+    """An extractive answer's quote as a numbered source: the quote's own lines (not its chunk's), its own text."""
+    from ondevice.rag.retrieve import span_text
+
+    out = _citation(quote.number, result, folder)
+    out.update(start_line=quote.start_line, end_line=quote.end_line, page=quote.page,
+               span=span_text(quote.start_line, quote.end_line, quote.page), text=quote.text, quote=True)
+    return out
+
+
 @router.post("/indexes/{name}/ask")
 async def ask(name: str, body: AskRequest, request: Request) -> StreamingResponse:
     """Server-sent events: {"text": piece} while the answer streams, then {"done": true, "found", "answer",
-    "citations"} (or {"error": {...}})."""
+    "citations"} (or {"error": {...}}). An extractive answer's citations are its quotes: the quoted lines
+    (`start_line`..`end_line`, `span`), the quote as `text`, and `"quote": true`; a generated one cites chunks."""
     files, state = files_of(request), request.app.state.server
     Files.check_name(name)
     if not files.path(name).exists():
@@ -384,7 +395,11 @@ async def ask(name: str, body: AskRequest, request: Request) -> StreamingRespons
             yield f"data: {json.dumps({'error': {'message': message, 'status': status}})}\n\n"
             return
         folder = files.folder_of(name)
-        citations = [_citation(i, s, folder) for i, s in enumerate(answer.sources, start=1)] if answer.found else []
+        if answer.found and answer.quotes:  # extractive: the quoted sentences' lines, highlighted in the file
+            citations = [_quote_citation(q, s, folder) for q, s in zip(answer.quotes, answer.sources)]
+        else:
+            citations = [_citation(i, s, folder) for i, s in enumerate(answer.sources, start=1)] if answer.found \
+                else []
         yield f"data: {json.dumps({'done': True, 'found': answer.found, 'answer': answer.answer, 'citations': citations})}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

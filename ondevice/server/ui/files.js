@@ -89,7 +89,8 @@ async function openSource(name, c) {
   const src = await json("GET", api(name, `/source?path=${encodeURIComponent(c.path)}`));
   const view = $("source-view");
   view.hidden = false;
-  $("source-title").textContent = c.page ? `${src.name}, ${c.span}` : `${src.name}, lines ${c.span}`;
+  const single = c.start_line && c.start_line === c.end_line;
+  $("source-title").textContent = c.page ? `${src.name}, ${c.span}` : `${src.name}, ${single ? "line" : "lines"} ${c.span}`;
   const pre = $("source-lines");
   if (src.lines === null) {  // PDF or DOCX: the cited passage as the indexer read it
     pre.replaceChildren(el("span", { className: "line cited" }, c.text));

@@ -3,7 +3,7 @@ quoted verbatim with its exact file and lines, beside its better neighbour; belo
 answer says it is not in the files.
 
 The QA set in tests/ondevice/rag/answers/ (30 notes; dev: qa.jsonl, 48 answerable and 12 unanswerable questions;
-held out: qa_heldout.jsonl, 42 and 14) is measured in full, both modes, by `ondevice rag eval` (docs/rag.md); here
+held out: qa_heldout.jsonl, 42 and 14; blind: qa_blind.jsonl, 34 and 16) is measured in full, both modes, by `ondevice rag eval` (docs/rag.md); here
 every dev question in the extractive mode (no LLM: quick), and the lead-in with SmolLM2.
 """
 
@@ -25,6 +25,10 @@ ASKED = ["What make and model is the central heating unit?", "What is the reserv
          "How much does the music streaming subscription cost each month?", "What is my membership ID with the "
          "health insurer?"]
 UNANSWERABLE = ["What is my blood type?", "Who borrowed my camping tent?"]
+# On topic, but the note does not state what is asked (held-out questions): refused by the answerability rules
+# (ondevice/rag/answerable.py), not by the similarity threshold.
+ON_TOPIC_UNSTATED = ["How many nights are we staying in Osaka?", "What is the code for the front door?",
+                     "What is my brother Sam's phone number?"]
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +137,9 @@ def test_extractive_answer_quotes_the_sentence_with_the_fact_at_its_exact_lines(
 
 def test_every_dev_answer_is_quoted_verbatim_and_the_dev_split_keeps_its_calibrated_shares(answers_index):
     """Every extractive answer to every dev question (right or wrong) is the file's own text at the cited lines;
-    the shares are those the not-found threshold was calibrated for (docs/rag.md, "Answer quality")."""
+    the shares are those measured with the not-found threshold and the answerability rules (docs/rag.md, "Answer
+    quality"): fact 0.94, right file 0.94 (two wrong quotes from the right file became "not found"), not found
+    0.75."""
     fact, right_file, not_found = [], [], []
     for item in read_qa(ANSWERS / "qa.jsonl"):
         answer = answers_index.ask(item.question, model="no-such-model-is-ever-loaded", mode="extractive")
@@ -145,11 +151,11 @@ def test_every_dev_answer_is_quoted_verbatim_and_the_dev_split_keeps_its_calibra
             right_file.append(any(c.path.endswith(item.source) for c in answer.citations))
         else:
             not_found.append(not answer.found and answer.answer in (NOT_IN_FILES, NOTHING_FOUND))
-    assert sum(fact) / len(fact) >= 0.90 and sum(right_file) / len(right_file) >= 0.95, (fact, right_file)
-    assert sum(not_found) / len(not_found) >= 0.6, not_found
+    assert sum(fact) / len(fact) >= 0.90 and sum(right_file) / len(right_file) >= 0.93, (fact, right_file)
+    assert sum(not_found) / len(not_found) >= 0.75, not_found
 
 
-@pytest.mark.parametrize("question", UNANSWERABLE)
+@pytest.mark.parametrize("question", UNANSWERABLE + ON_TOPIC_UNSTATED)
 def test_a_question_the_files_do_not_answer_is_not_found(answers_index, question):
     answer = answers_index.ask(question, model="no-such-model-is-ever-loaded", mode="extractive")
     assert not answer.found and answer.quotes == [] and answer.citations == []
@@ -173,10 +179,11 @@ def test_auto_mode_is_extractive_for_the_embedded_model_and_bad_modes_are_errors
         resolve_mode("extractive", smollm2, remote="remote:x@http://localhost:1")
 
 
-@pytest.mark.parametrize("split", ["qa.jsonl", "qa_heldout.jsonl"])
-def test_the_qa_set_has_40_answerable_and_10_unanswerable_questions_that_parse(split):
+@pytest.mark.parametrize("split, answerable, unanswerable", [("qa.jsonl", 40, 10), ("qa_heldout.jsonl", 40, 10),
+                                                              ("qa_blind.jsonl", 30, 15)])
+def test_the_qa_splits_have_their_answerable_and_unanswerable_questions_and_parse(split, answerable, unanswerable):
     items = read_qa(ANSWERS / split)
-    assert sum(i.answerable for i in items) >= 40 and sum(not i.answerable for i in items) >= 10
+    assert sum(i.answerable for i in items) >= answerable and sum(not i.answerable for i in items) >= unanswerable
     for item in items:
         if item.answerable:  # the fact is in its source (line breaks aside), and the question does not give it away
             assert contains_fact((ANSWERS / "notes" / item.source).read_text(), item.answer), item
