@@ -7,7 +7,7 @@
 
 `features` retrieves each question of qa.jsonl (dev) and qa_heldout.jsonl (held out) as `Index.ask` does (hybrid,
 k=5, `is_relevant`), cuts the relevant chunks into candidates and scores every candidate: MiniLM cosine (with and
-without the chunk's heading), shared rare words, and the SmolLM2 yes/no log-odds of `extractive.sentence_score`.
+without the chunk's heading), shared rare words, and the SmolLM2 yes/no log-odds of `rerank.rerank` (the reranker's prompt).
 `choices` asks the model to pick, constrained, among the top N of a pre-ranking. `report` scores every variant
 offline from those numbers, calibrating a "not found" threshold on dev and applying it unchanged to held-out.
 """
@@ -39,7 +39,8 @@ def features(out: Path, use_llm: bool = True, all_hits: bool = False) -> None:
     from ondevice.rag import Index
     from ondevice.rag.answer import ANSWER_CTX
     from ondevice.rag.evaluate import _matches, contains_fact
-    from ondevice.rag.extractive import _lexical_scores, candidates, heading_of, sentence_score
+    from ondevice.rag.extractive import _lexical_scores, candidates
+    from ondevice.rag.rerank import rerank
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, Index(Path(tmp) / "qa.sqlite") as index:
@@ -51,7 +52,7 @@ def features(out: Path, use_llm: bool = True, all_hits: bool = False) -> None:
             sources = hits if all_hits else index.relevant(item.question, hits)
             found = candidates(sources)
             texts = [c.text for c in found]
-            headed = [f"{heading_of(c)}\n{c.text}".strip() for c in found]
+            headed = [f"{c.heading}\n{c.text}".strip() for c in found]
             vectors = np.asarray(index.embedder.embed([item.question] + texts + headed), dtype=np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             cos = vectors[1:1 + len(found)] @ vectors[0]
@@ -64,11 +65,11 @@ def features(out: Path, use_llm: bool = True, all_hits: bool = False) -> None:
                 "retrieved": item.source is not None and any(_matches(h.path, item.source) for h in hits),
                 "n_relevant": len(sources),
                 "candidates": [{
-                    "text": c.text, "path": c.path, "line": c.start_line, "heading": heading_of(c),
+                    "text": c.text, "path": c.path, "line": c.start_line, "heading": c.heading,
                     "fact": bool(item.answer) and contains_fact(c.text, item.answer),
                     "right_file": item.source is not None and _matches(c.path, item.source),
                     "cos": float(cos[i]), "cos_h": float(cos_h[i]),
-                    "lex": float(lex[i]), "llm": sentence_score(llm, item.question, c) if i in top and llm else None,
+                    "lex": float(lex[i]), "llm": rerank(item.question, [c.text], llm)[0][1] if i in top and llm else None,
                 } for i, c in enumerate(found)],
                 "seconds": round(time.perf_counter() - t0, 3),
             })
