@@ -7,7 +7,7 @@
 
 `features` retrieves each question of qa.jsonl (dev) and qa_heldout.jsonl (held out) as `Index.ask` does (hybrid,
 k=5, `is_relevant`), cuts the relevant chunks into candidates and scores every candidate: MiniLM cosine (with and
-without the chunk's heading), shared rare words, and the SmolLM2 yes/no log-odds of `rerank.rerank` (the reranker's prompt).
+without the chunk's heading), shared rare words, and the SmolLM2 yes/no log-odds of `rerank.relevance` (the reranker's prompt).
 `choices` asks the model to pick, constrained, among the top N of a pre-ranking. `report` scores every variant
 offline from those numbers, calibrating a "not found" threshold on dev and applying it unchanged to held-out.
 """
@@ -40,7 +40,7 @@ def features(out: Path, use_llm: bool = True, all_hits: bool = False) -> None:
     from ondevice.rag.answer import ANSWER_CTX
     from ondevice.rag.evaluate import _matches, contains_fact
     from ondevice.rag.extractive import _lexical_scores, candidates
-    from ondevice.rag.rerank import rerank
+    from ondevice.rag.rerank import relevance
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, Index(Path(tmp) / "qa.sqlite") as index:
@@ -69,7 +69,7 @@ def features(out: Path, use_llm: bool = True, all_hits: bool = False) -> None:
                     "fact": bool(item.answer) and contains_fact(c.text, item.answer),
                     "right_file": item.source is not None and _matches(c.path, item.source),
                     "cos": float(cos[i]), "cos_h": float(cos_h[i]),
-                    "lex": float(lex[i]), "llm": rerank(item.question, [c.text], llm)[0][1] if i in top and llm else None,
+                    "lex": float(lex[i]), "llm": relevance(llm, item.question, c.text) if i in top and llm else None,
                 } for i, c in enumerate(found)],
                 "seconds": round(time.perf_counter() - t0, 3),
             })
@@ -185,7 +185,7 @@ def report(path: Path, extras=(None, "neighbour", "second")) -> None:
               f"({sum(1 for r in part if r['source'] is None and not r['candidates'])} with nothing relevant); "
               f"fact among the candidates {np.mean([any(c['fact'] for c in r['candidates']) for r in ok]):.2f}")
     print(f"{'variant':56} {'dev fact':>8} {'file':>5} {'nf':>5} | {'held fact':>9} {'file':>5} {'nf':>5} | thr")
-    variants = [(f"top of {name}", (lambda r, f=f: int(np.argmax(f(r["candidates"])))), f)
+    variants = [(f"top of {name}", (lambda r, f=f: int(np.argmax(f(r["candidates"]))) if r["candidates"] else None), f)
                 for name, f in PRERANKS.items()]
     keys = sorted({k for r in rows for k in r.get("choices", {})})
     for key in keys:
