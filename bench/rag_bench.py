@@ -334,9 +334,9 @@ class FirstPassReport:
     searchable_after_s: float      # walk, read, chunk, first-pass embed, write: the index answers from here on
     first_pass_per_s: float        # first-pass embeddings/s
     first_pass_facts_at_5: float   # planted facts found in the top 5 with the first pass's vectors
-    fill_s: float                  # filling in the final model's vectors, and the swap
-    fill_per_s: float
-    facts_at_5: float              # after the fill: what indexing with the final model from the start finds
+    fill_s: float | None           # filling in the final model's vectors, and the swap (None: not run)
+    fill_per_s: float | None
+    facts_at_5: float | None       # after the fill: what indexing with the final model from the start finds
     facts: int
     index_process_rss_mb: float
     load_average: str
@@ -372,8 +372,8 @@ def _first_pass_worker(index_file: str, root: str, first_pass: str, embed_model:
 
 
 def run_first_pass_benchmark(n_files: int, first_pass: str, n_queries: int = 100, embed_model: str | None = None,
-                             workdir: str | None = None, on_step=None) -> FirstPassReport:
-    """A generated library indexed with a fast first pass (`Index.add(first_pass=...)`), then filled in."""
+                             workdir: str | None = None, on_step=None, fill: bool = True) -> FirstPassReport:
+    """A generated library indexed with a fast first pass (`Index.add(first_pass=...)`), then (`fill`) filled in."""
     from ondevice.models.store import DEFAULT_EMBED_MODEL
     from ondevice.rag.library import write_library
     from ondevice.rag.embedder import load_embedder
@@ -395,14 +395,18 @@ def run_first_pass_benchmark(n_files: int, first_pass: str, n_queries: int = 100
         questions = [(f.question, f.path) for f in sample]
         step(f"asking {len(sample)} fact questions of the first pass")
         _, _, _, fast_found = _in_process(_fact_worker, index_file, embed_model, questions)
-        step(f"filling in {embed_model}")
-        fill_s, fill_rate, _, _, fill_rss = _in_process(_first_pass_worker, index_file, str(tmp / "lib"),
-                                                        first_pass, embed_model, True)
-        step(f"asking {len(sample)} fact questions after the fill")
-        _, _, _, found = _in_process(_fact_worker, index_file, embed_model, questions)
+        fill_s = fill_rate = found = None
+        fill_rss = 0.0
+        if fill:
+            step(f"filling in {embed_model}")
+            fill_s, fill_rate, _, _, fill_rss = _in_process(_first_pass_worker, index_file, str(tmp / "lib"),
+                                                            first_pass, embed_model, True)
+            step(f"asking {len(sample)} fact questions after the fill")
+            _, _, _, found = _in_process(_fact_worker, index_file, embed_model, questions)
     return FirstPassReport(files, chunks, first_pass, embed_model, round(searchable, 1), round(fast_rate, 1),
-                           round(fast_found, 3), round(fill_s, 1), round(fill_rate, 1), round(found, 3), len(sample),
-                           round(max(rss, fill_rss), 1), f"{load} -> {_load()}")
+                           round(fast_found, 3), fill_s and round(fill_s, 1), fill_rate and round(fill_rate, 1),
+                           found and round(found, 3), len(sample), round(max(rss, fill_rss), 1),
+                           f"{load} -> {_load()}")
 
 
 def _load() -> str:

@@ -37,6 +37,8 @@ def _chunk_counts(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @click.option("--first-pass", default=None, metavar="MODEL",
               help="With --library: index with this fast model first (minilm-l6-static), then fill in --embed-model; "
                    "reports when the index became searchable, the facts each finds and the fill's time.")
+@click.option("--fill/--no-fill", default=True, show_default=True,
+              help="With --first-pass: also fill in --embed-model (--no-fill: measure the first pass only).")
 @click.option("--embedding", is_flag=True,
               help="Instead: embeddings/s on real chunks, the plain onnxruntime loop vs ours (and --variants), "
                    "interleaved.")
@@ -46,7 +48,7 @@ def _chunk_counts(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @click.option("--embed-model", default=None, metavar="MODEL",
               help="Embedding model (alias, ONNX folder or GGUF); default minilm-l6.")
 @json_option
-def rag_bench_command(chunks, files, queries, library, scales, first_pass, embedding, texts, rounds, variants,
+def rag_bench_command(chunks, files, queries, library, scales, first_pass, fill, embedding, texts, rounds, variants,
                       embed_model, as_json):
     """Indexing files/s (without embedding), embeddings/s, retrieval p95 at N chunks, query-process memory;
     `--library N` on a generated library, `--embedding` for the encoder alone."""
@@ -68,7 +70,7 @@ def rag_bench_command(chunks, files, queries, library, scales, first_pass, embed
     if first_pass and not library:
         raise click.UsageError("--first-pass needs --library N")
     if library and first_pass:
-        report = run_first_pass_benchmark(library, first_pass, queries, embed_model, on_step=step)
+        report = run_first_pass_benchmark(library, first_pass, queries, embed_model, on_step=step, fill=fill)
     elif library:
         report = run_library_benchmark(library, scales, queries, embed_model, on_step=step)
     else:
