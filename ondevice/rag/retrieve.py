@@ -99,8 +99,7 @@ def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5,
     fused: dict[int, float] = {}
     named = names_something(query)
     decisive = named and _decisive(store, lexical)
-    held = _identified(store, query, lexical) if mode == "hybrid" and named and not decisive and \
-        IDENTIFIER_DECIDES else []
+    held = _identified(store, query, lexical) if mode == "hybrid" and named and IDENTIFIER_DECIDES else []
     decisive = decisive or bool(held)
     lexical_weight = weights[0] * (BM25_DECISIVE_WEIGHT if decisive else 1.0 if mode == "bm25" else
                                    BM25_NAMED_WEIGHT if named else BM25_WEAK_WEIGHT)
@@ -137,7 +136,8 @@ def _decisive(store: IndexStore, lexical: list[tuple[int, float]]) -> bool:
 # many files share a name's words ("Amber Heron 100482", "Amber Heron 100742", ...) those words lift other files'
 # chunks above half the best one's, or even above it, and the vectors, which cannot tell the numbers apart, decided
 # (planted facts found in the top 5: 0.11 at 13,000 files; docs/rag.md). Then only that file's chunks holding it
-# count from BM25, so chunks of the files that merely share the name's words get nothing from it.
+# count from BM25, so chunks of the files that merely share the name's words get nothing from it (also where the
+# ratio is decisive: there the second file of BM25's list, helped by the vectors, could still come first).
 IDENTIFIER_DECIDES = True
 IDENTIFIER_HOLDERS = 200  # an identifier in this many chunks or more is not one file's
 
