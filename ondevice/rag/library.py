@@ -3,8 +3,8 @@
 `write_library(root, n)` writes `n` files in the mix of a real personal folder: Markdown notes (40%), plain-text
 notes (20%), code (20%), PDFs (10%, two pages) and DOCX documents (10%). Their prose is sentences from the English
 documentation that ships with CPython (`pydoc_data.topics`), so chunks have real lengths and real word statistics;
-each file also carries one planted fact about a uniquely named subject ("the locker code for Amber Heron 482 is
-7316"), at a random place in the file. The returned `Fact`s hold the question to ask, the expected answer and the
+each file also carries one planted fact about a uniquely named subject ("the locker code for Amber Heron 100482
+is 7316"), at a random place in the file. The returned `Fact`s hold the question to ask, the expected answer and the
 file; the tests check that every one of them is retrieved.
 """
 
@@ -30,6 +30,10 @@ TEMPLATES = [
     ("The meeting room for the {s} review is {v}.", "Which room is the {s} review in?", "{v}"),
     ("Support ticket for the {s} printer: {v}.", "What is the ticket number for the {s} printer?", "{v}"),
 ]
+# A subject's number is 100000 + its file's index: six digits or more, so it is never a value (at most five
+# digits), a day, a year or a number of the prose, and stays the one token that names a single file at any size
+# (subjects share their words every 260 files; numbers from 0 collided with days, years and other facts' codes).
+SUBJECT_NUMBER_BASE = 100_000
 MONTHS = "January February March April May June July August September October November December".split()
 
 
@@ -58,18 +62,18 @@ def _value(rng: random.Random, template: int) -> str:
     return str(rng.randint(1000, 99999))
 
 
-def write_library(root: Path, n_files: int, seed: int = 0, paragraphs: tuple[int, int] = (3, 8)) -> list[Fact]:
-    """Write `n_files` files under `root` (in 50 folders); return one Fact per file."""
+def write_library(root: Path, n_files: int, seed: int = 0, paragraphs: tuple[int, int] = (3, 8),
+                  names: int = 260) -> list[Fact]:
+    """Write `n_files` files under `root` (in 50 folders); return one Fact per file.
+
+    names: how many word pairs the subjects' names cycle through (every pair, 260, by default); fewer makes many
+    files of a small library share their subject's words, as every 260th file of a large one does."""
     rng = random.Random(seed)
     sentences = _sentences()
     facts: list[Fact] = []
     root = Path(root)
     for i in range(n_files):
-        # names differ in words, not only in the number, for the first 260 files (as two real projects would)
-        subject = f"{ADJECTIVES[i % len(ADJECTIVES)].title()} {NOUNS[i % len(NOUNS)].title()} {i}"
-        t = rng.randrange(len(TEMPLATES))
-        value = _value(rng, t)
-        statement, question, answer = (part.format(s=subject, v=value) for part in TEMPLATES[t])
+        subject, statement, question, answer = plant(i, rng, names)
         paras = [" ".join(rng.choices(sentences, k=rng.randint(2, 5)))
                  for _ in range(rng.randint(*paragraphs))]
         at = rng.randrange(len(paras))
@@ -95,6 +99,18 @@ def write_library(root: Path, n_files: int, seed: int = 0, paragraphs: tuple[int
             write_docx(path, subject, paras)
         facts.append(Fact(str(path.relative_to(root)), question, answer))
     return facts
+
+
+def plant(i: int, rng: random.Random, names: int = 260) -> tuple[str, str, str, str]:
+    """The fact of file `i`: (subject, statement, question, answer)."""
+    # names differ in words, not only in the number, for the first 260 files (as two real projects would)
+    pair = i % names
+    subject = f"{ADJECTIVES[pair % len(ADJECTIVES)].title()} {NOUNS[pair % len(NOUNS)].title()} " \
+              f"{SUBJECT_NUMBER_BASE + i}"
+    t = rng.randrange(len(TEMPLATES))
+    value = _value(rng, t)
+    statement, question, answer = (part.format(s=subject, v=value) for part in TEMPLATES[t])
+    return subject, statement, question, answer
 
 
 def _write(path: Path, text: str) -> None:

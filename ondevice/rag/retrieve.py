@@ -99,9 +99,11 @@ def search(store: IndexStore, embedder: Embedder | None, query: str, k: int = 5,
     fused: dict[int, float] = {}
     named = names_something(query)
     decisive = named and _decisive(store, lexical)
+    held = _identified(store, query, lexical) if mode == "hybrid" and named and IDENTIFIER_DECIDES else []
+    decisive = decisive or bool(held)
     lexical_weight = weights[0] * (BM25_DECISIVE_WEIGHT if decisive else 1.0 if mode == "bm25" else
                                    BM25_NAMED_WEIGHT if named else BM25_WEAK_WEIGHT)
-    for ranked, weight in ((lexical, lexical_weight), (semantic, weights[1])):
+    for ranked, weight in ((held or lexical, lexical_weight), (semantic, weights[1])):
         for rank, (chunk_id, _) in enumerate(ranked, start=1):
             fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (rrf_k + rank)
     top = sorted(fused, key=lambda cid: -fused[cid])[:k]
@@ -128,6 +130,30 @@ def _decisive(store: IndexStore, lexical: list[tuple[int, float]]) -> bool:
     if runner is None:
         runner = lexical[len(head)][1] if len(lexical) > len(head) else 0.0
     return lexical[0][1] >= BM25_DECISIVE_RATIO * runner
+
+
+# An identifier of the query (a word with a digit) that one file alone holds decides too, whatever the ratio: where
+# many files share a name's words ("Amber Heron 100482", "Amber Heron 100742", ...) those words lift other files'
+# chunks above half the best one's, or even above it, and the vectors, which cannot tell the numbers apart, decided
+# (planted facts found in the top 5: 0.11 at 13,000 files; docs/rag.md). Then only that file's chunks holding it
+# count from BM25, so chunks of the files that merely share the name's words get nothing from it (also where the
+# ratio is decisive: there the second file of BM25's list, helped by the vectors, could still come first).
+IDENTIFIER_DECIDES = True
+IDENTIFIER_HOLDERS = 200  # an identifier in this many chunks or more is not one file's
+
+
+def _identified(store: IndexStore, query: str, lexical: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """The chunks holding an identifier of the query that no other file holds (BM25's candidates first, in their
+    order); [] when there is none."""
+    held: dict[int, float] = {}
+    for word in dict.fromkeys(w for w in re.findall(r"\w+", query.lower()) if any(ch.isdigit() for ch in w)):
+        holders = store.bm25(word, IDENTIFIER_HOLDERS)
+        if holders and len(holders) < IDENTIFIER_HOLDERS and \
+                len(set(store.chunk_files([c for c, _ in holders]).values())) == 1:
+            held.update(holders)
+    first = [(c, score) for c, score in lexical if c in held]
+    seen = {c for c, _ in first}
+    return first + [(c, score) for c, score in held.items() if c not in seen]
 
 
 def names_something(query: str) -> bool:
