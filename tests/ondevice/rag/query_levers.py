@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -78,8 +79,7 @@ def row(sets, label: str, searcher, only=None) -> dict:
         ranks = [_rank(searcher(index, item["question"])[:K], item["source"]) for item in qa]
         metrics = {key: round(value, 3) for key, value in _metrics(ranks).items()}
         metrics["s_per_q"] = round((time.perf_counter() - t0) / len(qa), 3)
-        if name == "paraphrase":
-            metrics["misses"] = {item["question"]: r for item, r in zip(qa, ranks) if r != 1}
+        metrics["misses"] = {item["question"]: r for item, r in zip(qa, ranks) if r != 1}
         out[name] = metrics
     print(label, json.dumps(out), flush=True)
     return out
@@ -148,6 +148,63 @@ def wording_levers(sets) -> None:
     row(sets, "wording: question and content-words searches fused (RRF k=10)",
         lambda index, q: rrf(default(index, q, 50), with_query_vector(
             lambda e, x: embed(e, content_words(x) or x), 50)(index, q)))
+
+
+QUESTION_HEAD = re.compile(r"^\s*(what|when|where|which|who|whom|whose|why|how( much| many| often| far| long)?)"
+                           r"(\s+(is|are|was|were|do|does|did|can|could|should|will|would|has|have|had))?\s+", re.I)
+
+
+def statement(question: str) -> str:
+    """The question without its question word, auxiliary and question mark: "When is my next tooth cleaning?" ->
+    "my next tooth cleaning"."""
+    return QUESTION_HEAD.sub("", question).rstrip(" ?") or question
+
+
+def feedback(alpha: float, top: int):
+    """Pseudo-relevance feedback (Rocchio) on the vector side: the query vector plus alpha times the mean of its
+    `top` nearest chunks' vectors, searched again."""
+    def vector(e, q, store):
+        v = e.embed([q])[0]
+        ids, rows = store._vector_matrix()
+        near = [c for c, _ in store.nearest(v, top)]
+        where = {int(c): n for n, c in enumerate(ids)}
+        return _unit(v + alpha * rows[[where[c] for c in near]].mean(axis=0))
+
+    def searcher(index, question):
+        from ondevice.rag.retrieve import search
+
+        return search(index.store, QueryVector(index.embedder, lambda q: vector(index.embedder, q, index.store)),
+                      question, K)
+    return searcher
+
+
+def per_file(cap: int):
+    """The default fusion's ranking with at most `cap` chunks of one file in the top 5 (a long document's chunks
+    then leave room for other files)."""
+    def searcher(index, question):
+        out, seen = [], {}
+        for r in default(index, question, 50):
+            if seen.get(r.path, 0) < cap:
+                out.append(r)
+                seen[r.path] = seen.get(r.path, 0) + 1
+        return out
+    return searcher
+
+
+def more_levers(sets) -> None:
+    def embed(e, text):
+        return e.embed([text])[0]
+
+    row(sets, "wording: statement form (question word, auxiliary and '?' removed)",
+        with_query_vector(lambda e, q: embed(e, statement(q))))
+    row(sets, "wording: question and statement-form vectors averaged",
+        with_query_vector(lambda e, q: _unit(embed(e, q) + embed(e, statement(q)))))
+    row(sets, "wording: 'Note: ' + statement form", with_query_vector(lambda e, q: embed(e, "Note: " + statement(q))))
+    for alpha, top in ((0.3, 1), (0.3, 3), (0.6, 3)):
+        row(sets, f"pseudo-relevance feedback: query + {alpha} x mean of its top {top} chunk vectors",
+            feedback(alpha, top))
+    for cap in (1, 2):
+        row(sets, f"at most {cap} chunk(s) of one file in the top 5", per_file(cap))
 
 
 # --- 2. sentence-level (multi-vector) scoring -----------------------------------------------------------------
@@ -304,6 +361,9 @@ def rewrites(sets, model: str, prompt: str, cache: Path, only) -> tuple[dict, fl
                                     max_tokens=40, temperature=0).text
                 seconds.append(time.perf_counter() - t0)
                 out[item["question"]] = _first_line(text)
+                if len(out) % 20 == 0:
+                    print(f"  {model} {prompt}: {len(out)} rewritten, {sum(seconds) / len(seconds):.1f} s each",
+                          file=sys.stderr, flush=True)
     finally:
         llm.close()
     s_per_q = round(sum(seconds) / len(seconds), 2)
@@ -369,7 +429,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", default="/tmp/query-levers")
     parser.add_argument("--lever", nargs="*", default=["wording", "sentences"],
-                        help="wording, sentences, expand, rerank")
+                        help="wording, more, sentences, expand, rerank")
     parser.add_argument("--sets", nargs="*", default=None, help="paraphrase, corpus, heldout (default all)")
     args = parser.parse_args()
     root = Path(args.dir)
@@ -380,6 +440,8 @@ def main() -> None:
     row(sets, "default fusion (baseline)", default)
     if "wording" in args.lever:
         wording_levers(sets)
+    if "more" in args.lever:
+        more_levers(sets)
     if "sentences" in args.lever:
         sentence_levers(sets, root)
     if "expand" in args.lever:
