@@ -339,36 +339,35 @@ def _first_line(text: str) -> str:
 
 
 def rewrites(sets, model: str, prompt: str, cache: Path, only) -> tuple[dict, float]:
-    """{question: rewrite} at temperature 0 for every question of the sets, and the mean seconds per question."""
-    if cache.exists():
-        data = json.loads(cache.read_text())
-        return data["rewrites"], data["s_per_q"]
-    import ondevice
+    """{question: rewrite} at temperature 0 for every question of the sets, and the mean seconds per question.
+    Cached question by question in `cache` (a later run goes on where an earlier one stopped)."""
+    data = json.loads(cache.read_text()) if cache.exists() else {"rewrites": {}, "seconds": []}
+    out, seconds = data["rewrites"], data["seconds"]
+    todo = [item["question"] for name, (_, qa) in sets.items() if not only or name in only for item in qa
+            if item["question"] not in out]
+    if todo:
+        import ondevice
 
-    llm = ondevice.load(model, threads=2)
-    out, seconds = {}, []
-    try:
-        for name, (_, qa) in sets.items():
-            if only and name not in only:
-                continue
-            for item in qa:
+        llm = ondevice.load(model, threads=2)
+        try:
+            for question in todo:
                 t0 = time.perf_counter()
+                # only the first line is used: stop there
                 if model == "gemma3-270m":
-                    text = llm.generate(FEW_SHOT[prompt].format(question=item["question"]), max_tokens=32,
+                    text = llm.generate(FEW_SHOT[prompt].format(question=question), max_tokens=32,
                                         temperature=0, stop=["\n"]).text
                 else:
-                    text = llm.chat([{"role": "user", "content": PROMPTS[prompt].format(question=item["question"])}],
-                                    max_tokens=40, temperature=0).text
+                    text = llm.chat([{"role": "user", "content": PROMPTS[prompt].format(question=question)}],
+                                    max_tokens=40, temperature=0, stop=["\n"]).text
                 seconds.append(time.perf_counter() - t0)
-                out[item["question"]] = _first_line(text)
-                if len(out) % 20 == 0:
+                out[question] = _first_line(text)
+                cache.write_text(json.dumps({"rewrites": out, "seconds": seconds}, indent=1))
+                if len(out) % 10 == 0:
                     print(f"  {model} {prompt}: {len(out)} rewritten, {sum(seconds) / len(seconds):.1f} s each",
                           file=sys.stderr, flush=True)
-    finally:
-        llm.close()
-    s_per_q = round(sum(seconds) / len(seconds), 2)
-    cache.write_text(json.dumps({"rewrites": out, "s_per_q": s_per_q}, indent=1))
-    return out, s_per_q
+        finally:
+            llm.close()
+    return out, round(sum(seconds) / max(len(seconds), 1), 2)
 
 
 def expansion_levers(sets, root: Path, only) -> None:
