@@ -370,10 +370,12 @@ def rewrites(sets, model: str, prompt: str, cache: Path, only) -> tuple[dict, fl
     return out, round(sum(seconds) / max(len(seconds), 1), 2)
 
 
-def expansion_levers(sets, root: Path, only) -> None:
+def expansion_levers(sets, root: Path, only, models=("smollm2-135m", "gemma3-270m")) -> None:
     from ondevice.rag.retrieve import search
 
     for model, prompts in (("smollm2-135m", ("plain", "note", "synonyms")), ("gemma3-270m", ("note", "synonyms"))):
+        if model not in models:
+            continue
         for prompt in prompts:
             t0 = time.perf_counter()
             written, s_per_q = rewrites(sets, model, prompt, root / f"rewrites-{model}-{prompt}.json", only)
@@ -424,12 +426,26 @@ def rerank_levers(sets, only) -> None:
         llm.close()
 
 
+def smollm2_rerank(sets, only) -> None:
+    """`rerank.py` (SmolLM2 yes/no) on the top 5, the second pass's row, for the sets it was not measured on."""
+    import ondevice
+    from ondevice.rag.retrieve import rerank
+
+    llm = ondevice.load("smollm2-135m", threads=2)
+    try:
+        row(sets, "rerank the top 5 with rerank.py (SmolLM2 yes/no)",
+            lambda index, q: rerank(default(index, q), q, llm), only)
+    finally:
+        llm.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", default="/tmp/query-levers")
     parser.add_argument("--lever", nargs="*", default=["wording", "sentences"],
-                        help="wording, more, sentences, expand, rerank")
+                        help="wording, more, sentences, expand, rerank, rerank-smollm2")
     parser.add_argument("--sets", nargs="*", default=None, help="paraphrase, corpus, heldout (default all)")
+    parser.add_argument("--models", nargs="*", default=["smollm2-135m", "gemma3-270m"], help="for expand")
     args = parser.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -444,9 +460,11 @@ def main() -> None:
     if "sentences" in args.lever:
         sentence_levers(sets, root)
     if "expand" in args.lever:
-        expansion_levers(sets, root, args.sets)
+        expansion_levers(sets, root, args.sets, args.models)
     if "rerank" in args.lever:
         rerank_levers(sets, args.sets)
+    if "rerank-smollm2" in args.lever:
+        smollm2_rerank(sets, args.sets)
 
 
 if __name__ == "__main__":
