@@ -370,13 +370,15 @@ def rewrites(sets, model: str, prompt: str, cache: Path, only) -> tuple[dict, fl
     return out, round(sum(seconds) / max(len(seconds), 1), 2)
 
 
-def expansion_levers(sets, root: Path, only, models=("smollm2-135m", "gemma3-270m")) -> None:
+def expansion_levers(sets, root: Path, only, models=("smollm2-135m", "gemma3-270m"), prompt_names=None) -> None:
     from ondevice.rag.retrieve import search
 
     for model, prompts in (("smollm2-135m", ("plain", "note", "synonyms")), ("gemma3-270m", ("note", "synonyms"))):
         if model not in models:
             continue
         for prompt in prompts:
+            if prompt_names and prompt not in prompt_names:
+                continue
             t0 = time.perf_counter()
             written, s_per_q = rewrites(sets, model, prompt, root / f"rewrites-{model}-{prompt}.json", only)
             print(f"rewrites {model} {prompt}: {s_per_q} s per question (load average "
@@ -446,6 +448,7 @@ def main() -> None:
                         help="wording, more, sentences, expand, rerank, rerank-smollm2")
     parser.add_argument("--sets", nargs="*", default=None, help="paraphrase, corpus, heldout (default all)")
     parser.add_argument("--models", nargs="*", default=["smollm2-135m", "gemma3-270m"], help="for expand")
+    parser.add_argument("--prompts", nargs="*", default=None, help="for expand: plain, note, synonyms")
     args = parser.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -460,7 +463,7 @@ def main() -> None:
     if "sentences" in args.lever:
         sentence_levers(sets, root)
     if "expand" in args.lever:
-        expansion_levers(sets, root, args.sets, args.models)
+        expansion_levers(sets, root, args.sets, args.models, args.prompts)
     if "rerank" in args.lever:
         rerank_levers(sets, args.sets)
     if "rerank-smollm2" in args.lever:
