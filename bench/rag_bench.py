@@ -536,6 +536,10 @@ def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 
     folder = Path(model._backend.ref.path)
     model.close()
     runners = {"plain onnxruntime loop (batches of 64, padded to the longest)": plain_onnx_loop(folder, threads)}
+    from bench.embedding_variants import build_runner, is_model_variant
+
+    work_dir = tempfile.TemporaryDirectory()
+    work = Path(work_dir.name)
     settings = {"ours": {}, "spinning": {"spinning": True}, "opt-basic": {"optimization": "basic"}}
     for name in variants:
         if name in settings:
@@ -552,6 +556,10 @@ def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 
             from ondevice.rag.static import load_static
 
             runners[name] = load_static(embed_model, threads).embed
+        elif is_model_variant(name):  # another form of the same model (bench/embedding_variants.py)
+            if on_step:
+                on_step(f"building {name}")
+            runners[name] = build_runner(name, folder, Path(ondevice.resolve(embed_model).path), work, threads)
     rates: dict[str, list[float]] = {name: [] for name in runners}
     cpu_rates: dict[str, list[float]] = {name: [] for name in runners}
     vectors = {}
@@ -579,4 +587,5 @@ def run_embedding_benchmark(n_texts: int = 128, rounds: int = 2, threads: int = 
                      "rounds": [round(x, 1) for x in rates[name]],
                      "min_cosine_vs_plain": None if cosine is None else round(float(cosine.min()), 5)}
     out["_texts"] = {"n": len(texts), "mean_chars": round(sum(map(len, texts)) / len(texts))}
+    work_dir.cleanup()
     return out
