@@ -24,7 +24,7 @@ def is_model_variant(name: str) -> bool:
 
 def build_runner(name: str, shipped: Path, hf_dir: Path, work: Path, threads: int):
     """An `embed(texts) -> unit vectors` for variant `name`, built under `work` (a temporary folder)."""
-    from ondevice.rag.bucketed import BucketedEncoder, SessionSettings
+    from ondevice.rag.embedder import BucketedEncoder, SessionSettings
 
     if name.startswith("gguf-"):
         return _gguf_runner(name.split("-", 1)[1], shipped, hf_dir, work, threads)
@@ -70,7 +70,7 @@ def _gguf_runner(outtype: str, shipped: Path, hf_dir: Path, work: Path, threads:
     import llama_cpp
     from tokenizers import Tokenizer
 
-    from ondevice.rag.bucketed import SEQUENCE_CAP
+    from ondevice.rag.embedder import SEQUENCE_CAP
     from quantize.llama_convert import convert_with_llama_cpp
 
     path = work / f"minilm-{outtype}.gguf"
