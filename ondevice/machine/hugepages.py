@@ -118,8 +118,13 @@ def _resident(libc: _Libc, start: int, size: int, page: int) -> bool:
     return all(v & 1 for v in vec)
 
 
-def _move_chunk(libc: _Libc, start: int, size: int) -> bool:
+def _move_chunk(libc: _Libc, start: int, size: int, page: int | None = None) -> bool:
     """Move [start, start+size) (huge-page aligned) onto fresh memory advised as huge pages, in place."""
+    # Checked again right before the copy: a native thread of the process (a server's, Ray's) may have unmapped a
+    # region since the scan, and copying from it would crash the process (seen once in CI: SIGSEGV in memmove).
+    # The scan-to-move window was the whole promotion (seconds for a large load); now it is this call.
+    if not _resident(libc, start, size, page or os.sysconf("SC_PAGE_SIZE")):
+        return False
     raw = libc.mmap(None, 2 * size, _PROT_RW, _MAP_PRIVATE_ANON, -1, 0)
     if raw is None or raw == ctypes.c_void_p(-1).value:
         return False
@@ -151,8 +156,8 @@ def resident_chunks(regions: set[tuple[int, int]], hp: int) -> list[int]:
 
 def promote(chunks: list[int], hp: int) -> int:
     """Move each chunk onto huge pages (see the module docstring); returns the bytes moved."""
-    libc = _libc()
-    return sum(hp for chunk in chunks if _move_chunk(libc, chunk, hp))
+    libc, page = _libc(), os.sysconf("SC_PAGE_SIZE")
+    return sum(hp for chunk in chunks if _move_chunk(libc, chunk, hp, page))
 
 
 @contextlib.contextmanager
