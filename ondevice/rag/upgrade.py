@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ondevice.rag.chunking import title_context
+from ondevice.rag.chunking import Chunk, title_context
 from ondevice.rag.embedder import Embedder
 from ondevice.rag.store import IndexStore
 
@@ -72,7 +72,7 @@ def fill_vectors(store: IndexStore, embedder: Embedder, on_progress: Callable[[F
             texts: dict[str, str] = {}
             for _chunk_id, key, text, path in part:
                 context = title_context(path) if indexer.TITLE_CONTEXT else ""
-                texts.setdefault(key, f"{context}\n{text}" if context else text)
+                texts.setdefault(key, Chunk(text, 0, context=context).embed_text)  # the indexer's embedded text
             vectors = dict(zip(texts, embedder.embed(list(texts.values()))))
             summary.embedded += len(texts)
             summary.written += store.write_upgrade([(chunk_id, key, vectors[key].astype("float32").tobytes())
