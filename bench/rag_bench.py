@@ -218,16 +218,13 @@ def _index_worker(index_file: str, root: str, embed_model: str | None, hashing: 
         real = load_embedder(embed_model)  # for its name and dimension only
         embedder = Embedder(HashEmbedder(real.name, real.dim), real.name)
         real.close()
-    last = [0.0]
     reindex_cpu = [None]
+    say = _every(30)  # the first index of a large library takes many minutes
 
-    def progress(p) -> None:  # a line every 30 s: the first index of a large library takes many minutes
-        if time.perf_counter() - last[0] >= 30:
-            last[0] = time.perf_counter()
-            eta = f", ETA {p.eta_s / 60:.1f} min" if p.eta_s is not None else ""
-            print(f"[{time.strftime('%H:%M:%S')}] {p.files_done}/{p.files_total} files, {p.chunks} chunks, "
-                  f"{p.embeddings_per_s:.1f} embeddings/s, {p.elapsed_s:.0f} s{eta}, load {_load()}", file=sys.stderr,
-                  flush=True)
+    def progress(p) -> None:
+        eta = f", ETA {p.eta_s / 60:.1f} min" if p.eta_s is not None else ""
+        say(lambda: f"{p.files_done}/{p.files_total} files, {p.chunks} chunks, {p.embeddings_per_s:.1f} "
+                    f"embeddings/s, {p.elapsed_s:.0f} s{eta}")
 
     with Index(index_file, embed_model=None if hashing else embed_model, embedder=embedder) as index:
         t0 = time.perf_counter()
@@ -245,6 +242,19 @@ def _index_worker(index_file: str, root: str, embed_model: str | None, hashing: 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.put((first, summary.embeddings_per_s, summary.total_files, summary.total_chunks, (reindex, reindex_cpu[0]),
              rss))
+
+
+def _every(seconds: float):
+    """A progress printer for long runs: `say(message)` writes "[time] message, load L" to stderr at most once per
+    `seconds` (message: a callable, formatted only when printed)."""
+    last = [0.0]
+
+    def say(message) -> None:
+        if time.perf_counter() - last[0] >= seconds:
+            last[0] = time.perf_counter()
+            print(f"[{time.strftime('%H:%M:%S')}] {message()}, load {_load()}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def _in_process(target, *args):
@@ -348,15 +358,12 @@ def _first_pass_worker(index_file: str, root: str, first_pass: str, embed_model:
 
     from ondevice.rag import Index
 
-    last = [0.0]
+    say = _every(30)
 
-    def progress(p) -> None:  # a line every 30 s
-        if time.perf_counter() - last[0] >= 30:
-            last[0] = time.perf_counter()
-            done, total = (p.done, p.total) if fill else (p.files_done, p.files_total)
-            print(f"[{time.strftime('%H:%M:%S')}] {'fill' if fill else 'first pass'}: {done}/{total}, "
-                  f"{p.embeddings_per_s:.1f} embeddings/s, {p.elapsed_s:.0f} s, load {_load()}", file=sys.stderr,
-                  flush=True)
+    def progress(p) -> None:
+        done, total = (p.done, p.total) if fill else (p.files_done, p.files_total)
+        say(lambda: f"{'fill' if fill else 'first pass'}: {done}/{total}, {p.embeddings_per_s:.1f} embeddings/s, "
+                    f"{p.elapsed_s:.0f} s")
 
     with Index(index_file, embed_model=embed_model) as index:
         t0 = time.perf_counter()
