@@ -196,10 +196,14 @@ class Model:
         self._check_open()
         return self._backend.detokenize(tokens)
 
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
-        """Logits at every position of `tokens`, shape [len(tokens), vocab]."""
+    def logits(self, tokens: Sequence[int], first: int = 0) -> np.ndarray:
+        """Logits at positions `first`.. of `tokens`, shape [len(tokens) - first, vocab] (row 0 predicts the token
+        after `tokens[first]`). The whole sequence is evaluated; `first` only spares computing and copying the
+        earlier rows (scoring a question after a long passage needs the question's rows alone)."""
         self._check_open()
-        return self._backend.logits(tokens)
+        if not 0 <= first < max(len(tokens), 1):
+            raise InvalidInput(f"first must be 0 to {len(tokens) - 1} for {len(tokens)} tokens, got {first}")
+        return self._backend.logits(tokens, first)
 
     def clear_cache(self) -> None:
         """Forget what the context holds: the next prompt is evaluated from its first token (a cold start).

@@ -123,8 +123,9 @@ class Backend(ABC):
     def detokenize(self, tokens: Sequence[int]) -> str:
         raise UnsupportedOperation(f"{self.ref.name}: the {self.name} backend has no tokenizer")
 
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
-        """Logits for every position of `tokens` (shape [len(tokens), vocab]), from an empty context."""
+    def logits(self, tokens: Sequence[int], first: int = 0) -> np.ndarray:
+        """Logits for positions `first`.. of `tokens` (shape [len(tokens) - first, vocab]), from an empty context;
+        a backend that can skips computing the earlier positions' logits (the vocabulary projection)."""
         raise UnsupportedOperation(f"{self.ref.name}: the {self.name} backend does not expose logits")
 
     # --- embeddings -------------------------------------------------------------------------------------------

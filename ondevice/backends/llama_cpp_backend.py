@@ -291,12 +291,12 @@ class LlamaCppBackend(TextBackend):
 
         return ConstrainedSampler(self._new_sampler(params), constraint, row)
 
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+    def logits(self, tokens: Sequence[int], first: int = 0) -> np.ndarray:
         tokens = [int(t) for t in tokens]
         if len(tokens) > self.n_ctx:
             raise ContextOverflow(f"{len(tokens)} tokens do not fit in the context of {self.n_ctx}")
         self._memory_clear()
-        out = np.empty((len(tokens), self._n_vocab), dtype=np.float32)
+        out = np.empty((len(tokens) - first, self._n_vocab), dtype=np.float32)
         n_batch = self._llm.n_batch
         batch = lc.llama_batch_init(n_batch, 0, 1)
         try:
@@ -307,7 +307,7 @@ class LlamaCppBackend(TextBackend):
                     batch.pos[i] = start + i
                     batch.n_seq_id[i] = 1
                     batch.seq_id[i][0] = 0
-                    batch.logits[i] = 1
+                    batch.logits[i] = int(start + i >= first)  # rows before `first`: no vocabulary projection
                 batch.n_tokens = len(chunk)
                 rc = lc.llama_decode(self._llm.ctx, batch)
                 if rc != 0:
@@ -315,8 +315,11 @@ class LlamaCppBackend(TextBackend):
                     raise RuntimeError(f"llama_decode failed with code {rc}")
                 self._cached.extend(chunk)  # the cache now holds these: a later prompt may reuse them
                 self._prefilled = len(self._cached) if len(chunk) >= MIN_FRESH_ROWS else self._prefilled
-                ptr = lc.llama_get_logits(self._llm.ctx)
-                out[start:start + len(chunk)] = np.ctypeslib.as_array(ptr, shape=(len(chunk), self._n_vocab))
+                rows = start + len(chunk) - max(first, start)  # this chunk's positions at or after `first`
+                if rows > 0:
+                    ptr = lc.llama_get_logits(self._llm.ctx)
+                    out[max(first, start) - first:start + len(chunk) - first] = np.ctypeslib.as_array(
+                        ptr, shape=(rows, self._n_vocab))
         finally:
             lc.llama_batch_free(batch)
         return out

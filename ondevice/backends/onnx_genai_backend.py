@@ -181,14 +181,14 @@ class OnnxGenaiBackend(TextBackend):
     def _text_decoder(self) -> _StreamDecoder:
         return _StreamDecoder(self._tokenizer)
 
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+    def logits(self, tokens: Sequence[int], first: int = 0) -> np.ndarray:
         tokens = [int(t) for t in tokens]
         if len(tokens) > self.n_ctx:
             raise ContextOverflow(f"{len(tokens)} tokens do not fit in the context of {self.n_ctx}")
         generator = self._new_generator(len(tokens) + 1)  # a separate generator: the cached one stays as it is
         generator.append_tokens(np.asarray(tokens, dtype=np.int32))
         out = np.asarray(generator.get_output("logits"), dtype=np.float32)
-        return out.reshape(-1, out.shape[-1])[-len(tokens):]
+        return out.reshape(-1, out.shape[-1])[-len(tokens):][first:]
 
     def close(self) -> None:
         self._generator = None

@@ -115,7 +115,8 @@ def _print_summary(summary, as_json: bool) -> None:
 @embed_option
 @click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Results to return.")
 @click.option("--mode", type=click.Choice(["hybrid", "bm25", "vector"]), default="hybrid", show_default=True)
-@click.option("--rerank", is_flag=True, help="Re-rank candidates by the local LLM's relevance judgement.")
+@click.option("--rerank", is_flag=True, help="Re-order the top 10 by how likely the local LLM finds the query after "
+                                            "each (better on paraphrases; a few seconds per query).")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="LLM for --rerank.")
 @json_option
 def search_command(query, index_name, embed_model, k, mode, rerank, model, as_json):
@@ -152,7 +153,8 @@ def _result_json(r) -> dict:
 @embed_option
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="LLM that writes the answer.")
 @click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to consider.")
-@click.option("--rerank", is_flag=True, help="Re-rank candidates by the LLM before answering.")
+@click.option("--rerank", is_flag=True, help="Re-order the top 10 by the LLM's query likelihood before answering "
+                                            "(a few seconds more).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--remote", default=None, metavar="URL",
               help="Let a remote OpenAI-compatible model answer (remote:MODEL@URL); sources with sensitive data "

@@ -128,7 +128,7 @@ class Index:
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid", rerank_model=None) -> list[SearchResult]:
         """The `k` most relevant chunks for `query`. `rerank_model` (a loaded model or a name) re-orders the top
-        candidates by the LLM's judgement of relevance."""
+        max(2k, 10) by the fused score plus the LLM's query likelihood (`retrieve.rerank`) before cutting to k."""
         query = check_query(query)  # the one place a query is checked: the CLI and `ask` come through here
         self._check_ready()
         return self._search(query, k, mode, rerank_model)

@@ -1,25 +1,27 @@
 """One local reranker for RAG and the server's `/v1/rerank`: `rerank(query, documents) -> [(index, score)]`.
 
-A cross-encoder judgement from the local LLM (no reranker weights ship with the project, and none may be
-downloaded): for each document the model reads "Passage: ... Question: ... Does the passage contain the answer to
-the question? Answer yes or no." and the score is the log-odds of its next token being "yes" rather than "no"
-(the best-scoring spelling of each: " yes", "Yes", ...). Deterministic: no sampling, temperature 0 by
-construction. Cost: one prompt evaluation per document (about 100-400 tokens each), so rerank tens of candidates,
-not thousands. How much it helps is measured in docs/rag.md ("levers").
+Query likelihood from the local LLM (no reranker weights ship with the project, and none may be downloaded): for
+each document the model reads the passage and is asked for "one question that this text answers"; the score is the
+mean log-probability of the query's own tokens as that question. A passage that states what the question asks
+about makes the question likely; one on a neighbouring subject does not. (The earlier form, the log-odds of "yes"
+to "does the passage contain the answer?", ordered the RAG sets worse than retrieval alone; query likelihood
+ordered them better: docs/rag.md, "Fourth pass".) Deterministic: no sampling, temperature 0 by construction.
+Cost: one prompt evaluation per document (about 100-400 tokens each), so rerank tens of candidates, not thousands.
 
     from ondevice.rag.rerank import rerank
     rerank("when is the dentist?", ["Tooth cleaning on Tuesday 9 April.", "The museum reopens in autumn."])
-    # -> [(0, 3.1), (1, -2.4)]
+    # -> [(0, -4.76), (1, -5.71)]
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from ondevice.errors import InvalidInput
 
-PROMPT = ("Passage:\n{passage}\n\nQuestion: {question}\n"
-          "Does the passage contain the answer to the question? Answer yes or no.")
+PROMPT = "{passage}\n\nWrite one question that this text answers."
 MAX_PASSAGE_CHARS = 1500
 MAX_DOCUMENTS = 1000
 
@@ -54,25 +56,13 @@ def rerank(query: str, documents: Sequence[str], model=None, top_n: int | None =
 
 
 def relevance(llm, query: str, document: str, max_chars: int = MAX_PASSAGE_CHARS) -> float:
-    """Log-odds of "yes" over "no" for one (query, document) pair."""
-    yes, no = _answer_tokens(llm)
-    prompt = llm.render_chat([{"role": "user", "content": PROMPT.format(passage=document[:max_chars],
-                                                                        question=query.strip())}])
-    tokens = llm.tokenize(prompt, add_special=False)[-(llm.n_ctx - 1):]
-    last = llm.logits(tokens)[-1]
-    return float(max(last[t] for t in yes) - max(last[t] for t in no))
-
-
-def _answer_tokens(llm) -> tuple[list[int], list[int]]:
-    cached = getattr(llm, "_rerank_tokens", None)
-    if cached is None:
-        cached = (_first_tokens(llm, [" yes", "yes", " Yes", "Yes"]), _first_tokens(llm, [" no", "no", " No", "No"]))
-        try:
-            llm._rerank_tokens = cached
-        except AttributeError:
-            pass
-    return cached
-
-
-def _first_tokens(llm, words: Sequence[str]) -> list[int]:
-    return sorted({llm.tokenize(w, add_special=False)[0] for w in words if llm.tokenize(w, add_special=False)})
+    """Mean log-probability of the query's tokens as the question the model writes after reading `document`."""
+    prompt = llm.render_chat([{"role": "user", "content": PROMPT.format(passage=document[:max_chars])}])
+    question = llm.tokenize(query.strip(), add_special=False)[:llm.n_ctx // 2]
+    # a passage too long for the context loses its start, never the question being scored
+    tokens = (llm.tokenize(prompt, add_special=False) + question)[-(llm.n_ctx - 1):]
+    first = len(tokens) - len(question)
+    rows = llm.logits(tokens, first - 1)[:-1].astype(np.float64)  # the rows that predict each question token
+    top = rows.max(axis=1)
+    log_z = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))
+    return float(np.mean(rows[np.arange(len(question)), question] - log_z))

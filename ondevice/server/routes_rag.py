@@ -39,7 +39,7 @@ async def rag_query(body: schemas.RagQueryRequest, request: Request) -> dict:
     async with await state.llm.acquire():
         answer = await state.llm.call(lambda: index.ask(body.query, model=state.model, k=body.k,
                                                         max_tokens=max_tokens, mode=body.mode,
-                                                        lead_in=body.lead_in))
+                                                        lead_in=body.lead_in, rerank=body.rerank))
     if answer.mode == "extractive":  # cite the quoted sentences' exact lines, with the chunk they came from
         citations = [schemas.Citation(source=str(c), text=s.text, score=s.score)
                      for c, s in zip(answer.citations, answer.sources)]

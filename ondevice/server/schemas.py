@@ -127,6 +127,8 @@ class EmbeddingRequest(BaseModel):
 
 
 class RagQueryRequest(BaseModel):
+    model_config = {"extra": "forbid"}  # a misspelt option is a 400 naming it, not an answer made without it
+
     query: str = Field(min_length=1)
     k: int = Field(4, ge=1, le=32)
     model: str | None = None
@@ -135,6 +137,8 @@ class RagQueryRequest(BaseModel):
     # the model; auto: extractive for small models (ondevice.rag.answer.resolve_mode)
     mode: Literal["auto", "extractive", "generative"] = "auto"
     lead_in: bool = False
+    # re-order the top 10 by the served model's query likelihood before answering (`ondevice rag ask --rerank`)
+    rerank: bool = False
 
 
 # --- responses -------------------------------------------------------------------------------------------------

@@ -67,6 +67,18 @@ def test_logits_match_the_greedy_choice(smollm2):
     assert int(logits[-1].argmax()) == greedy.tokens[0]
 
 
+def test_logits_from_a_later_position_are_the_same_rows(smollm2):
+    tokens = smollm2.tokenize("Tooth cleaning is booked for Tuesday. When is the dentist? " * 42, add_special=False)
+    every = smollm2.logits(tokens)
+    assert len(tokens) > 531  # more than one decode batch of 512, so a batch with no rows wanted is crossed too
+    for first in (1, 530, len(tokens) - 1):
+        tail = smollm2.logits(tokens, first)
+        assert tail.shape == (len(tokens) - first, smollm2.info.vocab_size)
+        np.testing.assert_allclose(tail, every[first:], rtol=1e-4, atol=1e-3)
+    with pytest.raises(ondevice.InvalidInput, match="first must be"):
+        smollm2.logits(tokens, len(tokens))
+
+
 def test_prompt_longer_than_context_is_a_clear_error(smollm2):
     with pytest.raises(ondevice.ContextOverflow, match="context holds 1024"):
         smollm2.generate("word " * 3000)

@@ -1,12 +1,16 @@
 """Measure the answerability rules (`ondevice.rag.answerable`) one at a time on the QA set (issue 29).
 
-    PYTHONPATH=. python -m tests.ondevice.rag.answerability_levers [qa qa_heldout]
+    PYTHONPATH=. python -m tests.ondevice.rag.answerability_levers [qa qa_heldout] [--likelihood]
 
 Retrieves each question as `Index.ask` does in the extractive mode (hybrid, k=5, every retrieved chunk), ranks the
 candidate sentences, and prints fact / right file / not found per split for every variant: which rules, where a
 name must appear, whether the rules read the best sentence or the quote with its neighbour, and whether a failing
 best sentence gives "not found" or the next passing candidate above the similarity threshold answers instead.
-No LLM runs. The blind split (qa_blind.jsonl) is not measured here: it is run once, at the end, by `rag eval`.
+No LLM runs, except with --likelihood: SmolLM2's query likelihood (`ondevice.rag.rerank.relevance`) of each of the
+top 6 sentences (under its title), then rows choosing the sentence by cosine + weight x likelihood, and how well the
+likelihood's gain over an empty passage tells answerable from unanswerable questions on the sentence the rules pass
+(measured after the fourth retrieval pass; not kept). The blind split (qa_blind.jsonl) was first measured by
+`rag eval`, once, at the end of the rules' work; later rows name it when they include it.
 """
 
 from __future__ import annotations
@@ -226,7 +230,72 @@ def variants(embedder):
         yield f"names + answer type + focus noun cosine >= {threshold}", head_covered(threshold)
 
 
-def main(splits):
+def _z(values):
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    return (values - values.mean()) / (values.std() + 1e-9)
+
+
+def _auc(positive, negative) -> float:
+    pairs = [(p > n) + 0.5 * (p == n) for p in positive for n in negative]
+    return sum(pairs) / len(pairs) if pairs else float("nan")
+
+
+def likelihood_rows(rows, splits, top: int = 6) -> None:
+    """Query likelihood as the extractive mode's sentence chooser and as an answerability score (not kept)."""
+    import ondevice
+    from ondevice.rag.answerable import check, question_focus
+    from ondevice.rag.rerank import relevance
+
+    llm = ondevice.load("smollm2-135m", threads=2)
+    try:
+        for row in rows:
+            empty = relevance(llm, row["item"].question, "")  # the question's likelihood after no passage
+            for o in row["options"][:top]:
+                o["lik"] = relevance(llm, row["item"].question, (o["heading"] + "\n" + o["sentence"]).strip())
+                o["lik0"] = empty
+    finally:
+        llm.close()
+
+    for candidates in (3, 6):
+        for weight in (0.25, 0.5, 1, 2):
+            cells = []
+            for split in splits:
+                picked = []
+                for row in rows:
+                    if row["split"] != split:
+                        continue
+                    options = [o for o in row["options"][:candidates] if o["sim"] >= 0.39]
+                    if options:
+                        score = _z([o["sim"] for o in options]) + weight * _z([o["lik"] for o in options])
+                        options = [options[int(score.argmax())]]
+                    picked.append({**row, "options": options})
+                f, n, c, u, m = outcome(picked, split, lambda q, o: check(question_focus(q), o["sentence"],
+                                                                           o["heading"], o["file"]).passes, False)
+                cells.append(f"{f / n:.2f} {c / n:.2f} {u / m:.2f} ({u}/{m})")
+            print(f"{'sentence by cosine + ' + str(weight) + ' x likelihood, top ' + str(candidates):58} {'False':8} "
+                  + " | ".join(f"{c:>22}" for c in cells))
+    from ondevice.rag.evaluate import contains_fact
+
+    for split in splits:
+        gains = {"answered right": [], "unanswerable": []}
+        for row in rows:
+            if row["split"] != split or not row["options"] or row["options"][0]["sim"] < 0.39:
+                continue
+            o, item = row["options"][0], row["item"]
+            if not check(question_focus(item.question), o["sentence"], o["heading"], o["file"]).passes:
+                continue
+            kind = "unanswerable" if not item.answerable else \
+                "answered right" if contains_fact(o["quote"], item.answer) else None
+            if kind:
+                gains[kind].append(o["lik"] - o["lik0"])
+        print(f"{split}: likelihood gain over an empty passage, answered right vs unanswerable the rules let "
+              f"through ({len(gains['answered right'])} / {len(gains['unanswerable'])}): AUC "
+              f"{_auc(gains['answered right'], gains['unanswerable']):.2f}")
+
+
+def main(splits, likelihood: bool = False):
     from ondevice.rag.embedder import load_embedder
 
     rows = collect(splits)
@@ -240,7 +309,10 @@ def main(splits):
                 cells.append(f"{f / n:.2f} {c / n:.2f} {u / m:.2f} ({u}/{m})")
             print(f"{name:58} {str(fallback):8} " + " | ".join(f"{c:>22}" for c in cells))
     embedder.close()
+    if likelihood:
+        likelihood_rows(rows, splits)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["qa", "qa_heldout"])
+    args = [a for a in sys.argv[1:] if a != "--likelihood"]
+    main(args or ["qa", "qa_heldout"], likelihood="--likelihood" in sys.argv[1:])

@@ -65,15 +65,22 @@ def setup(root: Path):
     heldout = [{"question": item.question, "source": item.source}
                for qa_file in ("qa.jsonl", "qa_heldout.jsonl") for item in read_qa(ANSWERS / qa_file)
                if item.answerable]
+    blind = [{"question": item.question, "source": item.source}
+             for item in read_qa(ANSWERS / "qa_blind.jsonl") if item.answerable]
     return {"paraphrase": (indexes["lib"], para_qa), "corpus": (indexes["lib"], corpus_qa),
-            "heldout": (indexes["qa"], heldout)}
+            "heldout": (indexes["qa"], heldout), "blind": (indexes["qa"], blind)}
+
+
+def _chosen(name: str, only) -> bool:
+    """The blind split is measured only when named: once, after a lever is chosen on the other three."""
+    return name in only if only else name != "blind"
 
 
 def row(sets, label: str, searcher, only=None) -> dict:
     """Evaluate `searcher(index, question) -> results` on every set (or `only` some); print one JSON line."""
     out = {}
     for name, (index, qa) in sets.items():
-        if only and name not in only:
+        if not _chosen(name, only):
             continue
         t0 = time.perf_counter()
         ranks = [_rank(searcher(index, item["question"])[:K], item["source"]) for item in qa]
@@ -343,7 +350,7 @@ def rewrites(sets, model: str, prompt: str, cache: Path, only) -> tuple[dict, fl
     Cached question by question in `cache` (a later run goes on where an earlier one stopped)."""
     data = json.loads(cache.read_text()) if cache.exists() else {"rewrites": {}, "seconds": []}
     out, seconds = data["rewrites"], data["seconds"]
-    todo = [item["question"] for name, (_, qa) in sets.items() if not only or name in only for item in qa
+    todo = [item["question"] for name, (_, qa) in sets.items() if _chosen(name, only) for item in qa
             if item["question"] not in out]
     if todo:
         import ondevice
@@ -406,9 +413,17 @@ RERANK_FEW_SHOT = ("Does the passage answer the question? Answer yes or no.\n\n"
                    "Passage: {passage}\nQuestion: {question}\nAnswer:")
 
 
+def _first_tokens(llm, words) -> list[int]:
+    return sorted({llm.tokenize(w, add_special=False)[0] for w in words if llm.tokenize(w, add_special=False)})
+
+
+def _answer_tokens(llm) -> tuple[list[int], list[int]]:
+    """The first tokens of "yes" and "no" in their usual spellings (the yes/no reranker's, before query likelihood)."""
+    return (_first_tokens(llm, [" yes", "yes", " Yes", "Yes"]), _first_tokens(llm, [" no", "no", " No", "No"]))
+
+
 def rerank_levers(sets, only) -> None:
     import ondevice
-    from ondevice.rag.rerank import _answer_tokens
 
     llm = ondevice.load("gemma3-270m", threads=2)
     yes, no = _answer_tokens(llm)
@@ -428,15 +443,81 @@ def rerank_levers(sets, only) -> None:
         llm.close()
 
 
-def smollm2_rerank(sets, only) -> None:
-    """`rerank.py` (SmolLM2 yes/no) on the top 5, the second pass's row, for the sets it was not measured on."""
+# --- 3b. query likelihood (UPR, Sachan et al. 2022): how likely the local model finds the question after each
+# passage. Scored once per (question, candidate) for two prompts, then every combination is computed from that.
+PLAIN_PROMPT = "Passage: {passage}\nA question this passage answers: "
+
+
+def plain_logprob(llm, passage: str, question: str, max_chars: int = 1500) -> float:
+    """Mean log-probability of the question's tokens after a plain-text prompt (no chat template)."""
+    prefix = llm.tokenize(PLAIN_PROMPT.format(passage=passage[:max_chars]))
+    q = llm.tokenize(question.strip(), add_special=False)
+    tokens = (prefix + q)[-(llm.n_ctx - 1):]
+    rows = llm.logits(tokens)[len(tokens) - len(q) - 1:-1].astype(np.float64)
+    top = rows.max(axis=1)
+    log_z = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))
+    return float(np.mean(rows[np.arange(len(q)), q] - log_z))
+
+
+def _z(values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return (values - values.mean()) / (values.std() + 1e-9)
+
+
+def likelihood_grid(sets, only, depth: int = 10) -> None:
+    """SmolLM2's query likelihood of the fusion's top `depth` under the plain prompt and `rerank.py`'s chat
+    prompt; rows: likelihood alone, and fusion z-score + weight x likelihood z-score, re-ordering the top 5/8/10."""
     import ondevice
-    from ondevice.rag.retrieve import rerank
+    from ondevice.rag.rerank import relevance
+
+    llm = ondevice.load("smollm2-135m", threads=2)
+    scored = {}
+    try:
+        for name, (index, qa) in sets.items():
+            if not _chosen(name, only):
+                continue
+            t0 = time.perf_counter()
+            scored[name] = []
+            for item in qa:
+                results = default(index, item["question"], depth)
+                scored[name].append((item, results, {
+                    "plain": [plain_logprob(llm, r.text, item["question"]) for r in results],
+                    "chat": [relevance(llm, item["question"], r.text) for r in results]}))
+            print(f"{name}: {(time.perf_counter() - t0) / len(qa):.2f} s per question for {depth} x 2 prompts",
+                  flush=True)
+    finally:
+        llm.close()
+
+    def grid_row(label, key, top):
+        out = {}
+        for name, rows in scored.items():
+            ranks = []
+            for item, results, lik in rows:
+                n = min(top, len(results))
+                order = sorted(range(n), key=lambda i: (key(results[:n], {p: v[:n] for p, v in lik.items()}, i), i))
+                ranks.append(_rank([results[i] for i in order][:K], item["source"]))
+            out[name] = {k: round(v, 3) for k, v in _metrics(ranks).items()}
+        print(label, json.dumps(out), flush=True)
+
+    for top in (5, 8, 10):
+        for prompt in ("plain", "chat", "both"):
+            def lik_z(lik, prompt=prompt):
+                return (_z(lik["plain"]) + _z(lik["chat"])) / 2 if prompt == "both" else _z(lik[prompt])
+            grid_row(f"top {top}, {prompt}: likelihood alone", lambda res, lik, i: -lik_z(lik)[i], top)
+            for weight in (0.5, 1, 1.5, 2, 2.5, 3, 4, 6):
+                grid_row(f"top {top}, {prompt}: fusion + {weight} x likelihood",
+                         lambda res, lik, i, w=weight: -(_z([r.score for r in res])[i] + w * lik_z(lik)[i]), top)
+
+
+def smollm2_rerank(sets, only) -> None:
+    """What `--rerank` does now: `Index.search(q, 5, rerank_model=SmolLM2)`, the fusion's top 10 re-ordered by the
+    fused score plus SmolLM2's query likelihood (`retrieve.rerank`)."""
+    import ondevice
 
     llm = ondevice.load("smollm2-135m", threads=2)
     try:
-        row(sets, "rerank the top 5 with rerank.py (SmolLM2 yes/no)",
-            lambda index, q: rerank(default(index, q), q, llm), only)
+        row(sets, "--rerank: fusion top 10 re-ordered by fusion + 2 x SmolLM2 query likelihood (z-scores)",
+            lambda index, q: index.search(q, K, rerank_model=llm), only)
     finally:
         llm.close()
 
@@ -445,8 +526,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", default="/tmp/query-levers")
     parser.add_argument("--lever", nargs="*", default=["wording", "sentences"],
-                        help="wording, more, sentences, expand, rerank, rerank-smollm2")
-    parser.add_argument("--sets", nargs="*", default=None, help="paraphrase, corpus, heldout (default all)")
+                        help="wording, more, sentences, expand, rerank, likelihood, rerank-smollm2")
+    parser.add_argument("--sets", nargs="*", default=None, help="paraphrase, corpus, heldout, blind (default: the first three)")
     parser.add_argument("--models", nargs="*", default=["smollm2-135m", "gemma3-270m"], help="for expand")
     parser.add_argument("--prompts", nargs="*", default=None, help="for expand: plain, note, synonyms")
     args = parser.parse_args()
@@ -455,7 +536,7 @@ def main() -> None:
     sets = setup(root)
     print({name: len(qa) for name, (_, qa) in sets.items()}, "load average", open("/proc/loadavg").read().split()[:3],
           flush=True)
-    row(sets, "default fusion (baseline)", default)
+    row(sets, "default fusion (baseline)", default, args.sets)
     if "wording" in args.lever:
         wording_levers(sets)
     if "more" in args.lever:
@@ -466,6 +547,8 @@ def main() -> None:
         expansion_levers(sets, root, args.sets, args.models, args.prompts)
     if "rerank" in args.lever:
         rerank_levers(sets, args.sets)
+    if "likelihood" in args.lever:
+        likelihood_grid(sets, args.sets)
     if "rerank-smollm2" in args.lever:
         smollm2_rerank(sets, args.sets)
 

@@ -1,7 +1,7 @@
 """Rerank quality on the RAG test corpus (tests/ondevice/rag/corpus.py: 29 notes, 12 questions): recall@1, recall@5
-and MRR of hybrid retrieval as it is, and of its top DEPTH re-ordered by each local reranker: the LLM's yes/no
-log-odds (`ondevice.rag.rerank`, what `--rerank` and `/v1/rerank` use) and the embedding model's cosine between the
-question and each passage. Table in docs/server.md ("/v1/rerank"); claims in docs/claims.md.
+and MRR of hybrid retrieval as it is, and of its top DEPTH re-ordered by each local reranker: the LLM's query
+likelihood alone (`ondevice.rag.rerank`, what `/v1/rerank` returns), the fused score plus it (`retrieve.rerank`,
+what `--rerank` does) and the embedding model's cosine between the question and each passage. Table in docs/server.md ("/v1/rerank"); claims in docs/claims.md.
 
     PYTHONPATH=. python -m tests.ondevice.rag.rerank_quality [--depth 10] [--threads 1]
 """
@@ -36,6 +36,7 @@ def main() -> None:
 
     import ondevice
     from ondevice.rag import Index
+    from ondevice.rag.rerank import rerank as rerank_texts
     from ondevice.rag.retrieve import rerank, search
 
     with tempfile.TemporaryDirectory(prefix="rerank-quality-") as tmp:
@@ -48,7 +49,9 @@ def main() -> None:
             rows = {"hybrid, no rerank": lambda q, c: c,
                     f"hybrid top {args.depth}, embedding reranker (MiniLM cosine)":
                         lambda q, c: embedding_order(index.embedder, q["question"], c),
-                    f"hybrid top {args.depth}, LLM reranker (SmolLM2-135M yes/no, rerank.py)":
+                    f"hybrid top {args.depth}, LLM reranker alone (SmolLM2-135M query likelihood, rerank.py)":
+                        lambda q, c: [c[i] for i, _ in rerank_texts(q["question"], [r.text for r in c], llm)],
+                    f"hybrid top {args.depth}, fused score + query likelihood (retrieve.rerank, --rerank)":
                         lambda q, c: rerank(c, q["question"], llm)}
             for label, order in rows.items():
                 t0 = time.perf_counter()

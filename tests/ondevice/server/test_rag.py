@@ -46,6 +46,17 @@ def test_chat_can_opt_in_to_grounding(client):
     assert "sunflower-meadow-42" not in plain.choices[0].message.content
 
 
+def test_rag_query_can_rerank_and_refuses_unknown_fields(server):
+    body = {"query": "How often does my puppy need his pill?", "k": 2, "mode": "extractive"}
+    plain = httpx.post(server.base_url + "/v1/rag/query", json=body, timeout=120).json()
+    reranked = httpx.post(server.base_url + "/v1/rag/query", json={**body, "rerank": True}, timeout=300)
+    assert reranked.status_code == 200, reranked.text
+    assert "first day of every month" in reranked.json()["answer"] and "first day of every month" in plain["answer"]
+    assert "pets/biscuit.md" in reranked.json()["citations"][0]["source"]
+    misspelt = httpx.post(server.base_url + "/v1/rag/query", json={**body, "re_rank": True}, timeout=30)
+    assert misspelt.status_code == 400 and "re_rank" in misspelt.text
+
+
 def test_empty_rag_query_is_400(server):
     response = httpx.post(server.base_url + "/v1/rag/query", json={"query": ""}, timeout=30)
     assert response.status_code == 400
