@@ -464,11 +464,20 @@ def _z(values) -> np.ndarray:
     return (values - values.mean()) / (values.std() + 1e-9)
 
 
-def likelihood_grid(sets, only, depth: int = 10) -> None:
-    """SmolLM2's query likelihood of the fusion's top `depth` under the plain prompt and `rerank.py`'s chat
-    prompt; rows: likelihood alone, and fusion z-score + weight x likelihood z-score, re-ordering the top 5/8/10."""
+def _titled(result) -> str:
+    """The passage with its file's name as a first line ("dentist visit" for dentist-visit.md)."""
+    return re.sub(r"[_-]+", " ", Path(result.path).stem) + "\n" + result.text
+
+
+def likelihood_grid(sets, only, prompts=("plain", "chat"), depth: int = 10) -> None:
+    """SmolLM2's query likelihood of the fusion's top `depth` under each prompt: "plain" (no chat template),
+    "chat" (`rerank.py`'s) and "chat-title" (the same with the file's name before the passage); rows: likelihood
+    alone, and fusion z-score + weight x likelihood z-score, re-ordering the top 5/8/10."""
     import ondevice
     from ondevice.rag.rerank import relevance
+
+    scorers = {"plain": lambda r, q: plain_logprob(llm, r.text, q), "chat": lambda r, q: relevance(llm, q, r.text),
+               "chat-title": lambda r, q: relevance(llm, q, _titled(r))}
 
     llm = ondevice.load("smollm2-135m", threads=2)
     scored = {}
@@ -481,10 +490,9 @@ def likelihood_grid(sets, only, depth: int = 10) -> None:
             for item in qa:
                 results = default(index, item["question"], depth)
                 scored[name].append((item, results, {
-                    "plain": [plain_logprob(llm, r.text, item["question"]) for r in results],
-                    "chat": [relevance(llm, item["question"], r.text) for r in results]}))
-            print(f"{name}: {(time.perf_counter() - t0) / len(qa):.2f} s per question for {depth} x 2 prompts",
-                  flush=True)
+                    prompt: [scorers[prompt](r, item["question"]) for r in results] for prompt in prompts}))
+            print(f"{name}: {(time.perf_counter() - t0) / len(qa):.2f} s per question for {depth} x {len(prompts)} "
+                  f"prompts", flush=True)
     finally:
         llm.close()
 
@@ -500,7 +508,7 @@ def likelihood_grid(sets, only, depth: int = 10) -> None:
         print(label, json.dumps(out), flush=True)
 
     for top in (5, 8, 10):
-        for prompt in ("plain", "chat", "both"):
+        for prompt in list(prompts) + (["both"] if {"plain", "chat"} <= set(prompts) else []):
             def lik_z(lik, prompt=prompt):
                 return (_z(lik["plain"]) + _z(lik["chat"])) / 2 if prompt == "both" else _z(lik[prompt])
             grid_row(f"top {top}, {prompt}: likelihood alone", lambda res, lik, i: -lik_z(lik)[i], top)
@@ -529,7 +537,8 @@ def main() -> None:
                         help="wording, more, sentences, expand, rerank, likelihood, rerank-smollm2")
     parser.add_argument("--sets", nargs="*", default=None, help="paraphrase, corpus, heldout, blind (default: the first three)")
     parser.add_argument("--models", nargs="*", default=["smollm2-135m", "gemma3-270m"], help="for expand")
-    parser.add_argument("--prompts", nargs="*", default=None, help="for expand: plain, note, synonyms")
+    parser.add_argument("--prompts", nargs="*", default=None,
+                        help="for expand: plain, note, synonyms; for likelihood: plain, chat, chat-title")
     args = parser.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -548,7 +557,7 @@ def main() -> None:
     if "rerank" in args.lever:
         rerank_levers(sets, args.sets)
     if "likelihood" in args.lever:
-        likelihood_grid(sets, args.sets)
+        likelihood_grid(sets, args.sets, args.prompts or ("plain", "chat"))
     if "rerank-smollm2" in args.lever:
         smollm2_rerank(sets, args.sets)
 
