@@ -205,10 +205,12 @@ def ask_command(question, index_name, embed_model, model, k, rerank, max_tokens,
 @click.option("--lead-in", is_flag=True, help="Extractive answers start with a generated line.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=160, show_default=True,
               help="Longest generated answer.")
+@click.option("--rerank", is_flag=True, help="Search (and answer) as --rerank does: the top 10 re-ordered by the "
+                                            "LLM's query likelihood (--model's, else the default LLM).")
 @threads_option(help="Threads for the LLM and the embedder (default: physical cores).")
 @json_option
-def eval_command(qa_file, index_name, embed_model, k, mode, model, answer_modes, lead_in, max_tokens, threads,
-                 as_json):
+def eval_command(qa_file, index_name, embed_model, k, mode, model, answer_modes, lead_in, max_tokens, rerank,
+                 threads, as_json):
     """Recall@1/@5, MRR; with --model, per answer mode: answers containing the fact, citing its file, "not found"
     on unanswerable questions, seconds per answer. QA.jsonl: {"question", "answer", "source"} per line, answer
     and source null for a question the files do not answer."""
@@ -227,12 +229,13 @@ def eval_command(qa_file, index_name, embed_model, k, mode, model, answer_modes,
         progress = lambda done, total: err_console.print(f"answered {done}/{total}", end="\r")  # noqa: E731
     with _open(index_name, embed_model, threads=threads) as index:
         report = index.evaluate(qa_file, k=k, mode=mode, model=model, answer_modes=modes, lead_in=lead_in,
-                                on_progress=progress, max_tokens=max_tokens, threads=threads)
+                                on_progress=progress, max_tokens=max_tokens, threads=threads, rerank=rerank)
     if as_json:
         print_json(report)
         return
     answerable = sum(1 for item in report.items if item.source is not None)
-    console.print(f"{report.n} questions ({answerable} answerable), {mode}: recall@1 {report.recall_at_1:.2f}, "
+    console.print(f"{report.n} questions ({answerable} answerable), {mode}{' + rerank' if rerank else ''}: "
+                  f"recall@1 {report.recall_at_1:.2f}, "
                   f"recall@5 {report.recall_at_5:.2f}, MRR {report.mrr:.3f}")
     if not report.answer_modes:
         return

@@ -87,6 +87,7 @@ class EvalReport:
     answer_contains: float | None
     answer_modes: list[AnswerQuality] = field(default_factory=list)
     items: list[QAResult] = field(default_factory=list)
+    reranked: bool = False  # retrieval (and the answers' retrieval) went through `--rerank`
 
 
 def _field(obj: dict, key: str) -> str | list[str] | None:
@@ -164,10 +165,11 @@ def _percentile(values: Sequence[float], q: float) -> float:
 def evaluate(index, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid", model=None,
              answer_modes: Sequence[str] = ("extractive", "generative"), lead_in: bool = False,
              on_progress: Callable[[int, int], None] | None = None, max_tokens: int = 160,
-             threads: int | None = None) -> EvalReport:
+             threads: int | None = None, rerank: bool = False) -> EvalReport:
     """Search each question in `index`; with `model`, also answer it in each of `answer_modes` (interleaved,
     alternating which mode goes first) and check the answers against the QA file. max_tokens bounds generated
-    answers; threads is the LLM's (when `model` is a name)."""
+    answers; threads is the LLM's (when `model` is a name). rerank: search and answer as `--rerank` does, the
+    reranker being `model` (or the default LLM when no model answers)."""
     from ondevice.rag.answer import ANSWER_MODES
 
     items = read_qa(qa_path)
@@ -182,9 +184,15 @@ def evaluate(index, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid"
         from ondevice.model import load_or_use
 
         llm, owned = load_or_use(model, n_ctx=ANSWER_CTX, threads=threads)
+    reranker, reranker_owned = llm, False
+    if rerank and reranker is None:
+        from ondevice.model import load_or_use
+        from ondevice.models.store import DEFAULT_MODEL
+
+        reranker, reranker_owned = load_or_use(DEFAULT_MODEL, threads=threads)
     try:
         for number, item in enumerate(items):
-            hits = index.search(item.question, depth, mode)
+            hits = index.search(item.question, depth, mode, rerank_model=reranker if rerank else None)
             rank = None if not item.answerable else \
                 next((i for i, h in enumerate(hits, start=1) if _matches(h.path, item.source)), None)
             result = QAResult(item.question, item.source, rank)
@@ -193,7 +201,7 @@ def evaluate(index, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid"
             for answer_mode in order if llm is not None else ():
                 start = time.perf_counter()
                 answer = index.ask(item.question, model=llm, k=k, mode=answer_mode, lead_in=lead_in,
-                                   max_tokens=max_tokens)
+                                   max_tokens=max_tokens, rerank=rerank)
                 seconds = time.perf_counter() - start
                 outcomes[answer_mode] = ModeAnswer(
                     answer_mode, answer.answer, answer.found, says_not_found(answer),
@@ -212,6 +220,8 @@ def evaluate(index, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid"
     finally:
         if llm is not None and owned:
             llm.close()
+        if reranker_owned:
+            reranker.close()
     answerable = [r for r in results if r.source is not None]
     n = len(answerable) or 1
     ranks = [r.rank for r in answerable]
@@ -224,6 +234,7 @@ def evaluate(index, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid"
         answer_contains=qualities[0].contains_fact_all if qualities else None,
         answer_modes=qualities,
         items=results,
+        reranked=rerank,
     )
 
 

@@ -189,13 +189,13 @@ class Index:
     def evaluate(self, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid", model=None,
                  answer_modes: Sequence[str] = ("extractive", "generative"), lead_in: bool = False,
                  on_progress: Callable[[int, int], None] | None = None, max_tokens: int = 160,
-                 threads: int | None = None):
+                 threads: int | None = None, rerank: bool = False):
         """Retrieval (and, with `model`, answer quality per answer mode) on a QA.jsonl file; see
         `ondevice.rag.evaluate`."""
         from ondevice.rag.evaluate import evaluate
 
         return evaluate(self, qa_path, k=k, mode=mode, model=model, answer_modes=answer_modes, lead_in=lead_in,
-                        on_progress=on_progress, max_tokens=max_tokens, threads=threads)
+                        on_progress=on_progress, max_tokens=max_tokens, threads=threads, rerank=rerank)
 
     def stats(self) -> tuple[int, int]:
         """(files, chunks) in the index."""
