@@ -1,11 +1,13 @@
-"""Query-time levers measured in the third pass on issue 27 (table in docs/rag.md, "Third pass").
+"""Query-time levers measured in the third and fourth passes on issue 27 (docs/rag.md, "Third pass", "Fourth pass").
 
-    PYTHONPATH=. python -m tests.ondevice.rag.query_levers [--dir DIR] [--lever wording sentences expand rerank]
+    PYTHONPATH=. python -m tests.ondevice.rag.query_levers [--dir DIR] [--lever wording sentences expand rerank
+        likelihood rerank-smollm2] [--sets paraphrase corpus heldout blind]
 
 Three sets, each with its own MiniLM index built once under DIR (default /tmp/query-levers) and reused by later
 runs: the 41-question paraphrase library and the test corpus (`levers.py`'s library, one index), and the held-out
 answer set (`tests/ondevice/rag/answers/`: the answerable questions of qa.jsonl and qa_heldout.jsonl over its notes,
-scored as `ondevice rag eval` scores retrieval). Every lever is a different query vector, a different vector list
+scored as `ondevice rag eval` scores retrieval); a fourth, the blind split's answerable questions, only when
+`--sets blind` names it (once a lever is chosen on the three). Every lever is a different query vector, a different vector list
 or a re-ordering of the default fusion's results; BM25 and the fusion (`retrieve.search`) are left as they are.
 Recall counts the r-th result (r <= 5) coming from the file that answers; MRR is over the top 5.
 """
@@ -444,7 +446,7 @@ def rerank_levers(sets, only) -> None:
 
 
 # --- 3b. query likelihood (UPR, Sachan et al. 2022): how likely the local model finds the question after each
-# passage. Scored once per (question, candidate) for two prompts, then every combination is computed from that.
+# passage. Scored once per (question, candidate) and prompt, then every combination is computed from that.
 PLAIN_PROMPT = "Passage: {passage}\nA question this passage answers: "
 
 
