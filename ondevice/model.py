@@ -205,6 +205,17 @@ class Model:
             raise InvalidInput(f"first must be 0 to {len(tokens) - 1} for {len(tokens)} tokens, got {first}")
         return self._backend.logits(tokens, first)
 
+    def mean_logprob(self, prompt_tokens: Sequence[int], continuation: Sequence[int]) -> float:
+        """Mean log-probability the model gives `continuation`'s tokens after `prompt_tokens`, in one pass from an
+        empty context (only the continuation's rows are projected onto the vocabulary). The router's confidence in
+        its own answer and the RAG reranker's query likelihood are both this."""
+        prompt, continuation = [int(t) for t in prompt_tokens], [int(t) for t in continuation]
+        if not prompt or not continuation:
+            raise InvalidInput("mean_logprob needs at least one prompt token and one continuation token")
+        rows = self.logits(prompt + continuation, len(prompt) - 1)[:-1].astype(np.float64)
+        rows -= rows.max(axis=1, keepdims=True)
+        return float(np.mean(rows[np.arange(len(continuation)), continuation] - np.log(np.exp(rows).sum(axis=1))))
+
     def clear_cache(self) -> None:
         """Forget what the context holds: the next prompt is evaluated from its first token (a cold start).
         Generation otherwise reuses the prompt positions it already holds (`ondevice.backends.cache.exact_reuse`);

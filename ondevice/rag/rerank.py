@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
 from ondevice.errors import InvalidInput
 
 PROMPT = "{passage}\n\nWrite one question that this text answers."
@@ -59,10 +57,7 @@ def relevance(llm, query: str, document: str, max_chars: int = MAX_PASSAGE_CHARS
     """Mean log-probability of the query's tokens as the question the model writes after reading `document`."""
     prompt = llm.render_chat([{"role": "user", "content": PROMPT.format(passage=document[:max_chars])}])
     question = llm.tokenize(query.strip(), add_special=False)[:llm.n_ctx // 2]
+    passage = llm.tokenize(prompt, add_special=False)
     # a passage too long for the context loses its start, never the question being scored
-    tokens = (llm.tokenize(prompt, add_special=False) + question)[-(llm.n_ctx - 1):]
-    first = len(tokens) - len(question)
-    rows = llm.logits(tokens, first - 1)[:-1].astype(np.float64)  # the rows that predict each question token
-    top = rows.max(axis=1)
-    log_z = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))
-    return float(np.mean(rows[np.arange(len(question)), question] - log_z))
+    passage = passage[max(0, len(passage) + len(question) - (llm.n_ctx - 1)):]
+    return llm.mean_logprob(passage, question)

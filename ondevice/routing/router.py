@@ -28,8 +28,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
-import numpy as np
-
 from ondevice.backends.base import Generation, StreamEvent
 from ondevice.errors import ContextOverflow, InvalidInput, RemoteUnavailable
 from ondevice.decoding.messages import check_messages
@@ -190,13 +188,7 @@ class Router:
         """Mean log-probability the local model gives its own answer (one batched pass over prompt + answer)."""
         if not answer_tokens:
             return 0.0
-        tokens = list(prompt_tokens) + list(answer_tokens)
-        logits = np.asarray(self.local.logits(tokens), dtype=np.float64)
-        start = len(prompt_tokens) - 1
-        rows = logits[start:start + len(answer_tokens)]
-        rows = rows - rows.max(axis=1, keepdims=True)
-        logprobs = rows[np.arange(len(answer_tokens)), answer_tokens] - np.log(np.exp(rows).sum(axis=1))
-        return float(logprobs.mean())
+        return self.local.mean_logprob(prompt_tokens, answer_tokens)
 
     # --- generation (the same signature as Model: ondevice.decoding.request.Answerer) ---------------------------------
     def chat(self, messages: Sequence[dict], max_tokens: int = 256, *, stream: bool = False, **options):

@@ -79,6 +79,19 @@ def test_logits_from_a_later_position_are_the_same_rows(smollm2):
         smollm2.logits(tokens, len(tokens))
 
 
+def test_mean_logprob_is_the_mean_of_the_continuations_log_softmax(smollm2):
+    prompt = smollm2.tokenize("The capital of France is", add_special=False)
+    answer = smollm2.tokenize(" Paris, of course.", add_special=False)
+    rows = smollm2.logits(prompt + answer)[len(prompt) - 1:-1].astype(np.float64)
+    expected = np.mean([row[t] - np.log(np.exp(row - row.max()).sum()) - row.max() for row, t in zip(rows, answer)])
+    assert smollm2.mean_logprob(prompt, answer) == pytest.approx(expected, abs=1e-9)
+    assert smollm2.mean_logprob(prompt, answer) > smollm2.mean_logprob(prompt, smollm2.tokenize(
+        " a bicycle pump.", add_special=False))
+    for bad in (([], answer), (prompt, [])):
+        with pytest.raises(ondevice.InvalidInput, match="mean_logprob needs"):
+            smollm2.mean_logprob(*bad)
+
+
 def test_prompt_longer_than_context_is_a_clear_error(smollm2):
     with pytest.raises(ondevice.ContextOverflow, match="context holds 1024"):
         smollm2.generate("word " * 3000)

@@ -454,11 +454,7 @@ def plain_logprob(llm, passage: str, question: str, max_chars: int = 1500) -> fl
     """Mean log-probability of the question's tokens after a plain-text prompt (no chat template)."""
     prefix = llm.tokenize(PLAIN_PROMPT.format(passage=passage[:max_chars]))
     q = llm.tokenize(question.strip(), add_special=False)
-    tokens = (prefix + q)[-(llm.n_ctx - 1):]
-    rows = llm.logits(tokens)[len(tokens) - len(q) - 1:-1].astype(np.float64)
-    top = rows.max(axis=1)
-    log_z = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))
-    return float(np.mean(rows[np.arange(len(q)), q] - log_z))
+    return llm.mean_logprob(prefix[max(0, len(prefix) + len(q) - (llm.n_ctx - 1)):], q)
 
 
 def _z(values) -> np.ndarray:
