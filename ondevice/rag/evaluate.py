@@ -178,21 +178,21 @@ def evaluate(index, qa_path: str | os.PathLike, k: int = 5, mode: str = "hybrid"
             raise InvalidInput(f"unknown answer mode {answer_mode!r}; choose from {', '.join(ANSWER_MODES)}")
     depth = max(k, 5)
     results = []
+    from ondevice.model import load_or_use
+
     llm, owned = None, False
     if model is not None:
         from ondevice.rag.answer import ANSWER_CTX
-        from ondevice.model import load_or_use
 
         llm, owned = load_or_use(model, n_ctx=ANSWER_CTX, threads=threads)
-    reranker, reranker_owned = llm, False
-    if rerank and reranker is None:
-        from ondevice.model import load_or_use
+    reranker, reranker_owned = None, False  # --rerank's model: the answering one, else the default LLM
+    if rerank:
         from ondevice.models.store import DEFAULT_MODEL
 
-        reranker, reranker_owned = load_or_use(DEFAULT_MODEL, threads=threads)
+        reranker, reranker_owned = (llm, False) if llm is not None else load_or_use(DEFAULT_MODEL, threads=threads)
     try:
         for number, item in enumerate(items):
-            hits = index.search(item.question, depth, mode, rerank_model=reranker if rerank else None)
+            hits = index.search(item.question, depth, mode, rerank_model=reranker)
             rank = None if not item.answerable else \
                 next((i for i, h in enumerate(hits, start=1) if _matches(h.path, item.source)), None)
             result = QAResult(item.question, item.source, rank)

@@ -230,13 +230,6 @@ def variants(embedder):
         yield f"names + answer type + focus noun cosine >= {threshold}", head_covered(threshold)
 
 
-def _z(values):
-    import numpy as np
-
-    values = np.asarray(values, dtype=np.float64)
-    return (values - values.mean()) / (values.std() + 1e-9)
-
-
 def _auc(positive, negative) -> float:
     pairs = [(p > n) + 0.5 * (p == n) for p in positive for n in negative]
     return sum(pairs) / len(pairs) if pairs else float("nan")
@@ -245,8 +238,11 @@ def _auc(positive, negative) -> float:
 def likelihood_rows(rows, splits, top: int = 6) -> None:
     """Query likelihood as the extractive mode's sentence chooser and as an answerability score (not kept)."""
     import ondevice
+    import numpy as np
+
     from ondevice.rag.answerable import check, question_focus
     from ondevice.rag.rerank import relevance
+    from ondevice.rag.retrieve import _standardised as z  # as `--rerank` standardises its candidates
 
     llm = ondevice.load("smollm2-135m", threads=2)
     try:
@@ -268,7 +264,8 @@ def likelihood_rows(rows, splits, top: int = 6) -> None:
                         continue
                     options = [o for o in row["options"][:candidates] if o["sim"] >= 0.39]
                     if options:
-                        score = _z([o["sim"] for o in options]) + weight * _z([o["lik"] for o in options])
+                        score = np.asarray(z([o["sim"] for o in options])) + weight * np.asarray(
+                            z([o["lik"] for o in options]))
                         options = [options[int(score.argmax())]]
                     picked.append({**row, "options": options})
                 f, n, c, u, m = outcome(picked, split, lambda q, o: check(question_focus(q), o["sentence"],

@@ -458,8 +458,10 @@ def plain_logprob(llm, passage: str, question: str, max_chars: int = 1500) -> fl
 
 
 def _z(values) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    return (values - values.mean()) / (values.std() + 1e-9)
+    """Standardised over the candidates exactly as `--rerank` standardises them (`retrieve._standardised`)."""
+    from ondevice.rag.retrieve import _standardised
+
+    return np.asarray(_standardised(list(values)))
 
 
 def _titled(result) -> str:

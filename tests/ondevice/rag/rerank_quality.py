@@ -1,7 +1,8 @@
 """Rerank quality on the RAG test corpus (tests/ondevice/rag/corpus.py: 29 notes, 12 questions): recall@1, recall@5
 and MRR of hybrid retrieval as it is, and of its top DEPTH re-ordered by each local reranker: the LLM's query
 likelihood alone (`ondevice.rag.rerank`, what `/v1/rerank` returns), the fused score plus it (`retrieve.rerank`,
-what `--rerank` does) and the embedding model's cosine between the question and each passage. Table in docs/server.md ("/v1/rerank"); claims in docs/claims.md.
+what `--rerank` does) and the embedding model's cosine between the question and each passage. Table in
+docs/server.md ("/v1/rerank"); claims in docs/claims.md.
 
     PYTHONPATH=. python -m tests.ondevice.rag.rerank_quality [--depth 10] [--threads 1]
 """
