@@ -223,6 +223,11 @@ def body_cases(n: int, seed: int = 23) -> list[dict]:
               "{\"model\": \"smollm2-135m\", \"prompt\": \"\\ud800\", \"max_tokens\": 2}"]
     rng = random.Random(seed)
     cases = [{"path": "/v1/completions" if "prompt" in b else "/v1/chat/completions", "body": b} for b in listed]
+    # /v1/rag/query (the fuzz server has no index: a well-formed body is a 400 too, after the same validation)
+    cases += [{"path": "/v1/rag/query", "body": json.dumps(b).replace("{\"$deep\": 2000}", "[[[]]]")} for b in (
+        {"query": "When is the dentist?", "rerank": "yes"}, {"query": "When is the dentist?", "rerank": {"$deep": 2000}},
+        {"query": "When is the dentist?", "re_rank": True}, {"query": "\ud800", "rerank": True, "k": 10 ** 12},
+        {"query": "When is the dentist?", "rerank": 1e308, "mode": None}, {"rerank": True})]
     fields = ["model", "messages", "max_tokens", "temperature", "top_p", "seed", "stop", "stream", "n", "tools",
               "tool_choice", "response_format", "logprobs", "stream_options", "max_completion_tokens", "user",
               "top_k", "min_p", "logit_bias", "frequency_penalty", "presence_penalty", "repeat_penalty",
