@@ -9,12 +9,20 @@ after; the same gain that `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` gives a C prog
 an environment variable before Python starts.
 
 How: `huge_pages()` wraps a model load. It notes the anonymous mappings that existed before; afterwards, every new
-one of at least `MIN_REGION` bytes is moved, 2 MiB chunk by 2 MiB chunk, onto memory advised as huge pages: a new
-aligned chunk is mapped, advised (`MADV_HUGEPAGE`), filled with a copy of the old chunk, and moved onto the old
-address with `mremap(MREMAP_FIXED)`, which replaces the old pages atomically. Addresses do not change, so no pointer
-held by libllama moves. Only chunks whose every page is already resident are moved (`mincore`), so memory use does
-not grow (an untouched compute buffer stays untouched; thread stacks are never fully resident) and the transient
-extra is one chunk. The copy runs with the GIL held and right after the load, before the new buffers are used.
+one of at least `MIN_REGION` bytes is collapsed onto huge pages, 2 MiB chunk by 2 MiB chunk, by the kernel
+(`madvise(MADV_COLLAPSE)`, Linux 6.1 and later): the kernel copies each chunk onto a huge page under its own page
+locks, so a native thread of the process that writes or frees that memory at the same time (an onnxruntime or
+libllama worker, a server's or Ray's threads sharing the C heap) loses nothing. Addresses do not change, so no
+pointer held by libllama moves. Only chunks whose every page is already resident are collapsed (`mincore`), so
+memory use does not grow (an untouched compute buffer stays untouched; thread stacks are never fully resident).
+
+Kernels without `MADV_COLLAPSE` get the same result by hand: a new aligned chunk is mapped, advised
+(`MADV_HUGEPAGE`), filled with a copy of the old chunk, and moved onto the old address with
+`mremap(MREMAP_FIXED)`. That copy is only safe when nothing else writes the chunk between the copy and the remap,
+so it is done only while the process has a single thread (`/proc/self/task`); with any other thread it is skipped.
+(It used to run with only the GIL held, and native threads do not take the GIL: a write landing between a chunk's
+copy and its remap was lost. Three clean-clone CI runs crashed on memory corrupted earlier; this race was the
+suspect, and `tests/ondevice/machine/test_hugepages.py` shows the by-hand path losing a native thread's writes.)
 
 Loads of more than `MAX_TOTAL` bytes are left alone: large models are bound by memory bandwidth, not by page
 walks (the Llama-3-8B shape probe, Q4_K_M, decoded at the same speed either way), and moving gigabytes costs
@@ -43,6 +51,8 @@ MAX_TOTAL = 1 << 30        # larger loads are left alone: an 8B Q4_K_M (4.7 GB) 
 _THP = Path("/sys/kernel/mm/transparent_hugepage")
 _PROT_RW, _MAP_PRIVATE_ANON = 0x3, 0x22
 _MADV_HUGEPAGE = 14
+_MADV_COLLAPSE = 25        # Linux 6.1+
+_EINVAL = 22               # errno
 _MREMAP_MAYMOVE_FIXED = 0x3
 
 
@@ -89,7 +99,9 @@ def _libc() -> "_Libc":
 
 
 class _Libc:
-    """The few libc calls needed, through PyDLL so the GIL stays held (no Python thread runs during a move)."""
+    """The few libc calls needed. The by-hand move goes through PyDLL, which keeps the GIL held (no Python thread
+    runs during it); the kernel's collapse goes through CDLL, which releases it (safe, and a 1 GB collapse takes
+    seconds that a server's other threads need not wait for)."""
 
     def __init__(self) -> None:
         libc = ctypes.PyDLL(None, use_errno=True)
@@ -109,6 +121,38 @@ class _Libc:
         self.mremap = libc.mremap
         self.mremap.restype = ctypes.c_void_p
         self.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+        self.collapse_call = ctypes.CDLL(None, use_errno=True).madvise
+        self.collapse_call.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        self.can_collapse = self._probe_collapse()
+
+    def _probe_collapse(self) -> bool:
+        """Whether this kernel has MADV_COLLAPSE: tried once on a private chunk of our own (the call's EINVAL
+        also means "not this kind of memory", so a refusal on some other range proves nothing)."""
+        hp = huge_page_size() or 2 << 20
+        raw = self.mmap(None, 2 * hp, _PROT_RW, _MAP_PRIVATE_ANON, -1, 0)
+        if raw is None or raw == ctypes.c_void_p(-1).value:
+            return False
+        try:
+            chunk = (raw + hp - 1) & ~(hp - 1)
+            ctypes.memset(chunk, 1, hp)
+            return self.collapse_call(chunk, hp, _MADV_COLLAPSE) == 0 or ctypes.get_errno() != _EINVAL
+        finally:
+            self.munmap(raw, 2 * hp)
+
+    def collapse(self, start: int, size: int) -> bool | None:
+        """True when the kernel collapsed the range onto huge pages, False when it refused this range, None when
+        this kernel has no MADV_COLLAPSE."""
+        if not self.can_collapse:
+            return None
+        return self.collapse_call(start, size, _MADV_COLLAPSE) == 0
+
+
+def single_threaded() -> bool:
+    """Whether this process has one thread, native ones included (threading only knows Python's)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def _resident(libc: _Libc, start: int, size: int, page: int) -> bool:
@@ -119,11 +163,16 @@ def _resident(libc: _Libc, start: int, size: int, page: int) -> bool:
 
 
 def _move_chunk(libc: _Libc, start: int, size: int, page: int | None = None) -> bool:
-    """Move [start, start+size) (huge-page aligned) onto fresh memory advised as huge pages, in place."""
-    # Checked again right before the copy: a native thread of the process (a server's, Ray's) may have unmapped a
-    # region since the scan, and copying from it would crash the process (seen once in CI: SIGSEGV in memmove).
-    # The scan-to-move window was the whole promotion (seconds for a large load); now it is this call.
+    """Put [start, start+size) (huge-page aligned) onto a huge page in place: the kernel's collapse, or by hand
+    while the process has one thread."""
+    # Checked again right before: a native thread of the process (a server's, Ray's) may have unmapped a region
+    # since the scan (copying from it crashed the process once in CI; collapsing it would fault memory back in).
     if not _resident(libc, start, size, page or os.sysconf("SC_PAGE_SIZE")):
+        return False
+    collapsed = libc.collapse(start, size)
+    if collapsed is not None:
+        return collapsed
+    if not single_threaded():  # another thread could write the chunk between the copy and the remap
         return False
     raw = libc.mmap(None, 2 * size, _PROT_RW, _MAP_PRIVATE_ANON, -1, 0)
     if raw is None or raw == ctypes.c_void_p(-1).value:
@@ -155,7 +204,7 @@ def resident_chunks(regions: set[tuple[int, int]], hp: int) -> list[int]:
 
 
 def promote(chunks: list[int], hp: int) -> int:
-    """Move each chunk onto huge pages (see the module docstring); returns the bytes moved."""
+    """Put each chunk onto huge pages (see the module docstring); returns the bytes now on huge pages."""
     libc, page = _libc(), os.sysconf("SC_PAGE_SIZE")
     return sum(hp for chunk in chunks if _move_chunk(libc, chunk, hp, page))
 
@@ -166,10 +215,9 @@ def huge_pages(enabled: bool = True, heap: bool = False) -> Iterator[HugePageRep
 
     heap: also what the load added to the C heap, when it grew by at least `MIN_REGION` (onnxruntime keeps its
     pre-packed weights in many malloc blocks of under a megabyte, which land there, not in mappings of their own).
-    Only for a load on the main thread: the heap is the main thread's malloc arena, shared by the whole process,
-    and a native thread writing into a chunk between its copy and the remap would lose that write. On the main
-    thread (with the GIL held, so no Python thread runs) the growth is the load's own; a load on another thread
-    (an app loading in the background while its main thread works) leaves the heap alone.
+    Only for a load on the main thread: the heap is the main thread's malloc arena, shared by the whole process;
+    on the main thread its growth during the load is the load's own, while a load on another thread (an app
+    loading in the background while its main thread works) cannot tell its growth from others' and leaves it.
     Yields the `HugePageReport`, filled in when the block ends without an exception."""
     report = HugePageReport()
     heap = heap and threading.current_thread() is threading.main_thread()
