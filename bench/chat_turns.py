@@ -57,6 +57,7 @@ class ChatTurnsResult:
     n_ctx: int
     turns: list[Turn] = field(default_factory=list)
     restore: Restore | None = None
+    reuse_align: int = 1     # ours reuses whole chunks of this many positions (ondevice.backends.cache.REUSE_ALIGN)
 
     def ratio(self, side: str) -> float | None:
         """TTFT of the last turn / the first (the target: at most 1.5)."""
@@ -111,7 +112,7 @@ def run_chat_turns(model_name: str, turns: int = 8, turn_tokens: int = 400, answ
     threads = threads or default_threads()
     model = ondevice.load(model_name, n_ctx=n_ctx, threads=threads, chat_template=chat_template,
                           flash_attn=flash_attn)
-    result = ChatTurnsResult(model.name, threads, model.n_ctx)
+    result = ChatTurnsResult(model.name, threads, model.n_ctx, reuse_align=getattr(model.backend, "reuse_align", 1))
     llm = None
     if reference:
         if model.backend_name != "gguf":
@@ -186,6 +187,9 @@ def format_result(r: ChatTurnsResult) -> str:
         ref = f"{t.reference_ttft_ms:.0f}" if t.reference_ttft_ms is not None else ""
         lines.append(f"| {t.turn} | {t.prompt_tokens} | {t.ours_ttft_ms:.0f} | {t.ours_reused_tokens} | {ref} |")
     lines.append("")
+    if r.reuse_align > 1:
+        lines.append(f"ours reuses whole chunks of {r.reuse_align} positions: this model's logits depend on how a "
+                     f"prompt is split, so a warm prompt re-evaluates its last partial chunk to answer as a cold start")
     if len(r.turns) > 1:
         lines.append(f"last/first turn TTFT: ours {r.ratio('ours')}x, llama-cpp-python {r.ratio('reference')}x "
                      f"(target: ours <= 1.5x and never slower than llama-cpp-python)")

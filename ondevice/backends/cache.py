@@ -37,16 +37,42 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 # cold start gives, whatever the cache held (tests/ondevice/test_determinism.py).
 MIN_FRESH_ROWS = 2
 
+# That rule rests on a property of the model's kernels that not every model has. On gemma3-270m (Q4_K_M: weights
+# repacked for AVX-512 matrix kernels that treat a batch's rows in groups, and a flash-attention path that depends
+# on the batch) a prompt split once at most places gives logits that differ from the whole prompt's, so a repeated
+# prompt or a continued conversation answered differently from a cold start. The backend measures the property
+# when it loads a model (`LlamaCppBackend.split_invariant`); where it fails, every prompt is evaluated in chunks
+# that end at multiples of REUSE_ALIGN positions (a cold start too) and reuse stops at such a multiple, so every
+# chunk a warm prompt evaluates is the very chunk a cold start evaluates: the same logits by construction, whatever
+# the kernels do. 128: prompt speed at chunks of 128 equals chunks of 512 (llama-bench -ub 128,512, both embedded
+# models, 2 threads), and a warm prompt evaluates at most 127 positions more than it would with any split allowed.
+REUSE_ALIGN = 128
 
-def exact_reuse(cached: Sequence[int], prefilled: int, prompt: Sequence[int], mode: str = "exact") -> int:
+
+def exact_reuse(cached: Sequence[int], prefilled: int, prompt: Sequence[int], mode: str = "exact",
+                align: int = 1) -> int:
     """How many leading tokens of `prompt` a cache holding `cached` (of which the first `prefilled` were evaluated
-    as a prompt) may keep so that the prompt's logits are exactly those of a cold start. mode "all"
-    (`RuntimeOptions.cache_reuse`, an explicit opt-in): every shared position but the prompt's last, faster and not
-    exact."""
+    as a prompt) may keep so that the prompt's logits are exactly those of a cold start. align: reuse only a
+    multiple of this many positions (REUSE_ALIGN for a model whose prompts are evaluated in aligned chunks; 1 where
+    any split is exact). mode "all" (`RuntimeOptions.cache_reuse`, an explicit opt-in): every shared position but
+    the prompt's last, faster and not exact."""
     if mode == "all":
         return max(0, min(common_prefix(cached, prompt), len(prompt) - 1))
     shared = min(common_prefix(cached, prompt), prefilled, len(prompt) - 1)
-    return max(0, shared - 1)
+    n = max(0, shared - 1)
+    return n - n % align
+
+
+def chunk_ends(start: int, end: int, size: int, align: int = 1) -> list[int]:
+    """Where the chunks that evaluate positions [start, end) end: every `size` positions from `start`, or, with
+    align > 1, at the multiples of `align` (so a chunk is the same whatever position the evaluation started at,
+    provided it started at a multiple of `align`)."""
+    step = size if align <= 1 else align
+    ends, at = [], start
+    while at < end:
+        at = min(end, at + step if align <= 1 else (at // step + 1) * step)
+        ends.append(at)
+    return ends
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ondevice.models import chat_template
 from ondevice.machine.autoconfig import llama_gpu_offload_supported
-from ondevice.backends.cache import MIN_FRESH_ROWS, CacheState, exact_reuse
+from ondevice.backends.cache import MIN_FRESH_ROWS, REUSE_ALIGN, CacheState, chunk_ends, exact_reuse
 from ondevice.backends.text import TextBackend
 from ondevice.errors import BackendUnavailable, ContextOverflow, InvalidModelFile, UnsupportedOperation
 from ondevice.machine.hugepages import huge_pages
@@ -104,6 +104,11 @@ class LlamaCppBackend(TextBackend):
         self._n_swa = int(lc.llama_model_n_swa(self._llm.model)) if hasattr(lc, "llama_model_n_swa") else 0
         self._cached: list[int] = []
         self._prefilled = 0  # leading positions of _cached evaluated as a prompt (ondevice.backends.cache.exact_reuse)
+        self.reuse_align = 1
+        # Whether this model, on this machine and these settings, gives a prompt split once the logits of the whole
+        # prompt at once; where not, prompts are evaluated in aligned chunks (ondevice.backends.cache.REUSE_ALIGN).
+        self.split_invariant = True if options.embedding else self._splits_are_exact()
+        self.reuse_align = 1 if self.split_invariant else REUSE_ALIGN
 
     @staticmethod
     def _gpu_layers(device: str) -> int:
@@ -160,11 +165,33 @@ class LlamaCppBackend(TextBackend):
         self._cached = []
         self._prefilled = 0
 
+    # Fixed text for the load-time check below: short, so that the check costs a few dozen prompt rows.
+    _PROBE_TEXT = "The farmer counted his sheep twice before the storm, and the miller closed the old gate."
+    _PROBE_SPLITS = (2, 3, 5, 9)
+
+    def _splits_are_exact(self) -> bool:
+        """Evaluate a short fixed prompt whole, then split once at a few places: True when every split gives
+        bit-identical last logits (SmolLM2: yes; gemma3-270m Q4_K_M on AVX-512: no, see REUSE_ALIGN)."""
+        tokens = self.tokenize(self._PROBE_TEXT)[:16]
+        try:
+            self._decode(tokens)
+            whole = self._output_logits(-1).copy()
+            for split in self._PROBE_SPLITS:
+                self._memory_clear()
+                self._decode(tokens[:split])
+                self._decode(tokens[split:])
+                if not np.array_equal(self._output_logits(-1), whole):
+                    return False
+            return True
+        finally:
+            self._memory_clear()
+
     def _decode(self, tokens: Sequence[int]) -> None:
-        """Feed tokens (in n_batch chunks); logits of the last one become available to the sampler."""
-        n_batch = self._llm.n_batch
-        for start in range(0, len(tokens), n_batch):
-            chunk = tokens[start:start + n_batch]
+        """Feed tokens (in n_batch chunks, or chunks ending at multiples of reuse_align); logits of the last one
+        become available to the sampler."""
+        at = len(self._cached)
+        for end in chunk_ends(at, at + len(tokens), self._llm.n_batch, self.reuse_align):
+            chunk = tokens[len(self._cached) - at:end - at]
             arr = (lc.llama_token * len(chunk))(*chunk)
             rc = lc.llama_decode(self._llm.ctx, lc.llama_batch_get_one(arr, len(chunk)))
             if rc != 0:
@@ -190,7 +217,7 @@ class LlamaCppBackend(TextBackend):
         return n
 
     def reusable_prefix(self, tokens: Sequence[int]) -> int:
-        return exact_reuse(self._cached, self._prefilled, tokens, self.options.cache_reuse)
+        return exact_reuse(self._cached, self._prefilled, tokens, self.options.cache_reuse, self.reuse_align)
 
     def _prefill(self, tokens: list[int]) -> int:
         # Reuse only what keeps the prompt's logits those of a cold start (and so evaluate at least its last rows).
@@ -300,8 +327,9 @@ class LlamaCppBackend(TextBackend):
         n_batch = self._llm.n_batch
         batch = lc.llama_batch_init(n_batch, 0, 1)
         try:
-            for start in range(0, len(tokens), n_batch):
-                chunk = tokens[start:start + n_batch]
+            ends = chunk_ends(0, len(tokens), n_batch, self.reuse_align)  # the chunks a prompt evaluates
+            for start, end in zip([0] + ends[:-1], ends):
+                chunk = tokens[start:end]
                 for i, tok in enumerate(chunk):
                     batch.token[i] = tok
                     batch.pos[i] = start + i

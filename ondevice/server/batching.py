@@ -66,6 +66,17 @@ class Batcher:
 
         if not isinstance(model.backend, LlamaCppBackend):
             return None
+        # A batch puts concurrent requests' rows in one evaluation; on a model whose logits depend on how rows are
+        # batched (the load-time check, `LlamaCppBackend.split_invariant`) a temperature-0 answer would then depend
+        # on what else is running. "auto" serves such a model one request at a time; an explicit N is obeyed.
+        if not model.backend.split_invariant:
+            if parallel is None:
+                log.info("no batching: %s's logits depend on how a prompt is batched, so batched answers would "
+                         "depend on concurrent requests (one request at a time keeps temperature 0 exact)",
+                         model.name)
+                return None
+            log.warning("--parallel %d on %s: its logits depend on how rows are batched, so temperature-0 answers "
+                        "may change with concurrent requests", parallel, model.name)
         slots = auto_slots(model, model.n_ctx) if parallel is None else parallel
         if slots <= 1:
             return None

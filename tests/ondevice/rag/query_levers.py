@@ -1,7 +1,7 @@
 """Query-time levers measured in the third and fourth passes on issue 27 (docs/rag.md, "Third pass", "Fourth pass").
 
     PYTHONPATH=. python -m tests.ondevice.rag.query_levers [--dir DIR] [--lever wording sentences expand rerank
-        likelihood rerank-smollm2] [--sets paraphrase corpus heldout blind]
+        likelihood rerank-smollm2] [--sets paraphrase corpus heldout blind] [--reranker MODEL --prompts plain]
 
 Three sets, each with its own MiniLM index built once under DIR (default /tmp/query-levers) and reused by later
 runs: the 41-question paraphrase library and the test corpus (`levers.py`'s library, one index), and the held-out
@@ -469,8 +469,9 @@ def _titled(result) -> str:
     return re.sub(r"[_-]+", " ", Path(result.path).stem) + "\n" + result.text
 
 
-def likelihood_grid(sets, only, prompts=("plain", "chat"), depth: int = 10) -> None:
-    """SmolLM2's query likelihood of the fusion's top `depth` under each prompt: "plain" (no chat template),
+def likelihood_grid(sets, only, prompts=("plain", "chat"), depth: int = 10, reranker: str = "smollm2-135m") -> None:
+    """The `reranker` model's (default SmolLM2's) query likelihood of the fusion's top `depth` under each prompt:
+    "plain" (no chat template; the one for a base model such as gemma3-270m),
     "chat" (`rerank.py`'s) and "chat-title" (the same with the file's name before the passage); rows: likelihood
     alone, and fusion z-score + weight x likelihood z-score, re-ordering the top 5/8/10."""
     import ondevice
@@ -479,7 +480,7 @@ def likelihood_grid(sets, only, prompts=("plain", "chat"), depth: int = 10) -> N
     scorers = {"plain": lambda r, q: plain_logprob(llm, r.text, q), "chat": lambda r, q: relevance(llm, q, r.text),
                "chat-title": lambda r, q: relevance(llm, q, _titled(r))}
 
-    llm = ondevice.load("smollm2-135m", threads=2)
+    llm = ondevice.load(reranker, threads=2)
     scored = {}
     try:
         for name, (index, qa) in sets.items():
@@ -537,6 +538,7 @@ def main() -> None:
                         help="wording, more, sentences, expand, rerank, likelihood, rerank-smollm2")
     parser.add_argument("--sets", nargs="*", default=None, help="paraphrase, corpus, heldout, blind (default: the first three)")
     parser.add_argument("--models", nargs="*", default=["smollm2-135m", "gemma3-270m"], help="for expand")
+    parser.add_argument("--reranker", default="smollm2-135m", help="for likelihood: the model that scores")
     parser.add_argument("--prompts", nargs="*", default=None,
                         help="for expand: plain, note, synonyms; for likelihood: plain, chat, chat-title")
     args = parser.parse_args()
@@ -557,7 +559,7 @@ def main() -> None:
     if "rerank" in args.lever:
         rerank_levers(sets, args.sets)
     if "likelihood" in args.lever:
-        likelihood_grid(sets, args.sets, args.prompts or ("plain", "chat"))
+        likelihood_grid(sets, args.sets, args.prompts or ("plain", "chat"), reranker=args.reranker)
     if "rerank-smollm2" in args.lever:
         smollm2_rerank(sets, args.sets)
 
