@@ -1,6 +1,7 @@
 """Measure the answerability rules (`ondevice.rag.answerable`) one at a time on the QA set (issue 29).
 
-    PYTHONPATH=. python -m tests.ondevice.rag.answerability_levers [qa qa_heldout] [--likelihood]
+    PYTHONPATH=. python -m tests.ondevice.rag.answerability_levers [qa qa_heldout] [--likelihood
+        [--likelihood-model gemma3-270m]]
 
 Retrieves each question as `Index.ask` does in the extractive mode (hybrid, k=5, every retrieved chunk), ranks the
 candidate sentences, and prints fact / right file / not found per split for every variant: which rules, where a
@@ -235,8 +236,9 @@ def _auc(positive, negative) -> float:
     return sum(pairs) / len(pairs) if pairs else float("nan")
 
 
-def likelihood_rows(rows, splits, top: int = 6) -> None:
-    """Query likelihood as the extractive mode's sentence chooser and as an answerability score (not kept)."""
+def likelihood_rows(rows, splits, top: int = 6, model: str = "smollm2-135m") -> None:
+    """Query likelihood as the extractive mode's sentence chooser and as an answerability score (not kept).
+    model: SmolLM2 scores with the reranker's chat prompt; another (gemma3-270m, a base model) with the plain one."""
     import ondevice
     import numpy as np
 
@@ -244,12 +246,16 @@ def likelihood_rows(rows, splits, top: int = 6) -> None:
     from ondevice.rag.rerank import relevance
     from ondevice.rag.retrieve import _standardised as z  # as `--rerank` standardises its candidates
 
-    llm = ondevice.load("smollm2-135m", threads=2)
+    from tests.ondevice.rag.query_levers import plain_logprob
+
+    llm = ondevice.load(model, threads=2)
+    score = (lambda q, text: relevance(llm, q, text)) if model == "smollm2-135m" else \
+        (lambda q, text: plain_logprob(llm, text, q))
     try:
         for row in rows:
-            empty = relevance(llm, row["item"].question, "")  # the question's likelihood after no passage
+            empty = score(row["item"].question, "")  # the question's likelihood after no passage
             for o in row["options"][:top]:
-                o["lik"] = relevance(llm, row["item"].question, (o["heading"] + "\n" + o["sentence"]).strip())
+                o["lik"] = score(row["item"].question, (o["heading"] + "\n" + o["sentence"]).strip())
                 o["lik0"] = empty
     finally:
         llm.close()
@@ -292,7 +298,7 @@ def likelihood_rows(rows, splits, top: int = 6) -> None:
               f"{_auc(gains['answered right'], gains['unanswerable']):.2f}")
 
 
-def main(splits, likelihood: bool = False):
+def main(splits, likelihood: str | None = None):
     from ondevice.rag.embedder import load_embedder
 
     rows = collect(splits)
@@ -307,9 +313,11 @@ def main(splits, likelihood: bool = False):
             print(f"{name:58} {str(fallback):8} " + " | ".join(f"{c:>22}" for c in cells))
     embedder.close()
     if likelihood:
-        likelihood_rows(rows, splits)
+        likelihood_rows(rows, splits, model=likelihood)
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--likelihood"]
-    main(args or ["qa", "qa_heldout"], likelihood="--likelihood" in sys.argv[1:])
+    argv = sys.argv[1:]
+    model = argv[argv.index("--likelihood-model") + 1] if "--likelihood-model" in argv else "smollm2-135m"
+    args = [a for a in argv if a not in ("--likelihood", "--likelihood-model", model)]
+    main(args or ["qa", "qa_heldout"], likelihood=model if "--likelihood" in argv else None)

@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python -m tests.ondevice.rag.query_levers [--dir DIR] [--lever wording sentences expand rerank
         likelihood rerank-smollm2] [--sets paraphrase corpus heldout blind] [--reranker MODEL --prompts plain]
+        [--scorers smollm2-135m:chat gemma3-270m:plain]
 
 Three sets, each with its own MiniLM index built once under DIR (default /tmp/query-levers) and reused by later
 runs: the 41-question paraphrase library and the test corpus (`levers.py`'s library, one index), and the held-out
@@ -469,33 +470,46 @@ def _titled(result) -> str:
     return re.sub(r"[_-]+", " ", Path(result.path).stem) + "\n" + result.text
 
 
-def likelihood_grid(sets, only, prompts=("plain", "chat"), depth: int = 10, reranker: str = "smollm2-135m") -> None:
+def likelihood_grid(sets, only, prompts=("plain", "chat"), depth: int = 10, reranker: str = "smollm2-135m",
+                    scorers: list[str] | None = None, cache_dir: Path | None = None) -> None:
     """The `reranker` model's (default SmolLM2's) query likelihood of the fusion's top `depth` under each prompt:
-    "plain" (no chat template; the one for a base model such as gemma3-270m),
-    "chat" (`rerank.py`'s) and "chat-title" (the same with the file's name before the passage); rows: likelihood
-    alone, and fusion z-score + weight x likelihood z-score, re-ordering the top 5/8/10."""
+    "plain" (no chat template; the one for a base model such as gemma3-270m), "chat" (`rerank.py`'s) and
+    "chat-title" (the same with the file's name before the passage); rows: likelihood alone, and fusion z-score +
+    weight x likelihood z-score, re-ordering the top 5/8/10. `scorers` ("model:prompt" each, e.g.
+    smollm2-135m:chat gemma3-270m:plain) replaces reranker and prompts; with two or more, "all" rows average their
+    z-scores (an ensemble, equal weights). Scores are kept under `cache_dir` for later runs."""
     import ondevice
     from ondevice.rag.rerank import relevance
 
-    scorers = {"plain": lambda r, q: plain_logprob(llm, r.text, q), "chat": lambda r, q: relevance(llm, q, r.text),
-               "chat-title": lambda r, q: relevance(llm, q, _titled(r))}
-
-    llm = ondevice.load(reranker, threads=2)
-    scored = {}
-    try:
-        for name, (index, qa) in sets.items():
-            if not _chosen(name, only):
-                continue
-            t0 = time.perf_counter()
-            scored[name] = []
-            for item in qa:
-                results = default(index, item["question"], depth)
-                scored[name].append((item, results, {
-                    prompt: [scorers[prompt](r, item["question"]) for r in results] for prompt in prompts}))
-            print(f"{name}: {(time.perf_counter() - t0) / len(qa):.2f} s per question for {depth} x {len(prompts)} "
-                  f"prompts", flush=True)
-    finally:
-        llm.close()
+    specs = scorers or [f"{reranker}:{p}" for p in prompts]
+    scored = {name: [(item, default(index, item["question"], depth), {}) for item in qa]
+              for name, (index, qa) in sets.items() if _chosen(name, only)}
+    for model_name in dict.fromkeys(spec.split(":")[0] for spec in specs):
+        llm = None
+        try:
+            for spec in (s for s in specs if s.split(":")[0] == model_name):
+                prompt = spec.split(":")[1]
+                score = {"plain": lambda r, q: plain_logprob(llm, r.text, q),
+                         "chat": lambda r, q: relevance(llm, q, r.text),
+                         "chat-title": lambda r, q: relevance(llm, q, _titled(r))}[prompt]
+                for name, rows in scored.items():
+                    cache = cache_dir / f"likelihood-{spec.replace(':', '-')}-{name}-{depth}.json" if cache_dir else None
+                    kept = json.loads(cache.read_text()) if cache and cache.exists() else {}
+                    t0, new = time.perf_counter(), 0
+                    for item, results, lik in rows:
+                        key = item["question"] + "\n" + "\n".join(r.path for r in results)
+                        if key not in kept:
+                            llm = llm or ondevice.load(model_name, threads=2)
+                            kept[key] = [score(r, item["question"]) for r in results]
+                            new += 1
+                        lik[spec] = kept[key]
+                    if cache and new:
+                        cache.write_text(json.dumps(kept))
+                    print(f"{name}: {spec}: {(time.perf_counter() - t0) / max(1, new):.2f} s per question scored "
+                          f"({new} of {len(rows)}; the rest from {cache})", flush=True)
+        finally:
+            if llm is not None:
+                llm.close()
 
     def grid_row(label, key, top):
         out = {}
@@ -509,12 +523,12 @@ def likelihood_grid(sets, only, prompts=("plain", "chat"), depth: int = 10, rera
         print(label, json.dumps(out), flush=True)
 
     for top in (5, 8, 10):
-        for prompt in list(prompts) + (["both"] if {"plain", "chat"} <= set(prompts) else []):
-            def lik_z(lik, prompt=prompt):
-                return (_z(lik["plain"]) + _z(lik["chat"])) / 2 if prompt == "both" else _z(lik[prompt])
-            grid_row(f"top {top}, {prompt}: likelihood alone", lambda res, lik, i: -lik_z(lik)[i], top)
+        for spec in specs + (["all"] if len(specs) > 1 else []):
+            def lik_z(lik, spec=spec):
+                return sum(_z(lik[s]) for s in specs) / len(specs) if spec == "all" else _z(lik[spec])
+            grid_row(f"top {top}, {spec}: likelihood alone", lambda res, lik, i: -lik_z(lik)[i], top)
             for weight in (0.5, 1, 1.5, 2, 2.5, 3, 4, 6):
-                grid_row(f"top {top}, {prompt}: fusion + {weight} x likelihood",
+                grid_row(f"top {top}, {spec}: fusion + {weight} x likelihood",
                          lambda res, lik, i, w=weight: -(_z([r.score for r in res])[i] + w * lik_z(lik)[i]), top)
 
 
@@ -539,6 +553,9 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=None, help="paraphrase, corpus, heldout, blind (default: the first three)")
     parser.add_argument("--models", nargs="*", default=["smollm2-135m", "gemma3-270m"], help="for expand")
     parser.add_argument("--reranker", default="smollm2-135m", help="for likelihood: the model that scores")
+    parser.add_argument("--scorers", nargs="*", default=None,
+                        help="for likelihood: model:prompt pairs (e.g. smollm2-135m:chat gemma3-270m:plain); "
+                             "two or more also give their equal-weight ensemble")
     parser.add_argument("--prompts", nargs="*", default=None,
                         help="for expand: plain, note, synonyms; for likelihood: plain, chat, chat-title")
     args = parser.parse_args()
@@ -559,7 +576,8 @@ def main() -> None:
     if "rerank" in args.lever:
         rerank_levers(sets, args.sets)
     if "likelihood" in args.lever:
-        likelihood_grid(sets, args.sets, args.prompts or ("plain", "chat"), reranker=args.reranker)
+        likelihood_grid(sets, args.sets, args.prompts or ("plain", "chat"), reranker=args.reranker,
+                        scorers=args.scorers, cache_dir=Path(args.dir))
     if "rerank-smollm2" in args.lever:
         smollm2_rerank(sets, args.sets)
 
