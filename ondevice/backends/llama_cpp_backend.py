@@ -189,9 +189,9 @@ class LlamaCppBackend(TextBackend):
     def _decode(self, tokens: Sequence[int]) -> None:
         """Feed tokens (in n_batch chunks, or chunks ending at multiples of reuse_align); logits of the last one
         become available to the sampler."""
-        at = len(self._cached)
+        at = begin = len(self._cached)  # the first position fed: chunk ends count from position 0, not from here
         for end in chunk_ends(at, at + len(tokens), self._llm.n_batch, self.reuse_align):
-            chunk = tokens[len(self._cached) - at:end - at]
+            chunk, begin = tokens[begin - at:end - at], end
             arr = (lc.llama_token * len(chunk))(*chunk)
             rc = lc.llama_decode(self._llm.ctx, lc.llama_batch_get_one(arr, len(chunk)))
             if rc != 0:
