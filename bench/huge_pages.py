@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     for on in (False, True):
         arms[on] = ondevice.load(args.model, n_ctx=512, threads=args.threads, flash_attn=args.flash_attn,
                                  huge_pages=on)
-        report = arms[on]._backend.huge_pages
+        report = arms[on].backend.huge_pages
         print(f"huge pages {'on ' if on else 'off'}: {report.moved_bytes >> 20} MiB on huge pages at load "
               f"in {report.seconds:.2f} s {report.reason}".rstrip())
     answers: dict[bool, set[str]] = {True: set(), False: set()}

@@ -67,10 +67,9 @@ def chunk_ends(start: int, end: int, size: int, align: int = 1) -> list[int]:
     """Where the chunks that evaluate positions [start, end) end: every `size` positions from `start`, or, with
     align > 1, at the multiples of `align` (so a chunk is the same whatever position the evaluation started at,
     provided it started at a multiple of `align`)."""
-    step = size if align <= 1 else align
     ends, at = [], start
     while at < end:
-        at = min(end, at + step if align <= 1 else (at // step + 1) * step)
+        at = min(end, (at // align + 1) * align if align > 1 else at + size)
         ends.append(at)
     return ends
 

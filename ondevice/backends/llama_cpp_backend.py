@@ -104,11 +104,12 @@ class LlamaCppBackend(TextBackend):
         self._n_swa = int(lc.llama_model_n_swa(self._llm.model)) if hasattr(lc, "llama_model_n_swa") else 0
         self._cached: list[int] = []
         self._prefilled = 0  # leading positions of _cached evaluated as a prompt (ondevice.backends.cache.exact_reuse)
-        self.reuse_align = 1
         # Whether this model, on this machine and these settings, gives a prompt split once the logits of the whole
         # prompt at once; where not, prompts are evaluated in aligned chunks (ondevice.backends.cache.REUSE_ALIGN).
-        self.split_invariant = True if options.embedding else self._splits_are_exact()
-        self.reuse_align = 1 if self.split_invariant else REUSE_ALIGN
+        # Assumed while the check itself runs (it evaluates its splits in plain chunks).
+        self.split_invariant = True
+        if not options.embedding:
+            self.split_invariant = self._splits_are_exact()
 
     @staticmethod
     def _gpu_layers(device: str) -> int:
@@ -164,6 +165,11 @@ class LlamaCppBackend(TextBackend):
         self._llm.reset()
         self._cached = []
         self._prefilled = 0
+
+    @property
+    def reuse_align(self) -> int:
+        """Prompts are evaluated in chunks ending at multiples of this, and reused in whole such chunks."""
+        return 1 if self.split_invariant else REUSE_ALIGN
 
     # Fixed text for the load-time check below: short, so that the check costs a few dozen prompt rows.
     _PROBE_TEXT = "The farmer counted his sheep twice before the storm, and the miller closed the old gate."
